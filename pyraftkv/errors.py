@@ -1,0 +1,133 @@
+"""Errors a client can see, each with the gRPC status code and the message etcd v3 uses.
+
+The native protocol carries (code, message) on the wire; the clients turn them back into
+these classes with ``error_from_wire``. Server-side code raises them; nothing else is
+needed to make an error reach the caller intact.
+"""
+
+from __future__ import annotations
+
+# gRPC status codes (a wire fact shared by both transports).
+OK = 0
+CANCELLED = 1
+UNKNOWN = 2
+INVALID_ARGUMENT = 3
+DEADLINE_EXCEEDED = 4
+NOT_FOUND = 5
+ALREADY_EXISTS = 6
+FAILED_PRECONDITION = 9
+OUT_OF_RANGE = 11
+UNIMPLEMENTED = 12
+UNAVAILABLE = 14
+
+
+class PyraftkvError(Exception):
+    """Base of every error pyraftkv raises on purpose."""
+
+
+class ApiError(PyraftkvError):
+    """An error that travels to the client: a gRPC status code and a message."""
+
+    code: int = UNKNOWN
+    default_message: str = "etcdserver: unknown error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidArgument(ApiError):
+    code = INVALID_ARGUMENT
+    default_message = "etcdserver: invalid argument"
+
+
+class EmptyKey(InvalidArgument):
+    default_message = "etcdserver: key is not provided"
+
+
+class RequestTooLarge(InvalidArgument):
+    default_message = "etcdserver: request is too large"
+
+
+class TooManyTxnOps(InvalidArgument):
+    default_message = "etcdserver: too many operations in txn request"
+
+
+class DuplicateKeyInTxn(InvalidArgument):
+    default_message = "etcdserver: duplicate key given in txn request"
+
+
+class KeyNotFound(InvalidArgument):
+    default_message = "etcdserver: key not found"
+
+
+class Compacted(ApiError):
+    code = OUT_OF_RANGE
+    default_message = "etcdserver: mvcc: required revision has been compacted"
+
+
+class FutureRevision(ApiError):
+    code = OUT_OF_RANGE
+    default_message = "etcdserver: mvcc: required revision is a future revision"
+
+
+class LeaseNotFound(ApiError):
+    code = NOT_FOUND
+    default_message = "etcdserver: requested lease not found"
+
+
+class LeaseExists(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: lease already exists"
+
+
+class NoLeader(ApiError):
+    code = UNAVAILABLE
+    default_message = "etcdserver: no leader"
+
+
+class NotLeader(ApiError):
+    """This member cannot serve the request; ``leader`` names the client URL to try."""
+
+    code = UNAVAILABLE
+    default_message = "etcdserver: not leader"
+
+
+class LeaderChanged(ApiError):
+    code = UNAVAILABLE
+    default_message = "etcdserver: leader changed"
+
+
+class TimedOut(ApiError):
+    code = UNAVAILABLE
+    default_message = "etcdserver: request timed out"
+
+
+class Stopped(ApiError):
+    code = UNAVAILABLE
+    default_message = "etcdserver: server stopped"
+
+
+class UnknownMethod(ApiError):
+    code = UNIMPLEMENTED
+    default_message = "unknown method"
+
+
+_BY_MESSAGE: dict[str, type[ApiError]] = {}
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, ApiError) and _cls is not ApiError:
+        _BY_MESSAGE.setdefault(_cls.default_message, _cls)
+
+
+def error_from_wire(code: int, message: str) -> ApiError:
+    """Rebuild the most specific error class for a (code, message) read off the wire."""
+    prefix = message.split(" (", 1)[0]
+    cls = _BY_MESSAGE.get(prefix)
+    if cls is None or cls.code != code:
+        err = ApiError(message)
+        err.code = code
+        return err
+    return cls(message)
