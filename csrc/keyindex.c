@@ -668,7 +668,7 @@ static int grow(void **buf, size_t *cap, size_t need, size_t unit)
 {
     size_t n = *cap ? *cap : 256;
     void *m;
-    if (need <= *cap)
+    if (*buf && need <= *cap)
         return 0;
     while (n < need)
         n *= 2;
