@@ -34,10 +34,17 @@ struct entry {
     unsigned char data[];
 };
 
+/* Searching a node: all its keys share their first cpl bytes (the common prefix of its
+ * first and last key), and win[i] caches the 8 bytes of key i after that prefix
+ * (big-endian, zero padded, which orders like the bytes). Keys such as
+ * "/registry/pods/..." share long prefixes, so a plain cached key prefix would tie and
+ * every comparison would load the entry; windows after the node's own common prefix
+ * decide almost every comparison from the node alone. */
 struct leaf {
     uint32_t n;
+    uint32_t cpl;
     struct leaf *next;
-    uint64_t pfx[NODE_CAP];
+    uint64_t win[NODE_CAP];
     struct entry *ent[NODE_CAP];
 };
 
@@ -45,8 +52,9 @@ struct leaf {
  * subtree on its right, so it is updated whenever that entry moves (realloc). */
 struct inner {
     uint32_t n; /* children */
+    uint32_t cpl; /* of the separators */
     struct inner *next; /* links one level while rebuilding after a compaction */
-    uint64_t pfx[NODE_CAP - 1];
+    uint64_t win[NODE_CAP - 1];
     struct entry *sep[NODE_CAP - 1];
     void *child[NODE_CAP];
 };
@@ -66,7 +74,6 @@ struct ki_index {
 struct key {
     const unsigned char *b;
     size_t len;
-    uint64_t pfx;
 };
 
 struct path {
@@ -245,64 +252,95 @@ static struct entry *entry_trim(ki_index *t, struct entry *e, uint32_t drop)
 
 /* ---- keys and searching -------------------------------------------------------- */
 
-static uint64_t prefix_of(const unsigned char *b, size_t len)
+/* The 8 bytes of b after its first cpl bytes, big-endian and zero padded. */
+static uint64_t window_at(const unsigned char *b, size_t len, uint32_t cpl)
 {
     unsigned char buf[8] = {0};
-    uint64_t p;
-    if (len)
-        memcpy(buf, b, len < 8 ? len : 8);
-    memcpy(&p, buf, 8);
-    return __builtin_bswap64(p);
+    size_t rest = len - cpl;
+    uint64_t w;
+    if (rest)
+        memcpy(buf, b + cpl, rest < 8 ? rest : 8);
+    memcpy(&w, buf, 8);
+    return __builtin_bswap64(w);
+}
+
+static uint64_t entry_window(const struct entry *e, uint32_t cpl)
+{
+    return window_at(e->data, e->key_len, cpl);
 }
 
 static struct key make_key(const char *b, size_t len)
 {
     struct key k = {.b = (const unsigned char *)(b ? b : ""), .len = b ? len : 0};
-    k.pfx = prefix_of(k.b, len);
     return k;
 }
 
-/* Orders k against an entry: prefixes first (big-endian, zero padded, which agrees
- * with byte order), the full bytes only on a tie. */
-static int cmp_entry(const struct key *k, uint64_t pfx, const struct entry *e)
+static int cmp_full(const struct key *k, const struct entry *e)
 {
-    size_t n;
-    int c;
-    if (k->pfx != pfx)
-        return k->pfx < pfx ? -1 : 1;
-    n = k->len < e->key_len ? k->len : e->key_len;
-    c = n ? memcmp(k->b, e->data, n) : 0;
+    size_t n = k->len < e->key_len ? k->len : e->key_len;
+    int c = n ? memcmp(k->b, e->data, n) : 0;
     if (c)
         return c;
     return (k->len > e->key_len) - (k->len < e->key_len);
 }
 
-/* Number of separators <= k: the child to descend into. */
-static int inner_child(const struct inner *in, const struct key *k)
+static uint32_t common_prefix(const struct entry *a, const struct entry *b)
 {
-    int lo = 0, hi = (int)in->n - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (cmp_entry(k, in->pfx[mid], in->sep[mid]) >= 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    uint32_t n = a->key_len < b->key_len ? a->key_len : b->key_len, i = 0;
+    while (i < n && a->data[i] == b->data[i])
+        i++;
+    return i;
 }
 
-/* First slot >= k; *found when it equals k. */
-static int leaf_lower(const struct leaf *lf, const struct key *k, int *found)
+/* Recomputes a node's common prefix and windows from its n sorted keys. */
+static void refresh(uint64_t *win, struct entry *const *ent, uint32_t n, uint32_t *cpl)
 {
-    int lo = 0, hi = (int)lf->n;
+    *cpl = n ? common_prefix(ent[0], ent[n - 1]) : 0;
+    for (uint32_t i = 0; i < n; i++)
+        win[i] = entry_window(ent[i], *cpl);
+}
+
+/* Keeps a node's windows right after a key was inserted at pos (n keys now). Only a
+ * new first or last key can shorten the common prefix. */
+static void inserted(uint64_t *win, struct entry *const *ent, uint32_t n, uint32_t pos,
+                     uint32_t *cpl)
+{
+    if ((pos == 0 || pos == n - 1) && common_prefix(ent[0], ent[n - 1]) != *cpl) {
+        refresh(win, ent, n, cpl);
+        return;
+    }
+    win[pos] = entry_window(ent[pos], *cpl);
+}
+
+/* Number of the n sorted keys < k (<= k when upper); *equal (if asked) when the key at
+ * that position is k. Keys outside the node's common prefix are placed without a search. */
+static int bound(const uint64_t *win, struct entry *const *ent, uint32_t n, uint32_t cpl,
+                 const struct key *k, int upper, int *equal)
+{
+    int lo = 0, hi = (int)n, c;
+    size_t shared;
+    uint64_t kw;
+    if (equal)
+        *equal = 0;
+    if (n == 0)
+        return 0;
+    shared = k->len < cpl ? k->len : cpl;
+    c = shared ? memcmp(k->b, ent[0]->data, shared) : 0;
+    if (c)
+        return c < 0 ? 0 : (int)n;
+    if (k->len < cpl)
+        return 0;
+    kw = window_at(k->b, k->len, cpl);
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (cmp_entry(k, lf->pfx[mid], lf->ent[mid]) > 0)
+        c = kw != win[mid] ? (kw < win[mid] ? -1 : 1) : cmp_full(k, ent[mid]);
+        if (c > 0 || (upper && c == 0))
             lo = mid + 1;
         else
             hi = mid;
     }
-    *found = lo < (int)lf->n && cmp_entry(k, lf->pfx[lo], lf->ent[lo]) == 0;
+    if (equal && lo < (int)n && win[lo] == kw && cmp_full(k, ent[lo]) == 0)
+        *equal = 1;
     return lo;
 }
 
@@ -311,13 +349,13 @@ static void descend(ki_index *t, const struct key *k, struct path *p)
     void *n = t->root;
     for (int lvl = 0; lvl < t->height; lvl++) {
         struct inner *in = n;
-        int i = inner_child(in, k);
+        int i = bound(in->win, in->sep, in->n - 1, in->cpl, k, 1, NULL);
         p->node[lvl] = in;
         p->idx[lvl] = i;
         n = in->child[i];
     }
     p->leaf = n;
-    p->pos = leaf_lower(p->leaf, k, &p->found);
+    p->pos = bound(p->leaf->win, p->leaf->ent, p->leaf->n, p->leaf->cpl, k, 0, &p->found);
 }
 
 /* The separator naming the entry at the searched position, if one does: it can only be
@@ -337,24 +375,22 @@ static struct entry **sep_slot(ki_index *t, struct path *p)
 
 /* Inserts a new entry at the searched position, splitting full nodes on the way up.
  * Every node a split needs is allocated first, so -ENOMEM leaves the tree as it was. */
-static int tree_insert(ki_index *t, struct path *p, struct entry *e, uint64_t pfx)
+static int tree_insert(ki_index *t, struct path *p, struct entry *e)
 {
     struct leaf *lf = p->leaf, *right_leaf = NULL;
     struct inner *spare[MAX_HEIGHT + 1];
     int nspare = 0, lvl;
     struct entry *tmp_ent[NODE_CAP + 1];
-    uint64_t tmp_pfx[NODE_CAP + 1];
     struct entry *up_sep;
-    uint64_t up_pfx;
     void *up_child;
     int m, i;
 
     if (lf->n < NODE_CAP) {
         memmove(&lf->ent[p->pos + 1], &lf->ent[p->pos], (lf->n - p->pos) * sizeof(lf->ent[0]));
-        memmove(&lf->pfx[p->pos + 1], &lf->pfx[p->pos], (lf->n - p->pos) * sizeof(lf->pfx[0]));
+        memmove(&lf->win[p->pos + 1], &lf->win[p->pos], (lf->n - p->pos) * sizeof(lf->win[0]));
         lf->ent[p->pos] = e;
-        lf->pfx[p->pos] = pfx;
         lf->n++;
+        inserted(lf->win, lf->ent, lf->n, (uint32_t)p->pos, &lf->cpl);
         return 0;
     }
 
@@ -382,47 +418,39 @@ static int tree_insert(ki_index *t, struct path *p, struct entry *e, uint64_t pf
     /* Leaf split. Appending at the end leaves a full left node (sequential loads
      * pack leaves); otherwise split in the middle. */
     memcpy(tmp_ent, lf->ent, p->pos * sizeof(tmp_ent[0]));
-    memcpy(tmp_pfx, lf->pfx, p->pos * sizeof(tmp_pfx[0]));
     tmp_ent[p->pos] = e;
-    tmp_pfx[p->pos] = pfx;
     memcpy(&tmp_ent[p->pos + 1], &lf->ent[p->pos], (NODE_CAP - p->pos) * sizeof(tmp_ent[0]));
-    memcpy(&tmp_pfx[p->pos + 1], &lf->pfx[p->pos], (NODE_CAP - p->pos) * sizeof(tmp_pfx[0]));
     m = p->pos == NODE_CAP ? NODE_CAP : (NODE_CAP + 1) / 2;
     memcpy(lf->ent, tmp_ent, m * sizeof(tmp_ent[0]));
-    memcpy(lf->pfx, tmp_pfx, m * sizeof(tmp_pfx[0]));
     lf->n = (uint32_t)m;
     right_leaf->n = (uint32_t)(NODE_CAP + 1 - m);
     memcpy(right_leaf->ent, &tmp_ent[m], right_leaf->n * sizeof(tmp_ent[0]));
-    memcpy(right_leaf->pfx, &tmp_pfx[m], right_leaf->n * sizeof(tmp_pfx[0]));
+    refresh(lf->win, lf->ent, lf->n, &lf->cpl);
+    refresh(right_leaf->win, right_leaf->ent, right_leaf->n, &right_leaf->cpl);
     right_leaf->next = lf->next;
     lf->next = right_leaf;
     up_sep = tmp_ent[m];
-    up_pfx = tmp_pfx[m];
     up_child = right_leaf;
 
     for (lvl = t->height - 1; lvl >= 0; lvl--) {
         struct inner *in = p->node[lvl], *right;
         int at = p->idx[lvl]; /* separator goes at `at`, child at `at + 1` */
         struct entry *ts[NODE_CAP];
-        uint64_t tp[NODE_CAP];
         void *tc[NODE_CAP + 1];
         int nsep = (int)in->n - 1;
         if (in->n < NODE_CAP) {
             memmove(&in->sep[at + 1], &in->sep[at], (nsep - at) * sizeof(in->sep[0]));
-            memmove(&in->pfx[at + 1], &in->pfx[at], (nsep - at) * sizeof(in->pfx[0]));
+            memmove(&in->win[at + 1], &in->win[at], (nsep - at) * sizeof(in->win[0]));
             memmove(&in->child[at + 2], &in->child[at + 1], (in->n - at - 1) * sizeof(void *));
             in->sep[at] = up_sep;
-            in->pfx[at] = up_pfx;
             in->child[at + 1] = up_child;
             in->n++;
+            inserted(in->win, in->sep, in->n - 1, (uint32_t)at, &in->cpl);
             return 0;
         }
         memcpy(ts, in->sep, at * sizeof(ts[0]));
-        memcpy(tp, in->pfx, at * sizeof(tp[0]));
         ts[at] = up_sep;
-        tp[at] = up_pfx;
         memcpy(&ts[at + 1], &in->sep[at], (nsep - at) * sizeof(ts[0]));
-        memcpy(&tp[at + 1], &in->pfx[at], (nsep - at) * sizeof(tp[0]));
         memcpy(tc, in->child, (at + 1) * sizeof(void *));
         tc[at + 1] = up_child;
         memcpy(&tc[at + 2], &in->child[at + 1], (NODE_CAP - at - 1) * sizeof(void *));
@@ -433,13 +461,12 @@ static int tree_insert(ki_index *t, struct path *p, struct entry *e, uint64_t pf
         in->n = (uint32_t)m;
         memcpy(in->child, tc, m * sizeof(void *));
         memcpy(in->sep, ts, (m - 1) * sizeof(ts[0]));
-        memcpy(in->pfx, tp, (m - 1) * sizeof(tp[0]));
         right->n = (uint32_t)(NODE_CAP + 1 - m);
         memcpy(right->child, &tc[m], right->n * sizeof(void *));
         memcpy(right->sep, &ts[m], (right->n - 1) * sizeof(ts[0]));
-        memcpy(right->pfx, &tp[m], (right->n - 1) * sizeof(tp[0]));
+        refresh(in->win, in->sep, in->n - 1, &in->cpl);
+        refresh(right->win, right->sep, right->n - 1, &right->cpl);
         up_sep = ts[m - 1];
-        up_pfx = tp[m - 1];
         up_child = right;
     }
 
@@ -451,7 +478,7 @@ static int tree_insert(ki_index *t, struct path *p, struct entry *e, uint64_t pf
         root->child[0] = t->root;
         root->child[1] = up_child;
         root->sep[0] = up_sep;
-        root->pfx[0] = up_pfx;
+        refresh(root->win, root->sep, 1, &root->cpl);
         t->root = root;
         t->height++;
     }
@@ -534,7 +561,7 @@ static int insert_new(ki_index *t, struct path *p, const struct key *k, int64_t 
     int rc;
     if (!e)
         return -ENOMEM;
-    rc = tree_insert(t, p, e, k->pfx);
+    rc = tree_insert(t, p, e);
     if (rc < 0) {
         entry_free(t, e);
         return rc;
@@ -550,6 +577,7 @@ int ki_put(ki_index *t, const char *key, size_t key_len, int64_t main, int64_t s
     struct key k;
     struct path p;
     struct entry *e;
+    const struct rev *last;
     int rc = check_rev(main, sub, key_len);
     if (rc < 0)
         return rc;
@@ -557,21 +585,23 @@ int ki_put(ki_index *t, const char *key, size_t key_len, int64_t main, int64_t s
         return -EIO;
     k = make_key(key, key_len);
     descend(t, &k, &p);
+    out[2] = out[3] = -1;
     if (!p.found) {
         rc = insert_new(t, &p, &k, main, 1, main, sub);
-        if (rc == 0) {
-            out[0] = main;
-            out[1] = 1;
-        }
+        out[0] = main;
+        out[1] = 1;
         return rc;
     }
     e = p.leaf->ent[p.pos];
-    if (!rev_newer(main, sub, &revs_of(e)[e->nrev - 1]))
+    last = &revs_of(e)[e->nrev - 1];
+    if (!rev_newer(main, sub, last))
         return -EINVAL;
     if (entry_live(e)) {
         const struct gen *g = &gens_of(e)[e->ngen - 1];
         out[0] = g->created;
         out[1] = g->base + e->nrev;
+        out[2] = last->main;
+        out[3] = last->sub;
         return append_found(t, &p, NULL, main, sub);
     } else {
         struct gen g = {.created = main, .base = 1 - (int64_t)e->nrev, .start = e->nrev};
@@ -696,7 +726,7 @@ static int range_walk(ki_index *t, const char *start, size_t start_len, const ch
         for (; pos < (int)lf->n; pos++) {
             const struct entry *e = lf->ent[pos];
             int64_t st[4];
-            if (end_len && cmp_entry(&kend, lf->pfx[pos], e) <= 0)
+            if (end_len && cmp_full(&kend, e) <= 0)
                 goto done;
             if (entry_get(e, at_rev, st) != 0)
                 continue;
@@ -799,14 +829,12 @@ static int rebuild_inner(ki_index *t, struct inner *pool)
             in->next = NULL;
             for (int64_t c = 0; c < take; c++) {
                 in->child[c] = child;
-                if (c > 0) {
-                    struct entry *e = node_min_entry(child, (int)levels);
-                    in->sep[c - 1] = e;
-                    in->pfx[c - 1] = prefix_of(e->data, e->key_len);
-                }
+                if (c > 0)
+                    in->sep[c - 1] = node_min_entry(child, (int)levels);
                 child = levels == 0 ? (void *)((struct leaf *)child)->next
                                     : (void *)((struct inner *)child)->next;
             }
+            refresh(in->win, in->sep, in->n - 1, &in->cpl);
             if (prev)
                 prev->next = in;
             else
@@ -855,7 +883,6 @@ int ki_compact(ki_index *t, int64_t at_rev, int64_t *n, const int64_t **revs)
         rnext = lf->next;
         for (uint32_t i = 0; i < rn; i++) {
             struct entry *e = lf->ent[i];
-            uint64_t pfx = lf->pfx[i];
             uint32_t drop = entry_drop_count(e, at_rev);
             const struct rev *r = revs_of(e);
             for (uint32_t d = 0; d < drop; d++) {
@@ -873,7 +900,6 @@ int ki_compact(ki_index *t, int64_t at_rev, int64_t *n, const int64_t **revs)
             if (drop)
                 e = entry_trim(t, e, drop);
             w->ent[j] = e;
-            w->pfx[j] = pfx;
             last = w;
             last_n = ++j;
             if (j == NODE_CAP) {
@@ -886,6 +912,8 @@ int ki_compact(ki_index *t, int64_t at_rev, int64_t *n, const int64_t **revs)
     last->n = last_n;
     lf = last->next;
     last->next = NULL;
+    for (w = t->first; w; w = w->next)
+        refresh(w->win, w->ent, w->n, &w->cpl);
     while (lf) {
         rnext = lf->next;
         free(lf);

@@ -46,10 +46,11 @@ int ki_new(ki_index **out);
 void ki_free(ki_index *idx);
 
 /* Records a put of key at (main, sub); out[0] = create revision, out[1] = version
- * of the key after the put. -EINVAL when (main, sub) is not newer than the key's
- * newest revision. */
+ * of the key after the put, out[2], out[3] = the revision it replaced (main, sub), or
+ * -1, -1 when the key was not live. -EINVAL when (main, sub) is not newer than the
+ * key's newest revision. */
 int ki_put(ki_index *idx, const char *key, size_t key_len, int64_t main, int64_t sub,
-           int64_t *out);
+           int64_t *out /* [4] */);
 /* Ends the key's live generation with a tombstone at (main, sub). KI_NOT_LIVE (and
  * nothing changes) when the key has no live generation. */
 int ki_tombstone(ki_index *idx, const char *key, size_t key_len, int64_t main, int64_t sub);

@@ -85,6 +85,15 @@ class KeyIndex:
             _check(rc, "put")
         return out[0], out[1]
 
+    def put_replacing(self, key: bytes, main: int, sub: int) -> tuple[int, int, int, int]:
+        """put, also returning the revision it replaced: (create_revision, version,
+        prev_mod_main, prev_mod_sub), the last two -1 when the key was not live."""
+        out = self._out
+        rc = lib.ki_put(self._handle, key, len(key), main, sub, out)
+        if rc:
+            _check(rc, "put")
+        return out[0], out[1], out[2], out[3]
+
     def tombstone(self, key: bytes, main: int, sub: int) -> bool:
         """Deletes key at (main, sub); False (and nothing changes) when it is not live."""
         rc = lib.ki_tombstone(self._handle, key, len(key), main, sub)

@@ -169,10 +169,15 @@ class KeyIndexMachine(RuleBasedStateMachine):
             self.sub = 0
         return self.main, self.sub
 
-    @rule(key=KEYS, same_main=st.booleans())
-    def put(self, key: bytes, same_main: bool) -> None:
+    @rule(key=KEYS, same_main=st.booleans(), replacing=st.booleans())
+    def put(self, key: bytes, same_main: bool, replacing: bool) -> None:
         main, sub = self.next_rev(same_main)
-        assert self.index.put(key, main, sub) == self.model.put(key, main, sub)
+        if replacing:
+            prev = self.model.get(key, main)
+            expected = (*self.model.put(key, main, sub), *(prev[:2] if prev else (-1, -1)))
+            assert self.index.put_replacing(key, main, sub) == expected
+        else:
+            assert self.index.put(key, main, sub) == self.model.put(key, main, sub)
 
     @rule(key=KEYS, same_main=st.booleans())
     def tombstone(self, key: bytes, same_main: bool) -> None:

@@ -71,6 +71,7 @@ class WriteBatch:
         self._store = store
         self._applied_index = applied_index
         self._index = store._index
+        self._index_put = store._index.put_replacing
         self._kv_db = store._kv_db
         self._txn = store._env.begin(write=True)
         self._put_record = self._txn.put
@@ -247,22 +248,20 @@ class WriteBatch:
 
     def _put(self, changes: _Changes, req: rpc_pb2.PutRequest) -> PutResponse:
         key = req.key
-        index = self._index
+        main, sub = changes.main, changes.sub
+        if (req.ignore_value or req.ignore_lease) and self._index.get(key, main) is None:
+            raise errors.KeyNotFound()
+        create_revision, version, prev_main, prev_sub = self._index_put(key, main, sub)
+        changes.sub = sub + 1
         event = Event()
-        prev = index.get(key, changes.main)
         value, lease = req.value, req.lease
-        if prev is not None:
+        if prev_main >= 0:
             prev_kv = event.prev_kv
-            prev_kv.ParseFromString(self._view.record(prev.mod_main, prev.mod_sub))
+            prev_kv.ParseFromString(self._view.record(prev_main, prev_sub))
             if req.ignore_value:
                 value = prev_kv.value
             if req.ignore_lease:
                 lease = prev_kv.lease
-        elif req.ignore_value or req.ignore_lease:
-            raise errors.KeyNotFound()
-        main, sub = changes.main, changes.sub
-        create_revision, version = index.put(key, main, sub)
-        changes.sub = sub + 1
         kv = event.kv
         kv.key = key
         kv.value = value
@@ -275,7 +274,7 @@ class WriteBatch:
                          append=True)
         resp = PutResponse()
         resp.header.revision = main
-        if req.prev_kv and prev is not None:
+        if req.prev_kv and prev_main >= 0:
             resp.prev_kv.CopyFrom(event.prev_kv)
         return resp
 
