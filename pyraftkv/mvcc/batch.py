@@ -144,8 +144,9 @@ class WriteBatch:
         if req.lease:
             self._check_lease(req.lease)
         changes = _Changes(self._store.revision)
+        resp = PutResponse()
         try:
-            resp = self._put(changes, req)
+            self._put(changes, req, resp)
         except errors.KeyNotFound:
             raise  # ignore_value/ignore_lease on a missing key: raised before any write
         except BaseException as exc:
@@ -163,8 +164,9 @@ class WriteBatch:
         validation.check_delete(req)
         validation.check_size(req, self._store.max_request_bytes)
         changes = _Changes(self._store.revision)
+        resp = rpc_pb2.DeleteRangeResponse()
         try:
-            resp = self._delete(changes, req.key, req.range_end, req.prev_kv)
+            self._delete(changes, req.key, req.range_end, req.prev_kv, resp)
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -179,7 +181,7 @@ class WriteBatch:
         changes = _Changes(self._store.revision)
         try:
             for key in keys:
-                self._delete(changes, key, b"", False)
+                self._delete(changes, key, b"", False, rpc_pb2.DeleteRangeResponse())
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -192,16 +194,16 @@ class WriteBatch:
         one branch's ops in order, all in one revision; reads inside see earlier writes."""
         self._usable()
         store = self._store
-        validation.check_txn(req, store.max_txn_ops)
+        writes = validation.check_txn(req, store.max_txn_ops)
         validation.check_size(req, store.max_request_bytes)
         begin = store.revision
-        decision = self._decide(req, begin)
-        if _has_writes(req):
-            self._check_puts(req, decision)
-        self._check_ranges(req, decision, begin)
+        chosen: list[rpc_pb2.RequestOp] = []
+        decision = self._decide(req, begin, chosen)
+        self._check_chosen(chosen, begin, writes)
         changes = _Changes(begin)
+        resp = rpc_pb2.TxnResponse()
         try:
-            resp = self._apply_txn(changes, req, decision)
+            self._apply_txn(changes, req, decision, resp)
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -246,7 +248,7 @@ class WriteBatch:
         if lease_exists is not None and not lease_exists(lease):
             raise errors.LeaseNotFound()
 
-    def _put(self, changes: _Changes, req: rpc_pb2.PutRequest) -> PutResponse:
+    def _put(self, changes: _Changes, req: rpc_pb2.PutRequest, resp: PutResponse) -> None:
         key = req.key
         main, sub = changes.main, changes.sub
         if (req.ignore_value or req.ignore_lease) and self._index.get(key, main) is None:
@@ -272,15 +274,14 @@ class WriteBatch:
         changes.events.append(event)
         self._put_record(revision_key(main, sub), kv.SerializeToString(), db=self._kv_db,
                          append=True)
-        resp = PutResponse()
         resp.header.revision = main
         if req.prev_kv and prev_main >= 0:
             resp.prev_kv.CopyFrom(event.prev_kv)
-        return resp
 
     def _delete(
-        self, changes: _Changes, key: bytes, range_end: bytes, want_prev: bool
-    ) -> rpc_pb2.DeleteRangeResponse:
+        self, changes: _Changes, key: bytes, range_end: bytes, want_prev: bool,
+        resp: rpc_pb2.DeleteRangeResponse,
+    ) -> None:
         index = self._index
         kr = key_range(key, range_end)
         read_rev = changes.read_rev
@@ -290,7 +291,6 @@ class WriteBatch:
         else:
             found = [(item.key, item.mod_main, item.mod_sub)
                      for item in index.range(kr.start, kr.end, read_rev)[0]]
-        resp = rpc_pb2.DeleteRangeResponse()
         main = changes.main
         for found_key, mod_main, mod_sub in found:
             event = Event(type=DELETE)
@@ -309,81 +309,70 @@ class WriteBatch:
                 resp.prev_kvs.append(event.prev_kv)
         resp.deleted = len(found)
         resp.header.revision = changes.read_rev
-        return resp
 
     # ---- txn --------------------------------------------------------------------------
 
-    def _decide(self, req: rpc_pb2.TxnRequest, rev: int) -> _Decision:
+    def _decide(
+        self, req: rpc_pb2.TxnRequest, rev: int, chosen: list[rpc_pb2.RequestOp]
+    ) -> _Decision:
+        """Judges the compares (nested txns' too, all at rev, before any write) and
+        appends the non-txn ops that will run to chosen, in order."""
         view = self._view
-        succeeded = all(view.compare(cmp, rev) for cmp in req.compare)
-        ops = req.success if succeeded else req.failure
-        nested = [self._decide(op.request_txn, rev) for op in ops
-                  if op.WhichOneof("request") == "request_txn"]
+        succeeded = True
+        for cmp in req.compare:
+            if not view.compare(cmp, rev):
+                succeeded = False
+                break
+        nested = []
+        for op in req.success if succeeded else req.failure:
+            if op.WhichOneof("request") == "request_txn":
+                nested.append(self._decide(op.request_txn, rev, chosen))
+            else:
+                chosen.append(op)
         return _Decision(succeeded, nested)
 
-    def _check_puts(self, req: rpc_pb2.TxnRequest, decision: _Decision) -> None:
-        """etcd's checkRequestPut over the chosen ops, against the state before the txn."""
-        begin = self._store.revision
-        for op in _chosen_ops(req, decision):
-            if op.WhichOneof("request") != "request_put":
-                continue
-            put = op.request_put
-            if (put.ignore_value or put.ignore_lease) and self._index.get(put.key, begin) is None:
-                raise errors.KeyNotFound()
-            if put.lease:
-                self._check_lease(put.lease)
-
-    def _check_ranges(self, req: rpc_pb2.TxnRequest, decision: _Decision, begin: int) -> None:
-        """etcd's checkRequestRange: a read revision must exist before the txn starts."""
-        for op in _chosen_ops(req, decision):
-            if op.WhichOneof("request") != "request_range":
-                continue
-            rev = op.request_range.revision
-            if rev > begin:
-                raise errors.FutureRevision()
-            if rev != 0 and rev < self._store.compact_revision:
-                raise errors.Compacted()
+    def _check_chosen(self, chosen: list[rpc_pb2.RequestOp], begin: int, writes: bool) -> None:
+        """etcd's checks of the ops a txn will run, against the state before it: puts
+        first (a key for ignore_value/ignore_lease, an existing lease), then reads (their
+        revision must exist)."""
+        range_error: errors.ApiError | None = None
+        compact_revision = self._store.compact_revision
+        for op in chosen:
+            which = op.WhichOneof("request")
+            if which == "request_put" and writes:
+                put = op.request_put
+                if (put.ignore_value or put.ignore_lease) and (
+                    self._index.get(put.key, begin) is None
+                ):
+                    raise errors.KeyNotFound()
+                if put.lease:
+                    self._check_lease(put.lease)
+            elif which == "request_range" and range_error is None:
+                rev = op.request_range.revision
+                if rev > begin:
+                    range_error = errors.FutureRevision()
+                elif rev != 0 and rev < compact_revision:
+                    range_error = errors.Compacted()
+        if range_error is not None:
+            raise range_error
 
     def _apply_txn(
-        self, changes: _Changes, req: rpc_pb2.TxnRequest, decision: _Decision
-    ) -> rpc_pb2.TxnResponse:
-        resp = rpc_pb2.TxnResponse(succeeded=decision.succeeded)
+        self, changes: _Changes, req: rpc_pb2.TxnRequest, decision: _Decision,
+        resp: rpc_pb2.TxnResponse,
+    ) -> None:
+        resp.succeeded = decision.succeeded
         nested = iter(decision.nested)
         for op in req.success if decision.succeeded else req.failure:
             which = op.WhichOneof("request")
             out = resp.responses.add()
             if which == "request_range":
-                out.response_range.CopyFrom(self._view.range(op.request_range, changes.read_rev))
+                self._view.range(op.request_range, changes.read_rev, out.response_range)
             elif which == "request_put":
-                out.response_put.CopyFrom(self._put(changes, op.request_put))
+                self._put(changes, op.request_put, out.response_put)
             elif which == "request_delete_range":
                 d = op.request_delete_range
-                out.response_delete_range.CopyFrom(
-                    self._delete(changes, d.key, d.range_end, d.prev_kv)
-                )
+                self._delete(changes, d.key, d.range_end, d.prev_kv, out.response_delete_range)
             else:
-                inner = self._apply_txn(changes, op.request_txn, next(nested))
+                inner = out.response_txn
                 inner.header.SetInParent()  # etcd leaves nested headers empty
-                out.response_txn.CopyFrom(inner)
-        return resp
-
-
-def _chosen_ops(req: rpc_pb2.TxnRequest, decision: _Decision) -> Iterable[rpc_pb2.RequestOp]:
-    """The ops a txn will run, nested txns' chosen ops included, in order."""
-    nested = iter(decision.nested)
-    for op in req.success if decision.succeeded else req.failure:
-        if op.WhichOneof("request") == "request_txn":
-            yield from _chosen_ops(op.request_txn, next(nested))
-        else:
-            yield op
-
-
-def _has_writes(req: rpc_pb2.TxnRequest) -> bool:
-    """etcd's !isTxnReadonly: any put or delete in any branch, however nested."""
-    for op in (*req.success, *req.failure):
-        which = op.WhichOneof("request")
-        if which in ("request_put", "request_delete_range"):
-            return True
-        if which == "request_txn" and _has_writes(op.request_txn):
-            return True
-    return False
+                self._apply_txn(changes, op.request_txn, next(nested), inner)

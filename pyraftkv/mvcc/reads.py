@@ -57,9 +57,12 @@ class ReadView:
             return None
         return KeyValue.FromString(self.record(state.mod_main, state.mod_sub))
 
-    def range(self, req: RangeRequest, current: int) -> rpc_pb2.RangeResponse:
-        """etcd's Range at req.revision (<= 0: current). The header carries current, and
-        count is the number of keys in the range before the min/max filters."""
+    def range(
+        self, req: RangeRequest, current: int, resp: rpc_pb2.RangeResponse | None = None
+    ) -> rpc_pb2.RangeResponse:
+        """etcd's Range at req.revision (<= 0: current), into resp when given. The header
+        carries current, and count is the number of keys in the range before the min/max
+        filters."""
         rev = req.revision
         if rev > current:
             raise errors.FutureRevision()
@@ -67,7 +70,8 @@ class ReadView:
             rev = current
         if rev < self.compact_revision:
             raise errors.Compacted()
-        resp = rpc_pb2.RangeResponse()
+        if resp is None:
+            resp = rpc_pb2.RangeResponse()
         resp.header.revision = current
         index = self.index
         kr = key_range(req.key, req.range_end)
@@ -131,12 +135,27 @@ class ReadView:
         index = self.index
         if kr.single:
             state = index.get(kr.start, rev)
-            revs = [] if state is None else [(state.mod_main, state.mod_sub)]
+            found = [] if state is None else [state]
         else:
-            revs, _ = index.range_revisions(kr.start, kr.end, rev)
-        if not revs:
-            return cmp.target != Compare.VALUE and _holds(cmp, KeyValue())
-        return all(_holds(cmp, KeyValue.FromString(self.record(m, s))) for m, s in revs)
+            found = index.range(kr.start, kr.end, rev)[0]
+        target = cmp.target
+        if not found:
+            if target == Compare.VALUE:
+                return False
+            return _holds(cmp.result, 0, _wanted(cmp))
+        want = _wanted(cmp)
+        if target == Compare.VALUE or target == Compare.LEASE:
+            field = "value" if target == Compare.VALUE else "lease"
+            have = [getattr(KeyValue.FromString(self.record(s.mod_main, s.mod_sub)), field)
+                    for s in found]
+        elif target == Compare.VERSION:
+            have = [s.version for s in found]
+        elif target == Compare.CREATE:
+            have = [s.create_revision for s in found]
+        else:
+            have = [s.mod_main for s in found]
+        result = cmp.result
+        return all(_holds(result, h, want) for h in have)
 
 
 def _filter(kvs: list[KeyValue], req: RangeRequest) -> list[KeyValue]:
@@ -151,20 +170,22 @@ def _filter(kvs: list[KeyValue], req: RangeRequest) -> list[KeyValue]:
     return kvs
 
 
-def _holds(cmp: Compare, kv: KeyValue) -> bool:
+def _wanted(cmp: Compare) -> Any:
+    """The compare's operand; a union holding another field than the target's reads as
+    zero, as in etcd."""
     target = cmp.target
-    # A target whose union field is not the one set compares against zero, as in etcd.
     if target == Compare.VALUE:
-        have, want = kv.value, cmp.value
-    elif target == Compare.VERSION:
-        have, want = kv.version, cmp.version
-    elif target == Compare.CREATE:
-        have, want = kv.create_revision, cmp.create_revision
-    elif target == Compare.MOD:
-        have, want = kv.mod_revision, cmp.mod_revision
-    else:
-        have, want = kv.lease, cmp.lease
-    result = cmp.result
+        return cmp.value
+    if target == Compare.VERSION:
+        return cmp.version
+    if target == Compare.CREATE:
+        return cmp.create_revision
+    if target == Compare.MOD:
+        return cmp.mod_revision
+    return cmp.lease
+
+
+def _holds(result: int, have: Any, want: Any) -> bool:
     if result == Compare.EQUAL:
         return have == want
     if result == Compare.NOT_EQUAL:

@@ -66,15 +66,17 @@ def check_delete(req: rpc_pb2.DeleteRangeRequest) -> None:
         raise errors.EmptyKey()
 
 
-def check_txn(req: rpc_pb2.TxnRequest, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> None:
+def check_txn(req: rpc_pb2.TxnRequest, max_txn_ops: int = DEFAULT_MAX_TXN_OPS) -> bool:
     """etcd's Txn checks: op counts (nested txns share the budget), keys, known compare
-    enums, every op set, then no key written twice (the duplicate-key rule)."""
-    _check_txn_ops(req, max_txn_ops)
+    enums, every op set, then no key written twice (the duplicate-key rule). Returns
+    whether any branch, however nested, writes (etcd's !isTxnReadonly)."""
+    writes = _check_txn_ops(req, max_txn_ops)
     _check_intervals(req.success)
     _check_intervals(req.failure)
+    return writes
 
 
-def _check_txn_ops(req: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
+def _check_txn_ops(req: rpc_pb2.TxnRequest, max_txn_ops: int) -> bool:
     ops = max(len(req.compare), len(req.success), len(req.failure))
     if ops > max_txn_ops:
         raise errors.TooManyTxnOps()
@@ -85,43 +87,53 @@ def _check_txn_ops(req: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
             raise _invalid(f"unknown compare target {cmp.target}")
         if cmp.result not in _COMPARE_RESULTS:
             raise _invalid(f"unknown compare result {cmp.result}")
+    writes = False
     for op in (*req.success, *req.failure):
-        _check_op(op, max_txn_ops - ops)
-
-
-def _check_op(op: rpc_pb2.RequestOp, max_txn_ops: int) -> None:
-    which = op.WhichOneof("request")
-    if which == "request_range":
-        check_range(op.request_range)
-    elif which == "request_put":
-        check_put(op.request_put)
-    elif which == "request_delete_range":
-        check_delete(op.request_delete_range)
-    elif which == "request_txn":
-        _check_txn_ops(op.request_txn, max_txn_ops)
-    else:
-        raise errors.KeyNotFound()  # etcd's answer to an empty op
+        which = op.WhichOneof("request")
+        if which == "request_range":
+            check_range(op.request_range)
+        elif which == "request_put":
+            check_put(op.request_put)
+            writes = True
+        elif which == "request_delete_range":
+            check_delete(op.request_delete_range)
+            writes = True
+        elif which == "request_txn":
+            writes = _check_txn_ops(op.request_txn, max_txn_ops - ops) or writes
+        else:
+            raise errors.KeyNotFound()  # etcd's answer to an empty op
+    return writes
 
 
 def _deleted(dels: list[KeyRange], key: bytes) -> bool:
     return any(key in r for r in dels)
 
 
+_NO_WRITES: tuple[set[bytes], list[KeyRange]] = (set(), [])
+
+
 def _check_intervals(ops: Sequence[rpc_pb2.RequestOp]) -> tuple[set[bytes], list[KeyRange]]:
     """The puts and deletes of one op list (nested txns included); DuplicateKeyInTxn when
     a key is put twice or put and deleted. The two branches of a nested txn exclude
     each other, so one key may be put in both."""
-    dels = [
-        key_range(op.request_delete_range.key, op.request_delete_range.range_end)
-        for op in ops
-        if op.WhichOneof("request") == "request_delete_range"
-    ]
-    puts: set[bytes] = set()
+    if not ops:
+        return _NO_WRITES
+    put_keys: list[bytes] = []
+    dels: list[KeyRange] = []
+    txns: list[rpc_pb2.TxnRequest] = []
     for op in ops:
-        if op.WhichOneof("request") != "request_txn":
-            continue
-        puts_then, dels_then = _check_intervals(op.request_txn.success)
-        puts_else, dels_else = _check_intervals(op.request_txn.failure)
+        kind = op.WhichOneof("request")
+        if kind == "request_put":
+            put_keys.append(op.request_put.key)
+        elif kind == "request_delete_range":
+            d = op.request_delete_range
+            dels.append(key_range(d.key, d.range_end))
+        elif kind == "request_txn":
+            txns.append(op.request_txn)
+    puts: set[bytes] = set()
+    for txn in txns:
+        puts_then, dels_then = _check_intervals(txn.success)
+        puts_else, dels_else = _check_intervals(txn.failure)
         for key in puts_then:
             if key in puts or _deleted(dels, key):
                 raise errors.DuplicateKeyInTxn()
@@ -131,10 +143,7 @@ def _check_intervals(ops: Sequence[rpc_pb2.RequestOp]) -> tuple[set[bytes], list
                 raise errors.DuplicateKeyInTxn()
             puts.add(key)
         dels += dels_then + dels_else
-    for op in ops:
-        if op.WhichOneof("request") != "request_put":
-            continue
-        key = op.request_put.key
+    for key in put_keys:
         if key in puts or _deleted(dels, key):
             raise errors.DuplicateKeyInTxn()
         puts.add(key)
