@@ -8,6 +8,7 @@ revision R" so the record can be fetched from LMDB by revision. Revisions are
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from pyraftkv._native import ffi, lib
@@ -186,6 +187,18 @@ class KeyIndex:
                     f"restore: record {main}.{sub} of {key!r} does not continue its history"
                 )
             _check(rc, "restore")
+
+    def restore_many(self, records: Iterable[tuple[bytes, int, int, int, int, bool]]) -> int:
+        """restore for a stream of (key, main, sub, create_revision, version, tombstone)
+        records in revision order, without a Python call per record; returns the count."""
+        handle, restore = self._handle, lib.ki_restore
+        n = 0
+        for key, main, sub, create_revision, version, tombstone in records:
+            rc = restore(handle, key, len(key), main, sub, create_revision, version, tombstone)
+            if rc:
+                self.restore(key, main, sub, create_revision, version, tombstone)  # raises
+            n += 1
+        return n
 
     def stats(self) -> tuple[int, int, int]:
         """(keys, revisions, bytes allocated) held by the index."""

@@ -141,8 +141,10 @@ class ModelIndex:
 def restored_from(model: ModelIndex) -> KeyIndex:
     """A fresh KeyIndex rebuilt from the model's records, the way the store reopens."""
     index = KeyIndex()
-    for main, sub, key, create, version, tomb in model.records():
-        index.restore(key, main, sub, create, version, tomb)
+    records = model.records()
+    n = index.restore_many((key, main, sub, create, version, tomb)
+                           for main, sub, key, create, version, tomb in records)
+    assert n == len(records)
     return index
 
 
@@ -373,6 +375,10 @@ def test_restore_rejects_records_that_do_not_continue_the_history() -> None:
         index.restore(b"k", 6, 0, 3, 5, False)  # another create revision
     index.restore(b"k", 6, 0, 2, 5, False)
     index.restore(b"k", 7, 0, 0, 0, True)
+    with pytest.raises(ValueError, match="does not continue"):
+        index.restore_many([(b"j", 8, 0, 8, 1, False), (b"j", 9, 0, 0, 0, True),
+                            (b"j", 10, 0, 0, 0, True)])
+    assert index.get(b"j", 8) == KeyState(8, 0, 8, 1) and index.get(b"j", 9) is None
     assert index.get(b"k", 7) is None and index.get(b"k", 6) == KeyState(6, 0, 2, 5)
 
 

@@ -131,6 +131,17 @@ def test_an_exception_aborts_the_whole_batch(path: Path) -> None:
         assert store.revision == before[0] + 1
 
 
+def test_closing_with_an_open_batch_keeps_nothing_of_it(path: Path) -> None:
+    store = MVCCStore(path)
+    b = store.write_batch(1)
+    b.put(P(b"a"))
+    store.close()
+    with pytest.raises(RuntimeError):
+        b.put(P(b"b"))
+    with MVCCStore(path) as store:
+        assert (store.revision, store.applied_index, store.range(ALL).count) == (1, 0, 0)
+
+
 def test_one_batch_at_a_time_and_no_reads_beside_it(store: MVCCStore) -> None:
     with store.write_batch(1) as b:
         with pytest.raises(RuntimeError):

@@ -123,6 +123,11 @@ class WriteBatch:
         store._batch = None
         store._rebuild_index()
 
+    def _abandon(self) -> None:
+        """Aborts the LMDB transaction of a store being closed; nothing to restore."""
+        self._done = True
+        self._txn.abort()
+
     def _fail(self, exc: BaseException) -> None:
         """Poisons the batch after a failure in the middle of a write; LMDB being full
         becomes etcd's NoSpace."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import lmdb
 
@@ -101,18 +101,23 @@ class MVCCStore:
     def _rebuild_index(self) -> None:
         """A fresh key index from every record, in revision order."""
         index = KeyIndex()
-        kv = KeyValue()
-        restore = index.restore
-        last = 0
-        with self._env.begin() as txn:
+        last = [0]
+
+        def records(txn: lmdb.Transaction) -> Iterator[tuple[bytes, int, int, int, int, bool]]:
+            kv = KeyValue()
+            parse = kv.ParseFromString
             for raw_key, data in txn.cursor(db=self._kv_db):
                 main, sub, tombstone = parse_revision_key(raw_key)
-                kv.ParseFromString(data)
-                restore(kv.key, main, sub, kv.create_revision, kv.version, tombstone)
-                last = main
-        if last > self.revision:
+                parse(data)
+                last[0] = main
+                yield kv.key, main, sub, kv.create_revision, kv.version, tombstone
+
+        with self._env.begin() as txn:
+            index.restore_many(records(txn))
+        if last[0] > self.revision:
             raise RuntimeError(
-                f"{self.path}: record at revision {last} above the stored revision {self.revision}"
+                f"{self.path}: record at revision {last[0]} above the stored revision "
+                f"{self.revision}"
             )
         self._index = index
 
@@ -234,9 +239,10 @@ class MVCCStore:
         return applied
 
     def close(self) -> None:
-        """Closes LMDB; an open batch is aborted."""
+        """Closes LMDB; an open batch is abandoned uncommitted."""
         if self._batch is not None:
-            self._batch._abort(None)
+            self._batch._abandon()
+            self._batch = None
         self._env.close()
 
     def __enter__(self) -> MVCCStore:
