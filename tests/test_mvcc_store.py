@@ -3,6 +3,7 @@ snapshots, replica hashes, watch history, and the lease seam."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import os
 from collections.abc import Iterator
@@ -187,15 +188,91 @@ def test_leaving_a_poisoned_batch_quietly_is_an_error(path: Path) -> None:
 # ---- snapshots, sync, hashes --------------------------------------------------------------
 
 
-def test_snapshot_is_a_consistent_store(store: MVCCStore, tmp_path: Path) -> None:
+def test_snapshot_file_installs_as_a_follower_store(store: MVCCStore, tmp_path: Path) -> None:
     history(store)
-    with store.write_batch(4) as b:
+    with store.write_batch(4, applied_term=3) as b:
         b.compact(rpc_pb2.CompactionRequest(revision=store.revision - 3))
-    assert store.snapshot_to(tmp_path / "snap") == 4
-    with MVCCStore(tmp_path / "snap") as copy:
-        assert everything(copy) == everything(store)
+        b.put_meta(b"members", b"m1")
+    snap = tmp_path / "snap.db"
+    assert store.snapshot_to(snap) == 4
+    assert MVCCStore.snapshot_position(snap) == (4, 3) and store.term_of_snapshot(snap) == 3
     with pytest.raises(FileExistsError):
-        store.snapshot_to(tmp_path / "snap")
+        store.snapshot_to(snap)
+    follower = MVCCStore(tmp_path / "follower")
+    history(follower, 6)  # whatever it had is replaced
+    follower = follower.replace_with(snap)
+    try:
+        assert not snap.exists()
+        assert everything(follower) == everything(store)
+        assert (follower.applied_term, follower.get_meta(b"members")) == (3, b"m1")
+        with follower.write_batch(5, 3) as b:
+            b.put(P(b"k1", b"next"))
+    finally:
+        follower.close()
+
+
+def test_snapshot_from_another_thread_sees_only_committed_batches(
+    store: MVCCStore, tmp_path: Path
+) -> None:
+    history(store, 6)
+    committed = everything(store)
+    with store.write_batch(4) as b:
+        b.put(P(b"uncommitted"))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            assert pool.submit(store.snapshot_to, tmp_path / "snap.db").result() == 3
+    copy = MVCCStore(tmp_path / "copy").replace_with(tmp_path / "snap.db")
+    try:
+        assert everything(copy) == committed
+    finally:
+        copy.close()
+
+
+def test_replace_with_refuses_a_file_that_is_not_a_store(store: MVCCStore, tmp_path: Path) -> None:
+    history(store, 6)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"\0" * 8192)
+    before = everything(store)
+    with pytest.raises(lmdb.Error):
+        store.replace_with(junk)
+    assert everything(store) == before
+
+
+def test_applied_term_and_application_metadata_commit_with_the_batch(path: Path) -> None:
+    with MVCCStore(path) as store:
+        with store.write_batch(3, applied_term=2) as b:
+            b.put_meta(b"members", b"one")
+        with pytest.raises(KeyError), store.write_batch(4, applied_term=5) as b:
+            b.put_meta(b"members", b"lost")
+            raise KeyError("apply failed")
+        assert (store.applied_index, store.applied_term) == (3, 2)
+        assert store.get_meta(b"members") == b"one" and store.get_meta(b"other") is None
+    with MVCCStore(path) as store:
+        assert (store.applied_index, store.applied_term, store.get_meta(b"members")) == (
+            3, 2, b"one")
+
+
+def test_database_sizes(store: MVCCStore) -> None:
+    empty_in_use = store.db_size_in_use()
+    with store.write_batch(1) as b:
+        for i in range(2000):
+            b.put(P(b"k%05d" % i, b"x" * 200))
+    assert store.db_size_in_use() > empty_in_use + 2000 * 200
+    assert store.db_size() >= store.db_size_in_use()
+
+
+def test_proposal_time_checks(store: MVCCStore) -> None:
+    with store.write_batch(1) as b:
+        b.put(P(b"a"))
+        b.put(P(b"a"))
+        b.compact(rpc_pb2.CompactionRequest(revision=2))
+    store.check_txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=P(b"a"))]))
+    with pytest.raises(errors.DuplicateKeyInTxn):
+        store.check_txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=P(b"a"))] * 2))
+    store.check_compact(rpc_pb2.CompactionRequest(revision=3))
+    with pytest.raises(errors.Compacted):
+        store.check_compact(rpc_pb2.CompactionRequest(revision=2))
+    with pytest.raises(errors.FutureRevision):
+        store.check_compact(rpc_pb2.CompactionRequest(revision=4))
 
 
 def _write_sync_and_die(path: str) -> None:

@@ -19,9 +19,11 @@ from pyraftkv.mvcc import validation
 from pyraftkv.mvcc.ranges import key_range
 from pyraftkv.mvcc.reads import ReadView
 from pyraftkv.mvcc.records import (
+    APP_META_PREFIX,
     COUNTER,
     FORMAT_VERSION,
     META_APPLIED_INDEX,
+    META_APPLIED_TERM,
     META_COMPACT_REVISION,
     META_FORMAT,
     META_REVISION,
@@ -65,11 +67,13 @@ class _Decision(NamedTuple):
 
 class WriteBatch:
     """One LMDB write transaction over a batch of applied raft entries; use as a context
-    manager: it commits with applied_index on a clean exit and aborts on an exception."""
+    manager: it commits with applied_index (and its term) on a clean exit and aborts on an
+    exception."""
 
-    def __init__(self, store: MVCCStore, applied_index: int) -> None:
+    def __init__(self, store: MVCCStore, applied_index: int, applied_term: int) -> None:
         self._store = store
         self._applied_index = applied_index
+        self._applied_term = applied_term
         self._index = store._index
         self._index_put = store._index.put_replacing
         self._kv_db = store._kv_db
@@ -96,13 +100,15 @@ class WriteBatch:
     # ---- lifecycle --------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Writes the counters (applied index, revision, compaction point) and commits."""
+        """Writes the counters (applied index and term, revision, compaction point) and
+        commits."""
         self._usable()
         store = self._store
         try:
             put, meta = self._put_record, store._meta_db
             put(META_FORMAT, COUNTER.pack(FORMAT_VERSION), db=meta)
             put(META_APPLIED_INDEX, COUNTER.pack(self._applied_index), db=meta)
+            put(META_APPLIED_TERM, COUNTER.pack(self._applied_term), db=meta)
             put(META_REVISION, COUNTER.pack(store.revision), db=meta)
             put(META_COMPACT_REVISION, COUNTER.pack(store.compact_revision), db=meta)
             self._txn.commit()
@@ -110,7 +116,7 @@ class WriteBatch:
             self._fail(exc)
             raise
         self._done = True
-        store.applied_index = self._applied_index
+        store.applied_index, store.applied_term = self._applied_index, self._applied_term
         store._batch = None
 
     def _abort(self, exc: BaseException | None) -> None:
@@ -245,6 +251,16 @@ class WriteBatch:
         resp = rpc_pb2.CompactionResponse()
         resp.header.revision = store.revision
         return resp
+
+    def put_meta(self, name: bytes, value: bytes) -> None:
+        """Stores application metadata (e.g. the member list) with this batch; read it
+        back with MVCCStore.get_meta."""
+        self._usable()
+        try:
+            self._put_record(APP_META_PREFIX + name, value, db=self._store._meta_db)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
 
     # ---- the changes ------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ Sub-database "kv": revision key -> serialized mvccpb.KeyValue. A revision key is
 main and sub as big-endian int64, so LMDB's byte order is revision order; a tombstone's
 key carries one more byte, b"t" (etcd's marking), and its record holds only key and
 mod_revision. Sub-database "meta": the counters needed to reopen, each an 8-byte
-big-endian signed integer, written in the same LMDB transaction as the records.
+big-endian signed integer, and the application's own metadata under b"app/" (e.g. the
+member list), all written in the same LMDB transaction as the records.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ COUNTER = struct.Struct(">q")
 TOMBSTONE_MARK = b"t"
 
 META_APPLIED_INDEX = b"applied_index"
+META_APPLIED_TERM = b"applied_term"
 META_REVISION = b"revision"
 META_COMPACT_REVISION = b"compact_revision"
 META_FORMAT = b"format"
 FORMAT_VERSION = 1
+APP_META_PREFIX = b"app/"
+DATA_FILE = "data.mdb"  # LMDB's file inside the store directory
 
 revision_key = REVISION.pack
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import lmdb
 
@@ -23,10 +24,13 @@ from pyraftkv.mvcc.batch import WriteBatch
 from pyraftkv.mvcc.ranges import key_range
 from pyraftkv.mvcc.reads import ReadView
 from pyraftkv.mvcc.records import (
+    APP_META_PREFIX,
     COUNTER,
+    DATA_FILE,
     FORMAT_VERSION,
     KV_DB,
     META_APPLIED_INDEX,
+    META_APPLIED_TERM,
     META_COMPACT_REVISION,
     META_DB,
     META_FORMAT,
@@ -64,6 +68,7 @@ class MVCCStore:
         lease_exists: Callable[[int], bool] | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self._map_size = map_size
         self.max_request_bytes = max_request_bytes
         self.max_txn_ops = max_txn_ops
         self.lease_exists = lease_exists
@@ -86,16 +91,15 @@ class MVCCStore:
     def _load(self) -> None:
         """Reads the counters and rebuilds the key index from the records."""
         with self._env.begin() as txn:
-            def counter(name: bytes, default: int) -> int:
-                raw = txn.get(name, db=self._meta_db)
-                return default if raw is None else COUNTER.unpack(raw)[0]
-
-            fmt = counter(META_FORMAT, FORMAT_VERSION)
+            fmt = _counter(txn, self._meta_db, META_FORMAT, FORMAT_VERSION)
             if fmt != FORMAT_VERSION:
                 raise RuntimeError(f"{self.path}: unknown MVCC store format {fmt}")
-            self.applied_index = counter(META_APPLIED_INDEX, 0)
-            self.revision = counter(META_REVISION, FIRST_REVISION)
-            self.compact_revision = counter(META_COMPACT_REVISION, NOT_COMPACTED)
+            self.applied_index = _counter(txn, self._meta_db, META_APPLIED_INDEX, 0)
+            self.applied_term = _counter(txn, self._meta_db, META_APPLIED_TERM, 0)
+            self.revision = _counter(txn, self._meta_db, META_REVISION, FIRST_REVISION)
+            self.compact_revision = _counter(
+                txn, self._meta_db, META_COMPACT_REVISION, NOT_COMPACTED
+            )
         self._rebuild_index()
 
     def _rebuild_index(self) -> None:
@@ -123,15 +127,29 @@ class MVCCStore:
 
     # ---- writing ----------------------------------------------------------------------
 
-    def write_batch(self, applied_index: int) -> WriteBatch:
-        """A write transaction for the raft entries up to applied_index (use with `with`)."""
+    def write_batch(self, applied_index: int, applied_term: int = 0) -> WriteBatch:
+        """A write transaction for the raft entries up to applied_index, the last of them
+        in applied_term (use with `with`)."""
         self._idle()
         if applied_index < self.applied_index:
             raise ValueError(
                 f"applied index {applied_index} is below the store's {self.applied_index}"
             )
-        self._batch = WriteBatch(self, applied_index)
+        self._batch = WriteBatch(self, applied_index, applied_term)
         return self._batch
+
+    def check_txn(self, req: rpc_pb2.TxnRequest) -> None:
+        """The checks a Txn gets on apply that need no state, to refuse a bad one before
+        proposing it."""
+        validation.check_txn(req, self.max_txn_ops)
+        validation.check_size(req, self.max_request_bytes)
+
+    def check_compact(self, req: rpc_pb2.CompactionRequest) -> None:
+        """Compact's errors as of now (apply checks again: the state may move first)."""
+        if req.revision <= self.compact_revision:
+            raise errors.Compacted()
+        if req.revision > self.revision:
+            raise errors.FutureRevision()
 
     def _idle(self) -> None:
         if self._batch is not None:
@@ -218,6 +236,24 @@ class MVCCStore:
                     out.setdefault(kv.lease, []).append(kv.key)
         return out
 
+    def get_meta(self, name: bytes) -> bytes | None:
+        """Application metadata stored with WriteBatch.put_meta, as last committed."""
+        with self._env.begin() as txn:
+            return txn.get(APP_META_PREFIX + name, db=self._meta_db)
+
+    def db_size(self) -> int:
+        """Bytes of the LMDB file on disk."""
+        return os.path.getsize(os.path.join(self.path, DATA_FILE))
+
+    def db_size_in_use(self) -> int:
+        """Bytes of the LMDB pages holding data (the rest of the file is free pages)."""
+        pages = 0
+        with self._env.begin() as txn:
+            for db in (None, self._kv_db, self._meta_db):
+                st = txn.stat(db) if db is not None else self._env.stat()
+                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+            return pages * self._env.stat()["psize"]
+
     # ---- durability and copies --------------------------------------------------------
 
     def sync(self) -> None:
@@ -225,18 +261,54 @@ class MVCCStore:
         self._env.sync(True)
 
     def snapshot_to(self, path: str | os.PathLike[str]) -> int:
-        """Writes a consistent, compacted copy of the LMDB environment into the empty or
-        missing directory path; returns the applied index the copy holds."""
-        self._idle()
-        path = os.fspath(path)
-        os.makedirs(path, exist_ok=True)
-        if os.listdir(path):
-            raise FileExistsError(f"snapshot directory {path} is not empty")
-        with self._env.begin() as txn:
-            raw = txn.get(META_APPLIED_INDEX, db=self._meta_db)
-            applied = 0 if raw is None else COUNTER.unpack(raw)[0]
-            self._env.copy(path, compact=True, txn=txn)
+        """Writes a consistent, compacted copy of the store into the new file path (an LMDB
+        data file, the follower catch-up snapshot); returns the applied index it holds.
+        Reads committed state only, so it may run in another thread beside the apply loop.
+        """
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with self._env.begin() as txn:
+                applied = _counter(txn, self._meta_db, META_APPLIED_INDEX, 0)
+                self._env.copyfd(fd, compact=True, txn=txn)
+            os.fsync(fd)
+        except BaseException:
+            os.unlink(path)
+            raise
+        finally:
+            os.close(fd)
         return applied
+
+    @staticmethod
+    def snapshot_position(path: str | os.PathLike[str]) -> tuple[int, int]:
+        """(applied index, applied term) held by a snapshot file from snapshot_to."""
+        env = lmdb.open(os.fspath(path), subdir=False, readonly=True, lock=False, max_dbs=2)
+        try:
+            meta = env.open_db(META_DB, create=False)
+            with env.begin() as txn:
+                return (_counter(txn, meta, META_APPLIED_INDEX, 0),
+                        _counter(txn, meta, META_APPLIED_TERM, 0))
+        finally:
+            env.close()
+
+    def term_of_snapshot(self, path: str | os.PathLike[str]) -> int:
+        """The applied term held by a snapshot file from snapshot_to."""
+        return self.snapshot_position(path)[1]
+
+    def replace_with(self, snapshot_path: str | os.PathLike[str]) -> MVCCStore:
+        """Installs a snapshot file as this store's data (a follower catching up) and
+        returns the store reopened on it; this object is closed. The file is moved."""
+        self.snapshot_position(snapshot_path)  # refuse anything that is not a store
+        self.close()
+        os.replace(snapshot_path, os.path.join(self.path, DATA_FILE))
+        dir_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return MVCCStore(
+            self.path, map_size=self._map_size, max_request_bytes=self.max_request_bytes,
+            max_txn_ops=self.max_txn_ops, lease_exists=self.lease_exists,
+        )
 
     def close(self) -> None:
         """Closes LMDB; an open batch is abandoned uncommitted."""
@@ -250,3 +322,8 @@ class MVCCStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _counter(txn: lmdb.Transaction, meta_db: Any, name: bytes, default: int) -> int:
+    raw = txn.get(name, db=meta_db)
+    return default if raw is None else COUNTER.unpack(raw)[0]
