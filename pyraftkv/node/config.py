@@ -144,29 +144,71 @@ class NodeConfig:
 # flag name, type, default, help
 _FLAGS: tuple[tuple[str, type, object, str], ...] = (
     ("name", str, "default", "Human-readable name of this member."),
-    ("data-dir", str, None, "Directory for the WAL, snapshots and the key-value database "
-     "(default: ./<name>.pyraftkv)."),
-    ("listen-client-urls", str, "http://127.0.0.1:2379",
-     "Comma-separated URLs to listen on for client traffic."),
-    ("advertise-client-urls", str, "http://127.0.0.1:2379",
-     "This member's client URLs as told to the rest of the cluster and to clients."),
-    ("listen-peer-urls", str, "http://127.0.0.1:2380",
-     "Comma-separated URLs to listen on for traffic from the other members."),
-    ("initial-advertise-peer-urls", str, "http://127.0.0.1:2380",
-     "This member's peer URLs as told to the rest of the cluster."),
-    ("initial-cluster", str, None, "Initial cluster configuration for bootstrapping, "
-     "name=peer-url,... (default: <name>=<initial-advertise-peer-urls>)."),
-    ("initial-cluster-state", str, "new", "'new' when every member starts together; "
-     "'existing' to join a cluster that already runs (after a member add)."),
-    ("initial-cluster-token", str, "pyraftkv-cluster",
-     "Token that makes this cluster's ids unique; use a different one per cluster."),
+    (
+        "data-dir",
+        str,
+        None,
+        "Directory for the WAL, snapshots and the key-value database (default: ./<name>.pyraftkv).",
+    ),
+    (
+        "listen-client-urls",
+        str,
+        "http://127.0.0.1:2379",
+        "Comma-separated URLs to listen on for client traffic.",
+    ),
+    (
+        "advertise-client-urls",
+        str,
+        "http://127.0.0.1:2379",
+        "This member's client URLs as told to the rest of the cluster and to clients.",
+    ),
+    (
+        "listen-peer-urls",
+        str,
+        "http://127.0.0.1:2380",
+        "Comma-separated URLs to listen on for traffic from the other members.",
+    ),
+    (
+        "initial-advertise-peer-urls",
+        str,
+        "http://127.0.0.1:2380",
+        "This member's peer URLs as told to the rest of the cluster.",
+    ),
+    (
+        "initial-cluster",
+        str,
+        None,
+        "Initial cluster configuration for bootstrapping, "
+        "name=peer-url,... (default: <name>=<initial-advertise-peer-urls>).",
+    ),
+    (
+        "initial-cluster-state",
+        str,
+        "new",
+        "'new' when every member starts together; "
+        "'existing' to join a cluster that already runs (after a member add).",
+    ),
+    (
+        "initial-cluster-token",
+        str,
+        "pyraftkv-cluster",
+        "Token that makes this cluster's ids unique; use a different one per cluster.",
+    ),
     ("heartbeat-interval", int, 100, "Time in milliseconds of a heartbeat interval."),
     ("election-timeout", int, 1000, "Time in milliseconds for an election to time out."),
-    ("snapshot-count", int, 100000,
-     "Number of committed entries that triggers a snapshot (and WAL release)."),
+    (
+        "snapshot-count",
+        int,
+        100000,
+        "Number of committed entries that triggers a snapshot (and WAL release).",
+    ),
     ("max-request-bytes", int, 1536 * 1024, "Maximum client request size in bytes."),
-    ("quota-backend-bytes", int, 8 << 30, "Size of the key-value database's memory map "
-     "in bytes (the most it can hold)."),
+    (
+        "quota-backend-bytes",
+        int,
+        8 << 30,
+        "Size of the key-value database's memory map in bytes (the most it can hold).",
+    ),
     ("log-level", str, "info", "debug, info, warning or error."),
 )
 
@@ -180,7 +222,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     for flag, _kind, default, text in _FLAGS:
         shown = f" (default: {default})" if default is not None and "default:" not in text else ""
         parser.add_argument(
-            f"--{flag}", metavar=flag.split("-")[-1].upper(), default=None,
+            f"--{flag}",
+            metavar=flag.split("-")[-1].upper(),
+            default=None,
             help=f"{text}{shown} [env {_env_name(flag)}]",
         )
 
@@ -224,7 +268,9 @@ def _build(raw: dict) -> NodeConfig:
             f"--election-timeout ({election} ms) must be at least 5 times "
             f"--heartbeat-interval ({heartbeat} ms)"
         )
-    advertise_peers = parse_urls(raw["initial-advertise-peer-urls"], "--initial-advertise-peer-urls")
+    advertise_peers = parse_urls(
+        raw["initial-advertise-peer-urls"], "--initial-advertise-peer-urls"
+    )
     initial = raw["initial-cluster"] or ",".join(f"{name}={u.text}" for u in advertise_peers)
     token = raw["initial-cluster-token"]
     members = tuple(
