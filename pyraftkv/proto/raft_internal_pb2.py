@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"pyraftkv/proto/raft_internal.proto\x12\npyraftkvpb\"K\n\x0fInternalRequest\x12\x0e\n\x06member\x18\x01 \x01(\x04\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0e\n\x06method\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\"=\n\x0cRequestBatch\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.pyraftkvpb.InternalRequest\"h\n\x10MemberAttributes\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"pyraftkv/proto/raft_internal.proto\x12\npyraftkvpb\"K\n\x0fInternalRequest\x12\x0e\n\x06member\x18\x01 \x01(\x04\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0e\n\x06method\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\"=\n\x0cRequestBatch\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.pyraftkvpb.InternalRequest\"h\n\x10MemberAttributes\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"V\n\x14MemberAttributesList\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.pyraftkvpb.MemberAttributes\x12\x0f\n\x07removed\x18\x02 \x03(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,4 +37,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTBATCH']._serialized_end=188
   _globals['_MEMBERATTRIBUTES']._serialized_start=190
   _globals['_MEMBERATTRIBUTES']._serialized_end=294
+  _globals['_MEMBERATTRIBUTESLIST']._serialized_start=296
+  _globals['_MEMBERATTRIBUTESLIST']._serialized_end=382
 # @@protoc_insertion_point(module_scope)

@@ -37,3 +37,11 @@ class MemberAttributes(_message.Message):
     client_urls: _containers.RepeatedScalarFieldContainer[str]
     is_learner: bool
     def __init__(self, id: _Optional[int] = ..., name: _Optional[str] = ..., peer_urls: _Optional[_Iterable[str]] = ..., client_urls: _Optional[_Iterable[str]] = ..., is_learner: _Optional[bool] = ...) -> None: ...
+
+class MemberAttributesList(_message.Message):
+    __slots__ = ("members", "removed")
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[MemberAttributes]
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, members: _Optional[_Iterable[_Union[MemberAttributes, _Mapping]]] = ..., removed: _Optional[_Iterable[int]] = ...) -> None: ...
