@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from google.protobuf.message import Message
 
-from ..errors import ApiError, NoLeader, NotLeader, TimedOut
+from ..errors import ApiError, Compacted, NoLeader, NotLeader, TimedOut
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
@@ -253,6 +253,15 @@ class AsyncClient:
         return watcher
 
 
+def _compacted(reply: rpc.WatchResponse) -> Compacted:
+    error = Compacted(
+        f"etcdserver: mvcc: required revision has been compacted "
+        f"(compact revision {reply.compact_revision})"
+    )
+    error.compact_revision = reply.compact_revision
+    return error
+
+
 class Watcher:
     """Events of one watch, in revision order, each once, across reconnects.
 
@@ -293,13 +302,7 @@ class Watcher:
                 continue
             if reply.canceled:
                 stream.close()
-                from ..errors import Compacted
-
-                raise Compacted(
-                    reply.cancel_reason
-                    or f"etcdserver: mvcc: required revision has been compacted "
-                    f"(compact revision {reply.compact_revision})"
-                )
+                raise _compacted(reply)
             self._stream = stream
             self.watch_id = reply.watch_id
             self._absorb(reply)
@@ -344,6 +347,9 @@ class Watcher:
                 raise
             if reply.canceled:
                 self._canceled = True
+                self._stream.close()
+                if reply.compact_revision:
+                    raise _compacted(reply)
                 raise StopAsyncIteration
             self._absorb(reply)
         events, self._pending = self._pending, []
