@@ -55,7 +55,7 @@ _SEGMENT_PREFIX = struct.Struct("<QQII")
 _TWO_U64 = struct.Struct("<QQ")
 _THREE_U64 = struct.Struct("<QQQ")
 _ONE_U64 = struct.Struct("<Q")
-_RECORD_DESCRIPTOR = struct.Struct("<QII")  # wal_record: payload offset, length, type
+_RECORD_DESCRIPTOR = struct.Struct("=QII")  # wal_record in memory: payload offset, length, type
 
 _SCAN_REASONS = {
     lib.WAL_BAD_HEADER_CUT: "the file ends inside a record header",
@@ -508,7 +508,7 @@ class WriteAheadLog:
             if indexes != tuple(range(first, first + count)):
                 raise ValueError("entry indexes must be contiguous and ascending")
             try:
-                terms_packed = struct.pack(f"<{count}Q", *terms)
+                terms_packed = struct.pack(f"={count}Q", *terms)
             except struct.error:
                 raise ValueError("entry terms must be integers in [0, 2**64)") from None
             try:
@@ -517,7 +517,7 @@ class WriteAheadLog:
                 raise ValueError("entry types must be integers in [0, 256)") from None
             try:
                 blob = b"".join(datas)
-                lens_packed = struct.pack(f"<{count}I", *map(len, datas))
+                lens_packed = struct.pack(f"={count}I", *map(len, datas))
             except (TypeError, struct.error):
                 raise ValueError("entry data must be bytes-like and under 1 GiB") from None
             args = (
@@ -536,7 +536,7 @@ class WriteAheadLog:
         hard_state_arg = ffi.NULL
         if hard_state is not None:
             hard_state = _check_hard_state(hard_state)
-            hard_state_arg = ffi.from_buffer("uint64_t[]", _THREE_U64.pack(*hard_state))
+            hard_state_arg = ffi.new("uint64_t[3]", hard_state)
         rc = lib.wal_append_entries(self._writer, *args, hard_state_arg, self._needed)
         if rc == lib.WAL_E_FULL:
             self._roll_over(self._needed[0])
