@@ -196,14 +196,16 @@ int wal_writer_position(const wal_writer *w, uint64_t *offset, uint32_t *crc)
 
 int wal_start_segment(wal_writer *w, int fd, uint64_t limit, uint64_t seq, uint64_t last_index,
                       const uint8_t *metadata, size_t metadata_len, const uint64_t *hard_state,
-                      const uint64_t *snapshot)
+                      const uint8_t *snapshot_payload, size_t snapshot_payload_len)
 {
     if (w->failed)
         return WAL_E_FAILED;
-    if (fd < 0 || metadata_len > WAL_MAX_PAYLOAD - WAL_SEGMENT_PREFIX_BYTES)
+    if (fd < 0 || metadata_len > WAL_MAX_PAYLOAD - WAL_SEGMENT_PREFIX_BYTES ||
+        snapshot_payload_len > WAL_MAX_PAYLOAD)
         return -EINVAL;
     size_t seg_payload = WAL_SEGMENT_PREFIX_BYTES + metadata_len;
-    size_t total = record_size(seg_payload) + record_size(24) + (snapshot ? record_size(16) : 0);
+    size_t total = record_size(seg_payload) + record_size(24) +
+                   (snapshot_payload ? record_size(snapshot_payload_len) : 0);
     if (total > limit)
         return -EINVAL;
     int rc = reserve(w, total);
@@ -221,12 +223,8 @@ int wal_start_segment(wal_writer *w, int fd, uint64_t limit, uint64_t seq, uint6
     if (metadata_len > 0)
         memcpy(payload + WAL_SEGMENT_PREFIX_BYTES, metadata, metadata_len);
     rec = finish_record(rec, seg_payload, &chain);
-    if (snapshot) {
-        uint8_t snap[16];
-        put_le64(snap, snapshot[0]);
-        put_le64(snap + 8, snapshot[1]);
-        rec = frame_record(rec, WAL_RECORD_SNAPSHOT, snap, sizeof snap, &chain);
-    }
+    if (snapshot_payload)
+        rec = frame_record(rec, WAL_RECORD_SNAPSHOT, snapshot_payload, snapshot_payload_len, &chain);
     rec = frame_hard_state(rec, hard_state, &chain);
 
     rc = write_all(fd, w->buf, total, 0);

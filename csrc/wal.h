@@ -18,7 +18,7 @@
  * Payloads: SEGMENT  u64 seq, u64 last_index, u32 prev_segment_crc, u32 zero, metadata bytes
  *           ENTRY    u64 term, u64 index, u8 entry_type, data bytes
  *           HARD_STATE u64 term, u64 vote, u64 commit
- *           SNAPSHOT u64 index, u64 term
+ *           SNAPSHOT u64 index, u64 term, data bytes (opaque, e.g. the membership at index)
  *           TRUNCATE u64 index (entries at and above index are void)
  *
  * Threading: a wal_writer is used by one thread at a time (append and sync may run on a worker
@@ -94,11 +94,12 @@ int wal_writer_attach(wal_writer *w, int fd, uint64_t offset, uint64_t limit, ui
 int wal_writer_position(const wal_writer *w, uint64_t *offset, uint32_t *crc);
 
 /* Write the opening records of a fresh segment file at offset 0 with one pwrite (SEGMENT with
- * the chain value of the segment written so far, HARD_STATE, and SNAPSHOT when snapshot is not
- * NULL), then attach the writer to it. Nothing is synced. On failure the writer is unchanged. */
+ * the chain value of the segment written so far, SNAPSHOT with snapshot_payload when it is not
+ * NULL, HARD_STATE), then attach the writer to it. Nothing is synced. On failure the writer is
+ * unchanged. */
 int wal_start_segment(wal_writer *w, int fd, uint64_t limit, uint64_t seq, uint64_t last_index,
                       const uint8_t *metadata, size_t metadata_len, const uint64_t *hard_state,
-                      const uint64_t *snapshot);
+                      const uint8_t *snapshot_payload, size_t snapshot_payload_len);
 
 /* Append `count` entries with indexes first_index, first_index + 1, ... and, when hard_state is
  * not NULL, a HARD_STATE record after them, with one pwrite. data holds the entries' data back

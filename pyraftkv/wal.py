@@ -106,6 +106,7 @@ class Recovery:
     metadata: bytes
     hard_state: HardState
     snapshot: tuple[int, int] | None  # (index, term)
+    snapshot_data: bytes  # what append_snapshot was given with it (b"" without a snapshot)
     entries: list[Entry]
     torn_tail: TornTail | None
 
@@ -249,6 +250,7 @@ class _Replay:
         self.metadata: bytes | None = None
         self.hard_state: HardState = (0, 0, 0)
         self.snapshot: tuple[int, int] | None = None
+        self.snapshot_data = b""
         self.last_index = 0
         self.entries: list[Entry] = []  # indexes (snapshot index, last_index], contiguous
         self.crc = 0  # chain value at the end of the previous segment
@@ -290,6 +292,7 @@ class _Replay:
                 self.hard_state = _THREE_U64.unpack_from(data, start)
             elif kind == lib.WAL_RECORD_SNAPSHOT:
                 self._snapshot(segment, start, _TWO_U64.unpack_from(data, start))
+                self.snapshot_data = data[start + _TWO_U64.size : start + length]
             elif kind == lib.WAL_RECORD_TRUNCATE:
                 self._truncate(segment, start, _ONE_U64.unpack_from(data, start)[0])
             else:
@@ -330,6 +333,7 @@ class WriteAheadLog:
         self._metadata = b""
         self._hard_state: HardState = (0, 0, 0)
         self._snapshot: tuple[int, int] | None = None
+        self._snapshot_data = b""
         self._last_index = 0
         self._broken: str | None = None
 
@@ -426,11 +430,13 @@ class WriteAheadLog:
         self._metadata = replay.metadata or b""
         self._hard_state = replay.hard_state
         self._snapshot = replay.snapshot
+        self._snapshot_data = replay.snapshot_data
         self._last_index = replay.last_index
         return Recovery(
             metadata=self._metadata,
             hard_state=replay.hard_state,
             snapshot=replay.snapshot,
+            snapshot_data=replay.snapshot_data,
             entries=replay.entries,
             torn_tail=torn,
         )
@@ -547,17 +553,23 @@ class WriteAheadLog:
         if hard_state is not None:
             self._hard_state = hard_state
 
-    def append_snapshot(self, index: int, term: int) -> None:
-        """Record that a snapshot covers the log up to ``index`` (whose term is ``term``)."""
+    def append_snapshot(self, index: int, term: int, data: bytes = b"") -> None:
+        """Record that a snapshot covers the log up to ``index`` (whose term is ``term``), with
+        opaque ``data`` kept beside it (e.g. the membership at ``index``)."""
         self._check_writable()
         _check_u64("snapshot index", index)
         _check_u64("snapshot term", term)
+        try:
+            data = bytes(data)
+        except TypeError:
+            raise ValueError("snapshot data must be bytes-like") from None
         if self._snapshot is not None and (index < self._snapshot[0] or term < self._snapshot[1]):
             raise ValueError(
                 f"snapshot ({index}, {term}) is older than the current one {self._snapshot}"
             )
-        self._append_record(lib.WAL_RECORD_SNAPSHOT, _TWO_U64.pack(index, term))
+        self._append_record(lib.WAL_RECORD_SNAPSHOT, _TWO_U64.pack(index, term) + data)
         self._snapshot = (index, term)
+        self._snapshot_data = data
 
     def truncate_from(self, index: int) -> None:
         """Void the entries at ``index`` and above (a follower's conflicting suffix); the next
@@ -614,10 +626,11 @@ class WriteAheadLog:
         next_index = self._next_index()
         path = self._directory / f"{seq:016x}-{next_index:016x}.wal"
         temporary = path.with_name(path.name + ".tmp")
+        snapshot = _TWO_U64.pack(*self._snapshot) + self._snapshot_data if self._snapshot else None
         opening = (
             _record_size(lib.WAL_SEGMENT_PREFIX_BYTES + len(self._metadata))
-            + _record_size(24)
-            + (_record_size(16) if self._snapshot else 0)
+            + _record_size(_THREE_U64.size)
+            + (_record_size(len(snapshot)) if snapshot else 0)
         )
         size = max(self._segment_bytes, opening + batch_bytes)
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -628,7 +641,7 @@ class WriteAheadLog:
                 self._writer, fd, size, seq, self._last_index,
                 self._metadata, len(self._metadata),
                 ffi.new("uint64_t[3]", self._hard_state),
-                ffi.new("uint64_t[2]", self._snapshot) if self._snapshot else ffi.NULL,
+                snapshot or ffi.NULL, len(snapshot or b""),
             )  # fmt: skip
             _raise_for(rc, "starting a segment")
             moved = True
@@ -691,6 +704,11 @@ class WriteAheadLog:
     def snapshot(self) -> tuple[int, int] | None:
         """The latest snapshot marker (index, term), or None."""
         return self._snapshot
+
+    @property
+    def snapshot_data(self) -> bytes:
+        """The data given with the latest snapshot marker."""
+        return self._snapshot_data
 
     @property
     def hard_state(self) -> HardState:

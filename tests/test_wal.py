@@ -50,12 +50,13 @@ def test_round_trip_of_every_record_type(wal_dir: Path) -> None:
         wal.append(entries(1, 3), hard_state=(1, 2, 1))
         wal.append([(2, 4, 255, b"")])
         wal.append(hard_state=(2, 0, 3))
-        wal.append_snapshot(2, 1)
+        wal.append_snapshot(2, 1, b"members=1,2,3")
         wal.sync()
     recovery = reopen(wal_dir)
     assert recovery.metadata == META
     assert recovery.hard_state == (2, 0, 3)
     assert recovery.snapshot == (2, 1)
+    assert recovery.snapshot_data == b"members=1,2,3"
     assert recovery.entries == entries(3, 3) + [(2, 4, 255, b"")]
     assert recovery.torn_tail is None
 
@@ -68,6 +69,7 @@ def test_fresh_log_recovers_empty(wal_dir: Path) -> None:
     assert recovery.metadata == b""
     assert recovery.hard_state == (0, 0, 0)
     assert recovery.snapshot is None
+    assert recovery.snapshot_data == b""
     assert recovery.entries == []
     assert os.path.getsize(wal.segment_paths[0]) == 64 << 20  # preallocated default segment
 
@@ -344,7 +346,7 @@ def test_release_before_keeps_snapshot_hard_state_and_metadata(wal_dir: Path) ->
             wal.append(entries(i, i), hard_state=(1, 1, i - 1) if i == 50 else None)
         wal.sync()
         before = wal.segment_paths
-        wal.append_snapshot(150, 1)
+        wal.append_snapshot(150, 1, b"membership at 150" * 20)
         with pytest.raises(ValueError, match="snapshot only covers 150"):
             wal.release_before(152)
         wal.release_before(151)
@@ -356,7 +358,26 @@ def test_release_before_keeps_snapshot_hard_state_and_metadata(wal_dir: Path) ->
     assert recovery.metadata == META
     assert recovery.hard_state == (1, 1, 49)
     assert recovery.snapshot == (150, 1)
+    assert recovery.snapshot_data == b"membership at 150" * 20
     assert recovery.entries == entries(151, 199)
+
+
+def test_snapshot_marker_survives_in_segment_openings(wal_dir: Path) -> None:
+    with WriteAheadLog.create(wal_dir, META, segment_bytes=SEGMENT) as wal:
+        wal.append(entries(1, 3), hard_state=(4, 2, 3))
+        wal.append_snapshot(100, 4, b"conf state")  # a follower installed a snapshot
+        marker_segment = wal.segment_paths[0]
+        wal.append(entries(101, 150, term=4))  # too big for what is left: a new segment
+        for i in range(151, 180):
+            wal.append(entries(i, i, term=4))
+        wal.release_before(101)
+        # the segment that held the SNAPSHOT record is gone; later segments repeat it
+        assert not marker_segment.exists()
+    recovery = reopen(wal_dir)
+    assert recovery.snapshot == (100, 4)
+    assert recovery.snapshot_data == b"conf state"
+    assert recovery.hard_state == (4, 2, 3)
+    assert recovery.entries == entries(101, 179, term=4)
 
 
 def test_release_before_without_snapshot_deletes_nothing(wal_dir: Path) -> None:
