@@ -28,10 +28,12 @@ struct ring_header {
     _Atomic int32_t pid[2];      /* by role; 0 until attached */
     _Atomic uint32_t attached[2];
     _Atomic uint32_t closed[2];
+    /* Each on its own line pair. The flags are armed by the side that is about to sleep and
+     * taken (reset) by the side that wakes it. */
     alignas(LINE) _Atomic uint64_t head;            /* written by the producer */
-    alignas(LINE) _Atomic uint32_t consumer_asleep; /* armed by the consumer, taken by the producer */
+    alignas(LINE) _Atomic uint32_t consumer_asleep; /* armed by the consumer */
     alignas(LINE) _Atomic uint64_t tail;            /* written by the consumer */
-    alignas(LINE) _Atomic uint32_t producer_waits;  /* armed by the producer, taken by the consumer */
+    alignas(LINE) _Atomic uint32_t producer_waits;  /* armed by the producer */
 };
 
 /* One side's registration for a wake-up: `flag` in shared memory, `fd` the eventfd the other
@@ -78,20 +80,27 @@ static int wake_peer(shm_ring *r)
     return 0;
 }
 
-/* Read back eventfd writes for takes we know about, so the fd is not left readable. */
+/* Read back the eventfd writes of takes we know about, so the fd is not left readable (a
+ * level-triggered event loop would call its reader again and again). */
+static int waiter_drain(struct waiter *w)
+{
+    if (w->outstanding == 0)
+        return 0;
+    uint64_t count;
+    if (read(w->fd, &count, sizeof count) < 0)
+        return errno == EAGAIN ? 0 : -errno; /* not landed yet: a later call reads it */
+    w->outstanding = count >= w->outstanding ? 0 : w->outstanding - count;
+    return 0;
+}
+
+/* Before (re)arming: notice whether the peer took the flag we armed last time. */
 static int waiter_settle(struct waiter *w)
 {
     if (w->armed && atomic_load_explicit(w->flag, memory_order_relaxed) == 0) {
         w->armed = 0;
         w->outstanding++;
     }
-    if (w->outstanding == 0)
-        return 0;
-    uint64_t count;
-    if (read(w->fd, &count, sizeof count) < 0)
-        return errno == EAGAIN ? 0 : -errno;
-    w->outstanding = count >= w->outstanding ? 0 : w->outstanding - count;
-    return 0;
+    return waiter_drain(w);
 }
 
 static void waiter_arm(struct waiter *w)
@@ -101,13 +110,15 @@ static void waiter_arm(struct waiter *w)
     w->armed = 1;
 }
 
-static void waiter_disarm(struct waiter *w)
+/* This side has work again: withdraw the flag so the peer makes no system call for it. */
+static int waiter_disarm(struct waiter *w)
 {
-    if (!w->armed)
-        return;
-    w->armed = 0;
-    if (atomic_exchange_explicit(w->flag, 0, memory_order_acq_rel) == 0)
-        w->outstanding++; /* the peer took it first: its eventfd write is on the way */
+    if (w->armed) {
+        w->armed = 0;
+        if (atomic_exchange_explicit(w->flag, 0, memory_order_acq_rel) == 0)
+            w->outstanding++; /* the peer took it first: its eventfd write is on the way */
+    }
+    return waiter_drain(w);
 }
 
 static int open_pidfd(pid_t pid)
@@ -342,7 +353,9 @@ int ring_push(shm_ring *r, size_t count, const uint32_t *lens, const uint8_t *da
                 r->other = atomic_load_explicit(&r->hdr->tail, memory_order_acquire);
                 if (head + need - r->other > r->capacity)
                     break;
-                waiter_disarm(&r->self);
+                rc = waiter_disarm(&r->self);
+                if (rc < 0)
+                    return rc;
             }
         }
         uint8_t *slot = r->data + (head & mask);
@@ -351,8 +364,11 @@ int ring_push(shm_ring *r, size_t count, const uint32_t *lens, const uint8_t *da
         data += lens[i];
         head += need;
     }
-    if (i == count)
-        waiter_disarm(&r->self); /* not waiting for space any more */
+    if (i == count) {
+        int rc = waiter_disarm(&r->self); /* not waiting for space any more */
+        if (rc < 0)
+            return rc;
+    }
     *pushed = i;
     if (i == 0)
         return 0;
@@ -406,13 +422,17 @@ int ring_pop(shm_ring *r, size_t max_messages, uint8_t *out, size_t out_len, uin
         r->other = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
         if (tail == r->other)
             break;
-        waiter_disarm(&r->self); /* something arrived meanwhile: take it now */
+        rc = waiter_disarm(&r->self); /* something arrived meanwhile: take it now */
+        if (rc < 0)
+            return rc;
     }
     *popped = n;
     *bytes = used;
     if (n == 0)
         return 0;
-    waiter_disarm(&r->self); /* awake: the producer need not write the eventfd */
+    int rc = waiter_disarm(&r->self); /* awake: the producer need not write the eventfd */
+    if (rc < 0)
+        return rc;
     r->position = tail;
     atomic_store_explicit(&r->hdr->tail, tail, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);

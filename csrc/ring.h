@@ -44,7 +44,8 @@ int ring_capacity(const shm_ring *r, uint64_t *capacity);
 
 /* Producer: append messages in order while they fit (lens[i] bytes each, back to back in data,
  * data_len in all); *pushed says how many. When some did not fit, the producer is registered
- * as waiting: space_fd becomes readable once the consumer frees space. Nothing is overwritten. */
+ * as waiting: space_fd becomes readable once the consumer frees space. Nothing is overwritten.
+ * With count 0 it only reads back a wake-up that is no longer needed. */
 int ring_push(shm_ring *r, size_t count, const uint32_t *lens, const uint8_t *data,
               size_t data_len, size_t *pushed);
 

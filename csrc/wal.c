@@ -187,13 +187,6 @@ int wal_writer_attach(wal_writer *w, int fd, uint64_t offset, uint64_t limit, ui
     return 0;
 }
 
-int wal_writer_position(const wal_writer *w, uint64_t *offset, uint32_t *crc)
-{
-    *offset = w->offset;
-    *crc = w->crc;
-    return 0;
-}
-
 int wal_start_segment(wal_writer *w, int fd, uint64_t limit, uint64_t seq, uint64_t last_index,
                       const uint8_t *metadata, size_t metadata_len, const uint64_t *hard_state,
                       const uint8_t *snapshot_payload, size_t snapshot_payload_len)
@@ -224,7 +217,8 @@ int wal_start_segment(wal_writer *w, int fd, uint64_t limit, uint64_t seq, uint6
         memcpy(payload + WAL_SEGMENT_PREFIX_BYTES, metadata, metadata_len);
     rec = finish_record(rec, seg_payload, &chain);
     if (snapshot_payload)
-        rec = frame_record(rec, WAL_RECORD_SNAPSHOT, snapshot_payload, snapshot_payload_len, &chain);
+        rec = frame_record(rec, WAL_RECORD_SNAPSHOT, snapshot_payload, snapshot_payload_len,
+                           &chain);
     rec = frame_hard_state(rec, hard_state, &chain);
 
     rc = write_all(fd, w->buf, total, 0);
@@ -450,7 +444,8 @@ int wal_scan(const uint8_t *buf, size_t len, wal_scan_state *st, wal_record *out
             goto done;
         }
         uint32_t crc = crc32c_update(st->crc, h, 8);
-        crc = crc32c_update(crc, h + WAL_HEADER_BYTES, size - WAL_HEADER_BYTES - WAL_COMMIT_MARK_BYTES);
+        crc = crc32c_update(crc, h + WAL_HEADER_BYTES,
+                            size - WAL_HEADER_BYTES - WAL_COMMIT_MARK_BYTES);
         if (crc != get_le32(h + 8)) {
             stop_at_failure(buf, len, st, WAL_BAD_CRC, x + size, 0);
             goto done;

@@ -90,9 +90,6 @@ void wal_writer_free(wal_writer *w);
  * `limit` is the segment's size. The writer does not own fd. */
 int wal_writer_attach(wal_writer *w, int fd, uint64_t offset, uint64_t limit, uint32_t crc);
 
-/* Where the next record goes and the chain value it continues from. */
-int wal_writer_position(const wal_writer *w, uint64_t *offset, uint32_t *crc);
-
 /* Write the opening records of a fresh segment file at offset 0 with one pwrite (SEGMENT with
  * the chain value of the segment written so far, SNAPSHOT with snapshot_payload when it is not
  * NULL, HARD_STATE), then attach the writer to it. Nothing is synced. On failure the writer is

@@ -149,6 +149,8 @@ def test_full_ring_pushes_back_and_resumes() -> None:
         first += consumer.pop_batch(100)
         assert first == messages  # nothing overwritten, nothing lost, in order
         assert total == len(messages)
+        # the wake-up was read back: an event loop would not keep calling the producer
+        assert not _readable(producer.writable_fd())
 
 
 def test_oversized_message_is_refused_and_nothing_is_pushed() -> None:
@@ -176,6 +178,26 @@ def test_killed_producer_is_detected() -> None:
         producer.wait()
         assert not ring.peer_alive()
         assert received == expected_messages(5, 100, 50)
+
+
+def test_killed_consumer_is_detected_by_the_producer() -> None:
+    script = (
+        "import sys, time; from pyraftkv.ring import ShmRing; "
+        "ring = ShmRing.attach(eval(sys.argv[1]), 'consumer'); print('attached', flush=True); "
+        "time.sleep(60)"
+    )
+    with ShmRing.create(4096, role="producer") as ring:
+        consumer = subprocess.Popen(
+            [sys.executable, "-c", script, repr(ring.fds)],
+            pass_fds=ring.fds,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert consumer.stdout.readline().strip() == "attached"
+        assert ring.peer_alive()
+        consumer.kill()
+        consumer.wait()
+        assert not ring.peer_alive()
 
 
 def test_clean_close_is_seen_by_both_ends() -> None:
@@ -207,11 +229,15 @@ def test_eventfd_is_written_only_for_a_sleeping_consumer() -> None:
         assert not _readable(consumer.readable_fd())
         assert consumer.pop_batch() == [b"second"]
         assert consumer.pop_batch() == []  # empty: now armed
+        producer.push_batch([b"x"] * 3)
+        assert _readable(consumer.readable_fd())
+        assert len(consumer.pop_batch(100)) == 3
+        assert not _readable(consumer.readable_fd())  # the pop read the wake-up back
+        assert consumer.pop_batch() == []  # armed again
         for _ in range(10):
             producer.push_batch([b"x"] * 3)
-        # ten batches while asleep make exactly one eventfd write
+        # ten batches while it sleeps make exactly one eventfd write
         assert os.read(consumer.readable_fd(), 8) == (1).to_bytes(8, sys.byteorder)
-        assert len(consumer.pop_batch(100)) == 30
 
 
 def test_asyncio_loop_sleeps_until_messages_arrive() -> None:
