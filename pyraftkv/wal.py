@@ -302,10 +302,8 @@ class _Replay:
         if snapshot[0] < self.snapshot_index:
             raise _corrupt(segment, start, "snapshot marker goes backwards")
         self.snapshot = snapshot
-        drop = 0
-        while drop < len(self.entries) and self.entries[drop][1] <= snapshot[0]:
-            drop += 1
-        del self.entries[:drop]
+        if self.entries:  # contiguous: the covered ones are a prefix
+            del self.entries[: max(0, snapshot[0] + 1 - self.entries[0][1])]
 
     def _truncate(self, segment: _Segment, start: int, index: int) -> None:
         if not self.snapshot_index < index <= self.next_index():
@@ -316,7 +314,10 @@ class _Replay:
 
 
 class WriteAheadLog:
-    """A member's durable log: append entries and hard state in batches, fdatasync, recover."""
+    """A member's durable log: append entries and hard state in batches, fdatasync, recover.
+
+    Get one with ``create`` (a new log) or ``open`` (an existing one, with its Recovery).
+    """
 
     def __init__(self, directory: Path, lock_fd: int, segment_bytes: int) -> None:
         self._directory = directory

@@ -192,6 +192,31 @@ def test_cut_inside_a_multi_record_batch_keeps_its_complete_records(tmp_path: Pa
             wal.sync()
 
 
+def test_writer_killed_mid_stream_recovers_every_synced_entry(wal_dir: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        from pyraftkv.wal import WriteAheadLog
+        wal = WriteAheadLog.create({str(wal_dir)!r}, b"m", segment_bytes=1 << 20)
+        index = 1
+        while True:
+            batch = [(1, index + i, 0, bytes([(index + i) % 251]) * 700) for i in range(300)]
+            wal.append(batch, hard_state=(1, 1, index))
+            wal.sync()
+            index += len(batch)
+            print(index - 1, flush=True)
+        """
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    synced = [int(writer.stdout.readline()) for _ in range(15)][-1]
+    writer.kill()
+    writer.wait()
+    wal, recovery = WriteAheadLog.open(wal_dir, segment_bytes=1 << 20)
+    wal.close()
+    recovered = recovery.entries
+    assert len(recovered) >= synced
+    assert recovered == [(1, i, 0, bytes([i % 251]) * 700) for i in range(1, len(recovered) + 1)]
+
+
 # ---- corruption ------------------------------------------------------------------------
 
 
