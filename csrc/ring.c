@@ -57,6 +57,7 @@ struct shm_ring {
     int role;
     int memfd, messages_fd, space_fd;
     int peer_pidfd; /* -1 until known */
+    pid_t owner;    /* the process that created or attached this end */
     struct waiter self;
     _Atomic uint32_t *peer_flag; /* the flag the peer arms, which this side takes */
     int peer_fd;                 /* and the eventfd that wakes it */
@@ -201,6 +202,7 @@ static shm_ring *new_ring(int role)
         return NULL;
     r->role = role;
     r->memfd = r->messages_fd = r->space_fd = r->peer_pidfd = -1;
+    r->owner = getpid();
     return r;
 }
 
@@ -472,9 +474,14 @@ int ring_close(shm_ring *r)
 {
     if (r == NULL)
         return 0;
-    atomic_store_explicit(&r->hdr->closed[r->role], 1, memory_order_release);
-    atomic_thread_fence(memory_order_seq_cst);
-    int rc = wake_peer(r); /* a peer asleep on us must learn that we are gone */
+    int rc = 0;
+    /* A forked child that inherited this end and lets go of its copy must not close the end
+     * its parent still uses. */
+    if (getpid() == r->owner) {
+        atomic_store_explicit(&r->hdr->closed[r->role], 1, memory_order_release);
+        atomic_thread_fence(memory_order_seq_cst);
+        rc = wake_peer(r); /* a peer asleep on us must learn that we are gone */
+    }
     munmap(r->map, r->map_len);
     release_fds(r);
     free(r);

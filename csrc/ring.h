@@ -59,7 +59,8 @@ int ring_pop(shm_ring *r, size_t max_messages, uint8_t *out, size_t out_len, uin
  * it has not attached yet). Uses a pidfd, so a reused pid is not mistaken for the peer. */
 int ring_peer_alive(shm_ring *r, int *alive);
 
-/* Mark this end closed, wake the peer, unmap and close everything. */
+/* Mark this end closed and wake the peer (only in the process that created or attached it, not
+ * in a forked child holding a copy), then unmap and close everything. */
 int ring_close(shm_ring *r);
 
 #endif

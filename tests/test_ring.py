@@ -221,6 +221,30 @@ def test_clean_close_is_seen_by_both_ends() -> None:
         producer.push(b"x")
 
 
+def test_forked_child_dropping_its_inherited_copy_leaves_the_parent_end_open() -> None:
+    script = textwrap.dedent(
+        """
+        import gc, os
+        from pyraftkv.ring import ShmRing, RingClosedError
+        ring = ShmRing.create(4096, role="consumer")
+        pid = os.fork()
+        if pid == 0:
+            producer = ShmRing.attach(ring.fds, "producer")
+            del ring  # the child's copy of the parent's consumer end is collected here
+            gc.collect()
+            try:
+                producer.push(b"after")
+            except RingClosedError:
+                os._exit(3)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), ring.pop_batch())
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.strip() == "0 [b'after']", result
+
+
 def test_eventfd_is_written_only_for_a_sleeping_consumer() -> None:
     with ring_pair(1 << 16) as (producer, consumer):
         producer.push(b"first")
