@@ -287,7 +287,12 @@ class RaftProcess:
             self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
 
     def _on_ring_readable(self) -> None:
-        messages = self.down.pop_batch(4096)
+        # Pop until empty: an empty pop re-arms the ring's wake-up (ring.py's contract).
+        while messages := self.down.pop_batch(4096):
+            self._on_down_messages(messages)
+        self._schedule()
+
+    def _on_down_messages(self, messages: list[bytes]) -> None:
         for message in messages:
             kind = message[0]
             if kind == rp.PROPOSE:
@@ -324,7 +329,6 @@ class RaftProcess:
                 self.stop()
             else:
                 raise rp.RingProtocolError(f"unknown message kind {kind} from the application")
-        self._schedule()
 
     def _on_conf_change(self, message: bytes) -> None:
         change_type, node_id, request_id = rp.unpack(message, rp.CONF)

@@ -107,8 +107,8 @@ async def run_node(config: NodeConfig) -> int:
             f"it cannot rejoin with this data dir"
         )
 
-    down = ShmRing.create(RING_BYTES)
-    up = ShmRing.create(RING_BYTES)
+    down = ShmRing.create(RING_BYTES, role="producer")
+    up = ShmRing.create(RING_BYTES, role="consumer")
     raft_config = {
         "member_id": config.member_id,
         "cluster_id": config.cluster_id,
@@ -132,8 +132,6 @@ async def run_node(config: NodeConfig) -> int:
         pass_fds=[*down.fds, *up.fds],
         env={**os.environ, "PYRAFTKV_RAFT_CONFIG": json.dumps(raft_config)},
     )
-    down = down.as_producer(process.pid)
-    up = up.as_consumer(process.pid)
 
     stopping = asyncio.Event()
     exit_code = 0

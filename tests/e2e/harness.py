@@ -6,6 +6,7 @@ with its own data dir under the test's tmp dir and its log in <data dir>.log.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -66,18 +67,31 @@ class Member:
 class LocalCluster:
     """N members of one cluster on loopback, driven by a test."""
 
-    def __init__(self, root: str, size: int = 3, *, snapshot_count: int = 10000,
-                 token: str = "e2e", extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        size: int = 3,
+        *,
+        snapshot_count: int = 10000,
+        token: str = "e2e",
+        extra_args: list[str] | None = None,
+    ) -> None:
         ports = free_ports(2 * size)
         self.members = [
-            Member(f"m{i + 1}", ports[2 * i], ports[2 * i + 1],
-                   os.path.join(root, f"m{i + 1}.pyraftkv"), list(extra_args or []))
+            Member(
+                f"m{i + 1}",
+                ports[2 * i],
+                ports[2 * i + 1],
+                os.path.join(root, f"m{i + 1}.pyraftkv"),
+                list(extra_args or []),
+            )
             for i in range(size)
         ]
         self.token = token
         self.snapshot_count = snapshot_count
         self.initial_cluster = ",".join(
-            f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+            f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members
+        )
         self._clients: list[Client] = []
 
     @property
@@ -86,17 +100,31 @@ class LocalCluster:
 
     def argv(self, member: Member) -> list[str]:
         return [
-            sys.executable, "-m", "pyraftkv",
-            "--name", member.name, "--data-dir", member.data_dir,
-            "--listen-client-urls", f"http://{member.endpoint}",
-            "--advertise-client-urls", f"http://{member.endpoint}",
-            "--listen-peer-urls", f"http://127.0.0.1:{member.peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{member.peer_port}",
-            "--initial-cluster", self.initial_cluster,
-            "--initial-cluster-token", self.token,
-            "--heartbeat-interval", str(HEARTBEAT_MS),
-            "--election-timeout", str(ELECTION_MS),
-            "--snapshot-count", str(self.snapshot_count),
+            sys.executable,
+            "-m",
+            "pyraftkv",
+            "--name",
+            member.name,
+            "--data-dir",
+            member.data_dir,
+            "--listen-client-urls",
+            f"http://{member.endpoint}",
+            "--advertise-client-urls",
+            f"http://{member.endpoint}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{member.peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{member.peer_port}",
+            "--initial-cluster",
+            self.initial_cluster,
+            "--initial-cluster-token",
+            self.token,
+            "--heartbeat-interval",
+            str(HEARTBEAT_MS),
+            "--election-timeout",
+            str(ELECTION_MS),
+            "--snapshot-count",
+            str(self.snapshot_count),
             *member.extra_args,
         ]
 
@@ -107,10 +135,10 @@ class LocalCluster:
             self.wait_leader()
 
     def start_member(self, member: Member, wait: bool = True) -> None:
-        log = open(member.log_path, "a")
-        member.process = subprocess.Popen(self.argv(member), stdout=log, stderr=log,
-                                          start_new_session=True)
-        log.close()
+        with open(member.log_path, "a") as log:
+            member.process = subprocess.Popen(
+                self.argv(member), stdout=log, stderr=log, start_new_session=True
+            )
         if wait:
             self.wait_serving(member)
 
@@ -128,16 +156,12 @@ class LocalCluster:
 
     def stop_all(self) -> None:
         for client in self._clients:
-            try:
+            with contextlib.suppress(Exception):
                 client.close()
-            except Exception:
-                pass
         for member in self.members:
             if member.running:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(member.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 member.process.wait()
 
     def client(self, members: list[Member] | None = None, **options) -> Client:
@@ -173,7 +197,7 @@ class LocalCluster:
             leaders = {s.leader for s in statuses if s is not None}
             if len(leaders) == 1 and 0 not in leaders and None not in statuses:
                 (leader_id,) = leaders
-                for member, status in zip(candidates, statuses):
+                for member, status in zip(candidates, statuses, strict=False):
                     if status.header.member_id == leader_id:
                         return member
             time.sleep(0.05)
