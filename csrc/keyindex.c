@@ -182,8 +182,12 @@ static struct entry *entry_append(ki_index *t, struct entry *e, const struct gen
 {
     uint32_t ngen = e->ngen + (g ? 1 : 0);
     uint32_t cap = e->cap;
-    if (e->nrev == cap)
-        cap = cap < 4 ? cap + 1 : cap + cap / 2;
+    if (e->nrev == UINT32_MAX || ngen == 0)
+        return NULL; /* 2^32 revisions or generations of one key: treated as no memory */
+    if (e->nrev == cap) {
+        uint64_t grown = cap < 4 ? cap + 1 : (uint64_t)cap + cap / 2;
+        cap = grown > UINT32_MAX ? UINT32_MAX : (uint32_t)grown;
+    }
     if (cap != e->cap || g) {
         size_t old_size = entry_size(e->key_len, e->ngen, e->cap);
         size_t new_size = entry_size(e->key_len, ngen, cap);
@@ -694,19 +698,36 @@ static void seek(ki_index *t, const char *start, size_t start_len, struct leaf *
     *pos = p.pos;
 }
 
-static int grow(void **buf, size_t *cap, size_t need, size_t unit)
+/* The index's result buffers, grown (by doubling) to hold need items. */
+static int reserve_nums(ki_index *t, size_t need)
 {
-    size_t n = *cap ? *cap : 256;
-    void *m;
-    if (*buf && need <= *cap)
+    size_t n = t->nums_cap ? t->nums_cap : 256;
+    int64_t *m;
+    if (t->nums && need <= t->nums_cap)
         return 0;
     while (n < need)
         n *= 2;
-    m = realloc(*buf, n * unit);
+    m = realloc(t->nums, n * sizeof(*m));
     if (!m)
         return -ENOMEM;
-    *buf = m;
-    *cap = n;
+    t->nums = m;
+    t->nums_cap = n;
+    return 0;
+}
+
+static int reserve_keys(ki_index *t, size_t need)
+{
+    size_t n = t->keys_cap ? t->keys_cap : 256;
+    char *m;
+    if (t->keys && need <= t->keys_cap)
+        return 0;
+    while (n < need)
+        n *= 2;
+    m = realloc(t->keys, n);
+    if (!m)
+        return -ENOMEM;
+    t->keys = m;
+    t->keys_cap = n;
     return 0;
 }
 
@@ -733,9 +754,8 @@ static int range_walk(ki_index *t, const char *start, size_t start_len, const ch
             count++;
             if (!emit || (limit > 0 && emitted >= limit))
                 continue;
-            if (grow((void **)&t->nums, &t->nums_cap, (emitted + 1) * KI_RANGE_FIELDS,
-                     sizeof(int64_t)) < 0 ||
-                grow((void **)&t->keys, &t->keys_cap, key_bytes + e->key_len, 1) < 0)
+            if (reserve_nums(t, (emitted + 1) * KI_RANGE_FIELDS) < 0 ||
+                reserve_keys(t, key_bytes + e->key_len) < 0)
                 return -ENOMEM;
             {
                 int64_t *row = t->nums + emitted * KI_RANGE_FIELDS;
@@ -870,8 +890,7 @@ int ki_compact(ki_index *t, int64_t at_rev, int64_t *n, const int64_t **revs)
     for (lf = t->first; lf; lf = lf->next)
         for (uint32_t i = 0; i < lf->n; i++)
             drop_total += entry_drop_count(lf->ent[i], at_rev);
-    if (grow((void **)&t->nums, &t->nums_cap, (size_t)drop_total * KI_COMPACT_FIELDS + 1,
-             sizeof(int64_t)) < 0)
+    if (reserve_nums(t, (size_t)drop_total * KI_COMPACT_FIELDS + 1) < 0)
         return -ENOMEM;
 
     /* Compact each entry and pack the survivors to the left, reusing the leaves in

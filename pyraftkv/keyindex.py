@@ -161,10 +161,9 @@ class KeyIndex:
     def compact(self, at_rev: int) -> list[DroppedRevision]:
         """Drops what no read at or after at_rev needs; returns the dropped revisions
         (in key order) so the store can delete their records."""
-        n = ffi.new("int64_t *")
-        rc = lib.ki_compact(self._handle, at_rev, n, self._nums)
+        rc = lib.ki_compact(self._handle, at_rev, self._count, self._nums)
         _check(rc, "compact")
-        nums = ffi.unpack(self._nums[0], n[0] * _COMPACT_FIELDS)
+        nums = ffi.unpack(self._nums[0], self._count[0] * _COMPACT_FIELDS)
         return [
             DroppedRevision(main, sub, bool(tomb))
             for main, sub, tomb in zip(*[iter(nums)] * _COMPACT_FIELDS, strict=True)
