@@ -52,6 +52,8 @@ class Revisions:
 
 
 def per_op(benchmark, n: int) -> None:
+    if not benchmark.stats:  # None under --benchmark-disable
+        return
     benchmark.extra_info["ops_per_round"] = n
     benchmark.extra_info["ops_per_s"] = round(n / benchmark.stats.stats.median)
 

@@ -48,6 +48,8 @@ def apply(store: MVCCStore, method: str, reqs: list) -> None:
 
 
 def per_request(benchmark, n: int) -> None:
+    if not benchmark.stats:  # None under --benchmark-disable
+        return
     benchmark.extra_info["requests_per_round"] = n
     benchmark.extra_info["requests_per_s"] = round(n / benchmark.stats.stats.median)
 
