@@ -75,10 +75,11 @@ _READ_INDEX_RESP = MessageType.READ_INDEX_RESP
 _NORMAL = EntryType.NORMAL
 _CONF_CHANGE = EntryType.CONF_CHANGE
 
-# Messages that may only leave once this Ready is durable (rule 3 in ready.py).
+# Messages that may only leave once this Ready is durable (rule 3 in ready.py). Every
+# other message leaves at once; a leader's included, because a candidate counts its own
+# vote only once durable (see advance) and other votes only come after its VOTE left, so
+# a leader's term and vote are always durable.
 _AFTER_PERSIST = frozenset({_VOTE, _VOTE_RESP, _APP_RESP})
-# A leader's messages: they leave at once, but never before its term is durable.
-_FROM_LEADER = frozenset({_APP, _HEARTBEAT, _SNAP, _TIMEOUT_NOW, _READ_INDEX_RESP})
 
 #: Context of a vote request sent on a leader's TimeoutNow: voters drop their leader lease.
 CAMPAIGN_TRANSFER = b"transfer"
@@ -178,8 +179,12 @@ class RaftCore:
         self.log.entries.extend(entries)
         self.log.persisted = last_index
         self.log.unstable_from = last_index + 1
-        self.log.committed = max(hard_state.commit, snapshot.index)
-        self.log.applied = max(snapshot.index, min(applied, self.log.committed))
+        if applied > last_index:
+            raise RestoreError(f"applied index {applied} is beyond the last index {last_index}")
+        # The application only ever applied committed entries, so they are committed even
+        # if the hard state carrying that commit index was not yet written.
+        self.log.committed = max(hard_state.commit, snapshot.index, applied)
+        self.log.applied = max(snapshot.index, applied)
         self.app_applied = self.log.applied
         self.term = hard_state.term
         self.vote = hard_state.vote
@@ -188,7 +193,6 @@ class RaftCore:
         # (index, membership from that entry on) for each conf-change entry in the log.
         self._confs: list[tuple[int, Membership]] = []
         self.membership = snapshot.membership
-        self._durable_term = hard_state.term
         self._prev_hard_state = HardState(self.term, self.vote, self.log.committed)
         self._prev_soft_state = SoftState(0, Role.FOLLOWER, self.term)
         self._msgs: list[Message] = []
@@ -456,8 +460,10 @@ class RaftCore:
         if ready.seq != self._next_advance_seq:
             raise ValueError(f"advance of Ready {ready.seq}, expected {self._next_advance_seq}")
         self._next_advance_seq += 1
-        if ready.hard_state is not None and ready.hard_state.term > self._durable_term:
-            self._durable_term = ready.hard_state.term
+        hard_state = ready.hard_state
+        if (hard_state is not None and self.role == Role.CANDIDATE
+                and (hard_state.term, hard_state.vote) == (self.term, self.id)):
+            self._tally(self.id, True)  # our own vote is durable now
         if ready.entries:
             last = ready.entries[-1]
             self.log.persisted_to(last.index, last.term)
@@ -524,8 +530,9 @@ class RaftCore:
         self._request_votes(_VOTE, context)
 
     def _request_votes(self, msg_type: MessageType, context: bytes) -> None:
-        if self._poll(self.id, True):
-            self._won_election()
+        # A real vote for ourselves counts only once durable (advance), like anyone's.
+        if msg_type is _PRE_VOTE and self._poll(self.id, True):
+            self._become_candidate()
             return
         term = self.term + 1 if msg_type is _PRE_VOTE else self.term
         last_index, last_term = self.log.last_index, self.log.last_term()
@@ -534,11 +541,15 @@ class RaftCore:
                 self._send(Message(msg_type, voter, self.id, term, last_term, last_index,
                                    context=context))
 
-    def _won_election(self) -> None:
-        if self.role == Role.PRE_CANDIDATE:
-            self._become_candidate()
-        else:
-            self._become_leader()
+    def _tally(self, voter: int, granted: bool) -> None:
+        result = self._poll(voter, granted)
+        if result is True:
+            if self.role == Role.PRE_CANDIDATE:
+                self._become_candidate()
+            else:
+                self._become_leader()
+        elif result is False:
+            self._become_follower(self.term, 0)
 
     def _become_leader(self) -> None:
         assert self.role == Role.CANDIDATE, self.role
@@ -556,8 +567,21 @@ class RaftCore:
         self.log.append([Entry(self.term, self._first_index_of_term, _NORMAL, b"")])
         self._needs_broadcast = True
 
+    def _promotable(self) -> bool:
+        """Whether this member may campaign: it is a voter, or the change removing it is
+        not known to be committed. Without the second case a cluster can wedge: a leader
+        appends its own removal, crashes before the others hold the entry, and then it is
+        the only member whose log could win while its own configuration bars it."""
+        if self.id in self.membership.voters:
+            return True
+        confs = self._confs
+        if not confs or confs[-1][0] <= self.log.committed:
+            return False
+        previous = confs[-2][1] if len(confs) > 1 else self.log.snapshot.membership
+        return self.id in previous.voters
+
     def _hup(self, transfer: bool = False) -> None:
-        if self.role == Role.LEADER or self.id not in self.membership.voters:
+        if self.role == Role.LEADER or not self._promotable():
             return
         if self.config.pre_vote and not transfer:
             self._become_pre_candidate()
@@ -638,11 +662,7 @@ class RaftCore:
             return
         expected = _PRE_VOTE_RESP if self.role == Role.PRE_CANDIDATE else _VOTE_RESP
         if msg_type is expected:
-            result = self._poll(msg.sender, not msg.reject)
-            if result is True:
-                self._won_election()
-            elif result is False:
-                self._become_follower(self.term, 0)
+            self._tally(msg.sender, not msg.reject)
 
     def _step_follower(self, msg: Message) -> None:
         msg_type = msg.type
@@ -759,8 +779,7 @@ class RaftCore:
 
     def _send(self, msg: Message) -> None:
         msg_type = msg.type
-        if msg_type in _AFTER_PERSIST or (msg_type in _FROM_LEADER
-                                          and self._durable_term != self.term):
+        if msg_type in _AFTER_PERSIST:
             self._msgs_after_persist.append(msg)
         else:
             self._msgs.append(msg)
@@ -874,7 +893,7 @@ class RaftCore:
             self._sync_progress()
             if self._lead_transferee and self._lead_transferee not in membership.voters:
                 self._lead_transferee = 0
-        elif self.role != Role.FOLLOWER and self.id not in membership.voters:
+        elif self.role != Role.FOLLOWER and not self._promotable():
             self._become_follower(self.term, 0)
 
     def _sync_progress(self) -> None:
