@@ -604,7 +604,9 @@ class RaftCore:
 
     def _tick_election(self) -> None:
         self._election_elapsed += 1
-        if self._election_elapsed >= self._randomized_timeout:
+        # A member that may not campaign keeps counting, so its leader lease runs out and
+        # it answers vote requests again.
+        if self._election_elapsed >= self._randomized_timeout and self._promotable():
             self._election_elapsed = 0
             self._hup()
 

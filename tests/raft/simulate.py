@@ -242,10 +242,10 @@ class Simulation:
         heapq.heappush(self.events, (self.now + delay, self.event_seq, kind, payload))
 
     def send(self, msg: Message, faulty: bool) -> None:
-        if (msg.sender, msg.to) in self.blocked:
-            return
         if msg.type is MessageType.SNAP:
             self.send_snapshot(msg, faulty)
+            return
+        if (msg.sender, msg.to) in self.blocked:
             return
         rng = self.rng
         if faulty and rng.random() < self.faults.drop:
@@ -266,9 +266,20 @@ class Simulation:
                                   f"has not persisted ({sender.storage.snapshot})")
         ok = not (faulty and self.rng.random() < self.faults.drop * 2)
         delay = self.rng.randint(1, 3 + self.faults.max_delay)
+        self.schedule(delay, "snapshot", (msg, sender.incarnation, ok))
+
+    def finish_snapshot(self, msg: Message, incarnation: int, ok: bool, faulty: bool) -> None:
+        """The snapshot stream ends: the receiver's shell steps the SNAP message into its
+        core once the data is in; the sender's shell reports the outcome."""
+        receiver = self.members[msg.to]
+        ok = ok and receiver.core is not None and (msg.sender, msg.to) not in self.blocked
         if ok:
-            self.schedule(delay, "deliver", msg)
-        self.schedule(delay, "snapshot_status", (msg.sender, sender.incarnation, msg.to, ok))
+            receiver.core.step(msg)
+            self.drive(receiver, faulty)
+        sender = self.members[msg.sender]
+        if sender.core is not None and sender.incarnation == incarnation:
+            sender.core.report_snapshot(msg.to, ok)
+            self.drive(sender, faulty)
 
     def alive(self) -> list[Member]:
         return [m for m in self.members.values() if m.core is not None]
@@ -466,11 +477,7 @@ class Simulation:
                 if member.core is not None and member.incarnation == incarnation:
                     self.persist_one(member, faulty)
             else:
-                node, incarnation, peer, ok = payload
-                member = self.members[node]
-                if member.core is not None and member.incarnation == incarnation:
-                    member.core.report_snapshot(peer, ok)
-                    self.drive(member, faulty)
+                self.finish_snapshot(*payload, faulty)
         raise SafetyViolation("event storm: too many events in one tick")
 
     def leader(self) -> RaftCore | None:
