@@ -254,10 +254,10 @@ class Simulation:
             encoded = encode_message(msg)
             if decode_message(encoded) != msg:
                 raise SafetyViolation(f"codec round trip changed {msg}")
-        delay = rng.randint(0, self.faults.max_delay if faulty else 1)
+        delay = int(rng.random() * ((self.faults.max_delay if faulty else 1) + 1))
         self.schedule(delay, "deliver", msg)
         if faulty and rng.random() < self.faults.duplicate:
-            self.schedule(rng.randint(0, self.faults.max_delay + 3), "deliver", msg)
+            self.schedule(int(rng.random() * (self.faults.max_delay + 4)), "deliver", msg)
 
     def send_snapshot(self, msg: Message, faulty: bool) -> None:
         sender = self.members[msg.sender]
@@ -313,7 +313,7 @@ class Simulation:
                                           f"{read.index}, but {floor} was committed before")
                 self.stats["reads"] += 1
             member.unpersisted.append(ready)
-            delay = self.rng.randint(0, 2) if faulty else 0
+            delay = int(self.rng.random() * 3) if faulty else 0
             self.schedule(delay, "persist", (member.id, member.incarnation))
             checker.commit_moved(member)
             self.maybe_compact(member)
