@@ -205,7 +205,9 @@ class Simulation:
         self.config = Config(election_ticks=ELECTION_TICKS, heartbeat_ticks=1,
                              max_msg_bytes=self.rng.choice([64, 4096]),
                              max_inflight_msgs=self.rng.choice([1, 4, 64]),
-                             max_committed_bytes_per_ready=self.rng.choice([32, 1 << 20]))
+                             max_committed_bytes_per_ready=self.rng.choice([32, 1 << 20]),
+                             pre_vote=self.rng.random() < 0.75,
+                             check_quorum=self.rng.random() < 0.75)
         rng = self.rng
         self.faults = Faults(
             drop=rng.choice([0.0, 0.02, 0.1, 0.25]),
@@ -373,7 +375,7 @@ class Simulation:
         if not live:
             return
         leader = self.leader()
-        member = self.members[leader.id] if leader and rng.random() < 0.7 else rng.choice(live)
+        member = self.members[leader.id] if leader and rng.random() < 0.6 else rng.choice(live)
         core = member.core
         roll = rng.random()
         try:

@@ -219,3 +219,32 @@ def test_step_refuses_misrouted_messages(msg_to: int) -> None:
     net = Network()
     with pytest.raises(ValueError):
         net[1].step(Message(MessageType.HEARTBEAT, msg_to, 3, 1))
+
+
+def test_votes_from_an_older_term_are_not_counted() -> None:
+    """§5.1: stale-term messages are rejected: a grant from an earlier election must not
+    count toward the current one."""
+    config = Config(election_ticks=10, pre_vote=False)
+    net = Network(ids=[1, 2, 3, 4, 5], config=config)
+    net.isolate(1)
+    candidate = net[1]
+    while candidate.term < 3:  # two elections without answers
+        candidate.tick()
+    assert (candidate.role, candidate.term) == (Role.CANDIDATE, 3)
+    ready = candidate.ready()
+    candidate.advance(ready)
+    for voter in (2, 3):
+        candidate.step(Message(MessageType.VOTE_RESP, 1, voter, 2))  # term-2 grants
+    assert candidate.role == Role.CANDIDATE
+
+
+def test_prevote_denied_to_a_less_up_to_date_log() -> None:
+    """Thesis §9.6: a pre-vote is granted only if the candidate's "log was up-to-date
+    enough to get their vote"."""
+    voter = restored(1, [2, 2], term=2, voters=[1, 2, 3])
+    voter.step(Message(MessageType.PRE_VOTE, 1, 2, 3, log_term=1, index=9))
+    (answer,) = voter.ready().messages
+    assert answer.type == MessageType.PRE_VOTE_RESP and answer.reject
+    voter.step(Message(MessageType.PRE_VOTE, 1, 2, 3, log_term=2, index=9))
+    (answer,) = voter.ready().messages
+    assert not answer.reject and voter.term == 2  # granted, term unchanged

@@ -11,6 +11,7 @@ from pyraftkv.raft import (
     Config,
     Entry,
     HardState,
+    Message,
     MessageType,
     NoLeaderError,
     NotLeaderError,
@@ -73,51 +74,62 @@ def test_figure7_leader_brings_any_follower_log_into_agreement(case: str) -> Non
 def test_figure8_old_term_entry_is_never_committed_by_counting() -> None:
     """§5.4.2 / Figure 8: "Raft never commits log entries from previous terms by counting
     replicas. Only log entries from the leader's current term are committed by counting
-    replicas". S1 (term 4) copies its term-2 entry at index 2 to a majority; it must not
-    count that as committed, because S5 (last entry term 3) can still win and erase it."""
+    replicas". S1 (now leading term 5) copies its term-2 entry at index 2 to S2 and S3, a
+    majority; it must not count that as committed, because S5 (last entry term 3) can
+    still win and erase it."""
     voters = [1, 2, 3, 4, 5]
-    config = Config(election_ticks=10, max_msg_bytes=1)  # one entry per append
-    logs = {1: ([1, 2], 4), 2: ([1, 2], 4), 3: ([1], 4), 4: ([1], 4), 5: ([1, 3], 4)}
-    cores = {n: restored(n, terms, term, voters, config) for n, (terms, term) in logs.items()}
-    net = Network(config=config, cores=cores)
-    base = len(voters)  # the bootstrap entries come first
+    config = Config(election_ticks=10, check_quorum=False)  # no leader lease to wait out
+    logs = {1: [1, 2], 2: [1], 3: [1], 4: [1], 5: [1, 3]}
+    cores = {n: restored(n, terms, 4, voters, config) for n, terms in logs.items()}
+    net = Network(cores=cores, config=config)
+    base = len(voters)  # the bootstrap conf entries come first
     old_index = base + 2
-    net.cut |= {(1, 5), (5, 1), (1, 4), (4, 1)}
-    net.campaign(1)  # S1 wins term 5 with S2, S3
-    s1 = net.leader()
-    assert s1.id == 1 and s1.log.term(old_index) == 2
-    # (c): the term-2 entry now sits on S1, S2, S3, a majority; the term-5 no-op did not
-    # reach anyone yet because S1 crashes right there.
-    assert net[3].log.term(old_index) == 2 or net[3].log.last_index < old_index
-    # Replay the crash before the no-op reaches the others: build S1..S3 logs holding
-    # the old entry only, with S1 as leader of term 5 having counted S2 and S3.
-    logs = {1: ([1, 2], 5), 2: ([1, 2], 5), 3: ([1, 2], 5), 4: ([1], 5), 5: ([1, 3], 5)}
-    cores = {n: restored(n, terms, term, voters, config) for n, (terms, term) in logs.items()}
-    net = Network(config=config, cores=cores)
-    net.cut |= {(1, 5), (5, 1), (1, 4), (4, 1)}
-    net.dropped_types.add(MessageType.APP)  # S1 leads but its appends are lost
+    net.cut |= {(1, 4), (4, 1), (1, 5), (5, 1)}
+    net.dropped_types.add(MessageType.APP)  # S1 wins; its appends are lost for now
     net.campaign(1)
     s1 = net[1]
-    assert s1.role == Role.LEADER
+    assert s1.role == Role.LEADER and s1.log.term(old_index) == 2
+    # (c): after the followers reject its first probe, S1 sends index 2 alone to S2 and
+    # S3 (one entry per message), and both acknowledge it.
+    old_entry = s1.log.entries[old_index - 1]
+    for follower in (2, 3):
+        app = Message(MessageType.APP, follower, 1, s1.term, log_term=1, index=old_index - 1,
+                      commit=s1.commit_index, entries=(old_entry,))
+        net[follower].step(app)
+        ready = net[follower].ready()
+        net[follower].advance(ready)
+        (ack,) = ready.persisted_messages
+        assert ack.index == old_index and not ack.reject
+        s1.step(ack)
+    net.flush()
     assert s1.commit_index < old_index, "a term-2 entry on a majority must not commit"
     # (d): S1 crashes; S5, whose last term 3 beats term 2, wins and overwrites index 2.
     net.dropped_types.clear()
+    net.inflight.clear()
     net.heal()
     net.cut |= {(1, n) for n in voters} | {(n, 1) for n in voters}
-    net.campaign(5)  # its first pre-vote (term 6) learns that term 6 exists
-    net.campaign(5)
+    for _ in range(3):
+        net.campaign(5)
     assert net[5].role == Role.LEADER
     for node in (2, 3, 4, 5):
         assert net[node].log.term(old_index) == 3
-    # (e): had S1 replicated an entry of its own term to a majority first, both commit.
-    logs = {1: ([1, 2], 4), 2: ([1, 2], 4), 3: ([1], 4), 4: ([1], 4), 5: ([1, 3], 4)}
-    cores = {n: restored(n, terms, term, voters, config) for n, (terms, term) in logs.items()}
-    net = Network(config=config, cores=cores)
+
+
+def test_figure8_entry_commits_once_an_entry_of_the_current_term_does() -> None:
+    """Figure 8 (e): once S1 replicates an entry of its own term to a majority, the
+    earlier entries commit with it, and S5 can no longer win."""
+    voters = [1, 2, 3, 4, 5]
+    logs = {1: [1, 2], 2: [1, 2], 3: [1], 4: [1], 5: [1, 3]}
+    cores = {n: restored(n, terms, 4, voters) for n, terms in logs.items()}
+    net = Network(cores=cores)
+    old_index = len(voters) + 2
     net.cut |= {(1, 5), (5, 1)}
     net.campaign(1)
     assert net[1].commit_index == net[1].log.last_index > old_index
     net.heal()
-    net.campaign(5)
+    net.isolate(1)
+    for _ in range(3):
+        net.campaign(5)
     assert net[5].role != Role.LEADER  # its log is now behind a majority
 
 
