@@ -1,7 +1,17 @@
 """pyraftkv's Raft consensus core: a pure, deterministic, sans-I/O state machine.
 
 The Raft process owns one RaftCore: it feeds ticks, peer messages and requests in, takes
-Ready batches out, persists them by the rule in ready.py and calls advance().
+Ready batches out, persists them by the rule in ready.py and calls advance(). One turn of
+the shell's loop, in outline:
+
+    core.tick() / core.step(decode_message(frame)) / core.propose(batch) / ...
+    while core.has_ready():
+        ready = core.ready()
+        send(ready.messages)                      # at once, even before the fsync
+        app.apply(ready.committed_entries); app.answer(ready.read_states)
+        wal.write(ready.snapshot, ready.entries, ready.hard_state, sync=ready.must_sync)
+        core.advance(ready)                       # after the write is durable ...
+        send(ready.persisted_messages)            # ... and only then these
 """
 
 from .codec import (

@@ -460,13 +460,13 @@ class RaftCore:
         if ready.seq != self._next_advance_seq:
             raise ValueError(f"advance of Ready {ready.seq}, expected {self._next_advance_seq}")
         self._next_advance_seq += 1
+        if ready.entries:
+            last = ready.entries[-1]
+            self.log.persisted_to(last.index, last.term)
         hard_state = ready.hard_state
         if (hard_state is not None and self.role == Role.CANDIDATE
                 and (hard_state.term, hard_state.vote) == (self.term, self.id)):
             self._tally(self.id, True)  # our own vote is durable now
-        if ready.entries:
-            last = ready.entries[-1]
-            self.log.persisted_to(last.index, last.term)
         if self.role == Role.LEADER:
             own = self._progress.get(self.id)
             if own is not None and own.maybe_update(self.log.persisted):
