@@ -15,12 +15,16 @@ THE PERSISTENCE RULE (the shell must follow it; the simulator checks that it suf
 3. Only then send ``persisted_messages``: granted or refused votes (a vote is a promise
    that must survive a crash), a candidate's vote requests (it voted for itself), and
    append/snapshot acknowledgements (the leader counts them toward commit).
-4. Call ``RaftCore.advance(ready)``. Readies may be pipelined: the shell may take more
-   Readies before advancing earlier ones (persisting them in order, for example in a
-   writer thread), but must advance them in the order they were taken.
+4. Also once it is durable, call ``RaftCore.advance(ready)`` (before or after step 3).
+   Readies may be pipelined: the shell may take more Readies before advancing earlier
+   ones (persisting them in order, for example in a writer thread, and sending each
+   Ready's ``messages`` at once), but must advance them in the order they were taken.
 
 ``committed_entries`` may be applied as soon as the Ready is taken (they are durable on a
-majority and on this member); ``snapshot`` must be installed before them.
+majority and on this member). ``snapshot`` (a snapshot received from the leader) is
+installed by the application once it is durable; entries after it come in later Readies.
+After a restart, committed entries at or below the application's applied index passed to
+the constructor are not handed out again.
 """
 
 from __future__ import annotations
