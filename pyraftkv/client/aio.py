@@ -1,0 +1,373 @@
+"""``AsyncClient``: the asyncio client of pyraftkv's native protocol.
+
+Responses are etcd v3's messages (``resp.header.revision``, ``resp.kvs[0].value``, ...).
+The client talks to one endpoint at a time and fails over to the next when it cannot
+reach it. It retries a call only when doing so cannot apply a write twice: reads are
+retried after any connection failure; writes only when the request never left, or the
+server refused it before proposing it (no leader, not leader).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Sequence
+
+from google.protobuf.message import Message
+
+from ..errors import ApiError, Compacted, NoLeader, NotLeader, TimedOut
+from ..proto import kv_pb2
+from ..proto import rpc_pb2 as rpc
+from ..protocol.methods import BY_NAME
+from .connection import Connection, ConnectionLost, Stream
+from .requests import (
+    Bytesish,
+    delete_request,
+    key_range,
+    put_request,
+    range_request,
+    to_bytes,
+    txn_request,
+)
+
+# Calls whose repetition cannot change the store.
+_IDEMPOTENT = frozenset(
+    ("Range", "MemberList", "Status", "HashKV", "LeaseTimeToLive", "LeaseLeases")
+)
+
+
+def normalize_endpoint(endpoint: str) -> str:
+    """Accept host:port or http://host:port; return host:port."""
+    for scheme in ("http://", "https://"):
+        if endpoint.startswith(scheme):
+            endpoint = endpoint[len(scheme) :]
+    endpoint = endpoint.rstrip("/")
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"endpoint {endpoint!r} is not host:port")
+    return endpoint
+
+
+class AsyncClient:
+    """An asyncio client for a pyraftkv cluster; use ``async with AsyncClient(...) as c``."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] = ("127.0.0.1:2379",),
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        if isinstance(endpoints, str):
+            endpoints = [endpoints]
+        self.endpoints = [normalize_endpoint(e) for e in endpoints]
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is required")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self._current = 0
+        self._connection: Connection | None = None
+        self._connecting: asyncio.Task | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection; pending calls fail with ConnectionLost."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- connection management ----------------------------------------------------------
+
+    async def connection(self) -> Connection:
+        """The live connection, opening one (trying every endpoint in turn) if needed."""
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        try:
+            return await asyncio.shield(self._connecting)
+        finally:
+            if self._connecting is not None and self._connecting.done():
+                self._connecting = None
+
+    async def _connect(self) -> Connection:
+        errors = []
+        for attempt in range(len(self.endpoints)):
+            endpoint = self.endpoints[(self._current + attempt) % len(self.endpoints)]
+            try:
+                connection = await Connection.open(endpoint, self.connect_timeout)
+            except ConnectionLost as exc:
+                errors.append(str(exc))
+                continue
+            self._current = (self._current + attempt) % len(self.endpoints)
+            self._connection = connection
+            return connection
+        raise ConnectionLost("; ".join(errors))
+
+    def _drop(self, connection: Connection, move_to: str | None = None) -> None:
+        """Forget a connection that failed; the next call starts on another endpoint."""
+        if self._connection is connection:
+            connection.close()
+            self._connection = None
+            if move_to:
+                try:
+                    self._current = self.endpoints.index(normalize_endpoint(move_to))
+                    return
+                except ValueError:
+                    pass
+            self._current = (self._current + 1) % len(self.endpoints)
+
+    # -- unary calls --------------------------------------------------------------------
+
+    async def call(self, method: str, request: Message, timeout: float | None = None) -> Message:
+        """Send one request by method name and return its response message."""
+        spec = BY_NAME[method]
+        body = request.SerializeToString()
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        idempotent = method in _IDEMPOTENT
+        backoff = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimedOut(f"{method}: no answer within the timeout")
+            try:
+                connection = await asyncio.wait_for(self.connection(), remaining)
+            except (ConnectionLost, asyncio.TimeoutError) as exc:
+                # Nothing was sent: always safe to try again after a pause.
+                if deadline - time.monotonic() <= backoff:
+                    raise ConnectionLost(f"{method}: {exc}") from exc
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            future = connection.call(spec.number, body)
+            try:
+                reply = await asyncio.wait_for(future, deadline - time.monotonic())
+            except asyncio.TimeoutError:
+                raise TimedOut(f"{method}: no answer within the timeout") from None
+            except ConnectionLost:
+                self._drop(connection)
+                if idempotent:
+                    continue
+                raise
+            except NotLeader as exc:
+                self._drop(connection, getattr(exc, "leader_url", "") or None)
+                continue
+            except NoLeader:
+                if deadline - time.monotonic() <= backoff:
+                    raise
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            return spec.response.FromString(reply)
+
+    # -- KV -------------------------------------------------------------------------------
+
+    async def put(self, key: Bytesish, value: Bytesish, **options) -> rpc.PutResponse:
+        """Put key=value; options: lease, prev_kv, ignore_value, ignore_lease."""
+        return await self.call("Put", put_request(key, value, **options))
+
+    async def get(
+        self, key: Bytesish, range_end: Bytesish | None = None, **options
+    ) -> rpc.RangeResponse:
+        """Range over a key, [key, range_end), a prefix (prefix=True) or from_key=True.
+
+        Options: revision, limit, keys_only, count_only, serializable, sort_order
+        (none|ascend|descend), sort_target (key|version|create|mod|value), min/max
+        mod/create revision.
+        """
+        return await self.call("Range", range_request(key, range_end, **options))
+
+    async def delete(
+        self, key: Bytesish, range_end: Bytesish | None = None, **options
+    ) -> rpc.DeleteRangeResponse:
+        """Delete a key, a range, a prefix (prefix=True) or from_key=True; prev_kv=True too."""
+        return await self.call("DeleteRange", delete_request(key, range_end, **options))
+
+    async def txn(
+        self,
+        compare: Iterable[rpc.Compare] = (),
+        success: Iterable[rpc.RequestOp] = (),
+        failure: Iterable[rpc.RequestOp] = (),
+    ) -> rpc.TxnResponse:
+        """Atomically: if every compare holds, run success, else failure (see Compare, Op)."""
+        return await self.call("Txn", txn_request(compare, success, failure))
+
+    async def compact(self, revision: int, physical: bool = False) -> rpc.CompactionResponse:
+        """Drop history before ``revision``."""
+        return await self.call(
+            "Compact", rpc.CompactionRequest(revision=revision, physical=physical)
+        )
+
+    # -- cluster and maintenance ----------------------------------------------------------
+
+    async def member_list(self) -> rpc.MemberListResponse:
+        return await self.call("MemberList", rpc.MemberListRequest())
+
+    async def status(self, endpoint: str | None = None) -> rpc.StatusResponse:
+        """Status of the member at ``endpoint`` (default: the connected one)."""
+        if endpoint is None:
+            return await self.call("Status", rpc.StatusRequest())
+        async with AsyncClient(
+            [endpoint], timeout=self.timeout, connect_timeout=self.connect_timeout
+        ) as single:
+            return await single.call("Status", rpc.StatusRequest())
+
+    async def hash_kv(self, revision: int = 0) -> rpc.HashKVResponse:
+        return await self.call("HashKV", rpc.HashKVRequest(revision=revision))
+
+    async def move_leader(self, target_id: int) -> rpc.MoveLeaderResponse:
+        return await self.call("MoveLeader", rpc.MoveLeaderRequest(targetID=target_id))
+
+    # -- watch ------------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        key: Bytesish,
+        range_end: Bytesish | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        filters: Sequence[str] = (),
+        progress_notify: bool = False,
+    ) -> Watcher:
+        """Start watching; returns a Watcher (async-iterate it for events, then cancel())."""
+        k, end = key_range(key, range_end, prefix=prefix, from_key=from_key)
+        names = {"noput": rpc.WatchCreateRequest.NOPUT, "nodelete": rpc.WatchCreateRequest.NODELETE}
+        create = rpc.WatchCreateRequest(
+            key=k,
+            range_end=end,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            filters=[names[f.lower()] for f in filters],
+            progress_notify=progress_notify,
+        )
+        watcher = Watcher(self, create)
+        await watcher._start()
+        return watcher
+
+
+def _compacted(reply: rpc.WatchResponse) -> Compacted:
+    error = Compacted(
+        f"etcdserver: mvcc: required revision has been compacted "
+        f"(compact revision {reply.compact_revision})"
+    )
+    error.compact_revision = reply.compact_revision
+    return error
+
+
+class Watcher:
+    """Events of one watch, in revision order, each once, across reconnects.
+
+    On a lost connection it re-creates the watch on the next endpoint from the revision
+    after the last one it delivered, so nothing is missed or repeated.
+    """
+
+    def __init__(self, client: AsyncClient, create: rpc.WatchCreateRequest) -> None:
+        self._client = client
+        self._create = create
+        self._stream: Stream | None = None
+        self._pending: list[kv_pb2.Event] = []
+        self._canceled = False
+        self.watch_id = 0
+        # The revision the next event must have at least; 0 until the server tells us.
+        self.next_revision = create.start_revision
+        self.header: rpc.ResponseHeader | None = None
+
+    async def _start(self) -> None:
+        deadline = time.monotonic() + self._client.timeout
+        while True:
+            try:
+                connection = await self._client.connection()
+                stream = connection.open_stream(BY_NAME["Watch"].number)
+                create = rpc.WatchCreateRequest()
+                create.CopyFrom(self._create)
+                create.start_revision = self.next_revision
+                stream.send(rpc.WatchRequest(create_request=create).SerializeToString())
+                reply = rpc.WatchResponse.FromString(
+                    await asyncio.wait_for(stream.receive(), max(0.01, deadline - time.monotonic()))
+                )
+            except (ConnectionLost, asyncio.TimeoutError, NoLeader) as exc:
+                if self._client._connection is not None:
+                    self._client._drop(self._client._connection)
+                if time.monotonic() >= deadline:
+                    raise ConnectionLost(f"cannot (re)start watch: {exc}") from exc
+                await asyncio.sleep(0.1)
+                continue
+            if reply.canceled:
+                stream.close()
+                raise _compacted(reply)
+            self._stream = stream
+            self.watch_id = reply.watch_id
+            self._absorb(reply)
+            return
+
+    def _absorb(self, reply: rpc.WatchResponse) -> None:
+        self.header = reply.header
+        for event in reply.events:
+            if event.kv.mod_revision >= self.next_revision:
+                self._pending.append(event)
+                self.next_revision = event.kv.mod_revision + 1
+        if not reply.events and reply.header.revision + 1 > self.next_revision:
+            # A created or progress reply: everything up to header.revision was seen.
+            self.next_revision = reply.header.revision + 1
+
+    async def batches(self):
+        """Async iterator over lists of events, as they arrive (one list per server reply)."""
+        while True:
+            try:
+                if self._pending:
+                    events, self._pending = self._pending, []
+                else:
+                    events = await self._next_events()
+            except StopAsyncIteration:
+                return
+            yield events
+
+    async def _next_events(self) -> list[kv_pb2.Event]:
+        while not self._pending:
+            if self._canceled:
+                raise StopAsyncIteration
+            try:
+                reply = rpc.WatchResponse.FromString(await self._stream.receive())
+            except ConnectionLost:
+                if self._canceled:
+                    raise StopAsyncIteration from None
+                await self._start()
+                continue
+            except ApiError:
+                if self._canceled:
+                    raise StopAsyncIteration from None
+                raise
+            if reply.canceled:
+                self._canceled = True
+                self._stream.close()
+                if reply.compact_revision:
+                    raise _compacted(reply)
+                raise StopAsyncIteration
+            self._absorb(reply)
+        events, self._pending = self._pending, []
+        return events
+
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> kv_pb2.Event:
+        if not self._pending:
+            self._pending = await self._next_events()
+        return self._pending.pop(0)  # lists stay short: one server reply's events
+
+    async def cancel(self) -> None:
+        """Stop the watch; iteration ends."""
+        self._canceled = True
+        if self._stream is not None:
+            self._stream.close()
+
+
+__all__ = ["AsyncClient", "Watcher", "to_bytes"]

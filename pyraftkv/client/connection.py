@@ -1,0 +1,205 @@
+"""One native-protocol connection from a client: pipelined, multiplexed calls and streams.
+
+Calls are written without waiting for earlier replies; replies are matched to callers by
+stream id. Writes made in the same event-loop iteration leave in one send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from ..errors import ApiError, PyraftkvError, error_from_wire
+from ..protocol.frames import (
+    DEFAULT_MAX_REPLY_FRAME_BYTES,
+    ERROR,
+    FLAG_END,
+    MESSAGE,
+    REPLY,
+    REPLY_KINDS,
+    FrameDecoder,
+    ProtocolError,
+    decode_error,
+    encode_frame,
+)
+
+
+class ConnectionLost(PyraftkvError):
+    """The connection closed (or never opened) before the reply came."""
+
+
+def _api_error(body: bytes) -> ApiError:
+    code, message, leader_url = decode_error(body)
+    error = error_from_wire(code, message)
+    error.leader_url = leader_url
+    return error
+
+
+class Stream:
+    """The client side of a streaming call: send requests, await replies in order."""
+
+    __slots__ = ("id", "_connection", "_method", "_replies", "_waiter", "_closed")
+
+    def __init__(self, connection: Connection, stream_id: int, method: int) -> None:
+        self.id = stream_id
+        self._connection = connection
+        self._method = method
+        self._replies: deque[bytes | BaseException] = deque()
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+
+    def send(self, body: bytes) -> None:
+        """Send one more request message on this stream."""
+        if self._closed:
+            raise ConnectionLost("stream is closed")
+        self._connection._write(encode_frame(self.id, self._method, body))
+
+    def close(self) -> None:
+        """Tell the server we are done; it ends the stream."""
+        if not self._closed:
+            self._closed = True
+            self._connection._streams.pop(self.id, None)
+            if not self._connection.closed:
+                self._connection._write(encode_frame(self.id, self._method, b"", FLAG_END))
+            self._push(ConnectionLost("stream closed by the client"))
+
+    async def receive(self) -> bytes:
+        """The next reply message; raises the server's error or ConnectionLost at the end."""
+        while not self._replies:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._replies.popleft()
+        if isinstance(item, BaseException):
+            self._replies.appendleft(item)  # every later receive raises it too
+            raise item
+        return item
+
+    def _push(self, item: bytes | BaseException) -> None:
+        self._replies.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Connection(asyncio.Protocol):
+    """An open connection to one server endpoint."""
+
+    def __init__(self, endpoint: str, max_reply_bytes: int = DEFAULT_MAX_REPLY_FRAME_BYTES):
+        self.endpoint = endpoint
+        self._decoder = FrameDecoder(max_reply_bytes, REPLY_KINDS)
+        self._calls: dict[int, asyncio.Future] = {}
+        self._streams: dict[int, Stream] = {}
+        self._next_id = 1
+        self._transport: asyncio.Transport | None = None
+        self._outgoing: list[bytes] = []
+        self._lost: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+
+    @classmethod
+    async def open(cls, endpoint: str, timeout: float) -> Connection:
+        """Connect to host:port within ``timeout`` seconds."""
+        host, _, port = endpoint.rpartition(":")
+        loop = asyncio.get_running_loop()
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(lambda: cls(endpoint), host, int(port)), timeout
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ConnectionLost(f"cannot connect to {endpoint}: {exc or 'timed out'}") from exc
+        return connection
+
+    @property
+    def closed(self) -> bool:
+        return self._lost is not None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._fail_all(ConnectionLost(f"connection to {self.endpoint} closed"))
+
+    # -- calls --------------------------------------------------------------------------
+
+    def call(self, method: int, body: bytes) -> asyncio.Future:
+        """Send one unary request; the future gets the reply body or the error."""
+        future = self._loop.create_future()
+        if self._lost is not None:
+            future.set_exception(self._lost)
+            return future
+        stream_id = self._next_id
+        self._next_id += 1
+        self._calls[stream_id] = future
+        self._write(encode_frame(stream_id, method, body))
+        return future
+
+    def open_stream(self, method: int) -> Stream:
+        """Start a streaming call; send its first request with ``Stream.send``."""
+        if self._lost is not None:
+            raise self._lost
+        stream = Stream(self, self._next_id, method)
+        self._next_id += 1
+        self._streams[stream.id] = stream
+        return stream
+
+    def _write(self, data: bytes) -> None:
+        if not self._outgoing:
+            self._loop.call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        if self._transport is not None and self._outgoing and self._lost is None:
+            self._transport.write(b"".join(self._outgoing))
+        self._outgoing.clear()
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self._fail_all(ConnectionLost(f"bad reply from {self.endpoint}: {exc}"))
+            self._transport.close()
+            return
+        for stream_id, kind, _flags, body in frames:
+            if kind in (REPLY, ERROR):
+                if stream_id == 0:
+                    self._fail_all(_api_error(body) if kind == ERROR else ConnectionLost("?"))
+                    self._transport.close()
+                    return
+                future = self._calls.pop(stream_id, None)
+                if future is not None:
+                    if future.done():
+                        continue
+                    if kind == REPLY:
+                        future.set_result(body)
+                    else:
+                        future.set_exception(_api_error(body))
+                    continue
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                continue  # a reply to something we already gave up on
+            if kind == MESSAGE:
+                stream._push(body)
+            else:
+                self._streams.pop(stream_id, None)
+                stream._closed = True
+                stream._push(_api_error(body) if kind == ERROR else ConnectionLost("stream ended"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail_all(ConnectionLost(f"connection to {self.endpoint} lost: {exc or 'closed'}"))
+
+    def _fail_all(self, error: BaseException) -> None:
+        if self._lost is None:
+            self._lost = error
+        calls, self._calls = self._calls, {}
+        for future in calls.values():
+            if not future.done():
+                future.set_exception(error)
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream._closed = True
+            stream._push(error)

@@ -1,0 +1,1 @@
+"""The pyraftkv node: an application process and a Raft process joined by shm rings."""

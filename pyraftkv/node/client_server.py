@@ -1,0 +1,410 @@
+"""The native-protocol server of the application process: connections and request routing.
+
+Each connection decodes frames (protocol/frames.py), parses the request message, checks
+it, and hands it to the Application: writes are proposed, reads served or queued for a
+ReadIndex round, watches registered with the watch hub. Replies written during one
+event-loop iteration leave in one send per connection.
+
+A frame that breaks the framing rules (or is larger than the request limit allows) closes
+that connection with an error on stream 0; every other connection keeps being served. A
+request whose message does not parse, or that fails validation, gets an error reply and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from google.protobuf.message import DecodeError, Message
+
+from .. import errors
+from ..proto import raft_internal_pb2 as internal
+from ..proto import rpc_pb2 as rpc
+from ..protocol.frames import (
+    END,
+    FLAG_END,
+    FRAME_OVERHEAD_BYTES,
+    MESSAGE,
+    REPLY,
+    FrameDecoder,
+    ProtocolError,
+    encode_error,
+    encode_frame,
+)
+from ..protocol.methods import BY_NAME, BY_NUMBER, METHOD_NUMBERS
+from .application import Application, Reply
+from .watch_hub import Watcher
+
+log = logging.getLogger("pyraftkv.clients")
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's connection."""
+
+    def __init__(self, server: ClientServer) -> None:
+        self.server = server
+        self.app = server.app
+        self._decoder = FrameDecoder(server.max_request_bytes + FRAME_OVERHEAD_BYTES)
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self.closed = False
+        self.watch_streams: dict[int, WatchStream] = {}
+        self.keepalive_streams: dict[int, object] = {}
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+        if self.server.paused:
+            transport.pause_reading()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for stream in self.watch_streams.values():
+            stream.close()
+        self.watch_streams.clear()
+        for closer in list(self.server.on_connection_lost):
+            closer(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self.abort(str(exc))
+            return
+        handlers = self.server.handlers
+        for stream, method, flags, body in frames:
+            if stream == 0:
+                self.abort("stream id 0 is reserved")
+                return
+            handler = handlers.get(method)
+            if handler is None:
+                self.error(stream, errors.UnknownMethod(f"unknown method {method}"))
+                continue
+            try:
+                handler(self, stream, flags, body)
+            except DecodeError:
+                name = BY_NUMBER[method].name if method in BY_NUMBER else method
+                self.error(
+                    stream, errors.InvalidArgument(f"etcdserver: malformed {name} request message")
+                )
+            except errors.ApiError as exc:
+                self.error(stream, exc)
+
+    def pause(self, paused: bool) -> None:
+        if self._transport is not None and not self.closed:
+            if paused:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if not self._out:
+            self.app.loop.call_soon(self._flush)
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def _flush(self) -> None:
+        if self._out and not self.closed:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+        self._out_bytes = 0
+
+    def reply(self, stream: int, body: bytes) -> None:
+        self._queue(encode_frame(stream, REPLY, body))
+
+    def message(self, stream: int, body: bytes) -> None:
+        self._queue(encode_frame(stream, MESSAGE, body))
+
+    def end(self, stream: int) -> None:
+        self._queue(encode_frame(stream, END))
+
+    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
+        self._queue(encode_error(stream, error.code, error.message, leader_url))
+
+    def backlog_bytes(self) -> int:
+        if self.closed or self._transport is None:
+            return 0
+        return self._out_bytes + self._transport.get_write_buffer_size()
+
+    def abort(self, reason: str) -> None:
+        """Close the connection after telling the client why (stream 0)."""
+        log.warning("closing client connection: %s", reason)
+        self._queue(encode_error(0, errors.INVALID_ARGUMENT, f"protocol error: {reason}"))
+        self._flush()
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+class WatchStream:
+    """The watchers a client created on one Watch stream (etcd's watch stream)."""
+
+    def __init__(self, connection: ClientConnection, stream: int) -> None:
+        self.connection = connection
+        self.stream = stream
+        self.watchers: dict[int, Watcher] = {}
+        self._next_watch_id = 0
+
+    # WatchSink
+    def send_message(self, body: bytes) -> None:
+        self.connection.message(self.stream, body)
+
+    def backlog_bytes(self) -> int:
+        return self.connection.backlog_bytes()
+
+    def handle(self, request: rpc.WatchRequest) -> None:
+        app = self.connection.app
+        hub = app.watch_hub
+        which = request.WhichOneof("request_union")
+        if which == "create_request":
+            create = request.create_request
+            watch_id = create.watch_id
+            if watch_id == 0:
+                while self._next_watch_id in self.watchers:
+                    self._next_watch_id += 1
+                watch_id = self._next_watch_id
+                self._next_watch_id += 1
+            elif watch_id in self.watchers:
+                self.send_message(
+                    rpc.WatchResponse(
+                        header=app.header(),
+                        watch_id=watch_id,
+                        created=True,
+                        canceled=True,
+                        cancel_reason="etcdserver: watch ID already in use",
+                    ).SerializeToString()
+                )
+                return
+            start = create.start_revision or app.store.revision + 1
+            watcher = Watcher(watch_id, self, create, start)
+            self.watchers[watch_id] = watcher
+            self.send_message(
+                rpc.WatchResponse(
+                    header=app.header(), watch_id=watch_id, created=True
+                ).SerializeToString()
+            )
+            hub.add(watcher)
+            app.schedule_catch_up()
+        elif which == "cancel_request":
+            watcher = self.watchers.pop(request.cancel_request.watch_id, None)
+            if watcher is not None:
+                hub.remove(watcher)
+                self.send_message(
+                    rpc.WatchResponse(
+                        header=app.header(),
+                        watch_id=watcher.watch_id,
+                        canceled=True,
+                    ).SerializeToString()
+                )
+        elif which == "progress_request" and all(w.synced for w in self.watchers.values()):
+            # etcd answers a progress request with watch id -1 for the whole stream.
+            self.send_message(
+                rpc.WatchResponse(header=app.header(), watch_id=-1).SerializeToString()
+            )
+
+    def close(self) -> None:
+        hub = self.connection.app.watch_hub
+        for watcher in self.watchers.values():
+            hub.remove(watcher)
+        self.watchers.clear()
+
+
+class ClientServer:
+    """Every client connection of this member and the handler of each method."""
+
+    def __init__(self, app: Application, max_request_bytes: int) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+        self.connections: set[ClientConnection] = set()
+        self.on_connection_lost: list[Callable[[ClientConnection], None]] = []
+        self.paused = False
+        self.handlers: dict[int, Callable[[ClientConnection, int, int, bytes], None]] = {}
+        app.on_pause(self._pause_all)
+        for name, handler in (
+            ("Range", self._range),
+            ("Put", self._put),
+            ("DeleteRange", self._delete_range),
+            ("Txn", self._txn),
+            ("Compact", self._compact),
+            ("Watch", self._watch),
+            ("MemberList", self._member_list),
+            ("MemberAdd", self._member_add),
+            ("MemberRemove", self._member_remove),
+            ("MemberPromote", self._member_promote),
+            ("MemberUpdate", self._member_update),
+            ("Status", self._status),
+            ("HashKV", self._hash_kv),
+            ("MoveLeader", self._move_leader),
+        ):
+            self.register(name, handler)
+
+    def register(self, name: str, handler: Callable[[ClientConnection, int, int, bytes], None]):
+        """Route a method (by name) to ``handler(connection, stream, flags, body)``."""
+        self.handlers[BY_NAME[name].number] = handler
+
+    def _pause_all(self, paused: bool) -> None:
+        self.paused = paused
+        for connection in self.connections:
+            connection.pause(paused)
+
+    def check_size(self, body: bytes) -> None:
+        if len(body) > self.max_request_bytes:
+            raise errors.RequestTooLarge()
+
+    # -- KV ------------------------------------------------------------------------------------
+
+    def _range(self, connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
+        request = rpc.RangeRequest.FromString(body)
+        if not request.key:
+            raise errors.EmptyKey()
+        store_range = self.app.store.range
+
+        def serve() -> Message:
+            return store_range(request)
+
+        self.app.read(Reply(connection, stream), serve, not request.serializable)
+
+    def _write(
+        self, method: str, parse: Callable[[bytes], Message], check: Callable[[Message], None]
+    ) -> Callable:
+        number = BY_NAME[method].number
+
+        def handler(connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
+            self.check_size(body)
+            check(parse(body))
+            self.app.propose(Reply(connection, stream), number, body)
+
+        return handler
+
+    def _put(self, connection, stream, flags, body):
+        self.check_size(body)
+        request = rpc.PutRequest.FromString(body)
+        if not request.key:
+            raise errors.EmptyKey()
+        self.app.propose(Reply(connection, stream), 2, body)
+
+    def _delete_range(self, connection, stream, flags, body):
+        self.check_size(body)
+        if not rpc.DeleteRangeRequest.FromString(body).key:
+            raise errors.EmptyKey()
+        self.app.propose(Reply(connection, stream), 3, body)
+
+    def _txn(self, connection, stream, flags, body):
+        self.check_size(body)
+        self.app.store.check_txn(rpc.TxnRequest.FromString(body))
+        self.app.propose(Reply(connection, stream), 4, body)
+
+    def _compact(self, connection, stream, flags, body):
+        request = rpc.CompactionRequest.FromString(body)
+        self.app.store.check_compact(request)
+        self.app.propose(Reply(connection, stream), 5, body)
+
+    def _hash_kv(self, connection, stream, flags, body):
+        request = rpc.HashKVRequest.FromString(body)
+        value, compact_revision = self.app.store.hash_kv(request.revision)
+        response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
+        connection.reply(stream, self.app._stamp(response).SerializeToString())
+
+    # -- watch ---------------------------------------------------------------------------------
+
+    def _watch(self, connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
+        watch_stream = connection.watch_streams.get(stream)
+        if flags & FLAG_END:
+            if watch_stream is not None:
+                watch_stream.close()
+                del connection.watch_streams[stream]
+                connection.end(stream)
+            return
+        if watch_stream is None:
+            watch_stream = connection.watch_streams[stream] = WatchStream(connection, stream)
+        watch_stream.handle(rpc.WatchRequest.FromString(body))
+
+    # -- cluster and maintenance ---------------------------------------------------------------
+
+    def _member_list(self, connection, stream, flags, body):
+        rpc.MemberListRequest.FromString(body)
+        response = rpc.MemberListResponse(members=self.app.members.to_rpc())
+        connection.reply(stream, self.app._stamp(response).SerializeToString())
+
+    def _member_add(self, connection, stream, flags, body):
+        from ..node.config import Url, member_id
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberAddRequest.FromString(body)
+        if not request.peerURLs:
+            raise errors.InvalidArgument("etcdserver: member peer URLs are not provided")
+        urls = [Url.parse(u, "peerURLs").text for u in request.peerURLs]
+        for member in self.app.members.to_rpc():
+            if set(member.peerURLs) & set(urls):
+                raise errors.InvalidArgument("etcdserver: peerURL exists")
+        new_id = member_id(urls, f"{self.app.cluster_id:x}")
+        attributes = internal.MemberAttributes(
+            id=new_id, peer_urls=urls, is_learner=request.isLearner
+        )
+        change = ConfChangeType.ADD_LEARNER if request.isLearner else ConfChangeType.ADD_VOTER
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberAdd"].number,
+            int(change),
+            new_id,
+            attributes.SerializeToString(),
+        )
+
+    def _member_remove(self, connection, stream, flags, body):
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberRemoveRequest.FromString(body)
+        if request.ID not in self.app.members:
+            raise errors.ApiError("etcdserver: member not found")
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberRemove"].number,
+            int(ConfChangeType.REMOVE_MEMBER),
+            request.ID,
+            b"",
+        )
+
+    def _member_promote(self, connection, stream, flags, body):
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberPromoteRequest.FromString(body)
+        member = self.app.members.get(request.ID)
+        if member is None:
+            raise errors.ApiError("etcdserver: member not found")
+        if not member.is_learner:
+            raise errors.ApiError("etcdserver: can only promote a learner member")
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberPromote"].number,
+            int(ConfChangeType.PROMOTE_LEARNER),
+            request.ID,
+            b"",
+        )
+
+    def _member_update(self, connection, stream, flags, body):
+        raise errors.ApiError("etcdserver: member update is not supported by pyraftkv yet")
+
+    def _status(self, connection, stream, flags, body):
+        rpc.StatusRequest.FromString(body)
+        connection.reply(stream, self.app._stamp(self.app.status()).SerializeToString())
+
+    def _move_leader(self, connection, stream, flags, body):
+        request = rpc.MoveLeaderRequest.FromString(body)
+        if self.app.leader_id != self.app.member_id:
+            raise errors.NotLeader()
+        if request.targetID not in self.app.members:
+            raise errors.ApiError("etcdserver: bad leader transferee")
+        self.app.move_leader(Reply(connection, stream), request.targetID)
+
+
+__all__ = ["ClientConnection", "ClientServer", "METHOD_NUMBERS"]

@@ -1,0 +1,298 @@
+"""Server configuration: etcd-named flags, PYRAFTKV_* environment variables, validation.
+
+Each flag may also come from the environment variable PYRAFTKV_<FLAG> (upper case, dashes
+as underscores); a flag on the command line wins over the environment. Member and cluster
+ids are derived from the peer URLs and the cluster token the way etcd derives them, so a
+member keeps its id across restarts and two clusters made with different tokens differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import struct
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..errors import PyraftkvError
+
+
+class ConfigError(PyraftkvError):
+    """A flag or environment variable is wrong; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Url:
+    """A parsed http://host:port URL (pyraftkv speaks plain TCP on it)."""
+
+    text: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> Url:
+        parts = urlsplit(text)
+        if parts.scheme != "http":
+            raise ConfigError(f"{flag}: {text!r} must be an http://host:port URL")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"{flag}: {text!r} has an invalid port") from exc
+        if not parts.hostname or port is None:
+            raise ConfigError(f"{flag}: {text!r} must name a host and a port")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ConfigError(f"{flag}: {text!r} must not have a path or query")
+        return cls(f"http://{parts.netloc}", parts.hostname, port)
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_urls(text: str, flag: str) -> tuple[Url, ...]:
+    """Parse a comma-separated URL list; at least one URL."""
+    urls = tuple(Url.parse(u.strip(), flag) for u in text.split(",") if u.strip())
+    if not urls:
+        raise ConfigError(f"{flag}: at least one URL is required")
+    return urls
+
+
+def member_id(peer_urls: list[str] | tuple[str, ...], cluster_token: str) -> int:
+    """etcd's member id: sha1 of the sorted peer URLs and the cluster token, first 8 bytes."""
+    digest = hashlib.sha1(("".join(sorted(peer_urls)) + cluster_token).encode()).digest()
+    return struct.unpack(">Q", digest[:8])[0] or 1
+
+
+def cluster_id(member_ids: list[int]) -> int:
+    """etcd's cluster id: sha1 of the sorted member ids (8 bytes big-endian each)."""
+    digest = hashlib.sha1(b"".join(struct.pack(">Q", m) for m in sorted(member_ids))).digest()
+    return struct.unpack(">Q", digest[:8])[0] or 1
+
+
+def parse_initial_cluster(text: str) -> dict[str, tuple[str, ...]]:
+    """Parse name=url,name=url (a name may repeat for several URLs) into name -> URLs."""
+    members: dict[str, list[str]] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url:
+            raise ConfigError(f"--initial-cluster: {item!r} is not name=url")
+        members.setdefault(name, []).append(Url.parse(url, "--initial-cluster").text)
+    if not members:
+        raise ConfigError("--initial-cluster: no members given")
+    return {name: tuple(urls) for name, urls in members.items()}
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One member of the initial cluster."""
+
+    name: str
+    id: int
+    peer_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to start, validated."""
+
+    name: str
+    data_dir: str
+    listen_client_urls: tuple[Url, ...]
+    advertise_client_urls: tuple[Url, ...]
+    listen_peer_urls: tuple[Url, ...]
+    initial_advertise_peer_urls: tuple[Url, ...]
+    initial_cluster: tuple[MemberSpec, ...]
+    initial_cluster_state: str
+    initial_cluster_token: str
+    heartbeat_interval_ms: int
+    election_timeout_ms: int
+    snapshot_count: int
+    max_request_bytes: int
+    quota_backend_bytes: int
+    log_level: str
+    cluster_id: int = field(init=False)
+    member_id: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        me = [m for m in self.initial_cluster if m.name == self.name]
+        if not me:
+            raise ConfigError(
+                f"--initial-cluster has no member named {self.name!r} (--name); "
+                f"it lists {', '.join(m.name for m in self.initial_cluster)}"
+            )
+        advertised = sorted(u.text for u in self.initial_advertise_peer_urls)
+        if sorted(me[0].peer_urls) != advertised:
+            raise ConfigError(
+                f"--initial-cluster gives {self.name!r} the peer URLs {list(me[0].peer_urls)} "
+                f"but --initial-advertise-peer-urls is {advertised}"
+            )
+        object.__setattr__(self, "member_id", me[0].id)
+        object.__setattr__(self, "cluster_id", cluster_id([m.id for m in self.initial_cluster]))
+
+    @property
+    def election_ticks(self) -> int:
+        return max(2, self.election_timeout_ms // self.heartbeat_interval_ms)
+
+    def member(self, member_id: int) -> MemberSpec | None:
+        return next((m for m in self.initial_cluster if m.id == member_id), None)
+
+
+# flag name, type, default, help
+_FLAGS: tuple[tuple[str, type, object, str], ...] = (
+    ("name", str, "default", "Human-readable name of this member."),
+    (
+        "data-dir",
+        str,
+        None,
+        "Directory for the WAL, snapshots and the key-value database (default: ./<name>.pyraftkv).",
+    ),
+    (
+        "listen-client-urls",
+        str,
+        "http://127.0.0.1:2379",
+        "Comma-separated URLs to listen on for client traffic.",
+    ),
+    (
+        "advertise-client-urls",
+        str,
+        "http://127.0.0.1:2379",
+        "This member's client URLs as told to the rest of the cluster and to clients.",
+    ),
+    (
+        "listen-peer-urls",
+        str,
+        "http://127.0.0.1:2380",
+        "Comma-separated URLs to listen on for traffic from the other members.",
+    ),
+    (
+        "initial-advertise-peer-urls",
+        str,
+        "http://127.0.0.1:2380",
+        "This member's peer URLs as told to the rest of the cluster.",
+    ),
+    (
+        "initial-cluster",
+        str,
+        None,
+        "Initial cluster configuration for bootstrapping, "
+        "name=peer-url,... (default: <name>=<initial-advertise-peer-urls>).",
+    ),
+    (
+        "initial-cluster-state",
+        str,
+        "new",
+        "'new' when every member starts together; "
+        "'existing' to join a cluster that already runs (after a member add).",
+    ),
+    (
+        "initial-cluster-token",
+        str,
+        "pyraftkv-cluster",
+        "Token that makes this cluster's ids unique; use a different one per cluster.",
+    ),
+    ("heartbeat-interval", int, 100, "Time in milliseconds of a heartbeat interval."),
+    ("election-timeout", int, 1000, "Time in milliseconds for an election to time out."),
+    (
+        "snapshot-count",
+        int,
+        100000,
+        "Number of committed entries that triggers a snapshot (and WAL release).",
+    ),
+    ("max-request-bytes", int, 1536 * 1024, "Maximum client request size in bytes."),
+    (
+        "quota-backend-bytes",
+        int,
+        8 << 30,
+        "Size of the key-value database's memory map in bytes (the most it can hold).",
+    ),
+    ("log-level", str, "info", "debug, info, warning or error."),
+)
+
+
+def _env_name(flag: str) -> str:
+    return "PYRAFTKV_" + flag.upper().replace("-", "_")
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Declare the server flags on ``parser``."""
+    for flag, _kind, default, text in _FLAGS:
+        shown = f" (default: {default})" if default is not None and "default:" not in text else ""
+        parser.add_argument(
+            f"--{flag}",
+            metavar=flag.split("-")[-1].upper(),
+            default=None,
+            help=f"{text}{shown} [env {_env_name(flag)}]",
+        )
+
+
+def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> NodeConfig:
+    """Merge flags over PYRAFTKV_* environment over defaults; validate everything."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    for flag, kind, default, _text in _FLAGS:
+        value = getattr(args, flag.replace("-", "_"))
+        source = f"--{flag}"
+        if value is None and _env_name(flag) in environ:
+            value, source = environ[_env_name(flag)], _env_name(flag)
+        if value is None:
+            raw[flag] = default
+            continue
+        if kind is int:
+            try:
+                value = int(value)
+            except ValueError:
+                raise ConfigError(f"{source}: {value!r} is not an integer") from None
+            if value <= 0:
+                raise ConfigError(f"{source}: must be positive, got {value}")
+        raw[flag] = value
+    return _build(raw)
+
+
+def _build(raw: dict) -> NodeConfig:
+    name = raw["name"]
+    if not name:
+        raise ConfigError("--name must not be empty")
+    state = raw["initial-cluster-state"]
+    if state not in ("new", "existing"):
+        raise ConfigError(f"--initial-cluster-state must be 'new' or 'existing', not {state!r}")
+    level = raw["log-level"]
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"--log-level must be debug, info, warning or error, not {level!r}")
+    heartbeat, election = raw["heartbeat-interval"], raw["election-timeout"]
+    if election < 5 * heartbeat:
+        raise ConfigError(
+            f"--election-timeout ({election} ms) must be at least 5 times "
+            f"--heartbeat-interval ({heartbeat} ms)"
+        )
+    advertise_peers = parse_urls(
+        raw["initial-advertise-peer-urls"], "--initial-advertise-peer-urls"
+    )
+    initial = raw["initial-cluster"] or ",".join(f"{name}={u.text}" for u in advertise_peers)
+    token = raw["initial-cluster-token"]
+    members = tuple(
+        MemberSpec(n, member_id(urls, token), urls)
+        for n, urls in parse_initial_cluster(initial).items()
+    )
+    if len({m.id for m in members}) != len(members):
+        raise ConfigError("--initial-cluster: two members share the same peer URLs")
+    return NodeConfig(
+        name=name,
+        data_dir=raw["data-dir"] or f"{name}.pyraftkv",
+        listen_client_urls=parse_urls(raw["listen-client-urls"], "--listen-client-urls"),
+        advertise_client_urls=parse_urls(raw["advertise-client-urls"], "--advertise-client-urls"),
+        listen_peer_urls=parse_urls(raw["listen-peer-urls"], "--listen-peer-urls"),
+        initial_advertise_peer_urls=advertise_peers,
+        initial_cluster=members,
+        initial_cluster_state=state,
+        initial_cluster_token=token,
+        heartbeat_interval_ms=heartbeat,
+        election_timeout_ms=election,
+        snapshot_count=raw["snapshot-count"],
+        max_request_bytes=raw["max-request-bytes"],
+        quota_backend_bytes=raw["quota-backend-bytes"],
+        log_level=level,
+    )

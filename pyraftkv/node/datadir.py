@@ -1,0 +1,91 @@
+"""The layout of a member's data directory and the identity that guards it.
+
+    <data-dir>/member/identity   who this directory belongs to (cluster, member, name)
+    <data-dir>/member/wal/       the Raft process's write-ahead log
+    <data-dir>/member/db/        the key-value store (LMDB)
+    <data-dir>/member/snap/      snapshot files in transit
+
+A directory made for one member of one cluster refuses to start as anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from .config import ConfigError
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside one member's data directory."""
+
+    root: str
+
+    @property
+    def member(self) -> str:
+        return os.path.join(self.root, "member")
+
+    @property
+    def identity(self) -> str:
+        return os.path.join(self.member, "identity")
+
+    @property
+    def wal(self) -> str:
+        return os.path.join(self.member, "wal")
+
+    @property
+    def db(self) -> str:
+        return os.path.join(self.member, "db")
+
+    @property
+    def snap(self) -> str:
+        return os.path.join(self.member, "snap")
+
+    def exists(self) -> bool:
+        return os.path.exists(self.identity)
+
+    def claim(self, cluster_id: int, member_id: int, name: str) -> bool:
+        """Check the directory belongs to this member, or make it so; True if it is new."""
+        wanted = {"cluster_id": f"{cluster_id:x}", "member_id": f"{member_id:x}", "name": name}
+        if self.exists():
+            with open(self.identity) as f:
+                try:
+                    found = json.load(f)
+                except ValueError as exc:
+                    raise ConfigError(f"{self.identity} is damaged: {exc}") from None
+            if found.get("cluster_id") != wanted["cluster_id"]:
+                raise ConfigError(
+                    f"data dir {self.root!r} belongs to cluster {found.get('cluster_id')}, "
+                    f"not {wanted['cluster_id']} (check --initial-cluster and "
+                    f"--initial-cluster-token, or use another --data-dir)"
+                )
+            if found.get("member_id") != wanted["member_id"]:
+                raise ConfigError(
+                    f"data dir {self.root!r} belongs to member {found.get('member_id')} "
+                    f"({found.get('name')!r}), not {wanted['member_id']} ({name!r}); "
+                    f"check --name and --initial-advertise-peer-urls"
+                )
+            return False
+        if os.path.isdir(self.root) and os.listdir(self.root):
+            entries = sorted(os.listdir(self.root))
+            if entries != ["member"] or os.listdir(self.member):
+                raise ConfigError(
+                    f"data dir {self.root!r} is not empty and is not a pyraftkv data dir "
+                    f"(it holds {', '.join(entries[:5])})"
+                )
+        for path in (self.member, self.wal, self.db, self.snap):
+            os.makedirs(path, exist_ok=True)
+        temporary = self.identity + ".tmp"
+        with open(temporary, "w") as f:
+            json.dump(wanted, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.identity)
+        fd = os.open(self.member, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return True

@@ -1,0 +1,260 @@
+"""TCP transport between the Raft processes of a cluster's members.
+
+Each member dials every peer once and sends on that connection; it receives on the
+connections its peers dialled. A connection starts with a handshake that names the
+cluster, the sender and the receiver, so a member of another cluster (or a stale member
+id) is refused at once. After it come length-prefixed frames, each holding one encoded
+Raft message. Messages queued for a peer during one event-loop iteration leave in one
+write; a peer that cannot be reached is retried with capped exponential backoff while the
+Raft core is told it is unreachable (Raft tolerates lost messages, so a full queue drops).
+
+Snapshots travel on a connection of their own (see snapshot_transfer.py), so a large
+transfer never delays heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+
+from ..errors import PyraftkvError
+
+log = logging.getLogger("pyraftkv.peers")
+
+MAGIC = b"PRKV"
+VERSION = 1
+HANDSHAKE = struct.Struct("!4sBBQQQ")  # magic, version, channel, cluster, sender, receiver
+CHANNEL_MESSAGES = 1
+CHANNEL_SNAPSHOT = 2
+ACCEPT = b"\x01"
+FRAME = struct.Struct("!I")
+MAX_FRAME_BYTES = 64 << 20
+# Messages waiting for one peer; past this the newest are dropped (Raft resends).
+MAX_QUEUED_BYTES = 32 << 20
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 1.0
+
+
+class PeerProtocolError(PyraftkvError):
+    """A peer broke the transport protocol (bad handshake or frame)."""
+
+
+def encode_handshake(channel: int, cluster_id: int, sender: int, receiver: int) -> bytes:
+    return HANDSHAKE.pack(MAGIC, VERSION, channel, cluster_id, sender, receiver)
+
+
+def check_handshake(data: bytes, cluster_id: int, me: int) -> tuple[int, int]:
+    """Validate a handshake; returns (channel, sender)."""
+    magic, version, channel, cluster, sender, receiver = HANDSHAKE.unpack(data)
+    if magic != MAGIC or version != VERSION:
+        raise PeerProtocolError("not a pyraftkv peer (bad magic or version)")
+    if cluster != cluster_id:
+        raise PeerProtocolError(
+            f"peer {sender:x} belongs to cluster {cluster:x}, not {cluster_id:x}"
+        )
+    if receiver != me:
+        raise PeerProtocolError(f"peer {sender:x} wants member {receiver:x}, this is {me:x}")
+    if channel not in (CHANNEL_MESSAGES, CHANNEL_SNAPSHOT):
+        raise PeerProtocolError(f"unknown channel {channel}")
+    return channel, sender
+
+
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME_BYTES) -> bytes:
+    """One length-prefixed frame; raises PeerProtocolError when it is too large."""
+    (length,) = FRAME.unpack(await reader.readexactly(FRAME.size))
+    if length > limit:
+        raise PeerProtocolError(f"frame of {length} bytes is over the {limit} byte limit")
+    return await reader.readexactly(length)
+
+
+class PeerSender:
+    """The outgoing connection to one peer: a byte queue, a writer task, reconnects."""
+
+    def __init__(self, transport: PeerTransport, peer_id: int, addresses: list[tuple[str, int]]):
+        self.transport = transport
+        self.peer_id = peer_id
+        self.addresses = addresses
+        self._queue: list[bytes] = []
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.connected = False
+        self.dropped = 0
+
+    def send(self, frames: list[bytes]) -> bool:
+        """Queue encoded messages; False when the queue is full and they were dropped."""
+        size = sum(len(f) for f in frames)
+        if self._queued_bytes + size > MAX_QUEUED_BYTES:
+            self.dropped += len(frames)
+            return False
+        for frame in frames:
+            self._queue.append(FRAME.pack(len(frame)))
+            self._queue.append(frame)
+        self._queued_bytes += size
+        self._wakeup.set()
+        return True
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        attempt = 0
+        while True:
+            host, port = self.addresses[attempt % len(self.addresses)]
+            attempt += 1
+            writer = None
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
+                sock = writer.get_extra_info("socket")
+                if sock is not None:
+                    import socket
+
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                t = self.transport
+                writer.write(
+                    encode_handshake(CHANNEL_MESSAGES, t.cluster_id, t.member_id, self.peer_id)
+                )
+                answer = await asyncio.wait_for(reader.readexactly(1), 2.0)
+                if answer != ACCEPT:
+                    raise PeerProtocolError(f"peer {self.peer_id:x} refused the handshake")
+                self._set_connected(True)
+                backoff = BACKOFF_FIRST_S
+                closed = asyncio.ensure_future(reader.read(1))  # any byte or EOF: peer gone
+                while True:
+                    if not self._queue:
+                        self._wakeup.clear()
+                        waiter = asyncio.ensure_future(self._wakeup.wait())
+                        done, _ = await asyncio.wait(
+                            {waiter, closed}, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        if closed in done:
+                            waiter.cancel()
+                            raise ConnectionError("peer closed the connection")
+                    data, self._queue, self._queued_bytes = b"".join(self._queue), [], 0
+                    writer.write(data)
+                    if writer.transport.get_write_buffer_size() > MAX_QUEUED_BYTES:
+                        await writer.drain()
+            except asyncio.CancelledError:
+                if writer is not None:
+                    writer.close()
+                raise
+            except (
+                OSError,
+                ConnectionError,
+                asyncio.TimeoutError,
+                asyncio.IncompleteReadError,
+                PeerProtocolError,
+            ) as exc:
+                if self.connected:
+                    log.warning("lost connection to member %x: %s", self.peer_id, exc)
+                self._set_connected(False)
+                if writer is not None:
+                    writer.close()
+                # What was queued is dropped: Raft resends what matters.
+                self._queue, self._queued_bytes = [], 0
+                self.transport.on_unreachable(self.peer_id)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected = connected
+            if connected:
+                log.info("connected to member %x", self.peer_id)
+
+    def close(self) -> None:
+        self._task.cancel()
+
+
+class PeerTransport:
+    """Peer connections of one member's Raft process."""
+
+    def __init__(
+        self,
+        *,
+        member_id: int,
+        cluster_id: int,
+        on_message: Callable[[bytes], None],
+        on_unreachable: Callable[[int], None],
+        on_snapshot_connection: Callable[
+            [int, asyncio.StreamReader, asyncio.StreamWriter], asyncio.Future
+        ]
+        | None = None,
+    ) -> None:
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self.on_message = on_message
+        self.on_unreachable = on_unreachable
+        self.on_snapshot_connection = on_snapshot_connection
+        self.senders: dict[int, PeerSender] = {}
+        self._servers: list[asyncio.AbstractServer] = []
+        self._readers: set[asyncio.Task] = set()
+
+    async def listen(self, addresses: list[tuple[str, int]]) -> None:
+        for host, port in addresses:
+            self._servers.append(await asyncio.start_server(self._accept, host, port))
+
+    def set_peer(self, peer_id: int, addresses: list[tuple[str, int]]) -> None:
+        """Start (or keep) sending to a peer at these addresses."""
+        if peer_id == self.member_id:
+            return
+        sender = self.senders.get(peer_id)
+        if sender is not None and sender.addresses == addresses:
+            return
+        if sender is not None:
+            sender.close()
+        self.senders[peer_id] = PeerSender(self, peer_id, addresses)
+
+    def remove_peer(self, peer_id: int) -> None:
+        sender = self.senders.pop(peer_id, None)
+        if sender is not None:
+            sender.close()
+
+    def send(self, peer_id: int, frames: list[bytes]) -> None:
+        sender = self.senders.get(peer_id)
+        if sender is None or not sender.send(frames):
+            self.on_unreachable(peer_id)
+
+    def is_connected(self, peer_id: int) -> bool:
+        sender = self.senders.get(peer_id)
+        return sender is not None and sender.connected
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._readers.add(task)
+        try:
+            data = await asyncio.wait_for(reader.readexactly(HANDSHAKE.size), 5.0)
+            try:
+                channel, sender = check_handshake(data, self.cluster_id, self.member_id)
+            except PeerProtocolError as exc:
+                log.warning("refused a peer connection: %s", exc)
+                writer.write(b"\x00" + str(exc).encode()[:255])
+                return
+            writer.write(ACCEPT)
+            if channel == CHANNEL_SNAPSHOT:
+                if self.on_snapshot_connection is not None:
+                    await self.on_snapshot_connection(sender, reader, writer)
+                return
+            on_message = self.on_message
+            while True:
+                on_message(await read_frame(reader))
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
+            pass
+        except PeerProtocolError as exc:
+            log.warning("closing a peer connection: %s", exc)
+        except asyncio.CancelledError:
+            raise
+        finally:
+            self._readers.discard(task)
+            writer.close()
+
+    async def close(self) -> None:
+        for sender in self.senders.values():
+            sender.close()
+        self.senders.clear()
+        for server in self._servers:
+            server.close()
+        for task in list(self._readers):
+            task.cancel()
+        for server in self._servers:
+            await server.wait_closed()

@@ -1,0 +1,726 @@
+"""The Raft process of a member: the Raft core, its WAL, the peer transport, snapshots.
+
+A thin asyncio shell around the pure RaftCore (pyraftkv/raft). Inputs: ticks from a
+timer, messages from peers, and requests from the application process (shm ring).
+Output: every Ready the core produces, handled by the persistence rule in raft/ready.py:
+
+- ``messages`` go to the peers at once (a leader sends its appends while its own fsync
+  runs; the core counts the leader only once that fsync is done);
+- snapshot, entries and hard state go to the WAL writer thread, which turns everything
+  queued into ONE write and ONE fdatasync (group commit across Readies);
+- after that fsync, ``persisted_messages`` (votes, acknowledgements) leave and the Ready
+  is advanced, in the order the Readies were taken;
+- committed entries, read states and leadership changes go up the ring to the
+  application process as soon as the Ready is taken.
+
+Client writes arriving at a follower are forwarded here, at the shell, to the leader's
+Raft process (the core itself only accepts proposals on the leader); a refusal travels
+back so the client learns of it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+
+from ..errors import PyraftkvError
+from ..proto import raft_internal_pb2 as internal
+from ..raft import codec
+from ..raft.core import Config, RaftCore
+from ..raft.errors import NoLeaderError, NotLeaderError, ProposalRefused
+from ..raft.ready import Ready
+from ..raft.types import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    HardState,
+    Membership,
+    Message,
+    MessageType,
+    Role,
+    SnapshotMeta,
+)
+from . import ringproto as rp
+from .config import Url
+from .logging_setup import setup_logging
+from .peer_transport import PeerTransport
+from .snapshot_transfer import receive_snapshot, send_snapshot
+
+log = logging.getLogger("pyraftkv.raft")
+
+# A WAL fdatasync slower than this is logged (users profile fsync latency).
+SLOW_FSYNC_S = 0.1
+# Entries kept in memory below a snapshot so slightly lagging followers catch up from the
+# log instead of needing a whole snapshot (etcd keeps 5000 too).
+CATCH_UP_ENTRIES = 5000
+# Peer frame kinds (first byte of every frame on the messages channel).
+FRAME_RAFT = 1
+FRAME_FORWARD = 2  # a follower forwards a proposal payload to the leader
+FRAME_REFUSED = 3  # the leader could not take a forwarded proposal: u8 reason + payload
+
+
+class RaftProcessError(PyraftkvError):
+    """The Raft process cannot go on; the message says why."""
+
+
+class WalWriter:
+    """A thread that persists Readies in order: one write and one fdatasync per group."""
+
+    def __init__(self, wal, loop: asyncio.AbstractEventLoop) -> None:
+        self.wal = wal
+        self.loop = loop
+        self._jobs: deque[tuple[callable, Future]] = deque()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self.failed: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, write, sync: bool, done) -> None:
+        """Run write(wal) on the writer thread, fdatasync if any job in its group needs it,
+        then call done() on the event loop."""
+        with self._cond:
+            self._jobs.append((write, sync, done))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._stopped:
+                    self._cond.wait()
+                if not self._jobs and self._stopped:
+                    return
+                jobs, self._jobs = list(self._jobs), deque()
+            try:
+                for write, _sync, _done in jobs:
+                    write(self.wal)
+                if any(sync for _w, sync, _d in jobs):
+                    seconds = self.wal.sync()
+                    if seconds > SLOW_FSYNC_S:
+                        log.warning("slow WAL fdatasync: %.1f ms", seconds * 1000)
+            except BaseException as exc:  # the WAL is unusable: the process must stop
+                self.failed = exc
+                self.loop.call_soon_threadsafe(self._fail, exc)
+                return
+            self.loop.call_soon_threadsafe(self._complete, [done for _w, _s, done in jobs])
+
+    @staticmethod
+    def _complete(callbacks) -> None:
+        for callback in callbacks:
+            callback()
+
+    @staticmethod
+    def _fail(exc: BaseException) -> None:
+        log.critical("WAL write failed, stopping: %s", exc)
+        os._exit(4)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        self._thread.join()
+
+
+def _entry_tuple(entry: Entry) -> tuple[int, int, int, bytes]:
+    return (entry.term, entry.index, int(entry.type), entry.data)
+
+
+class RaftProcess:
+    """Everything the Raft process does, driven by its event loop."""
+
+    def __init__(self, cfg: dict, core: RaftCore, wal, down, up, last_written: int) -> None:
+        self.cfg = cfg
+        self.id = cfg["member_id"]
+        self.cluster_id = cfg["cluster_id"]
+        self.core = core
+        self.wal = wal
+        self.down, self.up = down, up
+        self.loop = asyncio.get_running_loop()
+        self.writer = WalWriter(wal, self.loop)
+        self.transport = PeerTransport(
+            member_id=self.id,
+            cluster_id=self.cluster_id,
+            on_message=self._on_peer_frame,
+            on_unreachable=self._on_unreachable,
+            on_snapshot_connection=self._on_snapshot_conn,
+        )
+        self.peer_urls: dict[int, list[str]] = {}
+        self._last_written = last_written  # last entry index handed to the WAL writer
+        self._scheduled = False
+        self._up_backlog: list[bytes] = []
+        self._awaiting_install: tuple[Ready, str] | None = None
+        self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
+        self._conf_requests: dict[int, int] = {}  # entry index -> application request id
+        self._move_requests: list[tuple[int, int, float]] = []  # (request id, target, deadline)
+        self._reads_outstanding: set[int] = set()
+        self._received_snapshots: dict[int, str] = {}
+        self._snapshots_in_flight: dict[int, tuple[bytes, float]] = {}  # peer -> (message, t)
+        self._leader = 0
+        self._role = Role.FOLLOWER
+        self._stopping = False
+        self.stopped = asyncio.Event()
+        self._parent = os.getppid()
+
+    # -- start and stop -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for member, urls in self.cfg["initial_cluster"].items():
+            self.set_peer(int(member, 16), urls)
+        listen = [
+            Url.parse(f"http://{hp}", "--listen-peer-urls") for hp in self.cfg["listen_peer_urls"]
+        ]
+        await self.transport.listen([(u.host, u.port) for u in listen])
+        self.loop.add_reader(self.down.readable_fd(), self._on_ring_readable)
+        interval = self.cfg["heartbeat_interval_ms"] / 1000
+        self.loop.create_task(self._ticker(interval))
+        self._push_status()
+        self._schedule()
+        log.info(
+            "raft member %x started: term %d, commit %d, last index %d",
+            self.id,
+            self.core.term,
+            self.core.commit_index,
+            self.core.log.last_index,
+        )
+
+    async def _ticker(self, interval: float) -> None:
+        next_at = time.monotonic()
+        while not self._stopping:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            self.core.tick()
+            self._expire_moves()
+            if os.getppid() != self._parent:  # the application process is gone
+                log.error("the application process died; stopping")
+                self.stop()
+            self._schedule()
+
+    def stop(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.loop.create_task(self._stop())
+
+    async def _stop(self) -> None:
+        await self.transport.close()
+        self.loop.remove_reader(self.down.readable_fd())
+        await self.loop.run_in_executor(None, self.writer.stop)
+        self.wal.close()
+        self.stopped.set()
+
+    # -- peers ------------------------------------------------------------------------------
+
+    def set_peer(self, member: int, urls: list[str]) -> None:
+        if member == self.id or not urls:
+            return
+        parsed = [Url.parse(u, "peer URL") for u in urls]
+        self.peer_urls[member] = urls
+        self.transport.set_peer(member, [(u.host, u.port) for u in parsed])
+
+    def _on_unreachable(self, peer: int) -> None:
+        self.core.report_unreachable(peer)
+
+    def _on_peer_frame(self, frame: bytes) -> None:
+        kind = frame[0]
+        if kind == FRAME_RAFT:
+            try:
+                message = codec.decode_message(frame[1:])
+            except codec.CodecError as exc:
+                log.warning("dropping a malformed raft message: %s", exc)
+                return
+            if message.to != self.id:
+                return
+            if message.type == MessageType.SNAP:
+                return  # snapshots only arrive on the snapshot channel, with their data
+            self.core.step(message)
+        elif kind == FRAME_FORWARD:
+            sender = int.from_bytes(frame[1:9], "big")
+            self._propose(frame[9:], sender)
+        elif kind == FRAME_REFUSED:
+            self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
+        self._schedule()
+
+    def _send_frames(self, messages: list[Message]) -> None:
+        by_peer: dict[int, list[bytes]] = {}
+        for message in messages:
+            if message.type == MessageType.SNAP:
+                self._start_snapshot_send(message)
+                continue
+            by_peer.setdefault(message.to, []).append(
+                bytes((FRAME_RAFT,)) + codec.encode_message(message)
+            )
+        for peer, frames in by_peer.items():
+            self.transport.send(peer, frames)
+
+    # -- proposals from the application -------------------------------------------------
+
+    def _propose(self, data: bytes, origin: int) -> None:
+        """Propose on the leader, forward from a follower, refuse without a leader."""
+        core = self.core
+        try:
+            core.propose([data])
+            return
+        except NotLeaderError as exc:
+            leader = exc.leader_id
+            reason = rp.NOT_LEADER
+        except NoLeaderError:
+            leader, reason = 0, rp.NO_LEADER
+        except ProposalRefused:
+            leader, reason = 0, rp.DROPPED
+        if origin == self.id and leader and leader != self.id:
+            frame = bytes((FRAME_FORWARD,)) + self.id.to_bytes(8, "big") + data
+            self.transport.send(leader, [frame])
+            return
+        if origin == self.id:
+            self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, reason, 0, tail=data))
+        else:
+            self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
+
+    def _on_ring_readable(self) -> None:
+        # Pop until empty: an empty pop re-arms the ring's wake-up (ring.py's contract).
+        while messages := self.down.pop_batch(4096):
+            self._on_down_messages(messages)
+        self._schedule()
+
+    def _on_down_messages(self, messages: list[bytes]) -> None:
+        for message in messages:
+            kind = message[0]
+            if kind == rp.PROPOSE:
+                self._propose(message[1:], self.id)
+            elif kind == rp.READ_INDEX:
+                (context,) = rp.unpack(message, rp.U64)
+                try:
+                    self.core.read_index(context.to_bytes(8, "big"))
+                    self._reads_outstanding.add(context)
+                except ProposalRefused:
+                    self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
+            elif kind == rp.CONF_CHANGE:
+                self._on_conf_change(message)
+            elif kind == rp.MOVE_LEADER:
+                target, request_id = rp.unpack(message, rp.U64x2)
+                self._move_leader(target, request_id)
+            elif kind == rp.SNAPSHOT_SAVED:
+                index, term = rp.unpack(message, rp.U64x2)
+                self._on_snapshot_saved(index, term)
+            elif kind == rp.SNAPSHOT_READY:
+                index, term = rp.unpack(message, rp.U64x2)
+                self._on_snapshot_ready(index, term, rp.tail(message, rp.U64x2))
+            elif kind == rp.SNAPSHOT_INSTALLED:
+                self._on_snapshot_installed()
+            elif kind == rp.APPLIED:
+                (index,) = rp.unpack(message, rp.U64)
+                self.core.report_applied(min(index, self.core.status().applied))
+            elif kind == rp.MEMBERS:
+                members = internal.MemberAttributesList.FromString(rp.tail(message, None))
+                for member in members.members:
+                    self.set_peer(member.id, list(member.peer_urls))
+            elif kind == rp.STOP:
+                log.info("stopping on request")
+                self.stop()
+            else:
+                raise rp.RingProtocolError(f"unknown message kind {kind} from the application")
+
+    def _on_conf_change(self, message: bytes) -> None:
+        change_type, node_id, request_id = rp.unpack(message, rp.CONF)
+        context = rp.tail(message, rp.CONF)
+        try:
+            index = self.core.propose_conf_change(
+                ConfChange(ConfChangeType(change_type), node_id, context)
+            )
+        except (ProposalRefused, ValueError) as exc:
+            log.info("membership change refused: %s", exc)
+            self._push_up(rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, 0))
+            return
+        self._conf_requests[index] = request_id
+
+    def _move_leader(self, target: int, request_id: int) -> None:
+        core = self.core
+        if target == 0:
+            target = self._best_transferee()
+        try:
+            if not target:
+                raise ProposalRefused("no other voter to hand leadership to")
+            core.transfer_leadership(target)
+        except (ProposalRefused, ValueError) as exc:
+            log.info("leader transfer refused: %s", exc)
+            if request_id:
+                self._push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 0))
+            return
+        log.info("transferring leadership to %x", target)
+        deadline = (
+            time.monotonic()
+            + self.cfg["election_ticks"] * 2 * self.cfg["heartbeat_interval_ms"] / 1000
+        )
+        self._move_requests.append((request_id, target, deadline))
+
+    def _best_transferee(self) -> int:
+        status = self.core.status()
+        voters = [v for v in status.membership.voters if v != self.id]
+        if not voters:
+            return 0
+        return max(
+            voters,
+            key=lambda v: (
+                status.progress[v].match if v in status.progress else 0,
+                self.transport.is_connected(v),
+            ),
+        )
+
+    def _expire_moves(self) -> None:
+        if not self._move_requests:
+            return
+        now = time.monotonic()
+        keep = []
+        for request_id, target, deadline in self._move_requests:
+            if self._leader == target:
+                if request_id:
+                    self._push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 1))
+            elif now > deadline:
+                if request_id:
+                    self._push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 0))
+            else:
+                keep.append((request_id, target, deadline))
+        self._move_requests = keep
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def _on_snapshot_saved(self, index: int, term: int) -> None:
+        """The application's state is durable up to index: compact the log and the WAL."""
+        core = self.core
+        meta = SnapshotMeta(index, term, core.membership_at(index))
+        keep_from = index - CATCH_UP_ENTRIES
+        if keep_from > core.log.snapshot.index:
+            core.compact(keep_from)
+
+        def write(wal) -> None:
+            wal.append_snapshot(index, term, codec.encode_snapshot_meta(meta))
+            wal.release_before(index)
+
+        self.writer.submit(write, True, lambda: None)
+        log.info("snapshot at index %d: log compacted, WAL released below it", index)
+
+    def _start_snapshot_send(self, message: Message) -> None:
+        peer = message.to
+        if peer in self._snapshots_in_flight:
+            return
+        self._snapshots_in_flight[peer] = (codec.encode_message(message), time.monotonic())
+        log.info("member %x needs a snapshot; asking the application for one", peer)
+        self._push_up(rp.pack(rp.SNAPSHOT_WANTED, rp.U64, peer))
+
+    def _on_snapshot_ready(self, index: int, term: int, tail: bytes) -> None:
+        """The application made a snapshot file: send it to every peer waiting for one."""
+        path = tail.decode()
+        waiting = list(self._snapshots_in_flight)
+        if not waiting:
+            os.unlink(path)
+            return
+        meta = SnapshotMeta(index, term, self.core.membership_at(index))
+        remaining = [len(waiting)]
+
+        def finished() -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0 and os.path.exists(path):
+                os.unlink(path)
+
+        for peer in waiting:
+            message = Message(MessageType.SNAP, peer, self.id, self.core.term, snapshot=meta)
+            self.loop.create_task(self._send_snapshot(peer, message, path, finished))
+
+    async def _send_snapshot(self, peer: int, message: Message, path: str, finished) -> None:
+        ok = False
+        try:
+            url = Url.parse(self.peer_urls[peer][0], "peer URL")
+            size = await send_snapshot(
+                url.host,
+                url.port,
+                cluster_id=self.cluster_id,
+                sender=self.id,
+                receiver=peer,
+                message=codec.encode_message(message),
+                path=path,
+            )
+            ok = True
+            log.info(
+                "snapshot at index %d sent to member %x (%d bytes compressed)",
+                message.snapshot.index,
+                peer,
+                size,
+            )
+        except Exception as exc:  # any failure: the core retries later
+            log.warning("sending a snapshot to member %x failed: %s", peer, exc)
+        finally:
+            self._snapshots_in_flight.pop(peer, None)
+            finished()
+        self.core.report_snapshot(peer, ok)
+        self._schedule()
+
+    async def _on_snapshot_conn(self, sender: int, reader, writer) -> None:
+        async def stored(message_bytes: bytes, path: str) -> None:
+            message = codec.decode_message(message_bytes)
+            if message.type != MessageType.SNAP or message.snapshot is None:
+                raise RaftProcessError("snapshot channel carried a non-snapshot message")
+            self._received_snapshots[message.snapshot.index] = path
+            self.core.step(message)
+            self._schedule()
+
+        await receive_snapshot(reader, writer, self.cfg["snap_dir"], stored)
+
+    def _on_snapshot_installed(self) -> None:
+        if self._awaiting_install is None:
+            return
+        ready, _path = self._awaiting_install
+        self._awaiting_install = None
+        self._persist(ready)
+        held, self._held = self._held, []
+        for later in held:
+            self._handle_ready(later)
+
+    # -- the Ready loop -----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.loop.call_soon(self._process_ready)
+
+    def _process_ready(self) -> None:
+        self._scheduled = False
+        core = self.core
+        while core.has_ready():
+            ready = core.ready()
+            if self._awaiting_install is not None:
+                self._held.append(ready)
+            else:
+                self._handle_ready(ready)
+
+    def _handle_ready(self, ready: Ready) -> None:
+        if ready.soft_state is not None:
+            self._on_soft_state(ready.soft_state)
+        if ready.messages:
+            self._send_frames(ready.messages)
+        if ready.snapshot is not None:
+            path = self._received_snapshots.pop(ready.snapshot.index, "")
+            self._push_up(
+                rp.pack(
+                    rp.INSTALL_SNAPSHOT,
+                    rp.U64x2,
+                    ready.snapshot.index,
+                    ready.snapshot.term,
+                    tail=path.encode(),
+                )
+            )
+            self._awaiting_install = (ready, path)
+            self._push_committed(ready)
+            return
+        self._push_committed(ready)
+        self._persist(ready)
+
+    def _push_committed(self, ready: Ready) -> None:
+        if ready.committed_entries:
+            entries = ready.committed_entries
+            self._push_up(rp.encode_entries([rp.Entry(*_entry_tuple(e)) for e in entries]))
+            for entry in entries:
+                if entry.type == EntryType.CONF_CHANGE:
+                    self._on_conf_entry_committed(entry)
+        for read_state in ready.read_states:
+            context = int.from_bytes(read_state.context, "big")
+            self._reads_outstanding.discard(context)
+            self._push_up(rp.pack(rp.READ_STATE, rp.U64x2, read_state.index, context))
+        if ready.hard_state is not None or ready.soft_state is not None:
+            self._push_status()
+
+    def _persist(self, ready: Ready) -> None:
+        snapshot, entries, hard_state = ready.snapshot, ready.entries, ready.hard_state
+        if snapshot is None and not entries and hard_state is None:
+            self._after_persist(ready)
+            return
+        truncate_from = 0
+        if entries and entries[0].index <= self._last_written:
+            truncate_from = entries[0].index
+        if entries:
+            self._last_written = entries[-1].index
+        elif snapshot is not None:
+            self._last_written = snapshot.index
+
+        def write(wal) -> None:
+            if snapshot is not None:
+                wal.append_snapshot(
+                    snapshot.index, snapshot.term, codec.encode_snapshot_meta(snapshot)
+                )
+            if truncate_from:
+                wal.truncate_from(truncate_from)
+            wal.append(
+                [_entry_tuple(e) for e in entries],
+                tuple(hard_state) if hard_state is not None else None,
+            )
+
+        self.writer.submit(write, ready.must_sync, lambda: self._after_persist(ready))
+
+    def _after_persist(self, ready: Ready) -> None:
+        if ready.persisted_messages:
+            self._send_frames(ready.persisted_messages)
+        self.core.advance(ready)
+        self._schedule()
+
+    def _on_soft_state(self, soft) -> None:
+        if soft.leader_id != self._leader:
+            if soft.leader_id == self.id:
+                log.info("elected leader at term %d", soft.term)
+            elif soft.leader_id:
+                log.info("leader changed to %x at term %d", soft.leader_id, soft.term)
+            else:
+                log.info("lost the leader at term %d", soft.term)
+            # Reads the old leader had not confirmed are never answered: fail them now
+            # so their clients retry at once.
+            for context in self._reads_outstanding:
+                self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
+            self._reads_outstanding.clear()
+        self._leader, self._role = soft.leader_id, soft.role
+
+    def _on_conf_entry_committed(self, entry: Entry) -> None:
+        change = codec.decode_conf_change(entry.data)
+        if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER) and change.context:
+            attributes = internal.MemberAttributes.FromString(change.context)
+            self.set_peer(change.node_id, list(attributes.peer_urls))
+        elif change.type == ConfChangeType.REMOVE_MEMBER:
+            if change.node_id == self.id:
+                log.warning("this member was removed from the cluster")
+            else:
+                self.transport.remove_peer(change.node_id)
+                self.peer_urls.pop(change.node_id, None)
+        request_id = self._conf_requests.pop(entry.index, None)
+        if request_id is not None:
+            self._push_up(
+                rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, entry.index, request_id, 1)
+            )
+        # A request whose entry was replaced by another leader's never commits.
+        for index in [i for i in self._conf_requests if i <= entry.index]:
+            self._push_up(
+                rp.pack(
+                    rp.CONF_CHANGE_APPLIED,
+                    rp.CONF_APPLIED,
+                    index,
+                    self._conf_requests.pop(index),
+                    0,
+                )
+            )
+
+    def _push_status(self) -> None:
+        core = self.core
+        learner = 1 if self.id in core.membership.learners else 0
+        self._push_up(
+            rp.pack(
+                rp.STATUS,
+                rp.STATUS_FMT,
+                core.leader_id,
+                core.term,
+                core.commit_index,
+                int(core.role),
+                learner,
+            )
+        )
+
+    # -- the up ring -------------------------------------------------------------------------
+
+    def _push_up(self, message: bytes) -> None:
+        if self._up_backlog or not self.up.push(message):
+            if not self._up_backlog:
+                self.loop.add_reader(self.up.writable_fd(), self._drain_up_backlog)
+            self._up_backlog.append(message)
+
+    def _drain_up_backlog(self) -> None:
+        pushed = self.up.push_batch(self._up_backlog)
+        del self._up_backlog[:pushed]
+        if not self._up_backlog:
+            self.loop.remove_reader(self.up.writable_fd())
+
+
+def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, object, int]:
+    """Restore (or bootstrap) the core from the WAL; returns (core, wal, last index written)."""
+    from ..wal import WriteAheadLog
+
+    member_id, cluster_id = cfg["member_id"], cfg["cluster_id"]
+    config = Config(election_ticks=cfg["election_ticks"], heartbeat_ticks=1)
+    metadata = json.dumps({"cluster_id": f"{cluster_id:x}", "member_id": f"{member_id:x}"})
+    wal_dir = cfg["wal_dir"]
+    if not WriteAheadLog.exists(wal_dir):
+        if cfg["applied_index"] > 0:
+            raise RaftProcessError(
+                f"the WAL in {wal_dir} is missing but the key-value store has applied index "
+                f"{cfg['applied_index']}: refusing to start as a new member"
+            )
+        wal = WriteAheadLog.create(wal_dir, metadata.encode())
+        if cfg["initial_cluster_state"] == "new":
+            contexts = {}
+            for member, urls in cfg["initial_cluster"].items():
+                mid = int(member, 16)
+                contexts[mid] = internal.MemberAttributes(
+                    id=mid,
+                    name=cfg["initial_names"].get(member, ""),
+                    peer_urls=urls,
+                ).SerializeToString()
+            core = RaftCore.bootstrap(member_id, contexts, config, rng)
+        else:
+            core = RaftCore(member_id, config, rng)
+        return core, wal, 0
+    wal, recovery = WriteAheadLog.open(wal_dir)
+    if recovery.torn_tail:
+        log.warning("WAL had a torn tail (a crash mid-write), truncated: %s", recovery.torn_tail)
+    found = json.loads(recovery.metadata.decode())
+    if found != json.loads(metadata):
+        raise RaftProcessError(f"the WAL in {wal_dir} belongs to {found}, not to this member")
+    snapshot = SnapshotMeta(0, 0, Membership(frozenset()))
+    if recovery.snapshot is not None:
+        snapshot = codec.decode_snapshot_meta(recovery.snapshot_data)
+    entries = [Entry(t, i, EntryType(k), d) for t, i, k, d in recovery.entries]
+    core = RaftCore(
+        member_id,
+        config,
+        rng,
+        hard_state=HardState(*recovery.hard_state),
+        snapshot=snapshot,
+        entries=entries,
+        applied=cfg["applied_index"],
+    )
+    last = entries[-1].index if entries else snapshot.index
+    return core, wal, last
+
+
+async def amain(cfg: dict) -> int:
+    from ..ring import ShmRing
+
+    down = ShmRing.attach(tuple(cfg["down_fds"]), "consumer")
+    up = ShmRing.attach(tuple(cfg["up_fds"]), "producer")
+    core, wal, last = open_core(cfg, random.Random())
+    process = RaftProcess(cfg, core, wal, down, up, last)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, process.stop)
+    loop.add_signal_handler(signal.SIGINT, lambda: None)  # the application decides
+    await process.start()
+    await process.stopped.wait()
+    up.close()
+    down.close()
+    return 0
+
+
+def main() -> int:
+    cfg = json.loads(os.environ["PYRAFTKV_RAFT_CONFIG"])
+    setup_logging(cfg["log_level"], "raft")
+    try:
+        return asyncio.run(amain(cfg))
+    except (RaftProcessError, PyraftkvError) as exc:
+        log.critical("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

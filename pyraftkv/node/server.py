@@ -1,0 +1,261 @@
+"""``pyraftkv``: start a member (the application process, which starts its Raft process).
+
+The application process supervises the Raft process: if either dies the node stops with a
+clear message and a non-zero exit, and a restart recovers from disk. SIGTERM (or Ctrl-C)
+stops the member gracefully: a leader hands leadership to a caught-up follower first,
+requests in flight are answered, the Raft process flushes its WAL, and the exit code is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ..errors import PyraftkvError
+from ..proto import raft_internal_pb2 as internal
+from . import ringproto as rp
+from .application import Application
+from .client_server import ClientConnection, ClientServer
+from .config import ConfigError, NodeConfig, add_flags, config_from_args
+from .datadir import DataDir
+from .logging_setup import setup_logging
+from .members import MemberList
+from .watch_hub import WatchHub
+
+log = logging.getLogger("pyraftkv.server")
+
+RING_BYTES = 64 << 20
+TICK_S = 0.1
+# How long a stopping leader waits for another member to take over.
+TRANSFER_WAIT_S = 3.0
+# How long a stopping member waits for requests in flight to be answered.
+DRAIN_WAIT_S = 2.0
+
+
+class NodeStopped(PyraftkvError):
+    """The node had to stop; the message says why."""
+
+
+def initial_members(config: NodeConfig) -> MemberList:
+    members = MemberList()
+    for spec in config.initial_cluster:
+        attributes = internal.MemberAttributes(id=spec.id, peer_urls=list(spec.peer_urls))
+        if spec.id == config.member_id:
+            attributes.name = config.name
+            attributes.client_urls.extend(u.text for u in config.advertise_client_urls)
+        members.add(attributes)
+    return members
+
+
+class RingLink:
+    """The application side of the two rings: push down (with a backlog), pop up."""
+
+    def __init__(self, down, up, loop: asyncio.AbstractEventLoop, on_messages) -> None:
+        self.down, self.up = down, up
+        self.loop = loop
+        self._backlog: list[bytes] = []
+        self._on_messages = on_messages
+        loop.add_reader(up.readable_fd(), self._drain_up)
+
+    def send(self, message: bytes) -> None:
+        if self._backlog or not self.down.push(message):
+            if not self._backlog:
+                self.loop.add_reader(self.down.writable_fd(), self._drain_backlog)
+            self._backlog.append(message)
+
+    def _drain_backlog(self) -> None:
+        pushed = self.down.push_batch(self._backlog)
+        del self._backlog[:pushed]
+        if not self._backlog:
+            self.loop.remove_reader(self.down.writable_fd())
+
+    def _drain_up(self) -> None:
+        while True:
+            messages = self.up.pop_batch(4096)
+            if not messages:
+                return
+            self._on_messages(messages)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.up.readable_fd())
+        if self._backlog:
+            self.loop.remove_reader(self.down.writable_fd())
+
+
+async def run_node(config: NodeConfig) -> int:
+    from ..mvcc import MVCCStore
+    from ..ring import ShmRing
+
+    loop = asyncio.get_running_loop()
+    datadir = DataDir(config.data_dir)
+    datadir.claim(config.cluster_id, config.member_id, config.name)
+    store = MVCCStore(
+        datadir.db, map_size=config.quota_backend_bytes, max_request_bytes=config.max_request_bytes
+    )
+    stored_members = store.get_meta(b"members")
+    members = MemberList.decode(stored_members) if stored_members else initial_members(config)
+    if config.member_id in members.removed:
+        raise NodeStopped(
+            f"member {config.member_id:x} was removed from the cluster; "
+            f"it cannot rejoin with this data dir"
+        )
+
+    down = ShmRing.create(RING_BYTES, role="producer")
+    up = ShmRing.create(RING_BYTES, role="consumer")
+    raft_config = {
+        "member_id": config.member_id,
+        "cluster_id": config.cluster_id,
+        "name": config.name,
+        "wal_dir": datadir.wal,
+        "snap_dir": datadir.snap,
+        "listen_peer_urls": [u.hostport for u in config.listen_peer_urls],
+        "initial_cluster": {f"{m.id:x}": list(m.peer_urls) for m in config.initial_cluster},
+        "initial_cluster_state": config.initial_cluster_state,
+        "initial_names": {f"{m.id:x}": m.name for m in config.initial_cluster},
+        "heartbeat_interval_ms": config.heartbeat_interval_ms,
+        "election_ticks": config.election_ticks,
+        "applied_index": store.applied_index,
+        "applied_term": store.applied_term,
+        "log_level": config.log_level,
+        "down_fds": list(down.fds),
+        "up_fds": list(up.fds),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyraftkv.node.raft_process"],
+        pass_fds=[*down.fds, *up.fds],
+        env={**os.environ, "PYRAFTKV_RAFT_CONFIG": json.dumps(raft_config)},
+    )
+
+    stopping = asyncio.Event()
+    exit_code = 0
+
+    def stop(code: int) -> None:
+        nonlocal exit_code
+        exit_code = exit_code or code
+        stopping.set()
+
+    app_holder: list[Application] = []
+    link = RingLink(down, up, loop, lambda messages: app_holder[0].on_ring_messages(messages))
+    app = Application(
+        member_id=config.member_id,
+        cluster_id=config.cluster_id,
+        name=config.name,
+        client_urls=[u.text for u in config.advertise_client_urls],
+        store=store,
+        members=members,
+        send_down=link.send,
+        request_timeout=5.0 + 2 * config.election_timeout_ms / 1000,
+        snapshot_count=config.snapshot_count,
+        snapshot_dir=datadir.snap,
+        watch_hub_factory=lambda a: WatchHub(a.store, a.header),
+    )
+    app_holder.append(app)
+    link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
+    server = ClientServer(app, config.max_request_bytes)
+
+    listeners = []
+    try:
+        for url in config.listen_client_urls:
+            listeners.append(
+                await loop.create_server(
+                    lambda: ClientConnection(server), url.host, url.port, reuse_address=True
+                )
+            )
+    except OSError as exc:
+        process.terminate()
+        raise NodeStopped(f"cannot listen for clients on {url.text}: {exc}") from exc
+    log.info(
+        "member %x (%s) of cluster %x serving clients on %s",
+        config.member_id,
+        config.name,
+        config.cluster_id,
+        ", ".join(u.text for u in config.listen_client_urls),
+    )
+
+    pidfd = os.pidfd_open(process.pid)
+
+    def on_raft_exit() -> None:
+        loop.remove_reader(pidfd)
+        code = process.wait()
+        if not stopping.is_set():
+            log.error("the Raft process exited unexpectedly (status %s); stopping", code)
+            stop(3)
+
+    loop.add_reader(pidfd, on_raft_exit)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, 0)
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            app.expire(time.monotonic())
+            if app.watch_hub.has_unsynced:
+                app.watch_hub.catch_up()
+
+    ticker = loop.create_task(tick())
+    await stopping.wait()
+    log.info("stopping")
+
+    for listener in listeners:
+        listener.close()
+    if process.poll() is None:
+        await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
+        link.send(rp.pack(rp.STOP))
+        for _ in range(100):
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        if process.poll() is None:
+            log.warning("the Raft process did not stop in time; killing it")
+            process.kill()
+            process.wait()
+    ticker.cancel()
+    link.close()
+    for connection in list(server.connections):
+        connection.abort("member is stopping")
+    app.store.close()
+    os.close(pidfd)
+    log.info("stopped")
+    return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pyraftkv",
+        description="A pyraftkv member. With no flags: a single-member cluster with clients "
+        "on 127.0.0.1:2379, peers on 127.0.0.1:2380 and data in ./default.pyraftkv.",
+    )
+    add_flags(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cluster = commands.add_parser(
+        "cluster", help="start a local cluster on loopback for trying pyraftkv out"
+    )
+    cluster.add_argument("--size", type=int, default=3, help="number of members (default 3)")
+    cluster.add_argument(
+        "--data-dir-prefix",
+        default="local",
+        help="data dirs are <prefix>-<n>.pyraftkv (default: local)",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "cluster":
+        from .local_cluster import run_local_cluster
+
+        return run_local_cluster(args.size, args.data_dir_prefix)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"pyraftkv: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, "app")
+    try:
+        return asyncio.run(run_node(config))
+    except (ConfigError, NodeStopped) as exc:
+        print(f"pyraftkv: {exc}", file=sys.stderr)
+        return 2

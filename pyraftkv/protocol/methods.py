@@ -1,0 +1,63 @@
+"""The method table of the native protocol: number, gRPC name, request and response types.
+
+Numbers are part of the wire format: never renumber, only append. The gRPC names are
+etcd's, so the gRPC gateway and the native server route to the same handlers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from ..proto import rpc_pb2 as rpc
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """One callable method: ``streaming`` methods take and give several messages."""
+
+    number: int
+    name: str
+    grpc_name: str
+    request: type[Message]
+    response: type[Message]
+    streaming: bool = False
+
+
+def _kv(number: int, name: str, service: str, request, response, streaming=False) -> Method:
+    return Method(number, name, f"/etcdserverpb.{service}/{name}", request, response, streaming)
+
+
+METHODS: tuple[Method, ...] = (
+    _kv(1, "Range", "KV", rpc.RangeRequest, rpc.RangeResponse),
+    _kv(2, "Put", "KV", rpc.PutRequest, rpc.PutResponse),
+    _kv(3, "DeleteRange", "KV", rpc.DeleteRangeRequest, rpc.DeleteRangeResponse),
+    _kv(4, "Txn", "KV", rpc.TxnRequest, rpc.TxnResponse),
+    _kv(5, "Compact", "KV", rpc.CompactionRequest, rpc.CompactionResponse),
+    _kv(6, "Watch", "Watch", rpc.WatchRequest, rpc.WatchResponse, streaming=True),
+    _kv(7, "LeaseGrant", "Lease", rpc.LeaseGrantRequest, rpc.LeaseGrantResponse),
+    _kv(8, "LeaseRevoke", "Lease", rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse),
+    _kv(
+        9,
+        "LeaseKeepAlive",
+        "Lease",
+        rpc.LeaseKeepAliveRequest,
+        rpc.LeaseKeepAliveResponse,
+        streaming=True,
+    ),
+    _kv(10, "LeaseTimeToLive", "Lease", rpc.LeaseTimeToLiveRequest, rpc.LeaseTimeToLiveResponse),
+    _kv(11, "LeaseLeases", "Lease", rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse),
+    _kv(12, "MemberAdd", "Cluster", rpc.MemberAddRequest, rpc.MemberAddResponse),
+    _kv(13, "MemberRemove", "Cluster", rpc.MemberRemoveRequest, rpc.MemberRemoveResponse),
+    _kv(14, "MemberUpdate", "Cluster", rpc.MemberUpdateRequest, rpc.MemberUpdateResponse),
+    _kv(15, "MemberList", "Cluster", rpc.MemberListRequest, rpc.MemberListResponse),
+    _kv(16, "MemberPromote", "Cluster", rpc.MemberPromoteRequest, rpc.MemberPromoteResponse),
+    _kv(17, "Status", "Maintenance", rpc.StatusRequest, rpc.StatusResponse),
+    _kv(18, "HashKV", "Maintenance", rpc.HashKVRequest, rpc.HashKVResponse),
+    _kv(19, "MoveLeader", "Maintenance", rpc.MoveLeaderRequest, rpc.MoveLeaderResponse),
+)
+
+BY_NUMBER: dict[int, Method] = {m.number: m for m in METHODS}
+BY_NAME: dict[str, Method] = {m.name: m for m in METHODS}
+METHOD_NUMBERS = frozenset(BY_NUMBER)

@@ -1,0 +1,93 @@
+"""Server configuration: defaults, environment, etcd's id derivation and bad flags."""
+
+import argparse
+
+import pytest
+
+from pyraftkv.node.config import ConfigError, add_flags, config_from_args, member_id
+
+
+def parse(argv, environ=None):
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    return config_from_args(parser.parse_args(argv), environ or {})
+
+
+def test_defaults_are_a_single_member_on_loopback():
+    config = parse([])
+    assert config.name == "default"
+    assert config.data_dir == "default.pyraftkv"
+    assert [u.hostport for u in config.listen_client_urls] == ["127.0.0.1:2379"]
+    assert [u.hostport for u in config.listen_peer_urls] == ["127.0.0.1:2380"]
+    assert [m.name for m in config.initial_cluster] == ["default"]
+    assert config.election_ticks == 10
+
+
+def test_environment_fills_in_and_flags_win():
+    env = {"PYRAFTKV_NAME": "envname", "PYRAFTKV_SNAPSHOT_COUNT": "77"}
+    assert parse([], env).name == "envname"
+    assert parse([], env).snapshot_count == 77
+    assert parse(["--name", "flagname"], env).name == "flagname"
+
+
+def test_member_ids_follow_peer_urls_and_token():
+    a = member_id(["http://127.0.0.1:2380"], "t1")
+    assert a == member_id(["http://127.0.0.1:2380"], "t1")
+    assert a != member_id(["http://127.0.0.1:2380"], "t2")
+    assert a != member_id(["http://127.0.0.1:2381"], "t1")
+    assert member_id(["http://b:1", "http://a:1"], "t") == member_id(
+        ["http://a:1", "http://b:1"], "t"
+    )
+
+
+def test_three_member_cluster():
+    cluster = "a=http://127.0.0.1:3001,b=http://127.0.0.1:3002,c=http://127.0.0.1:3003"
+    config = parse(
+        [
+            "--name",
+            "b",
+            "--initial-cluster",
+            cluster,
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:3002",
+        ]
+    )
+    assert len(config.initial_cluster) == 3
+    assert config.member_id == member_id(["http://127.0.0.1:3002"], "pyraftkv-cluster")
+    other = parse(
+        [
+            "--name",
+            "a",
+            "--initial-cluster",
+            cluster,
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:3001",
+        ]
+    )
+    assert other.cluster_id == config.cluster_id
+    assert other.member_id != config.member_id
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--name", "x", "--initial-cluster", "y=http://127.0.0.1:2380"], "no member named 'x'"),
+        (["--initial-cluster", "default=http://127.0.0.1:9999"], "peer URLs"),
+        (["--listen-client-urls", "127.0.0.1:2379"], "http://host:port"),
+        (["--listen-client-urls", "http://127.0.0.1"], "host and a port"),
+        (["--initial-cluster-state", "maybe"], "'new' or 'existing'"),
+        (["--heartbeat-interval", "abc"], "not an integer"),
+        (["--heartbeat-interval", "-5"], "must be positive"),
+        (["--heartbeat-interval", "500", "--election-timeout", "1000"], "at least 5 times"),
+        (["--initial-cluster", "novalue"], "not name=url"),
+        (["--log-level", "loud"], "--log-level"),
+    ],
+)
+def test_bad_flags_are_refused_with_a_clear_message(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(argv)
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match="PYRAFTKV_SNAPSHOT_COUNT"):
+        parse([], {"PYRAFTKV_SNAPSHOT_COUNT": "lots"})
