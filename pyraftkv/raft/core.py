@@ -398,7 +398,7 @@ class RaftCore:
                              f"{self.log.applied}]")
         term = self.log.term(index)
         assert term is not None
-        meta = SnapshotMeta(index, term, self._membership_at(index))
+        meta = SnapshotMeta(index, term, self.membership_at(index))
         self.log.compact(meta)
         self._confs = [conf for conf in self._confs if conf[0] > index]
         return meta
@@ -881,7 +881,12 @@ class RaftCore:
         if changed:
             self._set_membership(membership)
 
-    def _membership_at(self, index: int) -> Membership:
+    def membership_at(self, index: int) -> Membership:
+        """The membership in force at index (to name a snapshot taken there); index must
+        lie between the last compaction point and the last index."""
+        if not self.log.snapshot.index <= index <= self.log.last_index:
+            raise ValueError(f"index {index} outside [{self.log.snapshot.index}, "
+                             f"{self.log.last_index}]")
         membership = self.log.snapshot.membership
         for conf_index, conf in self._confs:
             if conf_index > index:

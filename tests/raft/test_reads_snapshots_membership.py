@@ -319,3 +319,14 @@ def test_conf_change_refused_until_leader_commits_in_its_term() -> None:
     net.deliver()
     with pytest.raises(ConfChangeInProgress, match="its term"):
         net[2].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, 4))
+
+
+def test_membership_at_names_the_configuration_of_an_index() -> None:
+    net = Network()
+    net.campaign(1)
+    before = net[1].log.last_index
+    add(net, 1, ConfChange(ConfChangeType.ADD_LEARNER, 4))
+    assert net[1].membership_at(before) == Membership(frozenset({1, 2, 3}))
+    assert net[1].membership_at(net[1].log.last_index).learners == {4}
+    with pytest.raises(ValueError):
+        net[1].membership_at(net[1].log.last_index + 1)
