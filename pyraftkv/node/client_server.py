@@ -231,12 +231,22 @@ class ClientServer:
         self.paused = False
         self.handlers: dict[int, Callable[[ClientConnection, int, int, bytes], None]] = {}
         app.on_pause(self._pause_all)
+        writes = (
+            ("Put", lambda b: validation.check_put(rpc.PutRequest.FromString(b))),
+            (
+                "DeleteRange",
+                lambda b: validation.check_delete(rpc.DeleteRangeRequest.FromString(b)),
+            ),
+            ("Txn", lambda b: self.app.store.check_txn(rpc.TxnRequest.FromString(b))),
+            (
+                "Compact",
+                lambda b: self.app.store.check_compact(rpc.CompactionRequest.FromString(b)),
+            ),
+        )
+        for name, check in writes:
+            self.register(name, self._proposer(name, check))
         for name, handler in (
             ("Range", self._range),
-            ("Put", self._put),
-            ("DeleteRange", self._delete_range),
-            ("Txn", self._txn),
-            ("Compact", self._compact),
             ("Watch", self._watch),
             ("MemberList", self._member_list),
             ("MemberAdd", self._member_add),

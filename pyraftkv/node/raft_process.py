@@ -181,6 +181,7 @@ class RaftProcess:
         ]
         await self.transport.listen([(u.host, u.port) for u in listen])
         self.loop.add_reader(self.down.readable_fd(), self._on_ring_readable)
+        self._on_ring_readable()  # popping until empty arms the ring's wake-up
         interval = self.cfg["heartbeat_interval_ms"] / 1000
         self.loop.create_task(self._ticker(interval))
         self._push_status()
@@ -712,8 +713,21 @@ async def amain(cfg: dict) -> int:
     return 0
 
 
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the application process dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os._exit(1)
+
+
 def main() -> int:
     cfg = json.loads(os.environ["PYRAFTKV_RAFT_CONFIG"])
+    die_with_parent(cfg["parent_pid"])
     setup_logging(cfg["log_level"], "raft")
     try:
         return asyncio.run(amain(cfg))

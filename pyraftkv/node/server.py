@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -63,6 +64,7 @@ class RingLink:
         self._backlog: list[bytes] = []
         self._on_messages = on_messages
         loop.add_reader(up.readable_fd(), self._drain_up)
+        loop.call_soon(self._drain_up)  # popping until empty arms the ring's wake-up
 
     def send(self, message: bytes) -> None:
         if self._backlog or not self.down.push(message):
@@ -91,7 +93,7 @@ class RingLink:
 
 async def run_node(config: NodeConfig) -> int:
     from ..mvcc import MVCCStore
-    from ..ring import ShmRing
+    from ..ring import RingClosedError, ShmRing
 
     loop = asyncio.get_running_loop()
     datadir = DataDir(config.data_dir)
@@ -124,6 +126,7 @@ async def run_node(config: NodeConfig) -> int:
         "applied_index": store.applied_index,
         "applied_term": store.applied_term,
         "log_level": config.log_level,
+        "parent_pid": os.getpid(),
         "down_fds": list(down.fds),
         "up_fds": list(up.fds),
     }
@@ -131,6 +134,9 @@ async def run_node(config: NodeConfig) -> int:
         [sys.executable, "-m", "pyraftkv.node.raft_process"],
         pass_fds=[*down.fds, *up.fds],
         env={**os.environ, "PYRAFTKV_RAFT_CONFIG": json.dumps(raft_config)},
+        # Its own session: a terminal's Ctrl-C or a group SIGTERM reaches only this
+        # process, which then stops the Raft process in order (STOP on the ring).
+        start_new_session=True,
     )
 
     stopping = asyncio.Event()
@@ -207,7 +213,9 @@ async def run_node(config: NodeConfig) -> int:
         listener.close()
     if process.poll() is None:
         await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
-        link.send(rp.pack(rp.STOP))
+    if process.poll() is None:
+        with contextlib.suppress(RingClosedError):  # the Raft process is already leaving
+            link.send(rp.pack(rp.STOP))
         for _ in range(100):
             if process.poll() is not None:
                 break
