@@ -379,11 +379,7 @@ class Application:
             attributes = internal.MemberAttributes.FromString(change.context)
             attributes.id = change.node_id
             attributes.is_learner = change.type == ConfChangeType.ADD_LEARNER
-            existing = self.members.get(change.node_id)
-            if existing is not None and change.type == ConfChangeType.ADD_VOTER:
-                self.members.promote(change.node_id)
-            else:
-                self.members.add(attributes)
+            self.members.add(attributes)
         elif change.type == ConfChangeType.PROMOTE_LEARNER:
             self.members.promote(change.node_id)
         else:

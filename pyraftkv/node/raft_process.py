@@ -179,7 +179,12 @@ class RaftProcess:
         listen = [
             Url.parse(f"http://{hp}", "--listen-peer-urls") for hp in self.cfg["listen_peer_urls"]
         ]
-        await self.transport.listen([(u.host, u.port) for u in listen])
+        try:
+            await self.transport.listen([(u.host, u.port) for u in listen])
+        except OSError as exc:
+            raise RaftProcessError(
+                f"cannot listen for peers on {self.cfg['listen_peer_urls']}: {exc.strerror or exc}"
+            ) from exc
         self.loop.add_reader(self.down.readable_fd(), self._on_ring_readable)
         self._on_ring_readable()  # popping until empty arms the ring's wake-up
         interval = self.cfg["heartbeat_interval_ms"] / 1000
@@ -372,7 +377,7 @@ class RaftProcess:
         return max(
             voters,
             key=lambda v: (
-                status.progress[v].match if v in status.progress else 0,
+                status.progress[v][0] if v in status.progress else 0,  # match index
                 self.transport.is_connected(v),
             ),
         )

@@ -20,7 +20,6 @@ import sys
 import time
 
 from ..errors import PyraftkvError
-from ..proto import raft_internal_pb2 as internal
 from . import ringproto as rp
 from .application import Application
 from .client_server import ClientConnection, ClientServer
@@ -42,17 +41,6 @@ DRAIN_WAIT_S = 2.0
 
 class NodeStopped(PyraftkvError):
     """The node had to stop; the message says why."""
-
-
-def initial_members(config: NodeConfig) -> MemberList:
-    members = MemberList()
-    for spec in config.initial_cluster:
-        attributes = internal.MemberAttributes(id=spec.id, peer_urls=list(spec.peer_urls))
-        if spec.id == config.member_id:
-            attributes.name = config.name
-            attributes.client_urls.extend(u.text for u in config.advertise_client_urls)
-        members.add(attributes)
-    return members
 
 
 class RingLink:
@@ -102,7 +90,8 @@ async def run_node(config: NodeConfig) -> int:
         datadir.db, map_size=config.quota_backend_bytes, max_request_bytes=config.max_request_bytes
     )
     stored_members = store.get_meta(b"members")
-    members = MemberList.decode(stored_members) if stored_members else initial_members(config)
+    # A new member learns the members by applying the log's first (bootstrap) entries.
+    members = MemberList.decode(stored_members) if stored_members else MemberList()
     if config.member_id in members.removed:
         raise NodeStopped(
             f"member {config.member_id:x} was removed from the cluster; "
