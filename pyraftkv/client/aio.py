@@ -305,18 +305,25 @@ class Watcher:
                 raise _compacted(reply)
             self._stream = stream
             self.watch_id = reply.watch_id
-            self._absorb(reply)
+            self._absorb(reply, created=True)
             return
 
-    def _absorb(self, reply: rpc.WatchResponse) -> None:
+    def _absorb(self, reply: rpc.WatchResponse, created: bool = False) -> None:
+        """Take a reply's events, dropping any already delivered before a reconnect.
+
+        A revision's events always travel in one reply, so everything below
+        ``next_revision`` was delivered and everything at or above it is new.
+        """
         self.header = reply.header
-        for event in reply.events:
-            if event.kv.mod_revision >= self.next_revision:
-                self._pending.append(event)
-                self.next_revision = event.kv.mod_revision + 1
-        if not reply.events and reply.header.revision + 1 > self.next_revision:
-            # A created or progress reply: everything up to header.revision was seen.
-            self.next_revision = reply.header.revision + 1
+        if reply.events:
+            new = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
+            if new:
+                self._pending.extend(new)
+                self.next_revision = new[-1].kv.mod_revision + 1
+        elif not created or self.next_revision == 0:
+            # "From now" was fixed by the server, or a progress reply: every event up to
+            # header.revision has been sent.
+            self.next_revision = max(self.next_revision, reply.header.revision + 1)
 
     async def batches(self):
         """Async iterator over lists of events, as they arrive (one list per server reply)."""

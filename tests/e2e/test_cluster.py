@@ -3,13 +3,13 @@
 import threading
 import time
 
-from pyraftkv.errors import ApiError
-
 
 def test_three_members_elect_one_leader_and_take_writes_through_any_member(cluster):
     leader = cluster.wait_leader()
     statuses = [cluster.status(m) for m in cluster.members]
-    assert {s.leader for s in statuses} == {statuses[cluster.members.index(leader)].header.member_id}
+    assert {s.leader for s in statuses} == {
+        statuses[cluster.members.index(leader)].header.member_id
+    }
     for i, member in enumerate(cluster.members):
         with cluster.client([member]) as c:
             assert c.put(f"key{i}", f"value{i}").header.revision > 1
@@ -17,7 +17,10 @@ def test_three_members_elect_one_leader_and_take_writes_through_any_member(clust
         with cluster.client([member]) as c:
             got = c.get("key", prefix=True)
             assert [(kv.key, kv.value) for kv in got.kvs] == [
-                (b"key0", b"value0"), (b"key1", b"value1"), (b"key2", b"value2")]
+                (b"key0", b"value0"),
+                (b"key1", b"value1"),
+                (b"key2", b"value2"),
+            ]
 
 
 def test_linearizable_read_on_one_member_sees_a_write_made_on_another(cluster):
@@ -101,27 +104,31 @@ def test_sigterm_on_the_leader_hands_over_leadership_and_exits_zero(cluster):
         assert c.get("before").kvs[0].value == b"stop"
 
 
+def write_until_stopped(cluster, prefix: str, stop: threading.Event, acked: dict) -> None:
+    """Put prefix-keys one after another; record each write the cluster acknowledged."""
+    with cluster.client(timeout=15) as c:
+        i = 0
+        while not stop.is_set():
+            key, value = f"{prefix}k{i}", f"{i}"
+            try:
+                c.put(key, value)
+            except Exception:  # not acknowledged: it may or may not have been applied
+                time.sleep(0.05)
+                continue
+            acked[key] = value  # dict assignment is atomic under the GIL
+            i += 1
+
+
 def test_kill_9_under_concurrent_write_load_loses_no_acknowledged_write(cluster):
     for round_ in range(3):
         acked: dict[str, str] = {}
-        lock = threading.Lock()
         stop = threading.Event()
-
-        def writer(n: int) -> None:
-            with cluster.client(timeout=15) as c:
-                i = 0
-                while not stop.is_set():
-                    key, value = f"r{round_}w{n}k{i}", f"{i}"
-                    try:
-                        c.put(key, value)
-                    except (ApiError, OSError, Exception):
-                        time.sleep(0.05)
-                        continue
-                    with lock:
-                        acked[key] = value
-                    i += 1
-
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        threads = [
+            threading.Thread(
+                target=write_until_stopped, args=(cluster, f"r{round_}w{n}", stop, acked)
+            )
+            for n in range(4)
+        ]
         for t in threads:
             t.start()
         time.sleep(1.0)
@@ -136,8 +143,9 @@ def test_kill_9_under_concurrent_write_load_loses_no_acknowledged_write(cluster)
         cluster.wait_serving(victim)
         cluster.wait_leader()
         with cluster.client() as c:
-            got = {kv.key.decode(): kv.value.decode()
-                   for kv in c.get(f"r{round_}", prefix=True).kvs}
+            got = {
+                kv.key.decode(): kv.value.decode() for kv in c.get(f"r{round_}", prefix=True).kvs
+            }
         assert len(acked) > 20
         missing = {k for k in acked if got.get(k) != acked[k]}
         assert not missing, f"round {round_}: acknowledged writes lost: {sorted(missing)[:10]}"
