@@ -188,6 +188,13 @@ class RaftProcess:
             ) from exc
         self.loop.add_reader(self.down.readable_fd(), self._on_ring_readable)
         self._on_ring_readable()  # popping until empty arms the ring's wake-up
+        if self.core.membership.voters == {self.id}:
+            # A single voter needs nobody's vote: campaign now instead of after a timeout.
+            for _ in range(2 * self.cfg["election_ticks"]):
+                if self.core.leader_id == self.id:
+                    break
+                self.core.tick()
+                self._process_ready()
         interval = self.cfg["heartbeat_interval_ms"] / 1000
         self.loop.create_task(self._ticker(interval))
         self._push_status()
