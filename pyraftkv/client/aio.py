@@ -10,6 +10,7 @@ server refused it before proposing it (no leader, not leader).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Sequence
 
@@ -223,6 +224,40 @@ class AsyncClient:
     async def move_leader(self, target_id: int) -> rpc.MoveLeaderResponse:
         return await self.call("MoveLeader", rpc.MoveLeaderRequest(targetID=target_id))
 
+    # -- leases ------------------------------------------------------------------------------
+
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> rpc.LeaseGrantResponse:
+        """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum)."""
+        return await self.call("LeaseGrant", rpc.LeaseGrantRequest(TTL=ttl, ID=lease_id))
+
+    async def lease_revoke(self, lease_id: int) -> rpc.LeaseRevokeResponse:
+        """Revoke a lease: every key attached to it is deleted."""
+        return await self.call("LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease_id))
+
+    async def lease_time_to_live(
+        self, lease_id: int, keys: bool = False
+    ) -> rpc.LeaseTimeToLiveResponse:
+        """Remaining TTL (-1 when gone), granted TTL and, with keys=True, the attached keys."""
+        return await self.call(
+            "LeaseTimeToLive", rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+        )
+
+    async def lease_leases(self) -> rpc.LeaseLeasesResponse:
+        return await self.call("LeaseLeases", rpc.LeaseLeasesRequest())
+
+    async def lease_keep_alive_once(self, lease_id: int) -> rpc.LeaseKeepAliveResponse:
+        """One keep-alive; the response's TTL is 0 when the lease no longer exists."""
+        keeper = KeepAlive(self, lease_id)
+        try:
+            return await keeper.once()
+        finally:
+            keeper.close()
+
+    def lease(self, ttl: int) -> LeaseHandle:
+        """``async with client.lease(10) as lease``: a lease kept alive until the block ends,
+        then revoked (its keys go with it)."""
+        return LeaseHandle(self, ttl)
+
     # -- watch ------------------------------------------------------------------------------
 
     async def watch(
@@ -378,3 +413,95 @@ class Watcher:
 
 
 __all__ = ["AsyncClient", "Watcher", "to_bytes"]
+
+
+class KeepAlive:
+    """A keep-alive stream for one lease. Keep-alives are served by the leader (lease
+    deadlines live there); a follower answers "not leader" with the leader's URL and the
+    stream is reopened there."""
+
+    def __init__(self, client: AsyncClient, lease_id: int) -> None:
+        self._client = client
+        self.lease_id = lease_id
+        self._stream: Stream | None = None
+        self._connection: Connection | None = None
+        self._body = rpc.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+
+    async def once(self) -> rpc.LeaseKeepAliveResponse:
+        """Send one keep-alive and return its response (failing over as needed)."""
+        deadline = time.monotonic() + self._client.timeout
+        while True:
+            try:
+                if self._stream is None:
+                    self._connection = await self._client.connection()
+                    self._stream = self._connection.open_stream(BY_NAME["LeaseKeepAlive"].number)
+                self._stream.send(self._body)
+                reply = await asyncio.wait_for(
+                    self._stream.receive(), max(0.01, deadline - time.monotonic())
+                )
+                return rpc.LeaseKeepAliveResponse.FromString(reply)
+            except (ConnectionLost, NotLeader, NoLeader, asyncio.TimeoutError) as exc:
+                self._stream = None
+                if isinstance(exc, (ConnectionLost, NotLeader)) and self._connection is not None:
+                    self._client._drop(self._connection, getattr(exc, "leader_url", "") or None)
+                if time.monotonic() >= deadline:
+                    if isinstance(exc, asyncio.TimeoutError):
+                        raise TimedOut("LeaseKeepAlive: no answer within the timeout") from None
+                    raise
+                await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class LeaseHandle:
+    """A granted lease kept alive in the background (see AsyncClient.lease)."""
+
+    def __init__(self, client: AsyncClient, ttl: int) -> None:
+        self._client = client
+        self.requested_ttl = ttl
+        self.id = 0
+        self.ttl = 0
+        self._task: asyncio.Task | None = None
+        self.lost: BaseException | None = None
+
+    async def __aenter__(self) -> LeaseHandle:
+        granted = await self._client.lease_grant(self.requested_ttl)
+        self.id, self.ttl = granted.ID, granted.TTL
+        self._task = asyncio.ensure_future(self._keep_alive())
+        return self
+
+    async def _keep_alive(self) -> None:
+        keeper = KeepAlive(self._client, self.id)
+        try:
+            while True:
+                await asyncio.sleep(max(0.2, self.ttl / 3))
+                try:
+                    response = await keeper.once()
+                except ApiError as exc:
+                    self.lost = exc
+                    continue  # keep trying until the lease is known to be gone
+                except ConnectionLost as exc:
+                    self.lost = exc
+                    continue
+                if response.TTL <= 0:
+                    self.lost = errors_lease_gone(self.id)
+                    return
+                self.lost = None
+        finally:
+            keeper.close()
+
+    async def __aexit__(self, *exc_info) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(ApiError, ConnectionLost):
+            await self._client.lease_revoke(self.id)
+
+
+def errors_lease_gone(lease_id: int) -> ApiError:
+    from ..errors import LeaseNotFound
+
+    return LeaseNotFound(f"etcdserver: requested lease not found ({lease_id:x} expired)")

@@ -36,6 +36,7 @@ from ..protocol.frames import (
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER, METHOD_NUMBERS
 from .application import Application, Reply
+from .lessor import MAX_TTL_S, TooLargeTTL
 from .watch_hub import Watcher
 
 log = logging.getLogger("pyraftkv.clients")
@@ -95,7 +96,7 @@ class ClientConnection(asyncio.Protocol):
                     stream, errors.InvalidArgument(f"etcdserver: malformed {name} request message")
                 )
             except errors.ApiError as exc:
-                self.error(stream, exc)
+                self.error(stream, exc, getattr(exc, "leader_url", ""))
 
     def pause(self, paused: bool) -> None:
         if self._transport is not None and not self.closed:
@@ -255,6 +256,11 @@ class ClientServer:
             ("MemberUpdate", self._member_update),
             ("Status", self._status),
             ("HashKV", self._hash_kv),
+            ("LeaseGrant", self._lease_grant),
+            ("LeaseRevoke", self._lease_revoke),
+            ("LeaseKeepAlive", self._lease_keep_alive),
+            ("LeaseTimeToLive", self._lease_time_to_live),
+            ("LeaseLeases", self._lease_leases),
             ("MoveLeader", self._move_leader),
         ):
             self.register(name, handler)
@@ -302,6 +308,62 @@ class ClientServer:
         request = rpc.HashKVRequest.FromString(body)
         value, compact_revision = self.app.store.hash_kv(request.revision)
         response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
+        connection.reply(stream, self.app._stamp(response).SerializeToString())
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def _require_leader(self) -> None:
+        """Lease deadlines live on the leader: elsewhere, point the client at it."""
+        app = self.app
+        if app.leader_id != app.member_id:
+            if not app.leader_id:
+                raise errors.NoLeader()
+            error = errors.NotLeader()
+            error.leader_url = app.members.client_url(app.leader_id)
+            raise error
+
+    def _lease_grant(self, connection, stream, flags, body):
+        request = rpc.LeaseGrantRequest.FromString(body)
+        if request.TTL > MAX_TTL_S:
+            raise TooLargeTTL()
+        if request.ID < 0:
+            raise errors.InvalidArgument("etcdserver: lease ID must not be negative")
+        if request.ID == 0:
+            request.ID = self.app.new_lease_id()
+            body = request.SerializeToString()
+        self.app.propose(Reply(connection, stream), BY_NAME["LeaseGrant"].number, body)
+
+    def _lease_revoke(self, connection, stream, flags, body):
+        rpc.LeaseRevokeRequest.FromString(body)
+        self.app.propose(Reply(connection, stream), BY_NAME["LeaseRevoke"].number, body)
+
+    def _lease_keep_alive(self, connection, stream, flags, body):
+        if flags & FLAG_END:
+            connection.end(stream)
+            return
+        request = rpc.LeaseKeepAliveRequest.FromString(body)
+        self._require_leader()
+        ttl = self.app.lessor.renew(request.ID)
+        response = rpc.LeaseKeepAliveResponse(ID=request.ID, TTL=ttl)
+        connection.message(stream, self.app._stamp(response).SerializeToString())
+
+    def _lease_time_to_live(self, connection, stream, flags, body):
+        request = rpc.LeaseTimeToLiveRequest.FromString(body)
+        self._require_leader()
+        lessor = self.app.lessor
+        lease = lessor.leases.get(request.ID)
+        response = rpc.LeaseTimeToLiveResponse(ID=request.ID, TTL=lessor.remaining(request.ID))
+        if lease is not None:
+            response.grantedTTL = lease.ttl
+            if request.keys:
+                response.keys.extend(sorted(lease.keys))
+        connection.reply(stream, self.app._stamp(response).SerializeToString())
+
+    def _lease_leases(self, connection, stream, flags, body):
+        rpc.LeaseLeasesRequest.FromString(body)
+        response = rpc.LeaseLeasesResponse(
+            leases=[rpc.LeaseStatus(ID=i) for i in sorted(self.app.lessor.leases)]
+        )
         connection.reply(stream, self.app._stamp(response).SerializeToString())
 
     # -- watch ---------------------------------------------------------------------------------
