@@ -19,6 +19,8 @@ from google.protobuf.message import Message
 from ..errors import ApiError, Compacted, NoLeader, NotLeader, TimedOut
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election_pb2
+from ..proto import v3lock_pb2 as lock_pb2
 from ..protocol.methods import BY_NAME
 from .connection import Connection, ConnectionLost, Stream
 from .requests import (
@@ -33,8 +35,23 @@ from .requests import (
 
 # Calls whose repetition cannot change the store.
 _IDEMPOTENT = frozenset(
-    ("Range", "MemberList", "Status", "HashKV", "LeaseTimeToLive", "LeaseLeases")
+    (
+        "Range",
+        "MemberList",
+        "Status",
+        "HashKV",
+        "LeaseTimeToLive",
+        "LeaseLeases",
+        "Leader",
+        # One key per (name, lease): asking again finds the key made the first time.
+        "Lock",
+        "Unlock",
+        "Campaign",
+        "Resign",
+    )
 )
+# Calls that wait for their turn as long as it takes unless the caller gives a timeout.
+_UNBOUNDED = 365 * 24 * 3600.0
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -252,6 +269,53 @@ class AsyncClient:
             return await keeper.once()
         finally:
             keeper.close()
+
+    # -- locks and elections (served by the member: etcd's v3lock and v3election) ---------------
+
+    async def lock(self, name: Bytesish, lease_id: int, timeout: float | None = None) -> bytes:
+        """Wait for the lock ``name`` (FIFO), held with ``lease_id``; returns the key that
+        exists while it is held (pass it to unlock)."""
+        request = lock_pb2.LockRequest(name=to_bytes(name), lease=lease_id)
+        response = await self.call("Lock", request, _UNBOUNDED if timeout is None else timeout)
+        return response.key
+
+    async def unlock(self, key: bytes) -> None:
+        await self.call("Unlock", lock_pb2.UnlockRequest(key=key))
+
+    async def campaign(
+        self, name: Bytesish, lease_id: int, value: Bytesish, timeout: float | None = None
+    ) -> election_pb2.LeaderKey:
+        """Wait to become leader of election ``name``; returns the proof of leadership."""
+        request = election_pb2.CampaignRequest(
+            name=to_bytes(name), lease=lease_id, value=to_bytes(value)
+        )
+        response = await self.call("Campaign", request, _UNBOUNDED if timeout is None else timeout)
+        return response.leader
+
+    async def proclaim(self, leader: election_pb2.LeaderKey, value: Bytesish) -> None:
+        """Publish a new value as the leader (fails with "not leader" once leadership is lost)."""
+        await self.call(
+            "Proclaim", election_pb2.ProclaimRequest(leader=leader, value=to_bytes(value))
+        )
+
+    async def leader(self, name: Bytesish) -> kv_pb2.KeyValue:
+        """The current leader's key and value (raises "no leader" when there is none)."""
+        response = await self.call("Leader", election_pb2.LeaderRequest(name=to_bytes(name)))
+        return response.kv
+
+    async def resign(self, leader: election_pb2.LeaderKey) -> None:
+        await self.call("Resign", election_pb2.ResignRequest(leader=leader))
+
+    async def observe(self, name: Bytesish):
+        """Async iterator over the election's leader key-values: now, then on every change."""
+        connection = await self.connection()
+        stream = connection.open_stream(BY_NAME["Observe"].number)
+        stream.send(election_pb2.LeaderRequest(name=to_bytes(name)).SerializeToString())
+        try:
+            while True:
+                yield election_pb2.LeaderResponse.FromString(await stream.receive()).kv
+        finally:
+            stream.close()
 
     def lease(self, ttl: int) -> LeaseHandle:
         """``async with client.lease(10) as lease``: a lease kept alive until the block ends,

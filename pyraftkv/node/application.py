@@ -29,6 +29,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 
 from .. import errors
+from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
@@ -59,6 +60,48 @@ class Reply:
     def __init__(self, connection: Any, stream: int) -> None:
         self.connection = connection
         self.stream = stream
+
+
+class LocalCaller:
+    """Stands in for a client connection when the member itself makes a request (the lock
+    and election services): the answer resolves a future instead of leaving on a socket."""
+
+    closed = False
+
+    def __init__(self, future: asyncio.Future, parse: Callable[[bytes], Message]) -> None:
+        self._future = future
+        self._parse = parse
+
+    def reply(self, stream: int, body: bytes) -> None:
+        if not self._future.done():
+            self._future.set_result(self._parse(body))
+
+    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
+        if not self._future.done():
+            self._future.set_exception(error)
+
+
+class EventWaiter:
+    """A watch sink that resolves a future with the first event it is sent."""
+
+    def __init__(self, future: asyncio.Future, deletes_only: bool) -> None:
+        self._future = future
+        self._deletes_only = deletes_only
+
+    def send_message(self, body: bytes) -> None:
+        if self._future.done():
+            return
+        response = rpc.WatchResponse.FromString(body)
+        if response.canceled:
+            self._future.set_exception(errors.Compacted())
+            return
+        for event in response.events:
+            if not self._deletes_only or event.type == kv_pb2.Event.DELETE:
+                self._future.set_result(event)
+                return
+
+    def backlog_bytes(self) -> int:
+        return 0
 
 
 class Application:
@@ -207,6 +250,42 @@ class Application:
             self._batch = internal.RequestBatch()
             self._batch_bytes = 0
             self._send_down(bytes((rp.PROPOSE,)) + data)
+
+    # -- requests the member makes itself -------------------------------------------------------
+
+    async def local_write(self, method: str, request: Message) -> Message:
+        """Propose a write as if a client had sent it; its response once applied."""
+        spec = BY_NAME[method]
+        future = self.loop.create_future()
+        self.propose(
+            Reply(LocalCaller(future, spec.response.FromString), 0),
+            spec.number,
+            request.SerializeToString(),
+        )
+        return await future
+
+    async def local_read(self, request: rpc.RangeRequest) -> rpc.RangeResponse:
+        """A linearizable Range, as if a client had sent it."""
+        future = self.loop.create_future()
+        reply = Reply(LocalCaller(future, rpc.RangeResponse.FromString), 0)
+        self.read(reply, lambda: self.store.range(request), True)
+        return await future
+
+    async def wait_for_event(
+        self, key: bytes, range_end: bytes, after_revision: int, deletes_only: bool = False
+    ) -> kv_pb2.Event:
+        """The first event in [key, range_end) after ``after_revision`` (history included)."""
+        from .watch_hub import Watcher
+
+        future = self.loop.create_future()
+        create = rpc.WatchCreateRequest(key=key, range_end=range_end)
+        watcher = Watcher(0, EventWaiter(future, deletes_only), create, after_revision + 1)
+        self.watch_hub.add(watcher)
+        self.schedule_catch_up()
+        try:
+            return await future
+        finally:
+            self.watch_hub.remove(watcher)
 
     # -- flow control -----------------------------------------------------------------------
 

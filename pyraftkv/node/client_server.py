@@ -23,6 +23,7 @@ from .. import errors
 from ..mvcc import validation
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election_pb2
 from ..protocol.frames import (
     END,
     FLAG_END,
@@ -36,6 +37,7 @@ from ..protocol.frames import (
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER, METHOD_NUMBERS
 from .application import Application, Reply
+from .concurrency import Concurrency
 from .lessor import MAX_TTL_S, TooLargeTTL
 from .watch_hub import Watcher
 
@@ -54,7 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self._out_bytes = 0
         self.closed = False
         self.watch_streams: dict[int, WatchStream] = {}
-        self.keepalive_streams: dict[int, object] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -70,6 +72,8 @@ class ClientConnection(asyncio.Protocol):
         for stream in self.watch_streams.values():
             stream.close()
         self.watch_streams.clear()
+        for task in list(self.tasks.values()):
+            task.cancel()
         for closer in list(self.server.on_connection_lost):
             closer(self)
 
@@ -97,6 +101,31 @@ class ClientConnection(asyncio.Protocol):
                 )
             except errors.ApiError as exc:
                 self.error(stream, exc, getattr(exc, "leader_url", ""))
+
+    def start_task(self, stream: int, coroutine) -> None:
+        """Run a call that may wait (a lock, a campaign) and answer when it finishes; it is
+        cancelled if the connection goes."""
+        task = self.app.loop.create_task(coroutine)
+        self.tasks[stream] = task
+
+        def done(task) -> None:
+            self.tasks.pop(stream, None)
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is None:
+                self.reply(stream, self.app._stamp(task.result()).SerializeToString())
+            elif isinstance(error, errors.ApiError):
+                self.error(stream, error, getattr(error, "leader_url", ""))
+            else:
+                raise error  # a bug: let the loop's handler stop the member
+
+        task.add_done_callback(done)
+
+    def cancel_task(self, stream: int) -> None:
+        task = self.tasks.pop(stream, None)
+        if task is not None:
+            task.cancel()
 
     def pause(self, paused: bool) -> None:
         if self._transport is not None and not self.closed:
@@ -246,6 +275,7 @@ class ClientServer:
         )
         for name, check in writes:
             self.register(name, self._proposer(name, check))
+        self._register_service_calls()
         for name, handler in (
             ("Range", self._range),
             ("Watch", self._watch),
@@ -261,9 +291,44 @@ class ClientServer:
             ("LeaseKeepAlive", self._lease_keep_alive),
             ("LeaseTimeToLive", self._lease_time_to_live),
             ("LeaseLeases", self._lease_leases),
+            ("Observe", self._observe),
             ("MoveLeader", self._move_leader),
         ):
             self.register(name, handler)
+
+    def _register_service_calls(self) -> None:
+        """Lock and election calls may wait long: each runs as a task of its connection."""
+        service = Concurrency(self.app)
+        for name, call in (
+            ("Lock", service.lock),
+            ("Unlock", service.unlock),
+            ("Campaign", service.campaign),
+            ("Proclaim", service.proclaim),
+            ("Leader", service.leader),
+            ("Resign", service.resign),
+        ):
+            self.register(name, self._task_handler(BY_NAME[name].request, call))
+        self.concurrency = service
+
+    def _task_handler(self, parse_type, call) -> Callable:
+        def handler(connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
+            request = parse_type.FromString(body)
+            connection.start_task(stream, call(request))
+
+        return handler
+
+    def _observe(self, connection, stream, flags, body):
+        if flags & FLAG_END:
+            connection.cancel_task(stream)
+            connection.end(stream)
+            return
+        request = election_pb2.LeaderRequest.FromString(body)
+
+        def send(response) -> None:
+            self.app._stamp(response)
+            connection.message(stream, response.SerializeToString())
+
+        connection.start_task(stream, self.concurrency.observe(request, send))
 
     def register(self, name: str, handler: Callable[[ClientConnection, int, int, bytes], None]):
         """Route a method (by name) to ``handler(connection, stream, flags, body)``."""
