@@ -64,6 +64,19 @@ class Member:
         return self.process is not None and self.process.poll() is None
 
 
+def put_retrying(client: Client, key: str, value: str, attempts: int = 5):
+    """Put that retries when the outcome is unknown (a write caught by a leader's death
+    times out): putting the same value again is harmless, and tests that only need the
+    data in place should not fail on the ambiguity."""
+    for attempt in range(attempts):
+        try:
+            return client.put(key, value)
+        except (ApiError, ConnectionLost):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
+
+
 class LocalCluster:
     """N members of one cluster on loopback, driven by a test."""
 

@@ -2,6 +2,8 @@
 
 import os
 
+from .harness import put_retrying
+
 
 def test_a_member_down_past_the_snapshot_point_catches_up_through_a_snapshot(make_cluster):
     cluster = make_cluster(3, snapshot_count=100)
@@ -11,7 +13,7 @@ def test_a_member_down_past_the_snapshot_point_catches_up_through_a_snapshot(mak
     others = cluster.members[:2]
     with cluster.client(others) as c:
         for i in range(400):
-            c.put(f"s{i:04d}", f"value-{i}")
+            put_retrying(c, f"s{i:04d}", f"value-{i}")
         c.delete("s0000")
         expected = {kv.key: kv.value for kv in c.get("s", prefix=True).kvs}
         revision = c.get("s0001").header.revision

@@ -7,6 +7,8 @@ import time
 
 from pyraftkv.errors import Compacted
 
+from .harness import put_retrying
+
 
 def collect(watch, events, stop):
     """Pull events from a blocking watch iterator into a list until told to stop."""
@@ -76,7 +78,7 @@ def test_watchers_see_every_event_once_in_order_across_leader_kill_and_reconnect
             acked.append(writer.put(f"ev/k{i}", str(i)).header.revision)
     cluster.start_member(leader)
     time.sleep(1.0)
-    final = writer.put("ev/end", "x").header.revision
+    final = put_retrying(writer, "ev/end", "x").header.revision
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (not events or events[-1].kv.mod_revision < final):
         time.sleep(0.05)
