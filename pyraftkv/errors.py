@@ -125,6 +125,25 @@ class Stopped(ApiError):
     default_message = "etcdserver: server stopped"
 
 
+class ElectionNotLeader(ApiError):
+    """A proclaim or resign by a contender that is not (or no longer) the leader."""
+
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: election: not leader"
+
+
+class ElectionNoLeader(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: election: no leader"
+
+
+class SessionExpired(ApiError):
+    """The lease of a lock waiter or election candidate expired before its turn came."""
+
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: concurrency: session expired"
+
+
 class UnknownMethod(ApiError):
     code = UNIMPLEMENTED
     default_message = "unknown method"

@@ -10,9 +10,8 @@ server refused it before proposing it (no leader, not leader).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 from google.protobuf.message import Message
 
@@ -22,7 +21,12 @@ from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election_pb2
 from ..proto import v3lock_pb2 as lock_pb2
 from ..protocol.methods import BY_NAME
+from .config_watch import AsyncConfigWatcher
 from .connection import Connection, ConnectionLost, Stream
+from .discovery import AsyncServiceRegistry
+from .election import AsyncElection, observe_leader
+from .leases import AsyncLease, KeepAlive, LeaseKeeper
+from .locks import DEFAULT_TTL_S, UNBOUNDED_S, AsyncLock
 from .requests import (
     Bytesish,
     delete_request,
@@ -50,8 +54,6 @@ _IDEMPOTENT = frozenset(
         "Resign",
     )
 )
-# Calls that wait for their turn as long as it takes unless the caller gives a timeout.
-_UNBOUNDED = 365 * 24 * 3600.0
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -86,6 +88,7 @@ class AsyncClient:
         self._current = 0
         self._connection: Connection | None = None
         self._connecting: asyncio.Task | None = None
+        self._keeper: LeaseKeeper | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -94,7 +97,11 @@ class AsyncClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the connection; pending calls fail with ConnectionLost."""
+        """Close the connection; pending calls fail with ConnectionLost and leases are no
+        longer kept alive (they expire after their TTL)."""
+        if self._keeper is not None:
+            await self._keeper.close()
+            self._keeper = None
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -272,12 +279,19 @@ class AsyncClient:
 
     # -- locks and elections (served by the member: etcd's v3lock and v3election) ---------------
 
-    async def lock(self, name: Bytesish, lease_id: int, timeout: float | None = None) -> bytes:
-        """Wait for the lock ``name`` (FIFO), held with ``lease_id``; returns the key that
-        exists while it is held (pass it to unlock)."""
-        request = lock_pb2.LockRequest(name=to_bytes(name), lease=lease_id)
-        response = await self.call("Lock", request, _UNBOUNDED if timeout is None else timeout)
-        return response.key
+    def lock(
+        self,
+        name: Bytesish,
+        lease_id: int = 0,
+        timeout: float | None = None,
+        *,
+        ttl: int = DEFAULT_TTL_S,
+    ) -> AsyncLock:
+        """The distributed lock ``name`` (FIFO). ``await client.lock(name, lease_id)`` waits
+        for it and returns the key that exists while it is held (pass it to ``unlock``);
+        ``async with client.lock(name, ttl=10):`` holds it on a lease of its own for the
+        block."""
+        return AsyncLock(self, name, lease_id, timeout, ttl=ttl)
 
     async def unlock(self, key: bytes) -> None:
         await self.call("Unlock", lock_pb2.UnlockRequest(key=key))
@@ -289,7 +303,7 @@ class AsyncClient:
         request = election_pb2.CampaignRequest(
             name=to_bytes(name), lease=lease_id, value=to_bytes(value)
         )
-        response = await self.call("Campaign", request, _UNBOUNDED if timeout is None else timeout)
+        response = await self.call("Campaign", request, UNBOUNDED_S if timeout is None else timeout)
         return response.leader
 
     async def proclaim(self, leader: election_pb2.LeaderKey, value: Bytesish) -> None:
@@ -306,21 +320,34 @@ class AsyncClient:
     async def resign(self, leader: election_pb2.LeaderKey) -> None:
         await self.call("Resign", election_pb2.ResignRequest(leader=leader))
 
-    async def observe(self, name: Bytesish):
-        """Async iterator over the election's leader key-values: now, then on every change."""
-        connection = await self.connection()
-        stream = connection.open_stream(BY_NAME["Observe"].number)
-        stream.send(election_pb2.LeaderRequest(name=to_bytes(name)).SerializeToString())
-        try:
-            while True:
-                yield election_pb2.LeaderResponse.FromString(await stream.receive()).kv
-        finally:
-            stream.close()
+    def observe(self, name: Bytesish) -> AsyncIterator[kv_pb2.KeyValue]:
+        """Async iterator over the election's leader key-values: now, then on every change
+        (reconnecting to another member when needed)."""
+        return observe_leader(self, to_bytes(name))
 
-    def lease(self, ttl: int) -> LeaseHandle:
+    def election(self, name: Bytesish) -> AsyncElection:
+        """Leader election ``name``: campaign / proclaim / leader / observe / resign."""
+        return AsyncElection(self, name)
+
+    def lease(self, ttl: int) -> AsyncLease:
         """``async with client.lease(10) as lease``: a lease kept alive until the block ends,
         then revoked (its keys go with it)."""
-        return LeaseHandle(self, ttl)
+        return AsyncLease(self, ttl)
+
+    def _lease_keeper(self) -> LeaseKeeper:
+        if self._keeper is None:
+            self._keeper = LeaseKeeper(self)
+        return self._keeper
+
+    # -- service discovery and configuration ---------------------------------------------------
+
+    def service_registry(self, prefix: Bytesish) -> AsyncServiceRegistry:
+        """Instances of a service under ``prefix``: register, list, watch them come and go."""
+        return AsyncServiceRegistry(self, prefix)
+
+    def config_watcher(self, key: Bytesish, *, prefix: bool = False) -> AsyncConfigWatcher:
+        """``async with client.config_watcher(key)``: current values, then every change."""
+        return AsyncConfigWatcher(self, key, prefix=prefix)
 
     # -- watch ------------------------------------------------------------------------------
 
@@ -476,96 +503,4 @@ class Watcher:
             self._stream.close()
 
 
-__all__ = ["AsyncClient", "Watcher", "to_bytes"]
-
-
-class KeepAlive:
-    """A keep-alive stream for one lease. Keep-alives are served by the leader (lease
-    deadlines live there); a follower answers "not leader" with the leader's URL and the
-    stream is reopened there."""
-
-    def __init__(self, client: AsyncClient, lease_id: int) -> None:
-        self._client = client
-        self.lease_id = lease_id
-        self._stream: Stream | None = None
-        self._connection: Connection | None = None
-        self._body = rpc.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
-
-    async def once(self) -> rpc.LeaseKeepAliveResponse:
-        """Send one keep-alive and return its response (failing over as needed)."""
-        deadline = time.monotonic() + self._client.timeout
-        while True:
-            try:
-                if self._stream is None:
-                    self._connection = await self._client.connection()
-                    self._stream = self._connection.open_stream(BY_NAME["LeaseKeepAlive"].number)
-                self._stream.send(self._body)
-                reply = await asyncio.wait_for(
-                    self._stream.receive(), max(0.01, deadline - time.monotonic())
-                )
-                return rpc.LeaseKeepAliveResponse.FromString(reply)
-            except (ConnectionLost, NotLeader, NoLeader, asyncio.TimeoutError) as exc:
-                self._stream = None
-                if isinstance(exc, (ConnectionLost, NotLeader)) and self._connection is not None:
-                    self._client._drop(self._connection, getattr(exc, "leader_url", "") or None)
-                if time.monotonic() >= deadline:
-                    if isinstance(exc, asyncio.TimeoutError):
-                        raise TimedOut("LeaseKeepAlive: no answer within the timeout") from None
-                    raise
-                await asyncio.sleep(0.05)
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-
-class LeaseHandle:
-    """A granted lease kept alive in the background (see AsyncClient.lease)."""
-
-    def __init__(self, client: AsyncClient, ttl: int) -> None:
-        self._client = client
-        self.requested_ttl = ttl
-        self.id = 0
-        self.ttl = 0
-        self._task: asyncio.Task | None = None
-        self.lost: BaseException | None = None
-
-    async def __aenter__(self) -> LeaseHandle:
-        granted = await self._client.lease_grant(self.requested_ttl)
-        self.id, self.ttl = granted.ID, granted.TTL
-        self._task = asyncio.ensure_future(self._keep_alive())
-        return self
-
-    async def _keep_alive(self) -> None:
-        keeper = KeepAlive(self._client, self.id)
-        try:
-            while True:
-                await asyncio.sleep(max(0.2, self.ttl / 3))
-                try:
-                    response = await keeper.once()
-                except ApiError as exc:
-                    self.lost = exc
-                    continue  # keep trying until the lease is known to be gone
-                except ConnectionLost as exc:
-                    self.lost = exc
-                    continue
-                if response.TTL <= 0:
-                    self.lost = errors_lease_gone(self.id)
-                    return
-                self.lost = None
-        finally:
-            keeper.close()
-
-    async def __aexit__(self, *exc_info) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        with contextlib.suppress(ApiError, ConnectionLost):
-            await self._client.lease_revoke(self.id)
-
-
-def errors_lease_gone(lease_id: int) -> ApiError:
-    from ..errors import LeaseNotFound
-
-    return LeaseNotFound(f"etcdserver: requested lease not found ({lease_id:x} expired)")
+__all__ = ["AsyncClient", "KeepAlive", "Watcher", "to_bytes"]

@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election_pb2
 from .aio import AsyncClient, Watcher
+from .config_watch import ConfigWatcher
+from .discovery import ServiceRegistry
+from .election import Election
+from .leases import Lease
+from .locks import DEFAULT_TTL_S, Lock
 from .requests import Bytesish
+
+T = TypeVar("T")
 
 
 class Client:
@@ -115,50 +124,181 @@ class Client:
         watcher = self._run(self._client.watch(key, range_end, **options))
         return WatchIterator(self, watcher)
 
+    # -- leases ------------------------------------------------------------------------------
 
-class WatchIterator:
-    """Blocking iterator over a watch's events (mvccpb.Event), each once, in order."""
+    def lease_grant(self, ttl: int, lease_id: int = 0) -> rpc.LeaseGrantResponse:
+        """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum)."""
+        return self._run(self._client.lease_grant(ttl, lease_id))
+
+    def lease_revoke(self, lease_id: int) -> rpc.LeaseRevokeResponse:
+        """Revoke a lease: every key attached to it is deleted."""
+        return self._run(self._client.lease_revoke(lease_id))
+
+    def lease_time_to_live(self, lease_id: int, keys: bool = False) -> rpc.LeaseTimeToLiveResponse:
+        """Remaining TTL (-1 when gone), granted TTL and, with keys=True, the attached keys."""
+        return self._run(self._client.lease_time_to_live(lease_id, keys))
+
+    def lease_leases(self) -> rpc.LeaseLeasesResponse:
+        return self._run(self._client.lease_leases())
+
+    def lease_keep_alive_once(self, lease_id: int) -> rpc.LeaseKeepAliveResponse:
+        """One keep-alive; the response's TTL is 0 when the lease no longer exists."""
+        return self._run(self._client.lease_keep_alive_once(lease_id))
+
+    def lease(self, ttl: int) -> Lease:
+        """``with client.lease(10) as lease``: a lease kept alive (on the client's thread)
+        until the block ends, then revoked (its keys go with it)."""
+        return Lease(self, ttl)
+
+    # -- locks and elections -------------------------------------------------------------------
+
+    def lock(
+        self,
+        name: Bytesish,
+        lease_id: int = 0,
+        timeout: float | None = None,
+        *,
+        ttl: int = DEFAULT_TTL_S,
+    ) -> Lock:
+        """The distributed lock ``name`` (FIFO): ``with client.lock(name, ttl=10):`` holds it
+        on a lease of its own for the block; ``client.lock(name, lease_id).acquire()`` waits
+        for it with your lease and returns the key to pass to ``unlock``."""
+        return Lock(self, self._client.lock(name, lease_id, timeout, ttl=ttl))
+
+    def unlock(self, key: bytes) -> None:
+        self._run(self._client.unlock(key))
+
+    def campaign(
+        self, name: Bytesish, lease_id: int, value: Bytesish, timeout: float | None = None
+    ) -> election_pb2.LeaderKey:
+        """Wait to become leader of election ``name``; returns the proof of leadership."""
+        return self._run(self._client.campaign(name, lease_id, value, timeout))
+
+    def proclaim(self, leader: election_pb2.LeaderKey, value: Bytesish) -> None:
+        self._run(self._client.proclaim(leader, value))
+
+    def leader(self, name: Bytesish) -> kv_pb2.KeyValue:
+        """The current leader's key and value (raises ElectionNoLeader when there is none)."""
+        return self._run(self._client.leader(name))
+
+    def resign(self, leader: election_pb2.LeaderKey) -> None:
+        self._run(self._client.resign(leader))
+
+    def observe(self, name: Bytesish) -> BlockingIterator[kv_pb2.KeyValue]:
+        """Blocking iterator over the election's leader key-values: now, then on changes."""
+        return self._iterate(self._client.observe(name))
+
+    def election(self, name: Bytesish) -> Election:
+        """Leader election ``name``: campaign / proclaim / leader / observe / resign."""
+        return Election(self, self._client.election(name))
+
+    # -- service discovery and configuration ---------------------------------------------------
+
+    def service_registry(self, prefix: Bytesish) -> ServiceRegistry:
+        """Instances of a service under ``prefix``: register, list, watch them come and go."""
+        return ServiceRegistry(self, prefix)
+
+    def config_watcher(self, key: Bytesish, *, prefix: bool = False) -> ConfigWatcher:
+        """``with client.config_watcher(key, prefix=True) as config``: current values, then
+        every change (iterate it, or ``config.on_change(callback)``)."""
+        return ConfigWatcher(self, key, prefix=prefix)
+
+    # -- running on the loop thread ------------------------------------------------------------
+
+    def _call_soon(self, function: Callable[[], T]) -> T:
+        """Run a plain function on the loop thread (where the async objects live)."""
+
+        async def call() -> T:
+            return function()
+
+        return self._run(call())
+
+    def _iterate(self, items: AsyncIterator[T]) -> BlockingIterator[T]:
+        return BlockingIterator(self, _one_by_one(items))
+
+
+class BlockingIterator(Generic[T]):
+    """Blocking iterator over an async iterator that runs on a Client's loop thread.
+
+    Items are forwarded as they come; ``get(timeout)`` waits for one with a bound;
+    ``close()`` stops the async side (and iteration ends after what already arrived).
+    """
 
     _DONE = object()
 
-    def __init__(self, client: Client, watcher: Watcher) -> None:
+    def __init__(
+        self,
+        client: Client,
+        batches: AsyncIterator[list[T]],
+        stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._client = client
-        self._watcher = watcher
-        self._events: queue.Queue = queue.Queue()
-        self._pump = asyncio.run_coroutine_threadsafe(self._forward(), client._loop)
+        self._stop = stop
+        self._items: queue.Queue = queue.Queue()
+        self._pump = asyncio.run_coroutine_threadsafe(self._forward(batches), client._loop)
 
-    async def _forward(self) -> None:
+    async def _forward(self, batches: AsyncIterator[list[T]]) -> None:
         try:
-            async for events in self._watcher.batches():
-                for event in events:
-                    self._events.put(event)
+            async for batch in batches:
+                for item in batch:
+                    self._items.put(item)
+        except asyncio.CancelledError:
+            pass
         except BaseException as exc:  # handed to the consuming thread, which raises it
-            self._events.put(exc)
+            self._items.put(exc)
         finally:
-            self._events.put(self._DONE)
+            self._items.put(self._DONE)
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def __iter__(self) -> Iterator[T]:
+        return self
+
+    def __next__(self) -> T:
+        return self.get()
+
+    def get(self, timeout: float | None = None) -> T:
+        """The next item; raises queue.Empty after ``timeout`` seconds without one."""
+        item = self._items.get(timeout=timeout)
+        if item is self._DONE:
+            self._items.put(item)
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._items.put(self._DONE)
+            raise item
+        return item
+
+    def close(self) -> None:
+        """End the iteration; items already received are still delivered."""
+        if self._client._loop.is_closed():
+            return
+        if self._stop is not None:
+            self._client._run(self._stop())
+        self._pump.cancel()
+
+
+async def _one_by_one(items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+    try:
+        async for item in items:
+            yield [item]
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class WatchIterator(BlockingIterator[kv_pb2.Event]):
+    """Blocking iterator over a watch's events (mvccpb.Event), each once, in order."""
+
+    def __init__(self, client: Client, watcher: Watcher) -> None:
+        super().__init__(client, watcher.batches(), watcher.cancel)
+        self._watcher = watcher
 
     @property
     def watch_id(self) -> int:
         return self._watcher.watch_id
 
-    def __iter__(self) -> Iterator[kv_pb2.Event]:
-        return self
-
-    def __next__(self) -> kv_pb2.Event:
-        return self.get()
-
-    def get(self, timeout: float | None = None) -> kv_pb2.Event:
-        """The next event; raises queue.Empty after ``timeout`` seconds without one."""
-        item = self._events.get(timeout=timeout)
-        if item is self._DONE:
-            self._events.put(item)
-            raise StopIteration
-        if isinstance(item, BaseException):
-            self._events.put(self._DONE)
-            raise item
-        return item
-
     def cancel(self) -> None:
         """End the watch; iteration stops after the events already received."""
-        if not self._client._loop.is_closed():
-            self._client._run(self._watcher.cancel())
+        self.close()

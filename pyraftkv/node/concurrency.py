@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 
 from .. import errors
+from ..errors import ElectionNoLeader, ElectionNotLeader, SessionExpired
 from ..mvcc import prefix_end
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
@@ -20,21 +21,6 @@ from ..proto import v3lock_pb2 as lock
 
 CREATE = rpc.Compare.CREATE
 EQUAL = rpc.Compare.EQUAL
-
-
-class ElectionNotLeader(errors.ApiError):
-    code = errors.FAILED_PRECONDITION
-    default_message = "etcdserver: election: not leader"
-
-
-class ElectionNoLeader(errors.ApiError):
-    code = errors.FAILED_PRECONDITION
-    default_message = "etcdserver: election: no leader"
-
-
-class SessionExpired(errors.ApiError):
-    code = errors.FAILED_PRECONDITION
-    default_message = "etcdserver: concurrency: session expired"
 
 
 def contender_key(name: bytes, lease: int) -> bytes:
