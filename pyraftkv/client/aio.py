@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 
 from google.protobuf.message import Message
 
-from ..errors import ApiError, NoLeader, NotLeader, TimedOut
+from ..errors import ApiError, Compacted, NoLeader, NotLeader, TimedOut
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
@@ -257,13 +258,16 @@ class Watcher:
     """Events of one watch, in revision order, each once, across reconnects.
 
     On a lost connection it re-creates the watch on the next endpoint from the revision
-    after the last one it delivered, so nothing is missed or repeated.
+    after the last one it delivered, so nothing is missed or repeated. Iterate it for
+    events, ``batches()`` for the events of each server reply, or ``responses()`` for the
+    replies themselves (with progress notifications and the server's final cancel).
     """
 
     def __init__(self, client: AsyncClient, create: rpc.WatchCreateRequest) -> None:
         self._client = client
         self._create = create
         self._stream: Stream | None = None
+        self._ready: deque[rpc.WatchResponse] = deque()
         self._pending: list[kv_pb2.Event] = []
         self._canceled = False
         self.watch_id = 0
@@ -293,68 +297,96 @@ class Watcher:
                 continue
             if reply.canceled:
                 stream.close()
-                from ..errors import Compacted
-
-                raise Compacted(
-                    reply.cancel_reason
-                    or f"etcdserver: mvcc: required revision has been compacted "
-                    f"(compact revision {reply.compact_revision})"
-                )
+                if reply.compact_revision:
+                    error: ApiError = Compacted(
+                        reply.cancel_reason
+                        or f"etcdserver: mvcc: required revision has been compacted "
+                        f"(compact revision {reply.compact_revision})"
+                    )
+                else:
+                    error = ApiError(reply.cancel_reason or "watch canceled by the server")
+                # The reply itself, for callers that show it (etcdctl prints it as JSON).
+                error.compact_revision = reply.compact_revision  # type: ignore[attr-defined]
+                error.response = reply  # type: ignore[attr-defined]
+                raise error
             self._stream = stream
             self.watch_id = reply.watch_id
-            self._absorb(reply)
+            self.header = reply.header
+            if self.next_revision == 0:
+                # "From now": the first event can only come after the creating revision.
+                self.next_revision = reply.header.revision + 1
+            self._take(reply)
             return
 
-    def _absorb(self, reply: rpc.WatchResponse) -> None:
+    def _take(self, reply: rpc.WatchResponse) -> None:
+        """Queue a reply with only the events not delivered yet (or a progress reply)."""
         self.header = reply.header
-        for event in reply.events:
-            if event.kv.mod_revision >= self.next_revision:
-                self._pending.append(event)
-                self.next_revision = event.kv.mod_revision + 1
-        if not reply.events and reply.header.revision + 1 > self.next_revision:
-            # A created or progress reply: everything up to header.revision was seen.
-            self.next_revision = reply.header.revision + 1
+        fresh = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
+        if fresh:
+            self.next_revision = fresh[-1].kv.mod_revision + 1
+            if len(fresh) != len(reply.events):
+                trimmed = rpc.WatchResponse()
+                trimmed.CopyFrom(reply)
+                del trimmed.events[:]
+                trimmed.events.extend(fresh)
+                reply = trimmed
+            self._ready.append(reply)
+        elif not reply.events and not reply.created:
+            # A progress notification: every event up to header.revision was sent.
+            self.next_revision = max(self.next_revision, reply.header.revision + 1)
+            self._ready.append(reply)
 
-    async def batches(self):
-        """Async iterator over lists of events, as they arrive (one list per server reply)."""
-        while True:
-            try:
-                if self._pending:
-                    events, self._pending = self._pending, []
-                else:
-                    events = await self._next_events()
-            except StopAsyncIteration:
-                return
-            yield events
-
-    async def _next_events(self) -> list[kv_pb2.Event]:
-        while not self._pending:
+    async def _next_response(self) -> rpc.WatchResponse | None:
+        """The next reply for responses(); None once the watch has ended."""
+        while not self._ready:
             if self._canceled:
-                raise StopAsyncIteration
+                return None
             try:
                 reply = rpc.WatchResponse.FromString(await self._stream.receive())
             except ConnectionLost:
                 if self._canceled:
-                    raise StopAsyncIteration from None
+                    return None
                 await self._start()
                 continue
             except ApiError:
                 if self._canceled:
-                    raise StopAsyncIteration from None
+                    return None
                 raise
             if reply.canceled:
                 self._canceled = True
-                raise StopAsyncIteration
-            self._absorb(reply)
-        events, self._pending = self._pending, []
-        return events
+                return reply
+            self._take(reply)
+        return self._ready.popleft()
+
+    async def responses(self):
+        """Async iterator over server replies: each with new events, each progress
+        notification, and last the server's cancel reply if it ends the watch."""
+        while (reply := await self._next_response()) is not None:
+            yield reply
+
+    async def batches(self):
+        """Async iterator over lists of events, as they arrive (one list per server reply)."""
+        while True:
+            if self._pending:
+                events, self._pending = self._pending, []
+                yield events
+                continue
+            reply = await self._next_response()
+            if reply is None:
+                return
+            if reply.events and not reply.canceled:
+                yield list(reply.events)
 
     def __aiter__(self) -> Watcher:
         return self
 
     async def __anext__(self) -> kv_pb2.Event:
-        if not self._pending:
-            self._pending = await self._next_events()
+        while not self._pending:
+            reply = await self._next_response()
+            if reply is None:
+                raise StopAsyncIteration
+            if not reply.canceled:
+                self._pending = list(reply.events)
         return self._pending.pop(0)  # lists stay short: one server reply's events
 
     async def cancel(self) -> None:

@@ -1,0 +1,141 @@
+"""endpoint status / health / hashkv: ask each endpoint in --endpoints (or --cluster).
+
+Endpoints are asked concurrently, each through its own single-endpoint client (no
+fail-over: the point is to learn about that member), and reported in --endpoints order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from ..client.aio import normalize_endpoint
+from ..errors import PyraftkvError
+from ..proto import rpc_pb2 as rpc
+from .command import ALL_FORMATS, command, group
+from .errors import EXIT_ERROR, CtlError
+from .flags import Flag
+from .gotext import go_duration
+from .invocation import Invocation
+from .printers import EndpointHealth
+
+group("endpoint", "Endpoint related commands")
+
+CLUSTER_FLAG = Flag("cluster", "bool", False, "use all endpoints from the cluster member list")
+
+
+async def target_endpoints(inv: Invocation) -> list[str]:
+    """--endpoints, or with --cluster every member's client URLs from member list."""
+    if not inv.opts.cluster:
+        return list(inv.settings.endpoints)
+    client = await inv.client()
+    members = await client.call("MemberList", rpc.MemberListRequest())
+    endpoints = []
+    for member in members.members:
+        for url in member.clientURLs:
+            endpoints.append(url)
+    return endpoints
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "context deadline exceeded"
+    return str(exc) or type(exc).__name__
+
+
+async def _each(inv: Invocation, endpoints: list[str], method: str, request) -> list:
+    """Call ``method`` on every endpoint at once; a response or the exception for each."""
+
+    async def ask(endpoint: str):
+        try:
+            return await inv.new_client([normalize_endpoint(endpoint)]).call(method, request)
+        except (PyraftkvError, OSError, ValueError) as exc:
+            return exc
+
+    return await asyncio.gather(*(ask(e) for e in endpoints))
+
+
+@command(
+    "endpoint",
+    "status",
+    summary="Prints out the status of endpoints specified in `--endpoints` flag",
+    flags=(CLUSTER_FLAG,),
+    formats=ALL_FORMATS,
+    description="""Prints out the status of endpoints specified in `--endpoints` flag.
+The simple output is: endpoint, ID, version, db size, is leader, is learner, raft term,
+raft index, raft applied index, errors.""",
+)
+async def endpoint_status(inv: Invocation) -> None:
+    endpoints = await target_endpoints(inv)
+    results = await _each(inv, endpoints, "Status", rpc.StatusRequest())
+    statuses, failed = [], False
+    for endpoint, result in zip(endpoints, results, strict=True):
+        if isinstance(result, BaseException):
+            failed = True
+            inv.write(
+                f"Failed to get the status of endpoint {endpoint} ({_error_text(result)})",
+                err=True,
+            )
+        else:
+            statuses.append((endpoint, result))
+    inv.printer.endpoint_status(statuses)
+    if failed:
+        return EXIT_ERROR
+    return None
+
+
+@command(
+    "endpoint",
+    "health",
+    summary="Checks the healthiness of endpoints specified in `--endpoints` flag",
+    flags=(CLUSTER_FLAG,),
+    formats=ALL_FORMATS,
+    description="""Checks the healthiness of endpoints specified in `--endpoints` flag.
+An endpoint is healthy when it serves a linearizable read (which needs a working leader
+and quorum) within --command-timeout.""",
+)
+async def endpoint_health(inv: Invocation) -> None:
+    endpoints = await target_endpoints(inv)
+
+    async def check(endpoint: str) -> EndpointHealth:
+        started = time.perf_counter_ns()
+        try:
+            client = inv.new_client([normalize_endpoint(endpoint)])
+            await client.call("Range", rpc.RangeRequest(key=b"health"))
+        except (PyraftkvError, OSError, ValueError, asyncio.TimeoutError) as exc:
+            took = go_duration(time.perf_counter_ns() - started)
+            return EndpointHealth(endpoint, False, took, _error_text(exc))
+        return EndpointHealth(endpoint, True, go_duration(time.perf_counter_ns() - started))
+
+    results = await asyncio.gather(*(check(e) for e in endpoints))
+    inv.printer.endpoint_health(results)
+    if not all(r.healthy for r in results):
+        raise CtlError("unhealthy cluster", EXIT_ERROR)
+
+
+@command(
+    "endpoint",
+    "hashkv",
+    summary="Prints the KV history hash for each endpoint in --endpoints",
+    flags=(
+        CLUSTER_FLAG,
+        Flag("rev", "int", 0, "maximum revision to hash (default: all revisions)"),
+    ),
+    formats=ALL_FORMATS,
+)
+async def endpoint_hashkv(inv: Invocation) -> None:
+    endpoints = await target_endpoints(inv)
+    results = await _each(inv, endpoints, "HashKV", rpc.HashKVRequest(revision=inv.opts.rev))
+    hashes, failed = [], False
+    for endpoint, result in zip(endpoints, results, strict=True):
+        if isinstance(result, BaseException):
+            failed = True
+            inv.write(
+                f"Failed to get the hash of endpoint {endpoint} ({_error_text(result)})", err=True
+            )
+        else:
+            hashes.append((endpoint, result))
+    inv.printer.endpoint_hashkv(hashes)
+    if failed:
+        return EXIT_ERROR
+    return None

@@ -1,0 +1,98 @@
+"""ASCII tables shaped like etcdctl's ``-w table`` (olekukonko/tablewriter, right-aligned).
+
+Headers are centered; cells are right-aligned; a cell wider than 30 columns is wrapped at
+spaces into several lines, choosing the breaks that make the lines most even (minimum
+raggedness), as tablewriter does.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+WRAP_WIDTH = 30
+_TOO_LONG_PENALTY = 100_000
+
+
+def display_width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide East Asian characters count 2, marks 0."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def wrap_words(words: Sequence[str], limit: int) -> list[str]:
+    """Split words into lines of at most ``limit`` columns with the most even line lengths."""
+    n = len(words)
+    widths = [display_width(w) for w in words]
+    # cost[i]: the best total cost of laying out words[i:]; breaks[i]: where its line ends.
+    cost = [0] * (n + 1)
+    breaks = [n] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        line = sum(widths[i:]) + (n - i - 1)
+        if line <= limit:
+            cost[i], breaks[i] = 0, n
+            continue
+        best = None
+        line = widths[i]
+        for j in range(i + 1, n):
+            slack = limit - line
+            candidate = slack * slack + cost[j] + (_TOO_LONG_PENALTY if line > limit else 0)
+            if best is None or candidate < best:
+                best, breaks[i] = candidate, j
+            line += 1 + widths[j]
+        cost[i] = best if best is not None else 0
+    lines, i = [], 0
+    while i < n:
+        lines.append(" ".join(words[i : breaks[i]]))
+        i = breaks[i]
+    return lines
+
+
+def _cell_lines(text: str) -> list[str]:
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        if display_width(paragraph) <= WRAP_WIDTH:
+            lines.append(paragraph)
+            continue
+        words = paragraph.split(" ")
+        limit = max(WRAP_WIDTH, *(display_width(w) for w in words))
+        lines.extend(wrap_words(words, limit))
+    return lines
+
+
+def _pad_left(text: str, width: int) -> str:
+    return " " * (width - display_width(text)) + text
+
+
+def _center(text: str, width: int) -> str:
+    gap = width - display_width(text)
+    return " " * (gap // 2) + text + " " * (gap - gap // 2)
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The whole table as text, ending with a newline."""
+    cells = [[_cell_lines(cell) for cell in row] for row in rows]
+    widths = [display_width(h) for h in header]
+    for row in cells:
+        for column, lines in enumerate(row):
+            widths[column] = max(widths[column], *(display_width(line) for line in lines))
+    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
+    out = [
+        border,
+        "|" + "|".join(f" {_center(h, w)} " for h, w in zip(header, widths, strict=True)) + "|\n",
+    ]
+    out.append(border)
+    for row in cells:
+        height = max(len(lines) for lines in row)
+        for index in range(height):
+            parts = []
+            for lines, width in zip(row, widths, strict=True):
+                text = lines[index] if index < len(lines) else ""
+                parts.append(f" {_pad_left(text, width)} ")
+            out.append("|" + "|".join(parts) + "|\n")
+    out.append(border)
+    return "".join(out)
