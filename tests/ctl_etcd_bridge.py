@@ -10,8 +10,10 @@ HashKV has no gateway route in etcd 3.4 and answers "unknown method".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import socket
 import threading
 
 from google.protobuf import json_format
@@ -56,6 +58,14 @@ def _post(host: str, port: int, path: str, request) -> tuple[int, dict]:
         connection.close()
 
 
+def _hang_up(connection: http.client.HTTPConnection) -> None:
+    """End a watch's HTTP stream from another thread: shutting the socket down wakes the
+    thread blocked reading it (closing the reader instead would wait for that thread)."""
+    if connection.sock is not None:
+        with contextlib.suppress(OSError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
+
+
 class _BridgeConnection(asyncio.Protocol):
     def __init__(self, bridge: EtcdBridge) -> None:
         self.bridge = bridge
@@ -68,7 +78,7 @@ class _BridgeConnection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         for connection in self.watches.values():
-            connection.close()
+            _hang_up(connection)
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -101,7 +111,7 @@ class _BridgeConnection(asyncio.Protocol):
         if flags & FLAG_END:
             connection = self.watches.pop(stream, None)
             if connection is not None:
-                connection.close()
+                _hang_up(connection)
             return
         request = rpc.WatchRequest.FromString(body)
         connection = http.client.HTTPConnection(self.bridge.etcd_host, self.bridge.etcd_port)
@@ -123,7 +133,9 @@ class _BridgeConnection(asyncio.Protocol):
                 frame = encode_frame(stream, MESSAGE, reply.SerializeToString())
                 loop.call_soon_threadsafe(self.send, frame)
         except (OSError, ValueError, http.client.HTTPException, AttributeError):
-            pass  # closed by the client (FLAG_END) or by etcd
+            pass  # hung up by the client (FLAG_END) or by etcd
+        finally:
+            connection.close()
         loop.call_soon_threadsafe(self.send, encode_frame(stream, END))
 
 

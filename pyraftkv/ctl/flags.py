@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 from .errors import EXIT_ERROR, CtlError
@@ -66,11 +66,26 @@ def parse_int(text: str) -> int:
         raise ValueError(f'parsing "{text}": invalid syntax') from None
 
 
+def parse_list(text: str) -> list[str]:
+    """A comma-separated list."""
+    return [item.strip() for item in text.split(",")]
+
+
+_CONVERTERS: dict[str, Callable[[str], object]] = {
+    "bool": parse_bool,
+    "int": parse_int,
+    "str": str,
+    "duration": parse_duration,
+    "strings": parse_list,
+}
+
+
 @dataclass(frozen=True)
 class Flag:
     """One flag: its long name, value type, default, help text and optional shorthand.
 
-    ``kind`` is one of ``bool``, ``int``, ``str`` or ``duration``.
+    ``kind`` is one of ``bool``, ``int``, ``str``, ``duration`` or ``strings`` (a
+    comma-separated list; given again, the flag adds to it, as pflag's StringSlice does).
     """
 
     name: str
@@ -78,10 +93,9 @@ class Flag:
     default: object
     help: str
     short: str = ""
-    parse: Callable[[str], object] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        assert self.kind in ("bool", "int", "str", "duration"), self.kind
+        assert self.kind in _CONVERTERS, self.kind
 
     @property
     def attr(self) -> str:
@@ -90,17 +104,8 @@ class Flag:
 
     def convert(self, text: str) -> object:
         """Turn the text given on the command line into the flag's value."""
-        converter = (
-            self.parse
-            or {
-                "bool": parse_bool,
-                "int": parse_int,
-                "str": str,
-                "duration": parse_duration,
-            }[self.kind]
-        )
         try:
-            return converter(text)
+            return _CONVERTERS[self.kind](text)
         except ValueError as exc:
             raise UsageError(f'invalid argument "{text}" for "--{self.name}" flag: {exc}') from None
 
@@ -110,6 +115,8 @@ class Flag:
             return f'"{self.default}"'
         if self.kind == "bool":
             return "true" if self.default else "false"
+        if self.kind == "strings":
+            return "[" + ",".join(self.default) + "]"  # type: ignore[arg-type]
         if self.kind == "duration":
             return format_seconds(float(self.default))  # type: ignore[arg-type]
         return str(self.default)
@@ -157,7 +164,10 @@ def parse_flags(flags: Iterable[Flag], argv: Sequence[str]) -> Parsed:
     i = 0
 
     def set_value(flag: Flag, text: str) -> None:
-        setattr(values, flag.attr, flag.convert(text))
+        value = flag.convert(text)
+        if flag.kind == "strings" and flag.name in given:
+            value = getattr(values, flag.attr) + value
+        setattr(values, flag.attr, value)
         given.add(flag.name)
 
     while i < len(tokens):

@@ -20,7 +20,7 @@ from .flags import Flag, Parsed
 from .printers import FORMATS, PRINTERS, Printer
 
 GLOBAL_FLAGS = (
-    Flag("endpoints", "str", "127.0.0.1:2379", "comma-separated client endpoints (host:port)"),
+    Flag("endpoints", "strings", ["127.0.0.1:2379"], "client endpoints, comma-separated"),
     Flag("dial-timeout", "duration", 2.0, "dial timeout for client connections"),
     Flag(
         "command-timeout",
@@ -67,9 +67,9 @@ def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
                     break
         values[flag.attr] = value
     endpoints = []
-    for endpoint in str(values["endpoints"]).split(","):
+    for endpoint in values["endpoints"]:
         try:
-            endpoints.append(normalize_endpoint(endpoint.strip()))
+            endpoints.append(normalize_endpoint(endpoint))
         except ValueError as exc:
             raise CtlError(str(exc), EXIT_BAD_ARGS) from None
     if values["write_out"] not in FORMATS:

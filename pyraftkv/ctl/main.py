@@ -169,7 +169,3 @@ def run(
 def main() -> int:
     """The ``pyraftkvctl`` console script."""
     return run(sys.argv[1:])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

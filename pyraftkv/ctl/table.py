@@ -2,7 +2,7 @@
 
 Headers are centered; cells are right-aligned; a cell wider than 30 columns is wrapped at
 spaces into several lines, choosing the breaks that make the lines most even (minimum
-raggedness), as tablewriter does.
+raggedness), as the tablewriter etcdctl 3.4 is built with does.
 """
 
 from __future__ import annotations
@@ -52,16 +52,9 @@ def wrap_words(words: Sequence[str], limit: int) -> list[str]:
     return lines
 
 
-def _cell_lines(text: str) -> list[str]:
-    lines: list[str] = []
-    for paragraph in text.split("\n"):
-        if display_width(paragraph) <= WRAP_WIDTH:
-            lines.append(paragraph)
-            continue
-        words = paragraph.split(" ")
-        limit = max(WRAP_WIDTH, *(display_width(w) for w in words))
-        lines.extend(wrap_words(words, limit))
-    return lines
+def _wrap_cell(text: str, limit: int) -> list[str]:
+    words = text.replace("\n", " ").split(" ")
+    return wrap_words(words, max(limit, *(display_width(w) for w in words)))
 
 
 def _pad_left(text: str, width: int) -> str:
@@ -74,21 +67,27 @@ def _center(text: str, width: int) -> str:
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """The whole table as text, ending with a newline."""
-    cells = [[_cell_lines(cell) for cell in row] for row in rows]
-    widths = [display_width(h) for h in header]
-    for row in cells:
-        for column, lines in enumerate(row):
+    """The whole table as text, ending with a newline.
+
+    Column widths grow as cells are met, header first: a cell counts for at most
+    WRAP_WIDTH columns, is wrapped to the column's width so far, and a word longer than
+    that widens the column. (So widths follow tablewriter's, cell order included.)
+    """
+    widths = [min(display_width(h), WRAP_WIDTH) for h in header]
+    cells = []
+    for row in rows:
+        lines_of_row = []
+        for column, text in enumerate(row):
+            widths[column] = max(widths[column], min(display_width(text), WRAP_WIDTH))
+            lines = _wrap_cell(text, widths[column])
             widths[column] = max(widths[column], *(display_width(line) for line in lines))
+            lines_of_row.append(lines)
+        cells.append(lines_of_row)
     border = "+" + "+".join("-" * (w + 2) for w in widths) + "+\n"
-    out = [
-        border,
-        "|" + "|".join(f" {_center(h, w)} " for h, w in zip(header, widths, strict=True)) + "|\n",
-    ]
-    out.append(border)
+    heading = "|".join(f" {_center(h, w)} " for h, w in zip(header, widths, strict=True))
+    out = [border, f"|{heading}|\n", border]
     for row in cells:
-        height = max(len(lines) for lines in row)
-        for index in range(height):
+        for index in range(max(len(lines) for lines in row)):
             parts = []
             for lines, width in zip(row, widths, strict=True):
                 text = lines[index] if index < len(lines) else ""
