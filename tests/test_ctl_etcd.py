@@ -33,6 +33,7 @@ from ctl_etcd_cluster import (
     watch_response_from_json,
 )
 
+from pyraftkv.client import Client
 from pyraftkv.proto import rpc_pb2 as rpc
 
 pytestmark = pytest.mark.skipif(ETCD is None or ETCDCTL is None, reason=MISSING)
@@ -358,6 +359,38 @@ def test_watch_matches_etcdctl(etcd, tmp_path):
     assert ours_json == outputs["theirs", "json"]
     ours_simple = b"".join(printed("simple", "watch", r).out for r in responses)
     assert ours_simple == outputs["theirs", "simple"]
+
+
+SEEDED = [b"d/a", b"d/b", "d/ü".encode(), b"d/c", b"d/bin", b"d/c"]
+
+
+# (Before the compaction test: these replay history from the first revision.)
+def test_watch_replays_history_like_etcdctl(etcd, tmp_path):
+    processes = {}
+    for who, launch in (("ours", etcd.ctl_process), ("theirs", etcd.etcdctl_process)):
+        with open(tmp_path / who, "wb") as out:
+            processes[who] = launch("watch", "d/", "--prefix", "--rev", "1", stdout=out)
+    try:
+        for who in processes:
+            wait_until(
+                lambda who=who: (tmp_path / who).read_bytes().count(b"PUT\n") == len(SEEDED),
+                what=f"{who} history",
+            )
+    finally:
+        exits = {who: interrupt(process) for who, process in processes.items()}
+    assert exits["ours"] == (0, b"")
+    ours = (tmp_path / "ours").read_bytes()
+    assert ours == (tmp_path / "theirs").read_bytes()
+    assert ours.startswith(b"PUT\nd/a\n1\nPUT\nd/b\ntwo words\n")
+
+
+def test_blocking_client_watch_replays_history(etcd):
+    with Client([etcd.bridges[0].endpoint], timeout=10) as client:
+        watch = client.watch("d/", prefix=True, start_revision=1)
+        events = [watch.get(timeout=10) for _ in SEEDED]
+        watch.cancel()
+    assert [event.kv.key for event in events] == SEEDED
+    assert [event.kv.version for event in events] == [1, 1, 1, 1, 1, 2]
 
 
 def test_compacted_revisions_match_etcdctl(etcd):

@@ -68,13 +68,12 @@ def resolve(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
 
 
 def _help_for(path: tuple[str, ...]) -> str:
+    """Help for the whole program, a command, or a group (resolve() checked the words)."""
     if not path:
         return root_help()
     if path in COMMANDS:
         return command_help(COMMANDS[path])
-    if len(path) == 1 and path[0] in GROUPS:
-        return group_help(path[0])
-    raise CtlError(f'unknown help topic "{" ".join(path)}"')
+    return group_help(path[0])
 
 
 async def _invoke(inv: Invocation) -> int:
