@@ -15,6 +15,7 @@ INVALID_ARGUMENT = 3
 DEADLINE_EXCEEDED = 4
 NOT_FOUND = 5
 ALREADY_EXISTS = 6
+RESOURCE_EXHAUSTED = 8
 FAILED_PRECONDITION = 9
 OUT_OF_RANGE = 11
 UNIMPLEMENTED = 12
@@ -64,6 +65,14 @@ class KeyNotFound(InvalidArgument):
     default_message = "etcdserver: key not found"
 
 
+class ValueProvided(InvalidArgument):
+    default_message = "etcdserver: value is provided"
+
+
+class LeaseProvided(InvalidArgument):
+    default_message = "etcdserver: lease is provided"
+
+
 class Compacted(ApiError):
     code = OUT_OF_RANGE
     default_message = "etcdserver: mvcc: required revision has been compacted"
@@ -72,6 +81,11 @@ class Compacted(ApiError):
 class FutureRevision(ApiError):
     code = OUT_OF_RANGE
     default_message = "etcdserver: mvcc: required revision is a future revision"
+
+
+class NoSpace(ApiError):
+    code = RESOURCE_EXHAUSTED
+    default_message = "etcdserver: mvcc: database space exceeded"
 
 
 class LeaseNotFound(ApiError):

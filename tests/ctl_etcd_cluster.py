@@ -21,12 +21,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ctl_etcd_bridge import EtcdBridge
 from google.protobuf import json_format
 
 from pyraftkv.ctl import run
 from pyraftkv.ctl.printers import PRINTERS, EndpointHealth
 from pyraftkv.proto import rpc_pb2 as rpc
+
+from .ctl_etcd_bridge import EtcdBridge
 
 ETCD = shutil.which("etcd")
 ETCDCTL = shutil.which("etcdctl")

@@ -16,7 +16,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from ctl_etcd_cluster import (
+
+from pyraftkv.client import Client
+from pyraftkv.proto import rpc_pb2 as rpc
+
+from .ctl_etcd_cluster import (
     ETCD,
     ETCDCTL,
     MISSING,
@@ -32,9 +36,6 @@ from ctl_etcd_cluster import (
     wait_until,
     watch_response_from_json,
 )
-
-from pyraftkv.client import Client
-from pyraftkv.proto import rpc_pb2 as rpc
 
 pytestmark = pytest.mark.skipif(ETCD is None or ETCDCTL is None, reason=MISSING)
 

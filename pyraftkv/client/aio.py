@@ -254,6 +254,16 @@ class AsyncClient:
         return watcher
 
 
+def _compacted(reply: rpc.WatchResponse) -> Compacted:
+    error = Compacted(
+        f"etcdserver: mvcc: required revision has been compacted "
+        f"(compact revision {reply.compact_revision})"
+    )
+    error.compact_revision = reply.compact_revision
+    error.response = reply  # the reply itself, for callers that show it (as etcdctl does)
+    return error
+
+
 class Watcher:
     """Events of one watch, in revision order, each once, across reconnects.
 
@@ -298,15 +308,8 @@ class Watcher:
             if reply.canceled:
                 stream.close()
                 if reply.compact_revision:
-                    error: ApiError = Compacted(
-                        reply.cancel_reason
-                        or f"etcdserver: mvcc: required revision has been compacted "
-                        f"(compact revision {reply.compact_revision})"
-                    )
-                else:
-                    error = ApiError(reply.cancel_reason or "watch canceled by the server")
-                # The reply itself, for callers that show it (etcdctl prints it as JSON).
-                error.compact_revision = reply.compact_revision  # type: ignore[attr-defined]
+                    raise _compacted(reply)
+                error = ApiError(reply.cancel_reason or "etcdserver: watch canceled")
                 error.response = reply  # type: ignore[attr-defined]
                 raise error
             self._stream = stream
@@ -354,6 +357,7 @@ class Watcher:
                 raise
             if reply.canceled:
                 self._canceled = True
+                self._stream.close()
                 return reply
             self._take(reply)
         return self._ready.popleft()
@@ -364,6 +368,18 @@ class Watcher:
         while (reply := await self._next_response()) is not None:
             yield reply
 
+    async def _next_events(self) -> list[kv_pb2.Event] | None:
+        """The events of the next reply that has any; None at the end of the watch.
+        Raises Compacted if the server ends the watch because of a compaction."""
+        while (reply := await self._next_response()) is not None:
+            if reply.canceled:
+                if reply.compact_revision:
+                    raise _compacted(reply)
+                return None
+            if reply.events:
+                return list(reply.events)
+        return None
+
     async def batches(self):
         """Async iterator over lists of events, as they arrive (one list per server reply)."""
         while True:
@@ -371,22 +387,20 @@ class Watcher:
                 events, self._pending = self._pending, []
                 yield events
                 continue
-            reply = await self._next_response()
-            if reply is None:
+            events = await self._next_events()
+            if events is None:
                 return
-            if reply.events and not reply.canceled:
-                yield list(reply.events)
+            yield events
 
     def __aiter__(self) -> Watcher:
         return self
 
     async def __anext__(self) -> kv_pb2.Event:
-        while not self._pending:
-            reply = await self._next_response()
-            if reply is None:
+        if not self._pending:
+            events = await self._next_events()
+            if events is None:
                 raise StopAsyncIteration
-            if not reply.canceled:
-                self._pending = list(reply.events)
+            self._pending = events
         return self._pending.pop(0)  # lists stay short: one server reply's events
 
     async def cancel(self) -> None:

@@ -117,6 +117,7 @@ class Application:
         self._conf_waiters: dict[int, tuple[Reply, int]] = {}
         self._move_waiters: dict[int, Reply] = {}
         self._published = False
+        self._catch_up_scheduled = False
         self.watch_hub = watch_hub_factory(self)
 
     # -- headers ---------------------------------------------------------------------------
@@ -336,6 +337,8 @@ class Application:
                 reply.connection.reply(reply.stream, self._stamp(result).SerializeToString())
         if events:
             self.watch_hub.notify(events, self.store.revision)
+        if self.watch_hub.has_unsynced:
+            self.schedule_catch_up()
         if self._paused and len(self._pending) < MAX_PENDING // 2:
             self._set_paused(False)
         if self.applied_index - self.last_snapshot_index >= self.snapshot_count:
@@ -376,11 +379,7 @@ class Application:
             attributes = internal.MemberAttributes.FromString(change.context)
             attributes.id = change.node_id
             attributes.is_learner = change.type == ConfChangeType.ADD_LEARNER
-            existing = self.members.get(change.node_id)
-            if existing is not None and change.type == ConfChangeType.ADD_VOTER:
-                self.members.promote(change.node_id)
-            else:
-                self.members.add(attributes)
+            self.members.add(attributes)
         elif change.type == ConfChangeType.PROMOTE_LEARNER:
             self.members.promote(change.node_id)
         else:
@@ -389,6 +388,18 @@ class Application:
         log.info(
             "membership changed at index %d: %s %x", entry.index, change.type.name, change.node_id
         )
+
+    def schedule_catch_up(self) -> None:
+        """Feed lagging watchers from history, one chunk per loop iteration, until synced."""
+        if not self._catch_up_scheduled:
+            self._catch_up_scheduled = True
+            self.loop.call_soon(self._catch_up)
+
+    def _catch_up(self) -> None:
+        self._catch_up_scheduled = False
+        if self.watch_hub.catch_up():
+            self._catch_up_scheduled = True
+            self.loop.call_later(0.005, self._catch_up)
 
     # -- membership requests ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from google.protobuf.message import DecodeError, Message
 
 from .. import errors
+from ..mvcc import validation
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.frames import (
@@ -230,12 +231,22 @@ class ClientServer:
         self.paused = False
         self.handlers: dict[int, Callable[[ClientConnection, int, int, bytes], None]] = {}
         app.on_pause(self._pause_all)
+        writes = (
+            ("Put", lambda b: validation.check_put(rpc.PutRequest.FromString(b))),
+            (
+                "DeleteRange",
+                lambda b: validation.check_delete(rpc.DeleteRangeRequest.FromString(b)),
+            ),
+            ("Txn", lambda b: self.app.store.check_txn(rpc.TxnRequest.FromString(b))),
+            (
+                "Compact",
+                lambda b: self.app.store.check_compact(rpc.CompactionRequest.FromString(b)),
+            ),
+        )
+        for name, check in writes:
+            self.register(name, self._proposer(name, check))
         for name, handler in (
             ("Range", self._range),
-            ("Put", self._put),
-            ("DeleteRange", self._delete_range),
-            ("Txn", self._txn),
-            ("Compact", self._compact),
             ("Watch", self._watch),
             ("MemberList", self._member_list),
             ("MemberAdd", self._member_add),
@@ -265,49 +276,27 @@ class ClientServer:
 
     def _range(self, connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
         request = rpc.RangeRequest.FromString(body)
-        if not request.key:
-            raise errors.EmptyKey()
-        store_range = self.app.store.range
+        validation.check_range(request)
+        app = self.app
 
         def serve() -> Message:
-            return store_range(request)
+            return app.store.range(request)  # the store object changes on a snapshot install
 
         self.app.read(Reply(connection, stream), serve, not request.serializable)
 
-    def _write(
-        self, method: str, parse: Callable[[bytes], Message], check: Callable[[Message], None]
-    ) -> Callable:
+    def _proposer(self, method: str, check: Callable[[bytes], object]) -> Callable:
+        """A handler that checks a write request and proposes it as it came (no re-encode)."""
         number = BY_NAME[method].number
+        max_bytes = self.max_request_bytes
+        propose = self.app.propose
 
         def handler(connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
-            self.check_size(body)
-            check(parse(body))
-            self.app.propose(Reply(connection, stream), number, body)
+            if len(body) > max_bytes:
+                raise errors.RequestTooLarge()
+            check(body)
+            propose(Reply(connection, stream), number, body)
 
         return handler
-
-    def _put(self, connection, stream, flags, body):
-        self.check_size(body)
-        request = rpc.PutRequest.FromString(body)
-        if not request.key:
-            raise errors.EmptyKey()
-        self.app.propose(Reply(connection, stream), 2, body)
-
-    def _delete_range(self, connection, stream, flags, body):
-        self.check_size(body)
-        if not rpc.DeleteRangeRequest.FromString(body).key:
-            raise errors.EmptyKey()
-        self.app.propose(Reply(connection, stream), 3, body)
-
-    def _txn(self, connection, stream, flags, body):
-        self.check_size(body)
-        self.app.store.check_txn(rpc.TxnRequest.FromString(body))
-        self.app.propose(Reply(connection, stream), 4, body)
-
-    def _compact(self, connection, stream, flags, body):
-        request = rpc.CompactionRequest.FromString(body)
-        self.app.store.check_compact(request)
-        self.app.propose(Reply(connection, stream), 5, body)
 
     def _hash_kv(self, connection, stream, flags, body):
         request = rpc.HashKVRequest.FromString(body)

@@ -243,7 +243,7 @@ class PeerTransport:
         except PeerProtocolError as exc:
             log.warning("closing a peer connection: %s", exc)
         except asyncio.CancelledError:
-            raise
+            pass  # closing: ending quietly keeps asyncio from logging the cancellation
         finally:
             self._readers.discard(task)
             writer.close()

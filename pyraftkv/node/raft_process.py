@@ -179,8 +179,14 @@ class RaftProcess:
         listen = [
             Url.parse(f"http://{hp}", "--listen-peer-urls") for hp in self.cfg["listen_peer_urls"]
         ]
-        await self.transport.listen([(u.host, u.port) for u in listen])
+        try:
+            await self.transport.listen([(u.host, u.port) for u in listen])
+        except OSError as exc:
+            raise RaftProcessError(
+                f"cannot listen for peers on {self.cfg['listen_peer_urls']}: {exc.strerror or exc}"
+            ) from exc
         self.loop.add_reader(self.down.readable_fd(), self._on_ring_readable)
+        self._on_ring_readable()  # popping until empty arms the ring's wake-up
         interval = self.cfg["heartbeat_interval_ms"] / 1000
         self.loop.create_task(self._ticker(interval))
         self._push_status()
@@ -287,7 +293,12 @@ class RaftProcess:
             self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
 
     def _on_ring_readable(self) -> None:
-        messages = self.down.pop_batch(4096)
+        # Pop until empty: an empty pop re-arms the ring's wake-up (ring.py's contract).
+        while messages := self.down.pop_batch(4096):
+            self._on_down_messages(messages)
+        self._schedule()
+
+    def _on_down_messages(self, messages: list[bytes]) -> None:
         for message in messages:
             kind = message[0]
             if kind == rp.PROPOSE:
@@ -324,7 +335,6 @@ class RaftProcess:
                 self.stop()
             else:
                 raise rp.RingProtocolError(f"unknown message kind {kind} from the application")
-        self._schedule()
 
     def _on_conf_change(self, message: bytes) -> None:
         change_type, node_id, request_id = rp.unpack(message, rp.CONF)
@@ -367,7 +377,7 @@ class RaftProcess:
         return max(
             voters,
             key=lambda v: (
-                status.progress[v].match if v in status.progress else 0,
+                status.progress[v][0] if v in status.progress else 0,  # match index
                 self.transport.is_connected(v),
             ),
         )
@@ -708,8 +718,21 @@ async def amain(cfg: dict) -> int:
     return 0
 
 
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when the application process dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os._exit(1)
+
+
 def main() -> int:
     cfg = json.loads(os.environ["PYRAFTKV_RAFT_CONFIG"])
+    die_with_parent(cfg["parent_pid"])
     setup_logging(cfg["log_level"], "raft")
     try:
         return asyncio.run(amain(cfg))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,6 @@ import sys
 import time
 
 from ..errors import PyraftkvError
-from ..proto import raft_internal_pb2 as internal
 from . import ringproto as rp
 from .application import Application
 from .client_server import ClientConnection, ClientServer
@@ -43,17 +43,6 @@ class NodeStopped(PyraftkvError):
     """The node had to stop; the message says why."""
 
 
-def initial_members(config: NodeConfig) -> MemberList:
-    members = MemberList()
-    for spec in config.initial_cluster:
-        attributes = internal.MemberAttributes(id=spec.id, peer_urls=list(spec.peer_urls))
-        if spec.id == config.member_id:
-            attributes.name = config.name
-            attributes.client_urls.extend(u.text for u in config.advertise_client_urls)
-        members.add(attributes)
-    return members
-
-
 class RingLink:
     """The application side of the two rings: push down (with a backlog), pop up."""
 
@@ -63,6 +52,7 @@ class RingLink:
         self._backlog: list[bytes] = []
         self._on_messages = on_messages
         loop.add_reader(up.readable_fd(), self._drain_up)
+        loop.call_soon(self._drain_up)  # popping until empty arms the ring's wake-up
 
     def send(self, message: bytes) -> None:
         if self._backlog or not self.down.push(message):
@@ -91,7 +81,7 @@ class RingLink:
 
 async def run_node(config: NodeConfig) -> int:
     from ..mvcc import MVCCStore
-    from ..ring import ShmRing
+    from ..ring import RingClosedError, ShmRing
 
     loop = asyncio.get_running_loop()
     datadir = DataDir(config.data_dir)
@@ -100,15 +90,16 @@ async def run_node(config: NodeConfig) -> int:
         datadir.db, map_size=config.quota_backend_bytes, max_request_bytes=config.max_request_bytes
     )
     stored_members = store.get_meta(b"members")
-    members = MemberList.decode(stored_members) if stored_members else initial_members(config)
+    # A new member learns the members by applying the log's first (bootstrap) entries.
+    members = MemberList.decode(stored_members) if stored_members else MemberList()
     if config.member_id in members.removed:
         raise NodeStopped(
             f"member {config.member_id:x} was removed from the cluster; "
             f"it cannot rejoin with this data dir"
         )
 
-    down = ShmRing.create(RING_BYTES)
-    up = ShmRing.create(RING_BYTES)
+    down = ShmRing.create(RING_BYTES, role="producer")
+    up = ShmRing.create(RING_BYTES, role="consumer")
     raft_config = {
         "member_id": config.member_id,
         "cluster_id": config.cluster_id,
@@ -124,6 +115,7 @@ async def run_node(config: NodeConfig) -> int:
         "applied_index": store.applied_index,
         "applied_term": store.applied_term,
         "log_level": config.log_level,
+        "parent_pid": os.getpid(),
         "down_fds": list(down.fds),
         "up_fds": list(up.fds),
     }
@@ -131,9 +123,10 @@ async def run_node(config: NodeConfig) -> int:
         [sys.executable, "-m", "pyraftkv.node.raft_process"],
         pass_fds=[*down.fds, *up.fds],
         env={**os.environ, "PYRAFTKV_RAFT_CONFIG": json.dumps(raft_config)},
+        # Its own session: a terminal's Ctrl-C or a group SIGTERM reaches only this
+        # process, which then stops the Raft process in order (STOP on the ring).
+        start_new_session=True,
     )
-    down = down.as_producer(process.pid)
-    up = up.as_consumer(process.pid)
 
     stopping = asyncio.Event()
     exit_code = 0
@@ -209,7 +202,9 @@ async def run_node(config: NodeConfig) -> int:
         listener.close()
     if process.poll() is None:
         await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
-        link.send(rp.pack(rp.STOP))
+    if process.poll() is None:
+        with contextlib.suppress(RingClosedError):  # the Raft process is already leaving
+            link.send(rp.pack(rp.STOP))
         for _ in range(100):
             if process.poll() is not None:
                 break

@@ -1,0 +1,28 @@
+import pytest
+
+from .harness import LocalCluster
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A started 3-member cluster; stopped (kill -9) after the test."""
+    c = LocalCluster(str(tmp_path), 3)
+    c.start()
+    yield c
+    c.stop_all()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Factory for clusters with options; every one is stopped after the test."""
+    made = []
+
+    def make(size: int = 3, **options) -> LocalCluster:
+        c = LocalCluster(str(tmp_path / f"c{len(made)}"), size, **options)
+        (tmp_path / f"c{len(made)}").mkdir(exist_ok=True)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop_all()

@@ -1,0 +1,214 @@
+"""Real pyraftkv members on loopback for end-to-end tests: start, kill -9, restart, query.
+
+Every member is a real `python -m pyraftkv` process (which starts its own Raft process),
+with its own data dir under the test's tmp dir and its log in <data dir>.log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pyraftkv import Client
+from pyraftkv.client.connection import ConnectionLost
+from pyraftkv.errors import ApiError
+
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+
+
+def free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@dataclass
+class Member:
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: str
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def log_path(self) -> str:
+        return self.data_dir + ".log"
+
+    def log_text(self) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class LocalCluster:
+    """N members of one cluster on loopback, driven by a test."""
+
+    def __init__(
+        self,
+        root: str,
+        size: int = 3,
+        *,
+        snapshot_count: int = 10000,
+        token: str = "e2e",
+        extra_args: list[str] | None = None,
+    ) -> None:
+        ports = free_ports(2 * size)
+        self.members = [
+            Member(
+                f"m{i + 1}",
+                ports[2 * i],
+                ports[2 * i + 1],
+                os.path.join(root, f"m{i + 1}.pyraftkv"),
+                list(extra_args or []),
+            )
+            for i in range(size)
+        ]
+        self.token = token
+        self.snapshot_count = snapshot_count
+        self.initial_cluster = ",".join(
+            f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members
+        )
+        self._clients: list[Client] = []
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def argv(self, member: Member) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pyraftkv",
+            "--name",
+            member.name,
+            "--data-dir",
+            member.data_dir,
+            "--listen-client-urls",
+            f"http://{member.endpoint}",
+            "--advertise-client-urls",
+            f"http://{member.endpoint}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{member.peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{member.peer_port}",
+            "--initial-cluster",
+            self.initial_cluster,
+            "--initial-cluster-token",
+            self.token,
+            "--heartbeat-interval",
+            str(HEARTBEAT_MS),
+            "--election-timeout",
+            str(ELECTION_MS),
+            "--snapshot-count",
+            str(self.snapshot_count),
+            *member.extra_args,
+        ]
+
+    def start(self, wait: bool = True) -> None:
+        for member in self.members:
+            self.start_member(member, wait=False)
+        if wait:
+            self.wait_leader()
+
+    def start_member(self, member: Member, wait: bool = True) -> None:
+        with open(member.log_path, "a") as log:
+            member.process = subprocess.Popen(
+                self.argv(member), stdout=log, stderr=log, start_new_session=True
+            )
+        if wait:
+            self.wait_serving(member)
+
+    def kill(self, member: Member) -> None:
+        """kill -9 the member's application process and its Raft process."""
+        assert member.process is not None
+        os.killpg(member.process.pid, signal.SIGKILL)
+        member.process.wait()
+
+    def terminate(self, member: Member, timeout: float = 20.0) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        assert member.process is not None
+        member.process.send_signal(signal.SIGTERM)
+        return member.process.wait(timeout)
+
+    def stop_all(self) -> None:
+        for client in self._clients:
+            with contextlib.suppress(Exception):
+                client.close()
+        for member in self.members:
+            if member.running:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(member.process.pid, signal.SIGKILL)
+                member.process.wait()
+
+    def client(self, members: list[Member] | None = None, **options) -> Client:
+        endpoints = [m.endpoint for m in (members or self.members)]
+        client = Client(endpoints, **options)
+        self._clients.append(client)
+        return client
+
+    def status(self, member: Member, timeout: float = 1.0):
+        """The member's StatusResponse, or None if it does not answer."""
+        try:
+            with Client([member.endpoint], timeout=timeout, connect_timeout=timeout) as c:
+                return c.status()
+        except (ConnectionLost, ApiError, OSError, TimeoutError):
+            return None
+
+    def wait_serving(self, member: Member, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not member.running:
+                raise AssertionError(f"{member.name} exited:\n{member.log_text()[-3000:]}")
+            if self.status(member, 0.5) is not None:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{member.name} did not start serving:\n{member.log_text()[-3000:]}")
+
+    def wait_leader(self, timeout: float = 30.0, among: list[Member] | None = None) -> Member:
+        """The member every running member agrees is the leader."""
+        candidates = among or [m for m in self.members if m.running]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            statuses = [self.status(m, 0.5) for m in candidates]
+            leaders = {s.leader for s in statuses if s is not None}
+            if len(leaders) == 1 and 0 not in leaders and None not in statuses:
+                (leader_id,) = leaders
+                for member, status in zip(candidates, statuses, strict=False):
+                    if status.header.member_id == leader_id:
+                        return member
+            time.sleep(0.05)
+        logs = "\n".join(f"--- {m.name}\n{m.log_text()[-2000:]}" for m in candidates)
+        raise AssertionError(f"no agreed leader within {timeout}s\n{logs}")
+
+    def wait_applied(self, member: Member, index: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(member, 0.5)
+            if status is not None and status.raftAppliedIndex >= index:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{member.name} did not apply index {index} in {timeout}s")
