@@ -45,6 +45,7 @@ class Command:
 
     @property
     def name(self) -> str:
+        """The command as typed: "member list"."""
         return " ".join(self.path)
 
 

@@ -66,6 +66,7 @@ The simple output is: endpoint, ID, version, db size, is leader, is learner, raf
 raft index, raft applied index, errors.""",
 )
 async def endpoint_status(inv: Invocation) -> None:
+    """Print each endpoint's status; exit 1 if any did not answer."""
     endpoints = await target_endpoints(inv)
     results = await _each(inv, endpoints, "Status", rpc.StatusRequest())
     statuses, failed = [], False
@@ -95,6 +96,7 @@ An endpoint is healthy when it serves a linearizable read (which needs a working
 and quorum) within --command-timeout.""",
 )
 async def endpoint_health(inv: Invocation) -> None:
+    """Check each endpoint with a linearizable read; exit 1 if any fails."""
     endpoints = await target_endpoints(inv)
 
     async def check(endpoint: str) -> EndpointHealth:
@@ -124,6 +126,7 @@ async def endpoint_health(inv: Invocation) -> None:
     formats=ALL_FORMATS,
 )
 async def endpoint_hashkv(inv: Invocation) -> None:
+    """Print each endpoint's KV history hash."""
     endpoints = await target_endpoints(inv)
     results = await _each(inv, endpoints, "HashKV", rpc.HashKVRequest(revision=inv.opts.rev))
     hashes, failed = [], False

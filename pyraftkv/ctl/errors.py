@@ -23,4 +23,5 @@ class CtlError(PyraftkvError):
 
     @property
     def message(self) -> str:
+        """The text after "Error: "."""
         return str(self.args[0])

@@ -95,5 +95,6 @@ def command_help(command: Command) -> str:
 
 @command("version", summary="Prints the version of pyraftkvctl")
 async def version(inv: Invocation) -> None:
+    """Print pyraftkvctl's version and the etcd API version it speaks."""
     inv.write(f"{PROGRAM} version: {__version__}")
     inv.write(f"API version: {API_VERSION}")

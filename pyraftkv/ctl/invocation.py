@@ -95,7 +95,6 @@ class Invocation:
     stdin: BinaryIO
     stdout: BinaryIO
     stderr: BinaryIO
-    environ: Mapping[str, str]
     _clients: list[AsyncClient] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -120,6 +119,7 @@ class Invocation:
         return self._clients[0]
 
     async def close(self) -> None:
+        """Close every client the command made."""
         for client in self._clients:
             await client.close()
 

@@ -196,6 +196,7 @@ When --ignore-lease is set, the key keeps its current lease; when --ignore-value
 set, the key keeps its current value.""",
 )
 async def put(inv: Invocation) -> None:
+    """Put one key."""
     request = build_put(inv.opts, inv.args, inv.stdin)
     client = await inv.client()
     inv.printer.put(await client.call("Put", request))
@@ -208,6 +209,7 @@ async def put(inv: Invocation) -> None:
     flags=GET_FLAGS,
 )
 async def get(inv: Invocation) -> None:
+    """Read a key or a range."""
     request = build_range(inv.opts, inv.args)
     client = await inv.client()
     resp = await client.call("Range", request)
@@ -224,6 +226,7 @@ async def get(inv: Invocation) -> None:
     flags=DEL_FLAGS,
 )
 async def delete(inv: Invocation) -> None:
+    """Delete a key or a range."""
     request = build_delete(inv.opts, inv.args)
     client = await inv.client()
     inv.printer.delete(await client.call("DeleteRange", request))
@@ -244,6 +247,7 @@ async def delete(inv: Invocation) -> None:
     formats=ALL_FORMATS,
 )
 async def compaction(inv: Invocation) -> None:
+    """Compact the history up to a revision."""
     if len(inv.args) != 1:
         raise CtlError("compaction command needs 1 argument", EXIT_BAD_ARGS)
     if not _DECIMAL.fullmatch(inv.args[0]):

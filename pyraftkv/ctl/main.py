@@ -119,7 +119,6 @@ def _execute(command: Command, rest: list[str], streams, environ: Mapping[str, s
         stdin,
         stdout,
         stderr,
-        environ,
     )
     try:
         return _run_async(_invoke(inv))

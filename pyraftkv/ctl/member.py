@@ -41,7 +41,7 @@ def parse_peer_urls(text: str) -> list[str]:
     return urls
 
 
-def _one_id(inv: Invocation, verb: str) -> int:
+def _one_id(inv: Invocation) -> int:
     if len(inv.args) != 1:
         raise CtlError("member ID is not provided", EXIT_BAD_ARGS)
     return parse_member_id(inv.args[0])
@@ -56,6 +56,7 @@ def _one_id(inv: Invocation, verb: str) -> int:
 The simple output is: ID, Status, Name, Peer Addrs, Client Addrs, Is Learner.""",
 )
 async def member_list(inv: Invocation) -> None:
+    """List the members."""
     if inv.args:
         raise CtlError("member list command does not accept argument", EXIT_BAD_ARGS)
     client = await inv.client()
@@ -73,6 +74,7 @@ async def member_list(inv: Invocation) -> None:
     ),
 )
 async def member_add(inv: Invocation) -> None:
+    """Add a member (or a learner)."""
     if len(inv.args) != 1:
         raise CtlError("member name not provided", EXIT_BAD_ARGS)
     if not inv.opts.peer_urls:
@@ -87,7 +89,8 @@ async def member_add(inv: Invocation) -> None:
 
 @command("member", "remove", summary="Removes a member from the cluster", usage="<memberID>")
 async def member_remove(inv: Invocation) -> None:
-    member_id = _one_id(inv, "remove")
+    """Remove a member by its hex ID."""
+    member_id = _one_id(inv)
     client = await inv.client()
     resp = await client.call("MemberRemove", rpc.MemberRemoveRequest(ID=member_id))
     inv.printer.member_changed("removed from", member_id, resp)
@@ -101,7 +104,8 @@ async def member_remove(inv: Invocation) -> None:
     flags=(Flag("peer-urls", "str", "", "comma separated peer URLs for the updated member."),),
 )
 async def member_update(inv: Invocation) -> None:
-    member_id = _one_id(inv, "update")
+    """Change a member's peer URLs."""
+    member_id = _one_id(inv)
     if not inv.opts.peer_urls:
         raise CtlError("member peer urls not provided", EXIT_BAD_ARGS)
     urls = parse_peer_urls(inv.opts.peer_urls)
@@ -114,7 +118,8 @@ async def member_update(inv: Invocation) -> None:
     "member", "promote", summary="Promotes a non-voting member in the cluster", usage="<memberID>"
 )
 async def member_promote(inv: Invocation) -> None:
-    member_id = _one_id(inv, "promote")
+    """Make a learner a voting member."""
+    member_id = _one_id(inv)
     client = await inv.client()
     resp = await client.call("MemberPromote", rpc.MemberPromoteRequest(ID=member_id))
     inv.printer.member_changed("promoted in", member_id, resp)
@@ -126,6 +131,7 @@ async def member_promote(inv: Invocation) -> None:
     usage="<transferee-member-id>",
 )
 async def move_leader(inv: Invocation) -> None:
+    """Ask the leader to hand leadership to another member."""
     if len(inv.args) != 1:
         raise CtlError("move-leader command needs 1 argument", EXIT_BAD_ARGS)
     target = parse_member_id(inv.args[0])

@@ -44,9 +44,11 @@ class Printer:
 
     # KV
     def put(self, resp: rpc.PutResponse) -> None:
+        """put: OK (and the previous key-value with --prev-kv)."""
         raise NotImplementedError
 
     def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
+        """get: the keys and values found."""
         raise NotImplementedError
 
     def count(self, resp: rpc.RangeResponse) -> None:
@@ -54,23 +56,29 @@ class Printer:
         raise NotImplementedError
 
     def delete(self, resp: rpc.DeleteRangeResponse) -> None:
+        """del: the number deleted (and the deleted key-values with --prev-kv)."""
         raise NotImplementedError
 
     def txn(self, resp: rpc.TxnResponse) -> None:
+        """txn: SUCCESS or FAILURE, then each operation's result."""
         raise NotImplementedError
 
     def watch(self, resp: rpc.WatchResponse) -> None:
+        """watch: the events of one server reply."""
         raise NotImplementedError
 
     def compaction(self, revision: int, resp: rpc.CompactionResponse) -> None:
+        """compaction: the revision compacted."""
         # etcdctl prints this line whatever the output format.
         self._line(f"compacted revision {revision}")
 
     # cluster
     def member_list(self, resp: rpc.MemberListResponse) -> None:
+        """member list: one row per member."""
         raise NotImplementedError
 
     def member_add(self, resp: rpc.MemberAddResponse, name: str, peer_urls: Sequence[str]) -> None:
+        """member add: the new member, and how to start it."""
         raise NotImplementedError
 
     def member_changed(self, verb: str, member_id: int, resp) -> None:
@@ -78,16 +86,20 @@ class Printer:
         raise NotImplementedError
 
     def move_leader(self, leader: int, target: int, resp: rpc.MoveLeaderResponse) -> None:
+        """move-leader: from whom to whom leadership went."""
         raise NotImplementedError
 
     # endpoints
     def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        """endpoint status: one row per endpoint that answered."""
         raise NotImplementedError
 
     def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        """endpoint health: one result per endpoint."""
         raise NotImplementedError
 
     def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        """endpoint hashkv: one hash per endpoint that answered."""
         raise NotImplementedError
 
 

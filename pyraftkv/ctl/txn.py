@@ -247,6 +247,7 @@ Example:
 """,
 )
 async def txn(inv: Invocation) -> None:
+    """Read a transaction from stdin and run it."""
     if inv.args:
         raise CtlError("txn command does not accept argument", EXIT_BAD_ARGS)
 

@@ -79,6 +79,7 @@ async def run_for_event(inv: Invocation, argv: list[str], env: dict[str, str]) -
     interrupt_exit=0,
 )
 async def watch(inv: Invocation) -> None:
+    """Print (or run a command for) every event until interrupted."""
     args = inv.args if inv.dash_at is None else inv.args[: inv.dash_at]
     exec_argv = [] if inv.dash_at is None else inv.args[inv.dash_at :]
     if not 1 <= len(args) <= 2:
