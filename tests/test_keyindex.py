@@ -133,8 +133,10 @@ class ModelIndex:
     def records(self):
         out = []
         for key, mk in self.keys.items():
-            out += [(main, sub, key, create, version, tomb)
-                    for main, sub, create, version, tomb in mk.records()]
+            out += [
+                (main, sub, key, create, version, tomb)
+                for main, sub, create, version, tomb in mk.records()
+            ]
         return sorted(out)
 
 
@@ -142,8 +144,9 @@ def restored_from(model: ModelIndex) -> KeyIndex:
     """A fresh KeyIndex rebuilt from the model's records, the way the store reopens."""
     index = KeyIndex()
     records = model.records()
-    n = index.restore_many((key, main, sub, create, version, tomb)
-                           for main, sub, key, create, version, tomb in records)
+    n = index.restore_many(
+        (key, main, sub, create, version, tomb) for main, sub, key, create, version, tomb in records
+    )
     assert n == len(records)
     return index
 
@@ -213,8 +216,9 @@ class KeyIndexMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def compact(self, data) -> None:
         at = data.draw(st.integers(self.compacted, self.main))
-        witness = [(k, r, self.model.get(k, r)) for k in self.model.keys
-                   for r in range(at, self.main + 1)]
+        witness = [
+            (k, r, self.model.get(k, r)) for k in self.model.keys for r in range(at, self.main + 1)
+        ]
         assert self.index.compact(at) == self.model.compact(at)
         self.compacted = at
         # Reads at or after the compaction point are unchanged.
@@ -342,7 +346,8 @@ def test_compaction_drops_ended_generations_with_their_tombstone() -> None:
 
 
 @pytest.mark.parametrize(
-    ("main", "sub"), [(-1, 0), (5, -1), (5, 1 << 62)],
+    ("main", "sub"),
+    [(-1, 0), (5, -1), (5, 1 << 62)],
 )
 def test_revisions_out_of_range_are_rejected(main: int, sub: int) -> None:
     index = KeyIndex()
@@ -376,8 +381,9 @@ def test_restore_rejects_records_that_do_not_continue_the_history() -> None:
     index.restore(b"k", 6, 0, 2, 5, False)
     index.restore(b"k", 7, 0, 0, 0, True)
     with pytest.raises(ValueError, match="does not continue"):
-        index.restore_many([(b"j", 8, 0, 8, 1, False), (b"j", 9, 0, 0, 0, True),
-                            (b"j", 10, 0, 0, 0, True)])
+        index.restore_many(
+            [(b"j", 8, 0, 8, 1, False), (b"j", 9, 0, 0, 0, True), (b"j", 10, 0, 0, 0, True)]
+        )
     assert index.get(b"j", 8) == KeyState(8, 0, 8, 1) and index.get(b"j", 9) is None
     assert index.get(b"k", 7) is None and index.get(b"k", 6) == KeyState(6, 0, 2, 5)
 

@@ -58,13 +58,25 @@ class Etcd:
         self.url = f"http://127.0.0.1:{client}/v3/"
         self.log = open(data_dir / "etcd.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [ETCD, "--data-dir", str(data_dir / "data"), "--name", "diff",
-             "--listen-client-urls", f"http://127.0.0.1:{client}",
-             "--advertise-client-urls", f"http://127.0.0.1:{client}",
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"diff=http://127.0.0.1:{peer}"],
-            stdout=self.log, stderr=self.log,
+            [
+                ETCD,
+                "--data-dir",
+                str(data_dir / "data"),
+                "--name",
+                "diff",
+                "--listen-client-urls",
+                f"http://127.0.0.1:{client}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{client}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer}",
+                "--initial-cluster",
+                f"diff=http://127.0.0.1:{peer}",
+            ],
+            stdout=self.log,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -78,8 +90,11 @@ class Etcd:
                 time.sleep(0.1)
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return json.loads(resp.read())
@@ -156,15 +171,18 @@ class Runner:
                     assert got == want, f"\nrequest: {req}\nstore: {got}\netcd: {want}"
 
 
-_FIELDS = {RR.KEY: "key", RR.VERSION: "version", RR.CREATE: "create_revision",
-           RR.MOD: "mod_revision", RR.VALUE: "value"}
+_FIELDS = {
+    RR.KEY: "key",
+    RR.VERSION: "version",
+    RR.CREATE: "create_revision",
+    RR.MOD: "mod_revision",
+    RR.VALUE: "value",
+}
 
 
 def normalize(req: Any, resp: Any) -> Any:
     """Orders the ties of a sorted range by key, after checking the sort itself held."""
-    if not isinstance(req, rpc_pb2.RangeRequest) or not isinstance(
-        resp, rpc_pb2.RangeResponse
-    ):
+    if not isinstance(req, rpc_pb2.RangeRequest) or not isinstance(resp, rpc_pb2.RangeResponse):
         return resp
     if req.sort_target == RR.KEY and req.sort_order == RR.NONE:
         return resp
@@ -184,9 +202,12 @@ def put(key: bytes, value: bytes = b"v", **kw: Any) -> rpc_pb2.PutRequest:
 
 
 def op(req: Any) -> rpc_pb2.RequestOp:
-    field = {rpc_pb2.RangeRequest: "request_range", rpc_pb2.PutRequest: "request_put",
-             rpc_pb2.DeleteRangeRequest: "request_delete_range",
-             rpc_pb2.TxnRequest: "request_txn"}[type(req)]
+    field = {
+        rpc_pb2.RangeRequest: "request_range",
+        rpc_pb2.PutRequest: "request_put",
+        rpc_pb2.DeleteRangeRequest: "request_delete_range",
+        rpc_pb2.TxnRequest: "request_txn",
+    }[type(req)]
     return rpc_pb2.RequestOp(**{field: req})
 
 
@@ -194,8 +215,12 @@ def test_edge_cases_match_etcd(etcd: Etcd, store: MVCCStore) -> None:
     dr = rpc_pb2.DeleteRangeRequest
     script = [
         RR(key=b"a"),
-        put(b"a", b"1"), put(b"b", b"2", prev_kv=True), put(b"b", b"3", prev_kv=True),
-        put(b"c/1", b"x", lease=1001), put(b"c/2", b"y"), put(b"c/3", b"", lease=1002),
+        put(b"a", b"1"),
+        put(b"b", b"2", prev_kv=True),
+        put(b"b", b"3", prev_kv=True),
+        put(b"c/1", b"x", lease=1001),
+        put(b"c/2", b"y"),
+        put(b"c/3", b"", lease=1002),
         put(b"d", b"z", lease=424242),  # unknown lease
         put(b"", b"v"),  # empty key
         put(b"a", b"q", ignore_value=True),  # value with ignore_value
@@ -217,7 +242,9 @@ def test_edge_cases_match_etcd(etcd: Etcd, store: MVCCStore) -> None:
         RR(key=b"a", range_end=b"\x00", min_mod_revision=4, limit=1),
         RR(key=b"a", range_end=b"\x00", max_mod_revision=4, min_create_revision=3),
         RR(key=b"a", range_end=b"\x00", max_create_revision=3),
-        RR(key=b"a", revision=2), RR(key=b"a", revision=99), RR(key=b"a", revision=-3),
+        RR(key=b"a", revision=2),
+        RR(key=b"a", revision=99),
+        RR(key=b"a", revision=-3),
         RR(key=b""),
         dr(key=b"nothing"),
         dr(key=b"c/", range_end=prefix_end(b"c/"), prev_kv=True),
@@ -229,7 +256,9 @@ def test_edge_cases_match_etcd(etcd: Etcd, store: MVCCStore) -> None:
         rpc_pb2.CompactionRequest(revision=4),
         rpc_pb2.CompactionRequest(revision=3),
         rpc_pb2.CompactionRequest(revision=999),
-        RR(key=b"a", revision=3), RR(key=b"a", revision=4), RR(key=b"b", revision=5),
+        RR(key=b"a", revision=3),
+        RR(key=b"a", revision=4),
+        RR(key=b"b", revision=5),
         dr(key=b"a", range_end=b"\x00", prev_kv=True),
         rpc_pb2.CompactionRequest(revision=14),
         RR(key=b"\x00", range_end=b"\x00", revision=14),
@@ -241,32 +270,59 @@ def test_txn_rules_match_etcd(etcd: Etcd, store: MVCCStore) -> None:
     t, dr = rpc_pb2.TxnRequest, rpc_pb2.DeleteRangeRequest
     cmp = Compare
     script = [
-        put(b"k1", b"1"), put(b"k2", b"2"), put(b"k3", b"3", lease=1001),
+        put(b"k1", b"1"),
+        put(b"k2", b"2"),
+        put(b"k3", b"3", lease=1001),
         # Read-only txns do not make a revision; writes make exactly one.
         t(success=[op(RR(key=b"k1"))]),
-        t(compare=[cmp(key=b"k1", target=cmp.VALUE, value=b"1")],
-          success=[op(put(b"k1", b"11")), op(RR(key=b"k1")), op(put(b"k4", b"4"))],
-          failure=[op(RR(key=b"k2"))]),
-        t(compare=[cmp(key=b"k1", target=cmp.VALUE, value=b"1")],
-          success=[op(put(b"k1", b"x"))], failure=[op(dr(key=b"k2", prev_kv=True))]),
+        t(
+            compare=[cmp(key=b"k1", target=cmp.VALUE, value=b"1")],
+            success=[op(put(b"k1", b"11")), op(RR(key=b"k1")), op(put(b"k4", b"4"))],
+            failure=[op(RR(key=b"k2"))],
+        ),
+        t(
+            compare=[cmp(key=b"k1", target=cmp.VALUE, value=b"1")],
+            success=[op(put(b"k1", b"x"))],
+            failure=[op(dr(key=b"k2", prev_kv=True))],
+        ),
         # A delete of nothing in a txn makes no revision.
         t(success=[op(dr(key=b"none"))]),
         # Nested compares see the state before the outer txn's writes.
-        t(success=[op(put(b"n", b"1")),
-                   op(t(compare=[cmp(key=b"n", target=cmp.VALUE, value=b"1")],
-                        success=[op(put(b"m", b"yes"))], failure=[op(put(b"m", b"no"))])),
-                   op(RR(key=b"m"))]),
+        t(
+            success=[
+                op(put(b"n", b"1")),
+                op(
+                    t(
+                        compare=[cmp(key=b"n", target=cmp.VALUE, value=b"1")],
+                        success=[op(put(b"m", b"yes"))],
+                        failure=[op(put(b"m", b"no"))],
+                    )
+                ),
+                op(RR(key=b"m")),
+            ]
+        ),
         # Every compare target and result; compares over ranges; missing keys.
-        *[t(compare=[cmp(key=k, range_end=e, target=tg, result=r, **{f: v})],
-            success=[op(RR(key=b"k1"))], failure=[op(RR(key=b"k2"))])
-          for k, e in ((b"k", prefix_end(b"k")), (b"k1", b""), (b"zz", b""), (b"zz", b"\x00"))
-          for tg, f, v in ((cmp.VALUE, "value", b"11"), (cmp.VERSION, "version", 2),
-                           (cmp.CREATE, "create_revision", 0), (cmp.MOD, "mod_revision", 5),
-                           (cmp.LEASE, "lease", 1001))
-          for r in (cmp.EQUAL, cmp.NOT_EQUAL, cmp.LESS, cmp.GREATER)],
+        *[
+            t(
+                compare=[cmp(key=k, range_end=e, target=tg, result=r, **{f: v})],
+                success=[op(RR(key=b"k1"))],
+                failure=[op(RR(key=b"k2"))],
+            )
+            for k, e in ((b"k", prefix_end(b"k")), (b"k1", b""), (b"zz", b""), (b"zz", b"\x00"))
+            for tg, f, v in (
+                (cmp.VALUE, "value", b"11"),
+                (cmp.VERSION, "version", 2),
+                (cmp.CREATE, "create_revision", 0),
+                (cmp.MOD, "mod_revision", 5),
+                (cmp.LEASE, "lease", 1001),
+            )
+            for r in (cmp.EQUAL, cmp.NOT_EQUAL, cmp.LESS, cmp.GREATER)
+        ],
         # A target whose union holds another field compares against zero.
-        t(compare=[cmp(key=b"k1", target=cmp.VERSION, value=b"x", result=cmp.GREATER)],
-          success=[op(RR(key=b"k1"))]),
+        t(
+            compare=[cmp(key=b"k1", target=cmp.VERSION, value=b"x", result=cmp.GREATER)],
+            success=[op(RR(key=b"k1"))],
+        ),
         # Duplicate-key rule, in all its shapes.
         t(success=[op(put(b"d")), op(put(b"d"))]),
         t(success=[op(put(b"d")), op(dr(key=b"d"))]),
@@ -296,9 +352,13 @@ def test_txn_rules_match_etcd(etcd: Etcd, store: MVCCStore) -> None:
         rpc_pb2.CompactionRequest(revision=3),
         t(success=[op(RR(key=b"k1", revision=2))]),
         t(success=[op(put(b"k1", b"after")), op(RR(key=b"k1", revision=3))]),
-        t(success=[op(dr(key=b"k", range_end=prefix_end(b"k"), prev_kv=True)),
-                   op(RR(key=b"k", range_end=prefix_end(b"k"), count_only=True)),
-                   op(put(b"x", prev_kv=True))]),
+        t(
+            success=[
+                op(dr(key=b"k", range_end=prefix_end(b"k"), prev_kv=True)),
+                op(RR(key=b"k", range_end=prefix_end(b"k"), count_only=True)),
+                op(put(b"x", prev_kv=True)),
+            ]
+        ),
     ]
     Runner(etcd, store).run(script)
 
@@ -316,8 +376,12 @@ def _random_script(rng: random.Random, length: int) -> list[Any]:
         return key, end
 
     def random_put(key: bytes | None = None) -> rpc_pb2.PutRequest:
-        req = put(key or rng.choice(keys), rng.randbytes(rng.randrange(4)),
-                  prev_kv=rng.random() < 0.5, lease=rng.choice((0, 0, 0, *LEASES)))
+        req = put(
+            key or rng.choice(keys),
+            rng.randbytes(rng.randrange(4)),
+            prev_kv=rng.random() < 0.5,
+            lease=rng.choice((0, 0, 0, *LEASES)),
+        )
         if rng.random() < 0.1:
             req.ClearField("value")
             req.ignore_value = True
@@ -328,8 +392,13 @@ def _random_script(rng: random.Random, length: int) -> list[Any]:
 
     def random_range() -> RR:
         key, end = key_range()
-        req = RR(key=key, range_end=end, limit=rng.choice((0, 0, 1, 2)),
-                 keys_only=rng.random() < 0.2, count_only=rng.random() < 0.1)
+        req = RR(
+            key=key,
+            range_end=end,
+            limit=rng.choice((0, 0, 1, 2)),
+            keys_only=rng.random() < 0.2,
+            count_only=rng.random() < 0.1,
+        )
         if rng.random() < 0.3:
             req.revision = rng.randint(0, revision + 1)
         if rng.random() < 0.2:
@@ -341,15 +410,22 @@ def _random_script(rng: random.Random, length: int) -> list[Any]:
         for _ in range(rng.randrange(3)):
             key, end = key_range()
             target = rng.choice(list(Compare.CompareTarget.values()))
-            c = req.compare.add(key=key, range_end=end if rng.random() < 0.3 else b"",
-                                target=target, result=rng.randrange(4))
+            c = req.compare.add(
+                key=key,
+                range_end=end if rng.random() < 0.3 else b"",
+                target=target,
+                result=rng.randrange(4),
+            )
             if target == Compare.VALUE:
                 c.value = rng.randbytes(rng.randrange(3))
             elif target == Compare.LEASE:
                 c.lease = rng.choice((0, *LEASES))
             else:
-                setattr(c, ["version", "create_revision", "mod_revision"][target],
-                        rng.randint(0, revision))
+                setattr(
+                    c,
+                    ["version", "create_revision", "mod_revision"][target],
+                    rng.randint(0, revision),
+                )
         for branch in (req.success, req.failure):
             for _ in range(rng.randrange(4)):
                 kind = rng.randrange(4 if depth == 0 else 3)

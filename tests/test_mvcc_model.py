@@ -42,8 +42,12 @@ class Model:
         return (self.rev, self.compacted, dict(self.states), list(self.events))
 
     def restore(self, snap: tuple) -> None:
-        self.rev, self.compacted, self.states, self.events = snap[0], snap[1], dict(snap[2]), list(
-            snap[3])
+        self.rev, self.compacted, self.states, self.events = (
+            snap[0],
+            snap[1],
+            dict(snap[2]),
+            list(snap[3]),
+        )
 
     @staticmethod
     def in_range(key: bytes, start: bytes, end: bytes) -> bool:
@@ -53,8 +57,12 @@ class Model:
             return key >= start
         return start <= key < end
 
-    def range(self, req: rpc_pb2.RangeRequest, current: int | None = None,
-              state: dict[bytes, KeyValue] | None = None) -> rpc_pb2.RangeResponse:
+    def range(
+        self,
+        req: rpc_pb2.RangeRequest,
+        current: int | None = None,
+        state: dict[bytes, KeyValue] | None = None,
+    ) -> rpc_pb2.RangeResponse:
         if not req.key:
             raise errors.EmptyKey()
         current = self.rev if current is None else current
@@ -79,8 +87,13 @@ class Model:
         order = req.sort_order
         if req.sort_target != RR.KEY and order == RR.NONE:
             order = RR.ASCEND
-        field = {RR.KEY: "key", RR.VERSION: "version", RR.CREATE: "create_revision",
-                 RR.MOD: "mod_revision", RR.VALUE: "value"}[req.sort_target]
+        field = {
+            RR.KEY: "key",
+            RR.VERSION: "version",
+            RR.CREATE: "create_revision",
+            RR.MOD: "mod_revision",
+            RR.VALUE: "value",
+        }[req.sort_target]
         if order != RR.NONE:
             kvs = sorted(kvs, key=lambda kv: getattr(kv, field), reverse=order == RR.DESCEND)
         if req.limit > 0 and len(kvs) > req.limit:
@@ -100,9 +113,11 @@ class Model:
                 return False
             kvs = [KeyValue()]
         field, want = {
-            Compare.VALUE: ("value", cmp.value), Compare.VERSION: ("version", cmp.version),
+            Compare.VALUE: ("value", cmp.value),
+            Compare.VERSION: ("version", cmp.version),
             Compare.CREATE: ("create_revision", cmp.create_revision),
-            Compare.MOD: ("mod_revision", cmp.mod_revision), Compare.LEASE: ("lease", cmp.lease),
+            Compare.MOD: ("mod_revision", cmp.mod_revision),
+            Compare.LEASE: ("lease", cmp.lease),
         }[cmp.target]
         test: Callable[[Any], bool] = {
             Compare.EQUAL: lambda have: have == want,
@@ -200,15 +215,19 @@ class _Work:
         resp = rpc_pb2.DeleteRangeResponse(deleted=len(keys))
         for key in keys:
             prev = self.state.pop(key)
-            self.events.append(Event(type=Event.DELETE, prev_kv=prev,
-                                     kv=KeyValue(key=key, mod_revision=self.new_rev)))
+            self.events.append(
+                Event(
+                    type=Event.DELETE, prev_kv=prev, kv=KeyValue(key=key, mod_revision=self.new_rev)
+                )
+            )
             if req.prev_kv:
                 resp.prev_kvs.add().CopyFrom(prev)
         resp.header.revision = self.read_rev
         return resp
 
-    def txn(self, req: rpc_pb2.TxnRequest, pre: dict[bytes, KeyValue],
-            top: bool = False) -> rpc_pb2.TxnResponse:
+    def txn(
+        self, req: rpc_pb2.TxnRequest, pre: dict[bytes, KeyValue], top: bool = False
+    ) -> rpc_pb2.TxnResponse:
         ok = all(self.model.holds(c, pre) for c in req.compare)
         resp = rpc_pb2.TxnResponse(succeeded=ok)
         if not top:
@@ -218,7 +237,8 @@ class _Work:
             out = resp.responses.add()
             if which == "request_range":
                 out.response_range.CopyFrom(
-                    self.model.range(op.request_range, self.read_rev, self.state))
+                    self.model.range(op.request_range, self.read_rev, self.state)
+                )
             elif which == "request_put":
                 out.response_put.CopyFrom(self.put(op.request_put))
             elif which == "request_delete_range":
@@ -282,8 +302,11 @@ def delete_st(draw, key: bytes | None = None, ranged: bool = True) -> rpc_pb2.De
 def range_st(draw, max_back: int = 0) -> rpc_pb2.RangeRequest:
     key = draw(key_st)
     req = rpc_pb2.RangeRequest(
-        key=key, range_end=draw(range_end_st(key)), limit=draw(st.integers(0, 3)),
-        keys_only=draw(st.booleans()), count_only=draw(st.integers(0, 4)) == 0,
+        key=key,
+        range_end=draw(range_end_st(key)),
+        limit=draw(st.integers(0, 3)),
+        keys_only=draw(st.booleans()),
+        count_only=draw(st.integers(0, 4)) == 0,
     )
     if draw(st.booleans()):
         req.sort_order = draw(st.sampled_from([RR.NONE, RR.ASCEND, RR.DESCEND]))
@@ -297,8 +320,11 @@ def range_st(draw, max_back: int = 0) -> rpc_pb2.RangeRequest:
 @st.composite
 def compare_st(draw) -> rpc_pb2.Compare:
     key = draw(key_st)
-    cmp = Compare(key=key, target=draw(st.sampled_from(list(Compare.CompareTarget.values()))),
-                  result=draw(st.sampled_from(list(Compare.CompareResult.values()))))
+    cmp = Compare(
+        key=key,
+        target=draw(st.sampled_from(list(Compare.CompareTarget.values()))),
+        result=draw(st.sampled_from(list(Compare.CompareResult.values()))),
+    )
     if draw(st.booleans()):
         cmp.range_end = draw(range_end_st(key))
     if cmp.target == Compare.VALUE:
@@ -306,8 +332,15 @@ def compare_st(draw) -> rpc_pb2.Compare:
     elif cmp.target == Compare.LEASE:
         cmp.lease = draw(lease_st)
     else:
-        setattr(cmp, {Compare.VERSION: "version", Compare.CREATE: "create_revision",
-                      Compare.MOD: "mod_revision"}[cmp.target], draw(st.integers(0, 6)))
+        setattr(
+            cmp,
+            {
+                Compare.VERSION: "version",
+                Compare.CREATE: "create_revision",
+                Compare.MOD: "mod_revision",
+            }[cmp.target],
+            draw(st.integers(0, 6)),
+        )
     return cmp
 
 
@@ -377,8 +410,7 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(req=delete_st())
     def delete(self, req) -> None:
         batch = self.ensure_batch()
-        self.same(outcome(lambda: batch.delete_range(req)),
-                  outcome(lambda: self.model.delete(req)))
+        self.same(outcome(lambda: batch.delete_range(req)), outcome(lambda: self.model.delete(req)))
 
     @rule(req=txn_st())
     def txn(self, req) -> None:
@@ -431,8 +463,10 @@ class StoreMachine(RuleBasedStateMachine):
     def history(self, data, key: bytes, prev_kv: bool) -> None:
         start = data.draw(st.integers(max(1, self.model.compacted + 1), self.model.rev + 1))
         end = data.draw(range_end_st(key))
-        self.same(self.store.events(start, key, end, prev_kv),
-                  self.model.history(start, key, end, prev_kv))
+        self.same(
+            self.store.events(start, key, end, prev_kv),
+            self.model.history(start, key, end, prev_kv),
+        )
 
     @invariant()
     def counters(self) -> None:

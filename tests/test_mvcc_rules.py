@@ -47,8 +47,12 @@ def txn(store: MVCCStore, **kw: Any):
 
 
 def op(req: Any) -> rpc_pb2.RequestOp:
-    field = {RR: "request_range", rpc_pb2.PutRequest: "request_put", DR: "request_delete_range",
-             Txn: "request_txn"}[type(req)]
+    field = {
+        RR: "request_range",
+        rpc_pb2.PutRequest: "request_put",
+        DR: "request_delete_range",
+        Txn: "request_txn",
+    }[type(req)]
     return rpc_pb2.RequestOp(**{field: req})
 
 
@@ -82,8 +86,12 @@ def assert_rejected(store: MVCCStore, call: Callable[[WriteBatch], Any], error: 
 def test_put_revisions_versions_and_prev_kv(store: MVCCStore) -> None:
     resp, events = put(store, b"k", b"1")
     assert resp.header.revision == 2 and not resp.HasField("prev_kv")
-    assert events == [Event(type=Event.PUT, kv=KV(key=b"k", value=b"1", create_revision=2,
-                                                   mod_revision=2, version=1))]
+    assert events == [
+        Event(
+            type=Event.PUT,
+            kv=KV(key=b"k", value=b"1", create_revision=2, mod_revision=2, version=1),
+        )
+    ]
     resp, events = put(store, b"k", b"2", prev_kv=True)
     assert resp.prev_kv == KV(key=b"k", value=b"1", create_revision=2, mod_revision=2, version=1)
     assert events[0].kv.version == 2 and events[0].kv.create_revision == 2
@@ -157,9 +165,14 @@ def test_delete_range_deletes_live_keys_in_one_revision(store: MVCCStore) -> Non
 
 @pytest.mark.parametrize(
     ("key", "range_end", "deleted"),
-    [(b"b", b"", [b"b"]), (b"b", b"\x00", [b"b", b"bb", b"c"]), (b"a", b"bb", [b"a", b"b"]),
-     (b"\x00", b"\x00", [b"a", b"b", b"bb", b"c"]), (b"c", b"a", []), (b"b", prefix_end(b"b"),
-                                                                       [b"b", b"bb"])],
+    [
+        (b"b", b"", [b"b"]),
+        (b"b", b"\x00", [b"b", b"bb", b"c"]),
+        (b"a", b"bb", [b"a", b"b"]),
+        (b"\x00", b"\x00", [b"a", b"b", b"bb", b"c"]),
+        (b"c", b"a", []),
+        (b"b", prefix_end(b"b"), [b"b", b"bb"]),
+    ],
 )
 def test_delete_range_end_rules(store: MVCCStore, key, range_end, deleted) -> None:
     for k in (b"a", b"b", b"bb", b"c"):
@@ -189,11 +202,11 @@ def test_delete_keys_deletes_many_keys_in_one_revision(store: MVCCStore) -> None
 
 @pytest.fixture
 def filled(store: MVCCStore) -> MVCCStore:
-    put(store, b"a", b"3")      # rev 2
-    put(store, b"b", b"1")      # rev 3
-    put(store, b"b/1", b"2")    # rev 4
-    put(store, b"a", b"0")      # rev 5: a version 2
-    put(store, b"c", b"4")      # rev 6
+    put(store, b"a", b"3")  # rev 2
+    put(store, b"b", b"1")  # rev 3
+    put(store, b"b/1", b"2")  # rev 4
+    put(store, b"a", b"0")  # rev 5: a version 2
+    put(store, b"c", b"4")  # rev 6
     return store
 
 
@@ -254,8 +267,9 @@ def test_range_at_old_revisions(filled: MVCCStore) -> None:
 def test_range_sort(filled: MVCCStore, order, target, expected) -> None:
     put(filled, b"a", b"5")  # value order now: b(1) b/1(2) c(4) a(5)
     if target == RR.VALUE:
-        expected = {RR.NONE: [b"b", b"b/1", b"c", b"a"],
-                    RR.DESCEND: [b"a", b"c", b"b/1", b"b"]}[order]
+        expected = {RR.NONE: [b"b", b"b/1", b"c", b"a"], RR.DESCEND: [b"a", b"c", b"b/1", b"b"]}[
+            order
+        ]
     if target == RR.MOD:
         expected = [b"b", b"b/1", b"c", b"a"]
     resp = filled.range(RR(key=b"a", range_end=b"\x00", sort_order=order, sort_target=target))
@@ -266,11 +280,13 @@ def test_range_sort_with_limit_reads_one_past_the_limit_first(filled: MVCCStore)
     # etcd: a sort target without an order fetches limit+1 keys in key order, then sorts.
     resp = filled.range(RR(key=b"a", range_end=b"\x00", limit=1, sort_target=RR.MOD))
     assert keys(resp) == [b"b"] and resp.more
-    resp = filled.range(RR(key=b"a", range_end=b"\x00", limit=1, sort_target=RR.MOD,
-                           sort_order=RR.ASCEND))
+    resp = filled.range(
+        RR(key=b"a", range_end=b"\x00", limit=1, sort_target=RR.MOD, sort_order=RR.ASCEND)
+    )
     assert keys(resp) == [b"b"] and resp.more
-    resp = filled.range(RR(key=b"a", range_end=b"\x00", limit=1, sort_target=RR.MOD,
-                           sort_order=RR.DESCEND))
+    resp = filled.range(
+        RR(key=b"a", range_end=b"\x00", limit=1, sort_target=RR.MOD, sort_order=RR.DESCEND)
+    )
     assert keys(resp) == [b"c"]
 
 
@@ -346,10 +362,17 @@ def test_txn_compares(store: MVCCStore, compare: Compare, succeeds: bool) -> Non
 def test_txn_is_one_revision_and_reads_see_earlier_writes(store: MVCCStore) -> None:
     put(store, b"a", b"1")
     put(store, b"c", b"gone")
-    resp, events = txn(store, success=[
-        op(RR(key=b"a")), op(P(b"a", b"2")), op(RR(key=b"a")), op(P(b"b", b"3")),
-        op(DR(key=b"c")), op(RR(key=b"a", range_end=b"\x00")),
-    ])
+    resp, events = txn(
+        store,
+        success=[
+            op(RR(key=b"a")),
+            op(P(b"a", b"2")),
+            op(RR(key=b"a")),
+            op(P(b"b", b"3")),
+            op(DR(key=b"c")),
+            op(RR(key=b"a", range_end=b"\x00")),
+        ],
+    )
     assert resp.header.revision == 4 and store.revision == 4
     r = resp.responses
     assert r[0].response_range.header.revision == 3 and r[0].response_range.kvs[0].value == b"1"
@@ -358,11 +381,13 @@ def test_txn_is_one_revision_and_reads_see_earlier_writes(store: MVCCStore) -> N
     assert r[4].response_delete_range.deleted == 1
     assert keys(r[5].response_range) == [b"a", b"b"]
     assert [(e.type, e.kv.key, e.kv.mod_revision) for e in events] == [
-        (Event.PUT, b"a", 4), (Event.PUT, b"b", 4), (Event.DELETE, b"c", 4)]
+        (Event.PUT, b"a", 4),
+        (Event.PUT, b"b", 4),
+        (Event.DELETE, b"c", 4),
+    ]
     assert events[0].prev_kv.value == b"1" and events[2].prev_kv.value == b"gone"
     # Sub-revisions order the changes: the history replays them in the same order.
-    assert store.events(4, b"\x00", b"\x00") == [
-        Event(type=e.type, kv=e.kv) for e in events]
+    assert store.events(4, b"\x00", b"\x00") == [Event(type=e.type, kv=e.kv) for e in events]
 
 
 def test_read_only_and_no_op_txns_make_no_revision(store: MVCCStore) -> None:
@@ -375,8 +400,11 @@ def test_read_only_and_no_op_txns_make_no_revision(store: MVCCStore) -> None:
 
 
 def test_nested_txn_compares_see_the_state_before_the_txn(store: MVCCStore) -> None:
-    inner = Txn(compare=[_cmp(Compare.VALUE, Compare.EQUAL, key=b"n", value=b"1")],
-                success=[op(P(b"m", b"yes"))], failure=[op(P(b"m", b"no"))])
+    inner = Txn(
+        compare=[_cmp(Compare.VALUE, Compare.EQUAL, key=b"n", value=b"1")],
+        success=[op(P(b"m", b"yes"))],
+        failure=[op(P(b"m", b"no"))],
+    )
     resp, events = txn(store, success=[op(P(b"n", b"1")), op(inner)])
     nested = resp.responses[1].response_txn
     assert not nested.succeeded and nested.HasField("header") and nested.header.revision == 0
@@ -395,8 +423,10 @@ def _many(n: int) -> list[rpc_pb2.RequestOp]:
         (Txn(success=_many(129)), errors.TooManyTxnOps),
         (Txn(compare=[_cmp(Compare.VERSION, Compare.EQUAL)] * 129), errors.TooManyTxnOps),
         # Nested txns get what the outer level leaves of the budget.
-        (Txn(success=[op(RR(key=b"a"))] * 100 + [op(Txn(success=[op(RR(key=b"a"))] * 29))]),
-         errors.TooManyTxnOps),
+        (
+            Txn(success=[op(RR(key=b"a"))] * 100 + [op(Txn(success=[op(RR(key=b"a"))] * 29))]),
+            errors.TooManyTxnOps,
+        ),
         (Txn(compare=[_cmp(Compare.VERSION, Compare.EQUAL, key=b"")]), errors.EmptyKey),
         (Txn(success=[op(P(b""))]), errors.EmptyKey),
         (Txn(failure=[op(RR(key=b""))]), errors.EmptyKey),
@@ -411,20 +441,24 @@ def _many(n: int) -> list[rpc_pb2.RequestOp]:
         (Txn(success=[op(P(b"d")), op(DR(key=b"d"))]), errors.DuplicateKeyInTxn),
         (Txn(success=[op(P(b"d1")), op(DR(key=b"d", range_end=b"e"))]), errors.DuplicateKeyInTxn),
         (Txn(success=[op(P(b"d")), op(Txn(success=[op(P(b"d"))]))]), errors.DuplicateKeyInTxn),
-        (Txn(success=[op(Txn(success=[op(P(b"d"))])), op(Txn(failure=[op(P(b"d"))]))]),
-         errors.DuplicateKeyInTxn),
-        (Txn(success=[op(DR(key=b"d")), op(Txn(success=[op(P(b"d"))]))]),
-         errors.DuplicateKeyInTxn),
-        (Txn(success=[op(Txn(success=[op(DR(key=b"d"))])), op(P(b"d"))]),
-         errors.DuplicateKeyInTxn),
+        (
+            Txn(success=[op(Txn(success=[op(P(b"d"))])), op(Txn(failure=[op(P(b"d"))]))]),
+            errors.DuplicateKeyInTxn,
+        ),
+        (Txn(success=[op(DR(key=b"d")), op(Txn(success=[op(P(b"d"))]))]), errors.DuplicateKeyInTxn),
+        (Txn(success=[op(Txn(success=[op(DR(key=b"d"))])), op(P(b"d"))]), errors.DuplicateKeyInTxn),
         # Stricter than etcd 3.4: a "\0" range_end covers every key from its start.
-        (Txn(success=[op(DR(key=b"a", range_end=b"\x00")), op(P(b"b"))]),
-         errors.DuplicateKeyInTxn),
+        (Txn(success=[op(DR(key=b"a", range_end=b"\x00")), op(P(b"b"))]), errors.DuplicateKeyInTxn),
         # Checked against the state before the txn, along the branch taken.
         (Txn(success=[op(P(b"nokey", ignore_value=True))]), errors.KeyNotFound),
         (Txn(success=[op(P(b"nokey", b"x", ignore_lease=True))]), errors.KeyNotFound),
-        (Txn(compare=[_cmp(Compare.VERSION, Compare.EQUAL, version=0)],
-             failure=[op(P(b"nokey", ignore_value=True))]), errors.KeyNotFound),
+        (
+            Txn(
+                compare=[_cmp(Compare.VERSION, Compare.EQUAL, version=0)],
+                failure=[op(P(b"nokey", ignore_value=True))],
+            ),
+            errors.KeyNotFound,
+        ),
         (Txn(success=[op(RR(key=b"k", revision=5))]), errors.FutureRevision),
         # Even after a write, the txn's own revision is in the future for a read in it.
         (Txn(success=[op(P(b"z")), op(RR(key=b"k", revision=5))]), errors.FutureRevision),
@@ -452,16 +486,18 @@ def test_allowed_txn_shapes(store: MVCCStore) -> None:
 
 def test_txn_lease_checks_follow_the_branch_taken(tmp_path: Path) -> None:
     with MVCCStore(tmp_path / "s", lease_exists=lambda lease: lease == 1) as store:
-        assert_rejected(store, lambda b: b.txn(Txn(success=[op(P(b"k", lease=2))])),
-                        errors.LeaseNotFound)
+        assert_rejected(
+            store, lambda b: b.txn(Txn(success=[op(P(b"k", lease=2))])), errors.LeaseNotFound
+        )
         resp, events = txn(store, success=[op(P(b"k", lease=1))], failure=[op(P(b"k", lease=2))])
         assert events[0].kv.lease == 1
 
 
 def test_bad_txn_request_size(tmp_path: Path) -> None:
     with MVCCStore(tmp_path / "s", max_request_bytes=500) as store:
-        assert_rejected(store, lambda b: b.txn(Txn(success=[op(P(b"k", b"x" * 600))])),
-                        errors.RequestTooLarge)
+        assert_rejected(
+            store, lambda b: b.txn(Txn(success=[op(P(b"k", b"x" * 600))])), errors.RequestTooLarge
+        )
 
 
 def test_max_txn_ops_is_configurable(tmp_path: Path) -> None:
@@ -484,14 +520,16 @@ def record_count(store: MVCCStore) -> int:
 
 def test_compaction_rules(store: MVCCStore) -> None:
     assert compact(store, 0).header.revision == 1  # etcd accepts 0 once on a fresh store
-    assert_rejected(store, lambda b: b.compact(rpc_pb2.CompactionRequest(revision=0)),
-                    errors.Compacted)
+    assert_rejected(
+        store, lambda b: b.compact(rpc_pb2.CompactionRequest(revision=0)), errors.Compacted
+    )
     for value in (b"1", b"2", b"3"):
         put(store, b"k", value)  # revs 2, 3, 4
-    put(store, b"gone")          # rev 5
-    delete(store, b"gone")       # rev 6
-    assert_rejected(store, lambda b: b.compact(rpc_pb2.CompactionRequest(revision=7)),
-                    errors.FutureRevision)
+    put(store, b"gone")  # rev 5
+    delete(store, b"gone")  # rev 6
+    assert_rejected(
+        store, lambda b: b.compact(rpc_pb2.CompactionRequest(revision=7)), errors.FutureRevision
+    )
     assert record_count(store) == 5
     assert compact(store, 3).header.revision == 6 and store.compact_revision == 3
     assert record_count(store) == 4  # k@2 dropped
@@ -499,8 +537,11 @@ def test_compaction_rules(store: MVCCStore) -> None:
         store.range(RR(key=b"k", revision=2))
     assert store.range(RR(key=b"k", revision=3)).kvs[0].value == b"2"
     for rev in (2, 3):
-        assert_rejected(store, lambda b, r=rev: b.compact(rpc_pb2.CompactionRequest(revision=r)),
-                        errors.Compacted)
+        assert_rejected(
+            store,
+            lambda b, r=rev: b.compact(rpc_pb2.CompactionRequest(revision=r)),
+            errors.Compacted,
+        )
     compact(store, 6)
     assert record_count(store) == 1  # only k@4: gone's generation ended at or below 6
     assert store.range(RR(key=b"k")).kvs[0].value == b"3"

@@ -54,9 +54,14 @@ def everything(store: MVCCStore) -> list:
     """Every read: each revision's full key space, the history, the counters."""
     first = max(1, store.compact_revision)
     return [
-        store.revision, store.compact_revision, store.applied_index, store.hash_kv(),
-        [store.range(RR(key=b"\x00", range_end=b"\x00", revision=r))
-         for r in range(first, store.revision + 1)],
+        store.revision,
+        store.compact_revision,
+        store.applied_index,
+        store.hash_kv(),
+        [
+            store.range(RR(key=b"\x00", range_end=b"\x00", revision=r))
+            for r in range(first, store.revision + 1)
+        ],
         store.events(first, b"\x00", b"\x00", prev_kv=True),
     ]
 
@@ -248,7 +253,10 @@ def test_applied_term_and_application_metadata_commit_with_the_batch(path: Path)
         assert store.get_meta(b"members") == b"one" and store.get_meta(b"other") is None
     with MVCCStore(path) as store:
         assert (store.applied_index, store.applied_term, store.get_meta(b"members")) == (
-            3, 2, b"one")
+            3,
+            2,
+            b"one",
+        )
 
 
 def test_database_sizes(store: MVCCStore) -> None:
@@ -284,8 +292,9 @@ def _write_sync_and_die(path: str) -> None:
 
 
 def test_sync_makes_a_batch_survive_a_process_that_dies(path: Path) -> None:
-    proc = multiprocessing.get_context("spawn").Process(target=_write_sync_and_die,
-                                                        args=(str(path),))
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_write_sync_and_die, args=(str(path),)
+    )
     proc.start()
     proc.join(30)
     assert proc.exitcode == 0
@@ -320,12 +329,14 @@ def test_replicas_with_the_same_history_hash_the_same(tmp_path: Path) -> None:
 
 def test_events_filter_by_range_and_start(store: MVCCStore) -> None:
     with store.write_batch(1) as b:
-        b.put(P(b"a", b"1"))                                        # 2
-        b.put(P(b"b/1", b"1"))                                      # 3
-        b.put(P(b"a", b"2"))                                        # 4
+        b.put(P(b"a", b"1"))  # 2
+        b.put(P(b"b/1", b"1"))  # 3
+        b.put(P(b"a", b"2"))  # 4
         b.delete_range(rpc_pb2.DeleteRangeRequest(key=b"b/", range_end=b"b0"))  # 5
     assert [(e.type, e.kv.key, e.kv.mod_revision) for e in store.events(1, b"a")] == [
-        (Event.PUT, b"a", 2), (Event.PUT, b"a", 4)]
+        (Event.PUT, b"a", 2),
+        (Event.PUT, b"a", 4),
+    ]
     evs = store.events(3, b"b/", b"b0", prev_kv=True)
     assert [(e.type, e.kv.mod_revision) for e in evs] == [(Event.PUT, 3), (Event.DELETE, 5)]
     assert not evs[0].HasField("prev_kv") and evs[1].prev_kv.value == b"1"
@@ -338,9 +349,9 @@ def test_events_filter_by_range_and_start(store: MVCCStore) -> None:
 def test_events_limit_cuts_between_revisions(store: MVCCStore) -> None:
     keys = [op_key for op_key in (b"x", b"y", b"z")]
     with store.write_batch(1) as b:
-        b.put(P(b"x"))                                              # 2
+        b.put(P(b"x"))  # 2
         b.txn(rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_put=P(k)) for k in keys]))
-        b.put(P(b"y"))                                              # 4
+        b.put(P(b"y"))  # 4
     evs = store.events(2, b"\x00", b"\x00", limit=2)
     assert [e.kv.mod_revision for e in evs] == [2, 3, 3, 3]  # revision 3 kept whole
     evs = store.events(2, b"\x00", b"\x00", limit=1)

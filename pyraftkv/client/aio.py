@@ -322,7 +322,11 @@ class Watcher:
             return
 
     def _take(self, reply: rpc.WatchResponse) -> None:
-        """Queue a reply with only the events not delivered yet (or a progress reply)."""
+        """Queue a reply with only the events not delivered yet (or a progress reply).
+
+        A revision's events always travel in one reply, so everything below
+        ``next_revision`` was delivered and everything at or above it is new.
+        """
         self.header = reply.header
         fresh = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
         if fresh:

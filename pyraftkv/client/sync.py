@@ -56,10 +56,17 @@ class Client:
         """Close the connection and stop the client's thread."""
         if self._loop.is_closed():
             return
-        self._run(self._client.close())
+        self._run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    async def _shutdown(self) -> None:
+        await self._client.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @property
     def endpoints(self) -> list[str]:

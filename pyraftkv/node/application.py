@@ -507,6 +507,8 @@ class Application:
         self.applied_index, self.applied_term = self.store.applied_index, self.store.applied_term
         self.last_snapshot_index = self.applied_index
         self.watch_hub.store_replaced(self.store)
+        self.schedule_catch_up()
+        self._send_down(rp.pack(rp.MEMBERS, tail=self.members.encode()))
         self._send_down(rp.pack(rp.SNAPSHOT_INSTALLED, rp.U64, self.applied_index))
         log.info("installed snapshot at index %d (term %d)", index, term)
         self._serve_ready_reads()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from collections.abc import Callable
 
@@ -31,7 +32,8 @@ CHANNEL_SNAPSHOT = 2
 ACCEPT = b"\x01"
 FRAME = struct.Struct("!I")
 MAX_FRAME_BYTES = 64 << 20
-# Messages waiting for one peer; past this the newest are dropped (Raft resends).
+# Bytes waiting in the socket buffer for one peer; past this new messages are dropped
+# (Raft resends what matters).
 MAX_QUEUED_BYTES = 32 << 20
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 1.0
@@ -69,32 +71,78 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME_BYTES)
     return await reader.readexactly(length)
 
 
+class _Outgoing(asyncio.Protocol):
+    """The client side of one connection to a peer: handshake, then write only."""
+
+    def __init__(self, sender: PeerSender) -> None:
+        self.sender = sender
+        self.transport: asyncio.Transport | None = None
+        self.accepted = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t = self.sender.transport
+        transport.write(  # type: ignore[attr-defined]
+            encode_handshake(CHANNEL_MESSAGES, t.cluster_id, t.member_id, self.sender.peer_id)
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if not self.accepted.done():
+            if data[:1] == ACCEPT:
+                self.accepted.set_result(None)
+            else:
+                reason = data[1:].decode(errors="replace") or "no reason given"
+                self.accepted.set_exception(PeerProtocolError(f"peer refused us: {reason}"))
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = ConnectionError(str(exc) if exc else "peer closed the connection")
+        if not self.accepted.done():
+            self.accepted.set_exception(error)
+        if not self.lost.done():
+            self.lost.set_result(error)
+
+
 class PeerSender:
-    """The outgoing connection to one peer: a byte queue, a writer task, reconnects."""
+    """The outgoing connection to one peer: writes coalesced per loop iteration, reconnects
+    with backoff. While disconnected, messages are dropped (Raft sends again)."""
 
     def __init__(self, transport: PeerTransport, peer_id: int, addresses: list[tuple[str, int]]):
         self.transport = transport
         self.peer_id = peer_id
         self.addresses = addresses
-        self._queue: list[bytes] = []
-        self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.loop = asyncio.get_running_loop()
+        self._connection: _Outgoing | None = None
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
         self.connected = False
         self.dropped = 0
+        self._task = self.loop.create_task(self._run())
 
     def send(self, frames: list[bytes]) -> bool:
-        """Queue encoded messages; False when the queue is full and they were dropped."""
-        size = sum(len(f) for f in frames)
-        if self._queued_bytes + size > MAX_QUEUED_BYTES:
+        """Queue encoded messages for this iteration's write; False when they were dropped."""
+        connection = self._connection
+        if connection is None or connection.transport.get_write_buffer_size() > MAX_QUEUED_BYTES:
             self.dropped += len(frames)
             return False
+        out = self._out
         for frame in frames:
-            self._queue.append(FRAME.pack(len(frame)))
-            self._queue.append(frame)
-        self._queued_bytes += size
-        self._wakeup.set()
+            out.append(FRAME.pack(len(frame)))
+            out.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
         return True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._connection is not None:
+            self._connection.transport.write(b"".join(self._out))
+        self._out.clear()
 
     async def _run(self) -> None:
         backoff = BACKOFF_FIRST_S
@@ -102,56 +150,28 @@ class PeerSender:
         while True:
             host, port = self.addresses[attempt % len(self.addresses)]
             attempt += 1
-            writer = None
+            connection = None
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2.0)
-                sock = writer.get_extra_info("socket")
-                if sock is not None:
-                    import socket
-
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                t = self.transport
-                writer.write(
-                    encode_handshake(CHANNEL_MESSAGES, t.cluster_id, t.member_id, self.peer_id)
+                _, connection = await asyncio.wait_for(
+                    self.loop.create_connection(lambda: _Outgoing(self), host, port), 2.0
                 )
-                answer = await asyncio.wait_for(reader.readexactly(1), 2.0)
-                if answer != ACCEPT:
-                    raise PeerProtocolError(f"peer {self.peer_id:x} refused the handshake")
+                await asyncio.wait_for(connection.accepted, 2.0)
+                self._connection = connection
                 self._set_connected(True)
                 backoff = BACKOFF_FIRST_S
-                closed = asyncio.ensure_future(reader.read(1))  # any byte or EOF: peer gone
-                while True:
-                    if not self._queue:
-                        self._wakeup.clear()
-                        waiter = asyncio.ensure_future(self._wakeup.wait())
-                        done, _ = await asyncio.wait(
-                            {waiter, closed}, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        if closed in done:
-                            waiter.cancel()
-                            raise ConnectionError("peer closed the connection")
-                    data, self._queue, self._queued_bytes = b"".join(self._queue), [], 0
-                    writer.write(data)
-                    if writer.transport.get_write_buffer_size() > MAX_QUEUED_BYTES:
-                        await writer.drain()
+                raise await connection.lost
             except asyncio.CancelledError:
-                if writer is not None:
-                    writer.close()
+                if connection is not None and connection.transport is not None:
+                    connection.transport.close()
                 raise
-            except (
-                OSError,
-                ConnectionError,
-                asyncio.TimeoutError,
-                asyncio.IncompleteReadError,
-                PeerProtocolError,
-            ) as exc:
+            except (OSError, ConnectionError, asyncio.TimeoutError, PeerProtocolError) as exc:
                 if self.connected:
                     log.warning("lost connection to member %x: %s", self.peer_id, exc)
+                self._connection = None
+                self._out.clear()
                 self._set_connected(False)
-                if writer is not None:
-                    writer.close()
-                # What was queued is dropped: Raft resends what matters.
-                self._queue, self._queued_bytes = [], 0
+                if connection is not None and connection.transport is not None:
+                    connection.transport.close()
                 self.transport.on_unreachable(self.peer_id)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -236,8 +256,23 @@ class PeerTransport:
                     await self.on_snapshot_connection(sender, reader, writer)
                 return
             on_message = self.on_message
+            buffer = bytearray()
             while True:
-                on_message(await read_frame(reader))
+                data = await reader.read(1 << 18)
+                if not data:
+                    return
+                buffer += data
+                offset = 0
+                while len(buffer) - offset >= FRAME.size:
+                    (length,) = FRAME.unpack_from(buffer, offset)
+                    if length > MAX_FRAME_BYTES:
+                        raise PeerProtocolError(f"frame of {length} bytes is over the limit")
+                    end = offset + FRAME.size + length
+                    if end > len(buffer):
+                        break
+                    on_message(bytes(buffer[offset + FRAME.size : end]))
+                    offset = end
+                del buffer[:offset]
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
             pass
         except PeerProtocolError as exc:

@@ -79,11 +79,21 @@ class RingLink:
             self.loop.remove_reader(self.down.writable_fd())
 
 
+def crash_on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """An exception escaped a callback: a bug. Stop at once (the Raft process dies with
+    us); a restart recovers from disk."""
+    loop.default_exception_handler(context)
+    log.critical("internal error, stopping the member")
+    logging.shutdown()
+    os._exit(70)
+
+
 async def run_node(config: NodeConfig) -> int:
     from ..mvcc import MVCCStore
     from ..ring import RingClosedError, ShmRing
 
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(crash_on_error)
     datadir = DataDir(config.data_dir)
     datadir.claim(config.cluster_id, config.member_id, config.name)
     store = MVCCStore(
@@ -112,6 +122,7 @@ async def run_node(config: NodeConfig) -> int:
         "initial_names": {f"{m.id:x}": m.name for m in config.initial_cluster},
         "heartbeat_interval_ms": config.heartbeat_interval_ms,
         "election_ticks": config.election_ticks,
+        "snapshot_count": config.snapshot_count,
         "applied_index": store.applied_index,
         "applied_term": store.applied_term,
         "log_level": config.log_level,

@@ -163,6 +163,17 @@ class WatchHub:
         watcher.synced = False
         self._unsynced.add(watcher)
 
+    def store_replaced(self, store: EventSource) -> None:
+        """The state machine jumped (a snapshot was installed): every watcher catches up
+        from the new store's history, or learns that its next revision was compacted."""
+        self._store = store
+        for group in (self._single, self._ranges):
+            for watchers in group.values():
+                for watcher in watchers:
+                    watcher.synced = False
+                    self._unsynced.add(watcher)
+            group.clear()
+
     @property
     def has_unsynced(self) -> bool:
         return bool(self._unsynced)
@@ -254,7 +265,7 @@ class WatchHub:
     def _history(self, watcher: Watcher) -> tuple[list[kv_pb2.Event], int]:
         """The next chunk of a watcher's history, ending on a whole revision, and that revision."""
         store = self._store
-        if watcher.next_revision <= store.compact_revision:
+        if watcher.next_revision < store.compact_revision:
             raise Compacted()
         args = (watcher.next_revision, watcher.key, watcher.range_end, watcher.prev_kv)
         events = store.events(*args, CATCH_UP_CHUNK)

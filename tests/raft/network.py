@@ -28,14 +28,21 @@ def log_of(terms: Iterable[int]) -> list[Entry]:
 class Network:
     """Members by id; deliver() runs every shell until nothing moves."""
 
-    def __init__(self, ids: Iterable[int] = (1, 2, 3), config: Config = CONFIG,
-                 seed: int = 0, cores: dict[int, RaftCore] | None = None) -> None:
+    def __init__(
+        self,
+        ids: Iterable[int] = (1, 2, 3),
+        config: Config = CONFIG,
+        seed: int = 0,
+        cores: dict[int, RaftCore] | None = None,
+    ) -> None:
         ids = list(ids)
         self.config = config
         if cores is None:
             members = {i: b"m%d" % i for i in ids}
-            cores = {i: RaftCore.bootstrap(i, members, config, random.Random(seed * 100 + i))
-                     for i in ids}
+            cores = {
+                i: RaftCore.bootstrap(i, members, config, random.Random(seed * 100 + i))
+                for i in ids
+            }
         self.cores = cores
         self.cut: set[tuple[int, int]] = set()  # (from, to) links that drop everything
         self.dropped_types: set[MessageType] = set()
@@ -127,13 +134,25 @@ class Network:
         return [log.term(i) for i in range(log.first_index, log.last_index + 1)]
 
 
-def restored(node: int, terms: list[int], term: int, voters: Iterable[int],
-             config: Config = CONFIG, commit: int = 0) -> RaftCore:
+def restored(
+    node: int,
+    terms: list[int],
+    term: int,
+    voters: Iterable[int],
+    config: Config = CONFIG,
+    commit: int = 0,
+) -> RaftCore:
     """A member restarted with the given log (after the bootstrap conf entries)."""
     members = {i: b"" for i in voters}
     boot = RaftCore.bootstrap(node, members, config, random.Random(0))
     base = list(boot.log.entries)
-    entries = base + [Entry(t, len(base) + i, 0, b"%d@%d" % (len(base) + i, t))
-                      for i, t in enumerate(terms, 1)]
-    return RaftCore(node, config, random.Random(node), entries=entries,
-                    hard_state=HardState(term, 0, max(commit, len(base))))
+    entries = base + [
+        Entry(t, len(base) + i, 0, b"%d@%d" % (len(base) + i, t)) for i, t in enumerate(terms, 1)
+    ]
+    return RaftCore(
+        node,
+        config,
+        random.Random(node),
+        entries=entries,
+        hard_state=HardState(term, 0, max(commit, len(base))),
+    )

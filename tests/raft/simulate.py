@@ -116,8 +116,10 @@ class Checker:
         log = core.log
         for index in range(log.snapshot.index + 1, self.max_committed + 1):
             if log.term(index) != self.committed[index]:
-                self.fail(f"leader {core.id:x} of term {core.term} lacks committed entry "
-                          f"{index} (term {self.committed[index]}, has {log.term(index)})")
+                self.fail(
+                    f"leader {core.id:x} of term {core.term} lacks committed entry "
+                    f"{index} (term {self.committed[index]}, has {log.term(index)})"
+                )
         snap = log.snapshot
         if snap.index and self.committed.get(snap.index, snap.term) != snap.term:
             self.fail(f"leader {core.id:x} snapshot {snap} disagrees with committed log")
@@ -131,8 +133,10 @@ class Checker:
             seen = (entry.type, entry.data, prev_term)
             known = self.entries.setdefault(key, seen)
             if known != seen and prev_term is not None:
-                self.fail(f"log matching: member {core.id:x} holds {entry} after term "
-                          f"{prev_term}, another holds {known}")
+                self.fail(
+                    f"log matching: member {core.id:x} holds {entry} after term "
+                    f"{prev_term}, another holds {known}"
+                )
             prev_term = entry.term
 
     def commit_moved(self, member: Member) -> None:
@@ -140,14 +144,17 @@ class Checker:
         core = member.core
         log = core.log
         if log.committed < member.last_commit:
-            self.fail(f"member {core.id:x} commit went back from {member.last_commit} "
-                      f"to {log.committed}")
+            self.fail(
+                f"member {core.id:x} commit went back from {member.last_commit} to {log.committed}"
+            )
         for index in range(max(member.last_commit, log.snapshot.index) + 1, log.committed + 1):
             term = log.term(index)
             known = self.committed.setdefault(index, term)
             if known != term:
-                self.fail(f"member {core.id:x} committed index {index} at term {term}, "
-                          f"another member at term {known}")
+                self.fail(
+                    f"member {core.id:x} committed index {index} at term {term}, "
+                    f"another member at term {known}"
+                )
         if log.snapshot.index > member.last_commit:
             snap = log.snapshot
             if self.committed.setdefault(snap.index, snap.term) != snap.term:
@@ -162,20 +169,22 @@ class Checker:
     def apply(self, member: Member, entry: Entry) -> None:
         """State machine safety and exactly-once application."""
         if entry.index != member.app_applied + 1:
-            self.fail(f"member {member.id:x} applied {entry.index} after "
-                      f"{member.app_applied}")
+            self.fail(f"member {member.id:x} applied {entry.index} after {member.app_applied}")
         seen = (entry.term, entry.data)
         known = self.applied.setdefault(entry.index, seen)
         if known != seen:
-            self.fail(f"member {member.id:x} applied {seen} at {entry.index}, another "
-                      f"applied {known}")
+            self.fail(
+                f"member {member.id:x} applied {seen} at {entry.index}, another applied {known}"
+            )
         member.app_applied = entry.index
 
     def install(self, member: Member, meta: SnapshotMeta) -> None:
         """An installed snapshot is the committed prefix and moves the application on."""
         if meta.index <= member.app_applied:
-            self.fail(f"member {member.id:x} installs snapshot {meta.index} at applied "
-                      f"{member.app_applied}")
+            self.fail(
+                f"member {member.id:x} installs snapshot {meta.index} at applied "
+                f"{member.app_applied}"
+            )
         known = self.applied.get(meta.index)
         if known is None or known[0] != meta.term:
             self.fail(f"snapshot {meta} does not match applied entry {known}")
@@ -202,12 +211,15 @@ class Simulation:
         self.rng = random.Random(seed)
         self.log = log
         self.checker = Checker()
-        self.config = Config(election_ticks=ELECTION_TICKS, heartbeat_ticks=1,
-                             max_msg_bytes=self.rng.choice([64, 4096]),
-                             max_inflight_msgs=self.rng.choice([1, 4, 64]),
-                             max_committed_bytes_per_ready=self.rng.choice([32, 1 << 20]),
-                             pre_vote=self.rng.random() < 0.75,
-                             check_quorum=self.rng.random() < 0.75)
+        self.config = Config(
+            election_ticks=ELECTION_TICKS,
+            heartbeat_ticks=1,
+            max_msg_bytes=self.rng.choice([64, 4096]),
+            max_inflight_msgs=self.rng.choice([1, 4, 64]),
+            max_committed_bytes_per_ready=self.rng.choice([32, 1 << 20]),
+            pre_vote=self.rng.random() < 0.75,
+            check_quorum=self.rng.random() < 0.75,
+        )
         rng = self.rng
         self.faults = Faults(
             drop=rng.choice([0.0, 0.02, 0.1, 0.25]),
@@ -264,8 +276,10 @@ class Simulation:
     def send_snapshot(self, msg: Message, faulty: bool) -> None:
         sender = self.members[msg.sender]
         if msg.snapshot != sender.storage.snapshot:
-            raise SafetyViolation(f"member {msg.sender:x} sends snapshot {msg.snapshot} it "
-                                  f"has not persisted ({sender.storage.snapshot})")
+            raise SafetyViolation(
+                f"member {msg.sender:x} sends snapshot {msg.snapshot} it "
+                f"has not persisted ({sender.storage.snapshot})"
+            )
         ok = not (faulty and self.rng.random() < self.faults.drop * 2)
         delay = self.rng.randint(1, 3 + self.faults.max_delay)
         self.schedule(delay, "snapshot", (msg, sender.incarnation, ok))
@@ -297,8 +311,10 @@ class Simulation:
                 break
             ready = core.ready()
             if ready.soft_state is not None:
-                self.say(f"{member.id:x} is {ready.soft_state.role.name} of term "
-                         f"{ready.soft_state.term}, leader {ready.soft_state.leader_id:x}")
+                self.say(
+                    f"{member.id:x} is {ready.soft_state.role.name} of term "
+                    f"{ready.soft_state.term}, leader {ready.soft_state.leader_id:x}"
+                )
                 if ready.soft_state.role == Role.LEADER:
                     checker.became_leader(core)
             if ready.entries:
@@ -311,8 +327,10 @@ class Simulation:
             for read in ready.read_states:
                 floor = self.read_floor[read.context]
                 if read.index < floor:
-                    raise SafetyViolation(f"read {read.context!r} at {member.id:x} got index "
-                                          f"{read.index}, but {floor} was committed before")
+                    raise SafetyViolation(
+                        f"read {read.context!r} at {member.id:x} got index "
+                        f"{read.index}, but {floor} was committed before"
+                    )
                 self.stats["reads"] += 1
             member.unpersisted.append(ready)
             delay = int(self.rng.random() * 3) if faulty else 0
@@ -359,12 +377,20 @@ class Simulation:
     def restart(self, member: Member, faulty: bool) -> None:
         storage = member.storage
         member.app_applied = max(member.app_applied, storage.snapshot.index)
-        member.core = RaftCore(member.id, self.config, random.Random(self.rng.random()),
-                               hard_state=storage.hard_state, snapshot=storage.snapshot,
-                               entries=list(storage.wal), applied=member.app_applied)
+        member.core = RaftCore(
+            member.id,
+            self.config,
+            random.Random(self.rng.random()),
+            hard_state=storage.hard_state,
+            snapshot=storage.snapshot,
+            entries=list(storage.wal),
+            applied=member.app_applied,
+        )
         member.last_commit = member.core.log.committed
-        self.say(f"{member.id:x} restarts at term {storage.hard_state.term}, commit "
-                 f"{member.core.log.committed}, snapshot {storage.snapshot.index}")
+        self.say(
+            f"{member.id:x} restarts at term {storage.hard_state.term}, commit "
+            f"{member.core.log.committed}, snapshot {storage.snapshot.index}"
+        )
         self.drive(member, faulty)
 
     # ---------------------------------------------------------------- client operations
@@ -407,9 +433,11 @@ class Simulation:
             node = self.spare[0]
             core.propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, node, b"new"))
             self.spare.pop(0)
-            self.members[node] = Member(node, RaftCore(node, self.config,
-                                                       random.Random(rng.random())),
-                                        compact_every=rng.choice([3, 10, 40]))
+            self.members[node] = Member(
+                node,
+                RaftCore(node, self.config, random.Random(rng.random())),
+                compact_every=rng.choice([3, 10, 40]),
+            )
             self.say(f"{core.id:x} adds learner {node:x}")
         elif choice < 0.7 and membership.learners:
             node = rng.choice(sorted(membership.learners))
@@ -523,7 +551,8 @@ class Simulation:
                 proposed_at = None  # overwritten by a newer leader: propose again
         raise SafetyViolation(
             f"liveness: no leader committing a proposal within {LIVENESS_TICKS} ticks after "
-            f"healing (leader={self.leader() and self.leader().id}, proposed at {proposed_at})")
+            f"healing (leader={self.leader() and self.leader().id}, proposed at {proposed_at})"
+        )
 
 
 def replay_command(seed: int, members: int) -> str:
@@ -537,14 +566,17 @@ def run_seed(seed: int, members: int, verbose: bool = False) -> Simulation:
     try:
         sim.run()
     except AssertionError as err:
-        raise SafetyViolation(f"seed {seed} ({members} members) failed: {err}\n"
-                              f"replay: {replay_command(seed, members)}") from err
+        raise SafetyViolation(
+            f"seed {seed} ({members} members) failed: {err}\n"
+            f"replay: {replay_command(seed, members)}"
+        ) from err
     return sim
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, help="run this one seed")
     parser.add_argument("--seeds", type=int, default=1000, help="run seeds [start, start+N)")
     parser.add_argument("--start", type=int, default=0)

@@ -30,10 +30,20 @@ from pyraftkv.raft import (
 BIG = (1 << 64) - 1
 MEMBERS = Membership(frozenset({1, 2, BIG}), frozenset({7}))
 SAMPLES = [
-    Message(MessageType.APP, 2, 1, 5, 4, 10, 9,
-            (Entry(5, 11, EntryType.NORMAL, b"a" * 300), Entry(5, 12, EntryType.CONF_CHANGE,
-                                                               b""),
-             Entry(6, 13, EntryType.NORMAL, b"\x00\xff"))),
+    Message(
+        MessageType.APP,
+        2,
+        1,
+        5,
+        4,
+        10,
+        9,
+        (
+            Entry(5, 11, EntryType.NORMAL, b"a" * 300),
+            Entry(5, 12, EntryType.CONF_CHANGE, b""),
+            Entry(6, 13, EntryType.NORMAL, b"\x00\xff"),
+        ),
+    ),
     Message(MessageType.APP_RESP, 1, 2, 5, 3, 10, reject=True, reject_hint=7),
     Message(MessageType.VOTE, 3, BIG, BIG, BIG, BIG, context=b"transfer"),
     Message(MessageType.HEARTBEAT, 2, 1, 5, commit=9, index=42),
@@ -64,8 +74,20 @@ def test_trailing_bytes_are_refused() -> None:
 
 
 def header(**fields: int) -> bytes:
-    values = dict(version=1, type=1, flags=0, to=2, sender=1, term=1, log_term=0, index=0,
-                  commit=0, hint=0, context=0, count=0)
+    values = dict(
+        version=1,
+        type=1,
+        flags=0,
+        to=2,
+        sender=1,
+        term=1,
+        log_term=0,
+        index=0,
+        commit=0,
+        hint=0,
+        context=0,
+        count=0,
+    )
     values.update(fields)
     return struct.pack("<BBBQQQQQQQII", *values.values())
 
@@ -83,8 +105,7 @@ def header(**fields: int) -> bytes:
         (header(count=1) + struct.pack("<QQBI", 1, 1, 5, 0), "entry type"),
         (header(count=1) + struct.pack("<QQBI", 0, 1, 0, 0), "first entry index"),
         (header(flags=2) + struct.pack("<QQII", 1, 1, 1, 0) + struct.pack("<Q", 0), "id 0"),
-        (header(flags=2) + struct.pack("<QQII", 1, 1, 2, 0) + struct.pack("<QQ", 3, 3),
-         "repeated"),
+        (header(flags=2) + struct.pack("<QQII", 1, 1, 2, 0) + struct.pack("<QQ", 3, 3), "repeated"),
     ],
 )
 def test_malformed_buffers_are_refused(data: bytes, error: str) -> None:

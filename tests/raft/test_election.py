@@ -38,10 +38,12 @@ def test_election_timeout_is_randomized_in_t_to_2t() -> None:
 
 def test_same_seed_same_behaviour() -> None:
     """Determinism: the only randomness is the injected generator."""
+
     def run(seed: int) -> list:
         net = Network(seed=seed)
         net.tick_all(40)
         return [(m.type, m.sender, m.to, m.term) for m in net.sent]
+
     assert run(7) == run(7)
 
 
@@ -145,8 +147,7 @@ def test_stale_term_messages_are_rejected() -> None:
     net.campaign(1)
     net.campaign(2)  # term moves on; 1 follows 2
     follower = net[1]
-    follower.step(Message(MessageType.APP, 1, 3, 1, log_term=1, index=3, commit=3,
-                          entries=()))
+    follower.step(Message(MessageType.APP, 1, 3, 1, log_term=1, index=3, commit=3, entries=()))
     (answer,) = follower.ready().persisted_messages
     assert answer.type == MessageType.APP_RESP and answer.term == follower.term
 

@@ -93,8 +93,16 @@ def test_figure8_old_term_entry_is_never_committed_by_counting() -> None:
     # S3 (one entry per message), and both acknowledge it.
     old_entry = s1.log.entries[old_index - 1]
     for follower in (2, 3):
-        app = Message(MessageType.APP, follower, 1, s1.term, log_term=1, index=old_index - 1,
-                      commit=s1.commit_index, entries=(old_entry,))
+        app = Message(
+            MessageType.APP,
+            follower,
+            1,
+            s1.term,
+            log_term=1,
+            index=old_index - 1,
+            commit=s1.commit_index,
+            entries=(old_entry,),
+        )
         net[follower].step(app)
         ready = net[follower].ready()
         net[follower].advance(ready)
@@ -290,8 +298,14 @@ def test_restart_from_persisted_state_resumes() -> None:
     net.deliver()
     old = net[2]
     entries = list(old.log.entries)
-    again = RaftCore(2, CONFIG, random.Random(5), hard_state=HardState(old.term, old.vote,
-                     old.commit_index), entries=entries, applied=3)
+    again = RaftCore(
+        2,
+        CONFIG,
+        random.Random(5),
+        hard_state=HardState(old.term, old.vote, old.commit_index),
+        entries=entries,
+        applied=3,
+    )
     assert again.commit_index == old.commit_index and again.membership == old.membership
     handed = again.ready().committed_entries
     assert [e.index for e in handed] == list(range(4, old.commit_index + 1))
@@ -300,8 +314,14 @@ def test_restart_from_persisted_state_resumes() -> None:
 def test_restore_drops_entries_superseded_by_a_received_snapshot() -> None:
     members = Membership(frozenset({1, 2, 3}))
     stale = [Entry(2, 11, 0, b"old"), Entry(2, 12, 0, b"old")]
-    core = RaftCore(1, CONFIG, random.Random(0), hard_state=HardState(5, 0, 10),
-                    snapshot=SnapshotMeta(10, 4, members), entries=stale)
+    core = RaftCore(
+        1,
+        CONFIG,
+        random.Random(0),
+        hard_state=HardState(5, 0, 10),
+        snapshot=SnapshotMeta(10, 4, members),
+        entries=stale,
+    )
     assert core.log.last_index == 10 and core.commit_index == 10
 
 
@@ -332,7 +352,8 @@ def test_must_sync_only_when_something_durable_changed() -> None:
     ready = follower.ready()
     assert ready.entries and ready.must_sync
     follower.advance(ready)
-    follower.step(app._replace(type=MessageType.HEARTBEAT, commit=app.entries[-1].index,
-                               entries=()))
+    follower.step(
+        app._replace(type=MessageType.HEARTBEAT, commit=app.entries[-1].index, entries=())
+    )
     ready = follower.ready()  # only the commit index moved: no fsync needed
     assert ready.hard_state is not None and not ready.must_sync

@@ -1,0 +1,163 @@
+"""Bad input against real members: clear errors, nothing changed, everyone else served."""
+
+import socket
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from pyraftkv import errors
+from pyraftkv.protocol.frames import ERROR, FrameDecoder, decode_error, encode_frame
+from pyraftkv.protocol.methods import BY_NAME
+
+from .harness import free_ports
+
+
+def raw_connection(member) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", member.client_port), timeout=5)
+
+
+def read_frames(sock: socket.socket, count: int = 1):
+    decoder, frames = FrameDecoder(1 << 24), []
+    while len(frames) < count:
+        data = sock.recv(65536)
+        if not data:
+            break
+        frames.extend(decoder.feed(data))
+    return frames
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        while True:
+            if not sock.recv(65536):
+                return True
+    except (ConnectionResetError, TimeoutError):
+        return False
+
+
+@pytest.mark.parametrize(
+    "garbage, reason",
+    [
+        (struct.pack("!IQBB", 3, 1, 2, 0), "outside"),  # length shorter than the header
+        (struct.pack("!IQBB", 1 << 30, 1, 2, 0), "outside"),  # far beyond the request limit
+        (encode_frame(0, BY_NAME["Put"].number, b""), "stream id 0"),
+    ],
+)
+def test_a_malformed_frame_closes_that_connection_and_others_are_served(cluster, garbage, reason):
+    member = cluster.members[0]
+    bystander = cluster.client([member])
+    bystander.put("before", "1")
+    sock = raw_connection(member)
+    sock.sendall(garbage)
+    (frame,) = read_frames(sock)
+    assert (frame.stream, frame.code) == (0, ERROR)
+    code, message, _ = decode_error(frame.body)
+    assert code == errors.INVALID_ARGUMENT and reason in message
+    assert closed_by_peer(sock)
+    assert bystander.put("after", "2").header.revision > 0
+    assert bystander.get("before").kvs[0].value == b"1"
+
+
+def test_unknown_method_and_unparsable_body_get_errors_and_the_connection_lives_on(cluster):
+    sock = raw_connection(cluster.members[0])
+    sock.sendall(
+        encode_frame(1, 250, b"") + encode_frame(2, BY_NAME["Put"].number, b"\xff\xff\xff")
+    )
+    frames = {f.stream: f for f in read_frames(sock, 2)}
+    assert decode_error(frames[1].body)[0] == errors.UNIMPLEMENTED
+    code, message, _ = decode_error(frames[2].body)
+    assert code == errors.INVALID_ARGUMENT and "malformed Put" in message
+    from pyraftkv.proto import rpc_pb2
+
+    ok = rpc_pb2.PutRequest(key=b"still", value=b"works").SerializeToString()
+    sock.sendall(encode_frame(3, BY_NAME["Put"].number, ok))
+    (frame,) = read_frames(sock)
+    assert frame.code != ERROR
+    sock.close()
+
+
+def test_oversized_value_and_empty_key_are_refused_and_change_nothing(cluster):
+    with cluster.client() as c:
+        revision = c.put("k", "v").header.revision
+        with pytest.raises(errors.RequestTooLarge):
+            c.put("big", b"x" * (1536 * 1024 + 1))
+        with pytest.raises(errors.EmptyKey):
+            c.put("", "v")
+        with pytest.raises(errors.EmptyKey):
+            c.get("")
+        after = c.get("big")
+        assert after.count == 0 and after.header.revision == revision
+
+
+def run_server(argv, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "pyraftkv", *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--no-such-flag"], "unrecognized arguments"),
+        (["--name", "x", "--initial-cluster", "y=http://127.0.0.1:1"], "no member named 'x'"),
+        (["--heartbeat-interval", "fast"], "not an integer"),
+        (["--initial-cluster-state", "maybe"], "'new' or 'existing'"),
+    ],
+)
+def test_wrong_flags_exit_non_zero_with_a_clear_message(tmp_path, argv, message):
+    result = run_server(argv, tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / "default.pyraftkv").exists()
+
+
+def test_a_data_dir_of_another_member_is_refused(cluster, tmp_path):
+    m1, m2 = cluster.members[0], cluster.members[1]
+    cluster.kill(m1)
+    argv = cluster.argv(m1)[3:]
+    argv[argv.index("--data-dir") + 1] = m2.data_dir  # m1's flags on m2's directory
+    cluster.kill(m2)
+    result = run_server(argv, tmp_path)
+    assert result.returncode == 2
+    assert "belongs to member" in result.stderr
+
+
+def test_a_data_dir_of_another_cluster_is_refused(cluster, tmp_path):
+    m1 = cluster.members[0]
+    cluster.kill(m1)
+    argv = cluster.argv(m1)[3:]
+    argv[argv.index("--initial-cluster-token") + 1] = "another-cluster"
+    result = run_server(argv, tmp_path)
+    assert result.returncode == 2
+    assert "belongs to cluster" in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_startup_error(tmp_path):
+    client_port, peer_port = free_ports(2)
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", client_port))
+    blocker.listen()
+    try:
+        result = run_server(
+            [
+                "--data-dir",
+                str(tmp_path / "d"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{client_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+            ],
+            tmp_path,
+        )
+    finally:
+        blocker.close()
+    assert result.returncode == 2
+    assert "cannot listen for clients" in result.stderr

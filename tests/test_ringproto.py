@@ -1,0 +1,29 @@
+"""Messages between the application and Raft processes: round trips and truncation."""
+
+import pytest
+
+from pyraftkv.node import ringproto as rp
+
+
+def test_committed_entries_round_trip():
+    entries = [rp.Entry(1, 1, 1, b"conf"), rp.Entry(2, 2, 0, b""), rp.Entry(2, 3, 0, b"x" * 5000)]
+    message = rp.encode_entries(entries)
+    assert rp.kind_of(message) == rp.COMMITTED
+    assert rp.decode_entries(message) == entries
+
+
+@pytest.mark.parametrize("cut", [1, 5, 21, 22, 30])
+def test_truncated_committed_messages_are_refused(cut):
+    message = rp.encode_entries([rp.Entry(1, 1, 0, b"abcdefghijklmnop")])
+    with pytest.raises(rp.RingProtocolError):
+        rp.decode_entries(message[: len(message) - cut])
+
+
+def test_fixed_messages_and_their_tails():
+    message = rp.pack(rp.SNAPSHOT_READY, rp.U64x2, 7, 3, tail=b"/some/path")
+    assert rp.unpack(message, rp.U64x2) == (7, 3)
+    assert rp.tail(message, rp.U64x2) == b"/some/path"
+    with pytest.raises(rp.RingProtocolError):
+        rp.unpack(message[:10], rp.U64x2)
+    with pytest.raises(rp.RingProtocolError):
+        rp.kind_of(b"")

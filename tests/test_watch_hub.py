@@ -1,0 +1,127 @@
+"""The watch hub on a real MVCC store: routing, filters, catch-up, slow clients, compaction."""
+
+import pytest
+
+from pyraftkv.mvcc import MVCCStore
+from pyraftkv.node import watch_hub
+from pyraftkv.node.watch_hub import Watcher, WatchHub
+from pyraftkv.proto import rpc_pb2 as rpc
+
+
+class Sink:
+    """Collects the WatchResponses a watcher would send to its client."""
+
+    def __init__(self):
+        self.responses: list[rpc.WatchResponse] = []
+        self.backlog = 0
+
+    def send_message(self, body: bytes) -> None:
+        self.responses.append(rpc.WatchResponse.FromString(body))
+
+    def backlog_bytes(self) -> int:
+        return self.backlog
+
+    def events(self):
+        return [(e.type, e.kv.key, e.kv.mod_revision) for r in self.responses for e in r.events]
+
+
+@pytest.fixture
+def store(tmp_path):
+    with MVCCStore(str(tmp_path / "db")) as s:
+        yield s
+
+
+@pytest.fixture
+def hub(store):
+    return WatchHub(store, lambda revision: rpc.ResponseHeader(revision=revision))
+
+
+def apply(store, hub, *ops):
+    """Apply puts ("put", key) and deletes ("del", key) as one batch and notify the hub."""
+    events = []
+    with store.write_batch(store.applied_index + 1) as batch:
+        for op, key in ops:
+            if op == "put":
+                events += batch.put(rpc.PutRequest(key=key, value=b"v" + key))[1]
+            else:
+                events += batch.delete_range(rpc.DeleteRangeRequest(key=key))[1]
+    hub.notify(events, store.revision)
+
+
+def watch(hub, store, key, range_end=b"", start=0, **options):
+    sink = Sink()
+    create = rpc.WatchCreateRequest(key=key, range_end=range_end, start_revision=start, **options)
+    watcher = Watcher(1, sink, create, start or store.revision + 1)
+    hub.add(watcher)
+    return watcher, sink
+
+
+def test_events_reach_exactly_the_watchers_whose_range_holds_the_key(store, hub):
+    _, single = watch(hub, store, b"a")
+    _, prefix = watch(hub, store, b"p/", b"p0")
+    _, from_key = watch(hub, store, b"m", b"\0")
+    apply(store, hub, ("put", b"a"), ("put", b"p/1"), ("put", b"b"), ("put", b"z"))
+    assert single.events() == [(0, b"a", 2)]
+    assert prefix.events() == [(0, b"p/1", 3)]
+    assert from_key.events() == [(0, b"p/1", 3), (0, b"z", 5)]
+
+
+def test_filters_and_prev_kv(store, hub):
+    apply(store, hub, ("put", b"k"))
+    _, no_put = watch(hub, store, b"k", filters=[rpc.WatchCreateRequest.NOPUT])
+    _, with_prev = watch(hub, store, b"k", prev_kv=True)
+    _, without_prev = watch(hub, store, b"k")
+    apply(store, hub, ("put", b"k"))
+    apply(store, hub, ("del", b"k"))
+    assert no_put.events() == [(1, b"k", 4)]
+    assert [e.prev_kv.mod_revision for r in with_prev.responses for e in r.events] == [2, 3]
+    assert not any(e.HasField("prev_kv") for r in without_prev.responses for e in r.events)
+
+
+def test_a_watcher_from_the_past_is_caught_up_in_chunks_then_goes_live(store, hub, monkeypatch):
+    monkeypatch.setattr(watch_hub, "CATCH_UP_CHUNK", 4)
+    for i in range(10):
+        apply(store, hub, ("put", b"h%d" % i))
+    watcher, sink = watch(hub, store, b"h", b"i", start=3)
+    assert hub.has_unsynced
+    rounds = 0
+    while hub.catch_up():
+        rounds += 1
+    assert rounds >= 2  # it took several bounded chunks
+    apply(store, hub, ("put", b"h-live"))
+    revisions = [rev for _, _, rev in sink.events()]
+    assert revisions == list(range(3, 13))
+    assert watcher.synced
+
+
+def test_a_slow_client_is_moved_to_catch_up_and_loses_nothing(store, hub):
+    watcher, sink = watch(hub, store, b"s", b"t")
+    apply(store, hub, ("put", b"s1"))
+    sink.backlog = watch_hub.SLOW_CLIENT_BYTES + 1
+    apply(store, hub, ("put", b"s2"))
+    apply(store, hub, ("put", b"s3"))
+    assert not watcher.synced and sink.events() == [(0, b"s1", 2)]
+    assert hub.catch_up()  # still backed up: nothing sent
+    sink.backlog = 0
+    while hub.catch_up():
+        pass
+    apply(store, hub, ("put", b"s4"))
+    assert [k for _, k, _ in sink.events()] == [b"s1", b"s2", b"s3", b"s4"]
+
+
+def test_a_lagging_watcher_whose_history_was_compacted_is_canceled(store, hub):
+    for _i in range(5):
+        apply(store, hub, ("put", b"c"))
+    watcher, sink = watch(hub, store, b"c", start=2)
+    with store.write_batch(store.applied_index + 1) as batch:
+        batch.compact(rpc.CompactionRequest(revision=5))
+    hub.catch_up()
+    assert watcher.canceled
+    (response,) = sink.responses
+    assert response.canceled and response.compact_revision == 5
+
+
+def test_writes_applied_in_one_batch_reach_a_watcher_as_one_response(store, hub):
+    _, sink = watch(hub, store, b"t", b"u")
+    apply(store, hub, ("put", b"t1"), ("put", b"t2"), ("put", b"t3"))
+    assert len(sink.responses) == 1 and len(sink.responses[0].events) == 3
