@@ -14,6 +14,7 @@ etcd binaries are absent.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -49,9 +50,27 @@ def etcd(tmp_path_factory):
         # A binary value with a NUL and a newline, from stdin.
         assert cluster.etcdctl("put", "d/bin", stdin=b"\xff\x00\xfe\n").code == 0
         assert cluster.etcdctl("put", "d/c", "three").code == 0
+        settle(cluster)
         yield cluster
     finally:
         cluster.close()
+
+
+def settle(etcd: EtcdCluster) -> None:
+    """Wait until etcd's own start-up writes and backend commits are done, so that two
+    `endpoint status` calls in a row see the same indexes and sizes."""
+
+    def status() -> bytes:
+        return etcd.etcdctl("endpoint", "status", "-w", "json", endpoints=etcd.endpoints).out
+
+    previous = status()
+    for _ in range(50):
+        time.sleep(0.2)
+        current = status()
+        if current == previous:
+            return
+        previous = current
+    raise AssertionError("etcd's status kept changing")
 
 
 def assert_same(ours: Result, theirs: Result) -> None:
