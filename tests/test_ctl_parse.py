@@ -25,7 +25,7 @@ FLAGS = (
     Flag("write-out", "str", "simple", "format", short="w"),
     Flag("interactive", "bool", False, "interactive", short="i"),
     Flag("timeout", "duration", 5.0, "timeout"),
-    Flag("endpoints", "strings", ["127.0.0.1:2379"], "endpoints"),
+    Flag("endpoints", "strings", ("127.0.0.1:2379",), "endpoints"),
 )
 
 
@@ -68,7 +68,7 @@ def test_double_dash_ends_flags_and_is_remembered():
 
 
 def test_list_flags_split_on_commas_and_add_up():
-    assert parse_flags(FLAGS, []).values.endpoints == ["127.0.0.1:2379"]
+    assert parse_flags(FLAGS, []).values.endpoints == ("127.0.0.1:2379",)
     parsed = parse_flags(FLAGS, ["--endpoints=a:1,b:2", "--endpoints", "c:3"])
     assert parsed.values.endpoints == ["a:1", "b:2", "c:3"]
 

@@ -28,13 +28,12 @@ async def target_endpoints(inv: Invocation) -> list[str]:
     """--endpoints, or with --cluster every member's client URLs from member list."""
     if not inv.opts.cluster:
         return list(inv.settings.endpoints)
-    client = await inv.client()
-    members = await client.call("MemberList", rpc.MemberListRequest())
-    endpoints = []
-    for member in members.members:
-        for url in member.clientURLs:
-            endpoints.append(url)
-    return endpoints
+    members = await (await inv.client()).call("MemberList", rpc.MemberListRequest())
+    return [url for member in members.members for url in member.clientURLs]
+
+
+# What can go wrong asking one endpoint; it is reported and the others still answer.
+_FAILURES = (PyraftkvError, OSError, ValueError, asyncio.TimeoutError)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -43,16 +42,31 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def _each(inv: Invocation, endpoints: list[str], method: str, request) -> list:
-    """Call ``method`` on every endpoint at once; a response or the exception for each."""
+async def ask_each(inv: Invocation, method: str, request, what: str) -> tuple[list, bool]:
+    """Call ``method`` on every target endpoint at once.
+
+    Returns [(endpoint, response)] of those that answered, and whether any failed; each
+    failure is reported on stderr as "Failed to get the <what> of endpoint ...".
+    """
+    endpoints = await target_endpoints(inv)
 
     async def ask(endpoint: str):
         try:
             return await inv.new_client([normalize_endpoint(endpoint)]).call(method, request)
-        except (PyraftkvError, OSError, ValueError) as exc:
+        except _FAILURES as exc:
             return exc
 
-    return await asyncio.gather(*(ask(e) for e in endpoints))
+    answers, failed = [], False
+    results = await asyncio.gather(*(ask(e) for e in endpoints))
+    for endpoint, result in zip(endpoints, results, strict=True):
+        if isinstance(result, BaseException):
+            failed = True
+            inv.write(
+                f"Failed to get the {what} of endpoint {endpoint} ({_error_text(result)})", err=True
+            )
+        else:
+            answers.append((endpoint, result))
+    return answers, failed
 
 
 @command(
@@ -65,24 +79,11 @@ async def _each(inv: Invocation, endpoints: list[str], method: str, request) -> 
 The simple output is: endpoint, ID, version, db size, is leader, is learner, raft term,
 raft index, raft applied index, errors.""",
 )
-async def endpoint_status(inv: Invocation) -> None:
+async def endpoint_status(inv: Invocation) -> int | None:
     """Print each endpoint's status; exit 1 if any did not answer."""
-    endpoints = await target_endpoints(inv)
-    results = await _each(inv, endpoints, "Status", rpc.StatusRequest())
-    statuses, failed = [], False
-    for endpoint, result in zip(endpoints, results, strict=True):
-        if isinstance(result, BaseException):
-            failed = True
-            inv.write(
-                f"Failed to get the status of endpoint {endpoint} ({_error_text(result)})",
-                err=True,
-            )
-        else:
-            statuses.append((endpoint, result))
+    statuses, failed = await ask_each(inv, "Status", rpc.StatusRequest(), "status")
     inv.printer.endpoint_status(statuses)
-    if failed:
-        return EXIT_ERROR
-    return None
+    return EXIT_ERROR if failed else None
 
 
 @command(
@@ -104,7 +105,7 @@ async def endpoint_health(inv: Invocation) -> None:
         try:
             client = inv.new_client([normalize_endpoint(endpoint)])
             await client.call("Range", rpc.RangeRequest(key=b"health"))
-        except (PyraftkvError, OSError, ValueError, asyncio.TimeoutError) as exc:
+        except _FAILURES as exc:
             took = go_duration(time.perf_counter_ns() - started)
             return EndpointHealth(endpoint, False, took, _error_text(exc))
         return EndpointHealth(endpoint, True, go_duration(time.perf_counter_ns() - started))
@@ -125,20 +126,9 @@ async def endpoint_health(inv: Invocation) -> None:
     ),
     formats=ALL_FORMATS,
 )
-async def endpoint_hashkv(inv: Invocation) -> None:
+async def endpoint_hashkv(inv: Invocation) -> int | None:
     """Print each endpoint's KV history hash."""
-    endpoints = await target_endpoints(inv)
-    results = await _each(inv, endpoints, "HashKV", rpc.HashKVRequest(revision=inv.opts.rev))
-    hashes, failed = [], False
-    for endpoint, result in zip(endpoints, results, strict=True):
-        if isinstance(result, BaseException):
-            failed = True
-            inv.write(
-                f"Failed to get the hash of endpoint {endpoint} ({_error_text(result)})", err=True
-            )
-        else:
-            hashes.append((endpoint, result))
+    request = rpc.HashKVRequest(revision=inv.opts.rev)
+    hashes, failed = await ask_each(inv, "HashKV", request, "hash")
     inv.printer.endpoint_hashkv(hashes)
-    if failed:
-        return EXIT_ERROR
-    return None
+    return EXIT_ERROR if failed else None

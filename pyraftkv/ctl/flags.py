@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from .errors import EXIT_ERROR, CtlError
+from .gotext import go_duration
 
 _TRUE = frozenset(("1", "t", "T", "true", "TRUE", "True"))
 _FALSE = frozenset(("0", "f", "F", "false", "FALSE", "False"))
@@ -118,17 +119,8 @@ class Flag:
         if self.kind == "strings":
             return "[" + ",".join(self.default) + "]"  # type: ignore[arg-type]
         if self.kind == "duration":
-            return format_seconds(float(self.default))  # type: ignore[arg-type]
+            return go_duration(round(float(self.default) * 1e9))  # type: ignore[arg-type]
         return str(self.default)
-
-
-def format_seconds(seconds: float) -> str:
-    """A short Go-style duration for help texts: 2s, 500ms, 1m0s."""
-    if seconds and seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    if seconds >= 60:
-        return f"{int(seconds // 60)}m{seconds % 60:g}s"
-    return f"{seconds:g}s"
 
 
 class UsageError(CtlError):

@@ -20,7 +20,7 @@ from .flags import Flag, Parsed
 from .printers import FORMATS, PRINTERS, Printer
 
 GLOBAL_FLAGS = (
-    Flag("endpoints", "strings", ["127.0.0.1:2379"], "client endpoints, comma-separated"),
+    Flag("endpoints", "strings", ("127.0.0.1:2379",), "client endpoints, comma-separated"),
     Flag("dial-timeout", "duration", 2.0, "dial timeout for client connections"),
     Flag(
         "command-timeout",
