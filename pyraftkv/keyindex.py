@@ -117,8 +117,17 @@ class KeyIndex:
             raise ValueError("limit must be >= 0")
         end = end or b""
         rc = lib.ki_range(
-            self._handle, start, len(start), end, len(end), at_rev, limit,
-            self._total, self._count, self._nums, self._keys,
+            self._handle,
+            start,
+            len(start),
+            end,
+            len(end),
+            at_rev,
+            limit,
+            self._total,
+            self._count,
+            self._nums,
+            self._keys,
         )
         _check(rc, "range")
         return self._count[0]
@@ -170,7 +179,12 @@ class KeyIndex:
         ]
 
     def restore(
-        self, key: bytes, main: int, sub: int, create_revision: int, version: int,
+        self,
+        key: bytes,
+        main: int,
+        sub: int,
+        create_revision: int,
+        version: int,
         tombstone: bool,
     ) -> None:
         """Replays one stored record at start-up (records must come in revision order).

@@ -10,6 +10,7 @@ server refused it before proposing it (no leader, not leader).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,8 @@ from google.protobuf.message import Message
 from ..errors import ApiError, Compacted, NoLeader, NotLeader, TimedOut
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election_pb2
+from ..proto import v3lock_pb2 as lock_pb2
 from ..protocol.methods import BY_NAME
 from .connection import Connection, ConnectionLost, Stream
 from .requests import (
@@ -33,8 +36,23 @@ from .requests import (
 
 # Calls whose repetition cannot change the store.
 _IDEMPOTENT = frozenset(
-    ("Range", "MemberList", "Status", "HashKV", "LeaseTimeToLive", "LeaseLeases")
+    (
+        "Range",
+        "MemberList",
+        "Status",
+        "HashKV",
+        "LeaseTimeToLive",
+        "LeaseLeases",
+        "Leader",
+        # One key per (name, lease): asking again finds the key made the first time.
+        "Lock",
+        "Unlock",
+        "Campaign",
+        "Resign",
+    )
 )
+# Calls that wait for their turn as long as it takes unless the caller gives a timeout.
+_UNBOUNDED = 365 * 24 * 3600.0
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -223,6 +241,87 @@ class AsyncClient:
 
     async def move_leader(self, target_id: int) -> rpc.MoveLeaderResponse:
         return await self.call("MoveLeader", rpc.MoveLeaderRequest(targetID=target_id))
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def lease_grant(self, ttl: int, lease_id: int = 0) -> rpc.LeaseGrantResponse:
+        """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum)."""
+        return await self.call("LeaseGrant", rpc.LeaseGrantRequest(TTL=ttl, ID=lease_id))
+
+    async def lease_revoke(self, lease_id: int) -> rpc.LeaseRevokeResponse:
+        """Revoke a lease: every key attached to it is deleted."""
+        return await self.call("LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease_id))
+
+    async def lease_time_to_live(
+        self, lease_id: int, keys: bool = False
+    ) -> rpc.LeaseTimeToLiveResponse:
+        """Remaining TTL (-1 when gone), granted TTL and, with keys=True, the attached keys."""
+        return await self.call(
+            "LeaseTimeToLive", rpc.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+        )
+
+    async def lease_leases(self) -> rpc.LeaseLeasesResponse:
+        return await self.call("LeaseLeases", rpc.LeaseLeasesRequest())
+
+    async def lease_keep_alive_once(self, lease_id: int) -> rpc.LeaseKeepAliveResponse:
+        """One keep-alive; the response's TTL is 0 when the lease no longer exists."""
+        keeper = KeepAlive(self, lease_id)
+        try:
+            return await keeper.once()
+        finally:
+            keeper.close()
+
+    # -- locks and elections (served by the member: etcd's v3lock and v3election) ---------------
+
+    async def lock(self, name: Bytesish, lease_id: int, timeout: float | None = None) -> bytes:
+        """Wait for the lock ``name`` (FIFO), held with ``lease_id``; returns the key that
+        exists while it is held (pass it to unlock)."""
+        request = lock_pb2.LockRequest(name=to_bytes(name), lease=lease_id)
+        response = await self.call("Lock", request, _UNBOUNDED if timeout is None else timeout)
+        return response.key
+
+    async def unlock(self, key: bytes) -> None:
+        await self.call("Unlock", lock_pb2.UnlockRequest(key=key))
+
+    async def campaign(
+        self, name: Bytesish, lease_id: int, value: Bytesish, timeout: float | None = None
+    ) -> election_pb2.LeaderKey:
+        """Wait to become leader of election ``name``; returns the proof of leadership."""
+        request = election_pb2.CampaignRequest(
+            name=to_bytes(name), lease=lease_id, value=to_bytes(value)
+        )
+        response = await self.call("Campaign", request, _UNBOUNDED if timeout is None else timeout)
+        return response.leader
+
+    async def proclaim(self, leader: election_pb2.LeaderKey, value: Bytesish) -> None:
+        """Publish a new value as the leader (fails with "not leader" once leadership is lost)."""
+        await self.call(
+            "Proclaim", election_pb2.ProclaimRequest(leader=leader, value=to_bytes(value))
+        )
+
+    async def leader(self, name: Bytesish) -> kv_pb2.KeyValue:
+        """The current leader's key and value (raises "no leader" when there is none)."""
+        response = await self.call("Leader", election_pb2.LeaderRequest(name=to_bytes(name)))
+        return response.kv
+
+    async def resign(self, leader: election_pb2.LeaderKey) -> None:
+        await self.call("Resign", election_pb2.ResignRequest(leader=leader))
+
+    async def observe(self, name: Bytesish):
+        """Async iterator over the election's leader key-values: now, then on every change."""
+        connection = await self.connection()
+        stream = connection.open_stream(BY_NAME["Observe"].number)
+        stream.send(election_pb2.LeaderRequest(name=to_bytes(name)).SerializeToString())
+        try:
+            while True:
+                yield election_pb2.LeaderResponse.FromString(await stream.receive()).kv
+        finally:
+            stream.close()
+
+    def lease(self, ttl: int) -> LeaseHandle:
+        """``async with client.lease(10) as lease``: a lease kept alive until the block ends,
+        then revoked (its keys go with it)."""
+        return LeaseHandle(self, ttl)
 
     # -- watch ------------------------------------------------------------------------------
 
@@ -415,3 +514,95 @@ class Watcher:
 
 
 __all__ = ["AsyncClient", "Watcher", "to_bytes"]
+
+
+class KeepAlive:
+    """A keep-alive stream for one lease. Keep-alives are served by the leader (lease
+    deadlines live there); a follower answers "not leader" with the leader's URL and the
+    stream is reopened there."""
+
+    def __init__(self, client: AsyncClient, lease_id: int) -> None:
+        self._client = client
+        self.lease_id = lease_id
+        self._stream: Stream | None = None
+        self._connection: Connection | None = None
+        self._body = rpc.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+
+    async def once(self) -> rpc.LeaseKeepAliveResponse:
+        """Send one keep-alive and return its response (failing over as needed)."""
+        deadline = time.monotonic() + self._client.timeout
+        while True:
+            try:
+                if self._stream is None:
+                    self._connection = await self._client.connection()
+                    self._stream = self._connection.open_stream(BY_NAME["LeaseKeepAlive"].number)
+                self._stream.send(self._body)
+                reply = await asyncio.wait_for(
+                    self._stream.receive(), max(0.01, deadline - time.monotonic())
+                )
+                return rpc.LeaseKeepAliveResponse.FromString(reply)
+            except (ConnectionLost, NotLeader, NoLeader, asyncio.TimeoutError) as exc:
+                self._stream = None
+                if isinstance(exc, (ConnectionLost, NotLeader)) and self._connection is not None:
+                    self._client._drop(self._connection, getattr(exc, "leader_url", "") or None)
+                if time.monotonic() >= deadline:
+                    if isinstance(exc, asyncio.TimeoutError):
+                        raise TimedOut("LeaseKeepAlive: no answer within the timeout") from None
+                    raise
+                await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class LeaseHandle:
+    """A granted lease kept alive in the background (see AsyncClient.lease)."""
+
+    def __init__(self, client: AsyncClient, ttl: int) -> None:
+        self._client = client
+        self.requested_ttl = ttl
+        self.id = 0
+        self.ttl = 0
+        self._task: asyncio.Task | None = None
+        self.lost: BaseException | None = None
+
+    async def __aenter__(self) -> LeaseHandle:
+        granted = await self._client.lease_grant(self.requested_ttl)
+        self.id, self.ttl = granted.ID, granted.TTL
+        self._task = asyncio.ensure_future(self._keep_alive())
+        return self
+
+    async def _keep_alive(self) -> None:
+        keeper = KeepAlive(self._client, self.id)
+        try:
+            while True:
+                await asyncio.sleep(max(0.2, self.ttl / 3))
+                try:
+                    response = await keeper.once()
+                except ApiError as exc:
+                    self.lost = exc
+                    continue  # keep trying until the lease is known to be gone
+                except ConnectionLost as exc:
+                    self.lost = exc
+                    continue
+                if response.TTL <= 0:
+                    self.lost = errors_lease_gone(self.id)
+                    return
+                self.lost = None
+        finally:
+            keeper.close()
+
+    async def __aexit__(self, *exc_info) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(ApiError, ConnectionLost):
+            await self._client.lease_revoke(self.id)
+
+
+def errors_lease_gone(lease_id: int) -> ApiError:
+    from ..errors import LeaseNotFound
+
+    return LeaseNotFound(f"etcdserver: requested lease not found ({lease_id:x} expired)")

@@ -262,6 +262,15 @@ class WriteBatch:
             self._fail(exc)
             raise
 
+    def delete_meta(self, name: bytes) -> None:
+        """Removes application metadata stored with put_meta (absent is fine)."""
+        self._usable()
+        try:
+            self._txn.delete(APP_META_PREFIX + name, db=self._store._meta_db)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
     # ---- the changes ------------------------------------------------------------------
 
     def _check_lease(self, lease: int) -> None:
@@ -293,14 +302,19 @@ class WriteBatch:
         kv.version = version
         kv.lease = lease
         changes.events.append(event)
-        self._put_record(revision_key(main, sub), kv.SerializeToString(), db=self._kv_db,
-                         append=True)
+        self._put_record(
+            revision_key(main, sub), kv.SerializeToString(), db=self._kv_db, append=True
+        )
         resp.header.revision = main
         if req.prev_kv and prev_main >= 0:
             resp.prev_kv.CopyFrom(event.prev_kv)
 
     def _delete(
-        self, changes: _Changes, key: bytes, range_end: bytes, want_prev: bool,
+        self,
+        changes: _Changes,
+        key: bytes,
+        range_end: bytes,
+        want_prev: bool,
         resp: rpc_pb2.DeleteRangeResponse,
     ) -> None:
         index = self._index
@@ -310,8 +324,10 @@ class WriteBatch:
             state = index.get(key, read_rev)
             found = [] if state is None else [(key, state.mod_main, state.mod_sub)]
         else:
-            found = [(item.key, item.mod_main, item.mod_sub)
-                     for item in index.range(kr.start, kr.end, read_rev)[0]]
+            found = [
+                (item.key, item.mod_main, item.mod_sub)
+                for item in index.range(kr.start, kr.end, read_rev)[0]
+            ]
         main = changes.main
         for found_key, mod_main, mod_sub in found:
             event = Event(type=DELETE)
@@ -324,8 +340,9 @@ class WriteBatch:
             kv.key = found_key
             kv.mod_revision = main
             changes.events.append(event)
-            self._put_record(tombstone_key(main, sub), kv.SerializeToString(), db=self._kv_db,
-                             append=True)
+            self._put_record(
+                tombstone_key(main, sub), kv.SerializeToString(), db=self._kv_db, append=True
+            )
             if want_prev:
                 resp.prev_kvs.append(event.prev_kv)
         resp.deleted = len(found)
@@ -378,7 +395,10 @@ class WriteBatch:
             raise range_error
 
     def _apply_txn(
-        self, changes: _Changes, req: rpc_pb2.TxnRequest, decision: _Decision,
+        self,
+        changes: _Changes,
+        req: rpc_pb2.TxnRequest,
+        decision: _Decision,
         resp: rpc_pb2.TxnResponse,
     ) -> None:
         resp.succeeded = decision.succeeded

@@ -83,8 +83,10 @@ class ReadView:
             return resp
 
         filtered = (
-            req.min_mod_revision or req.max_mod_revision
-            or req.min_create_revision or req.max_create_revision
+            req.min_mod_revision
+            or req.max_mod_revision
+            or req.min_create_revision
+            or req.max_create_revision
         )
         limit = req.limit
         # Like etcd: sorting or filtering reads everything, otherwise one past the limit
@@ -104,8 +106,10 @@ class ReadView:
         else:
             revs, resp.count = index.range_revisions(kr.start, kr.end, rev, fetch)
 
-        if not filtered and sort_order in (RangeRequest.NONE, RangeRequest.ASCEND) and (
-            req.sort_target == RangeRequest.KEY
+        if (
+            not filtered
+            and sort_order in (RangeRequest.NONE, RangeRequest.ASCEND)
+            and (req.sort_target == RangeRequest.KEY)
         ):
             # Key order is index order: parse straight into the response.
             kvs = resp.kvs
@@ -146,8 +150,10 @@ class ReadView:
         want = _wanted(cmp)
         if target == Compare.VALUE or target == Compare.LEASE:
             field = "value" if target == Compare.VALUE else "lease"
-            have = [getattr(KeyValue.FromString(self.record(s.mod_main, s.mod_sub)), field)
-                    for s in found]
+            have = [
+                getattr(KeyValue.FromString(self.record(s.mod_main, s.mod_sub)), field)
+                for s in found
+            ]
         elif target == Compare.VERSION:
             have = [s.version for s in found]
         elif target == Compare.CREATE:

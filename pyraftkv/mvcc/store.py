@@ -73,9 +73,7 @@ class MVCCStore:
         self.max_txn_ops = max_txn_ops
         self.lease_exists = lease_exists
         os.makedirs(self.path, exist_ok=True)
-        self._env = lmdb.open(
-            self.path, map_size=map_size, max_dbs=2, sync=False, metasync=False
-        )
+        self._env = lmdb.open(self.path, map_size=map_size, max_dbs=2, sync=False, metasync=False)
         try:
             self._kv_db = self._env.open_db(KV_DB)
             self._meta_db = self._env.open_db(META_DB)
@@ -166,7 +164,11 @@ class MVCCStore:
             return view.range(req, self.revision)
 
     def events(
-        self, start_revision: int, key: bytes, range_end: bytes = b"", prev_kv: bool = False,
+        self,
+        start_revision: int,
+        key: bytes,
+        range_end: bytes = b"",
+        prev_kv: bool = False,
         limit: int = 0,
     ) -> list[Event]:
         """The changes to [key, range_end) from start_revision on, in revision order, for
@@ -241,6 +243,20 @@ class MVCCStore:
         with self._env.begin() as txn:
             return txn.get(APP_META_PREFIX + name, db=self._meta_db)
 
+    def meta_items(self, prefix: bytes) -> list[tuple[bytes, bytes]]:
+        """Every (name, value) of application metadata whose name starts with prefix."""
+        self._idle()
+        full = APP_META_PREFIX + prefix
+        out = []
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._meta_db)
+            if cursor.set_range(full):
+                for key, value in cursor:
+                    if not key.startswith(full):
+                        break
+                    out.append((key[len(APP_META_PREFIX) :], value))
+        return out
+
     def db_size(self) -> int:
         """Bytes of the LMDB file on disk."""
         return os.path.getsize(os.path.join(self.path, DATA_FILE))
@@ -285,8 +301,10 @@ class MVCCStore:
         try:
             meta = env.open_db(META_DB, create=False)
             with env.begin() as txn:
-                return (_counter(txn, meta, META_APPLIED_INDEX, 0),
-                        _counter(txn, meta, META_APPLIED_TERM, 0))
+                return (
+                    _counter(txn, meta, META_APPLIED_INDEX, 0),
+                    _counter(txn, meta, META_APPLIED_TERM, 0),
+                )
         finally:
             env.close()
 
@@ -306,8 +324,11 @@ class MVCCStore:
         finally:
             os.close(dir_fd)
         return MVCCStore(
-            self.path, map_size=self._map_size, max_request_bytes=self.max_request_bytes,
-            max_txn_ops=self.max_txn_ops, lease_exists=self.lease_exists,
+            self.path,
+            map_size=self._map_size,
+            max_request_bytes=self.max_request_bytes,
+            max_txn_ops=self.max_txn_ops,
+            lease_exists=self.lease_exists,
         )
 
     def close(self) -> None:

@@ -29,16 +29,19 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 
 from .. import errors
+from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from . import ringproto as rp
+from .lessor import Lessor
 from .members import MemberList
 
 log = logging.getLogger("pyraftkv.app")
 
 # Internal methods carried in the log next to client requests (never sent by clients).
 MEMBER_PUBLISH = 100
+LEASE_EXPIRE = 101
 
 # A proposal batch is cut at about this size, so one entry stays a sensible WAL record.
 MAX_BATCH_BYTES = 1 << 20
@@ -59,6 +62,48 @@ class Reply:
         self.stream = stream
 
 
+class LocalCaller:
+    """Stands in for a client connection when the member itself makes a request (the lock
+    and election services): the answer resolves a future instead of leaving on a socket."""
+
+    closed = False
+
+    def __init__(self, future: asyncio.Future, parse: Callable[[bytes], Message]) -> None:
+        self._future = future
+        self._parse = parse
+
+    def reply(self, stream: int, body: bytes) -> None:
+        if not self._future.done():
+            self._future.set_result(self._parse(body))
+
+    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
+        if not self._future.done():
+            self._future.set_exception(error)
+
+
+class EventWaiter:
+    """A watch sink that resolves a future with the first event it is sent."""
+
+    def __init__(self, future: asyncio.Future, deletes_only: bool) -> None:
+        self._future = future
+        self._deletes_only = deletes_only
+
+    def send_message(self, body: bytes) -> None:
+        if self._future.done():
+            return
+        response = rpc.WatchResponse.FromString(body)
+        if response.canceled:
+            self._future.set_exception(errors.Compacted())
+            return
+        for event in response.events:
+            if not self._deletes_only or event.type == kv_pb2.Event.DELETE:
+                self._future.set_result(event)
+                return
+
+    def backlog_bytes(self) -> int:
+        return 0
+
+
 class Application:
     """Owns the store, the member list, the pending requests and the ring to the Raft process."""
 
@@ -76,6 +121,8 @@ class Application:
         snapshot_count: int,
         snapshot_dir: str,
         watch_hub_factory: Callable[[Application], Any],
+        lessor: Lessor,
+        election_timeout_s: float,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -88,6 +135,21 @@ class Application:
         self.snapshot_count = snapshot_count
         self.snapshot_dir = snapshot_dir
         self.loop = asyncio.get_running_loop()
+        self.lessor = lessor
+        self.election_timeout_s = election_timeout_s
+        store.lease_exists = lessor.exists
+        lessor.load(store)
+        self._apply_table: dict[int, Callable] = {
+            **APPLY,
+            BY_NAME["LeaseGrant"].number: lambda b, body: (
+                lessor.grant(b, rpc.LeaseGrantRequest.FromString(body)),
+                None,
+            ),
+            BY_NAME["LeaseRevoke"].number: lambda b, body: lessor.revoke(
+                b, rpc.LeaseRevokeRequest.FromString(body).ID
+            ),
+            LEASE_EXPIRE: self._apply_expire,
+        }
 
         # What the Raft process last told us.
         self.leader_id = 0
@@ -118,6 +180,7 @@ class Application:
         self._move_waiters: dict[int, Reply] = {}
         self._published = False
         self._catch_up_scheduled = False
+        self._lease_counter = 0
         self.watch_hub = watch_hub_factory(self)
 
     # -- headers ---------------------------------------------------------------------------
@@ -188,6 +251,42 @@ class Application:
             self._batch_bytes = 0
             self._send_down(bytes((rp.PROPOSE,)) + data)
 
+    # -- requests the member makes itself -------------------------------------------------------
+
+    async def local_write(self, method: str, request: Message) -> Message:
+        """Propose a write as if a client had sent it; its response once applied."""
+        spec = BY_NAME[method]
+        future = self.loop.create_future()
+        self.propose(
+            Reply(LocalCaller(future, spec.response.FromString), 0),
+            spec.number,
+            request.SerializeToString(),
+        )
+        return await future
+
+    async def local_read(self, request: rpc.RangeRequest) -> rpc.RangeResponse:
+        """A linearizable Range, as if a client had sent it."""
+        future = self.loop.create_future()
+        reply = Reply(LocalCaller(future, rpc.RangeResponse.FromString), 0)
+        self.read(reply, lambda: self.store.range(request), True)
+        return await future
+
+    async def wait_for_event(
+        self, key: bytes, range_end: bytes, after_revision: int, deletes_only: bool = False
+    ) -> kv_pb2.Event:
+        """The first event in [key, range_end) after ``after_revision`` (history included)."""
+        from .watch_hub import Watcher
+
+        future = self.loop.create_future()
+        create = rpc.WatchCreateRequest(key=key, range_end=range_end)
+        watcher = Watcher(0, EventWaiter(future, deletes_only), create, after_revision + 1)
+        self.watch_hub.add(watcher)
+        self.schedule_catch_up()
+        try:
+            return await future
+        finally:
+            self.watch_hub.remove(watcher)
+
     # -- flow control -----------------------------------------------------------------------
 
     def on_pause(self, listener: Callable[[bool], None]) -> None:
@@ -235,6 +334,11 @@ class Application:
                 log.info("leader is %x (term %d)", leader, term)
             else:
                 log.info("no leader (term %d)", term)
+        leading = leader == self.member_id
+        if leading and not self.lessor.primary:
+            self.lessor.promote(self.election_timeout_s)
+        elif not leading and self.lessor.primary:
+            self.lessor.demote()
         self.leader_id, self.term, self.commit_index, self.role = leader, term, commit, role
         self.is_learner = bool(flags & 1)
         if leader and not self._published:
@@ -347,8 +451,10 @@ class Application:
     def _apply_requests(self, batch: Any, data: bytes, answers: list, events: list) -> None:
         me = self.member_id
         pending = self._pending
+        table = self._apply_table
+        on_events = self.lessor.on_events
         for request in internal.RequestBatch.FromString(data).requests:
-            apply = APPLY.get(request.method)
+            apply = table.get(request.method)
             try:
                 if apply is None:
                     result = self._apply_internal(batch, request)
@@ -356,12 +462,20 @@ class Application:
                     result, new_events = apply(batch, request.body)
                     if new_events:
                         events.extend(new_events)
+                        on_events(new_events)
             except errors.ApiError as exc:
                 result = exc
             if request.member == me:
                 waiting = pending.pop(request.id, None)
                 if waiting is not None and result is not None:
                     answers.append((waiting[0], result))
+
+    def _apply_expire(self, batch: Any, body: bytes):
+        """A lease the leader found expired: revoked unless it is already gone."""
+        try:
+            return self.lessor.revoke(batch, rpc.LeaseRevokeRequest.FromString(body).ID)
+        except errors.LeaseNotFound:
+            return None, None
 
     def _apply_internal(self, batch: Any, request: internal.InternalRequest) -> None:
         if request.method == MEMBER_PUBLISH:
@@ -467,6 +581,20 @@ class Application:
         while (self._pending or self._read_rounds) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
+    def expire_leases(self) -> None:
+        """On the leader: propose a revoke for every lease past its deadline."""
+        for lease_id in self.lessor.expired(retry_s=self.election_timeout_s * 3):
+            self.propose(
+                None, LEASE_EXPIRE, rpc.LeaseRevokeRequest(ID=lease_id).SerializeToString()
+            )
+
+    def new_lease_id(self) -> int:
+        """A lease id for a grant that did not choose one: the member's id in the high bits,
+        then milliseconds and a counter (etcd's scheme), positive as an int64."""
+        now_ms = int(time.time() * 1000)
+        self._lease_counter = max(self._lease_counter + 1, now_ms << 8)
+        return ((self.member_id & 0x7FFF) << 48 | (self._lease_counter & (1 << 48) - 1)) or 1
+
     # -- timeouts ----------------------------------------------------------------------------
 
     def expire(self, now: float) -> None:
@@ -504,6 +632,8 @@ class Application:
         """Replace the state machine with a received snapshot."""
         self.store = self.store.replace_with(path)
         self.members = MemberList.decode(self.store.get_meta(b"members") or b"")
+        self.store.lease_exists = self.lessor.exists
+        self.lessor.load(self.store)
         self.applied_index, self.applied_term = self.store.applied_index, self.store.applied_term
         self.last_snapshot_index = self.applied_index
         self.watch_hub.store_replaced(self.store)

@@ -23,6 +23,7 @@ from .. import errors
 from ..mvcc import validation
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election_pb2
 from ..protocol.frames import (
     END,
     FLAG_END,
@@ -36,6 +37,8 @@ from ..protocol.frames import (
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER, METHOD_NUMBERS
 from .application import Application, Reply
+from .concurrency import Concurrency
+from .lessor import MAX_TTL_S, TooLargeTTL
 from .watch_hub import Watcher
 
 log = logging.getLogger("pyraftkv.clients")
@@ -53,7 +56,7 @@ class ClientConnection(asyncio.Protocol):
         self._out_bytes = 0
         self.closed = False
         self.watch_streams: dict[int, WatchStream] = {}
-        self.keepalive_streams: dict[int, object] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -69,6 +72,8 @@ class ClientConnection(asyncio.Protocol):
         for stream in self.watch_streams.values():
             stream.close()
         self.watch_streams.clear()
+        for task in list(self.tasks.values()):
+            task.cancel()
         for closer in list(self.server.on_connection_lost):
             closer(self)
 
@@ -95,7 +100,32 @@ class ClientConnection(asyncio.Protocol):
                     stream, errors.InvalidArgument(f"etcdserver: malformed {name} request message")
                 )
             except errors.ApiError as exc:
-                self.error(stream, exc)
+                self.error(stream, exc, getattr(exc, "leader_url", ""))
+
+    def start_task(self, stream: int, coroutine) -> None:
+        """Run a call that may wait (a lock, a campaign) and answer when it finishes; it is
+        cancelled if the connection goes."""
+        task = self.app.loop.create_task(coroutine)
+        self.tasks[stream] = task
+
+        def done(task) -> None:
+            self.tasks.pop(stream, None)
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is None:
+                self.reply(stream, self.app._stamp(task.result()).SerializeToString())
+            elif isinstance(error, errors.ApiError):
+                self.error(stream, error, getattr(error, "leader_url", ""))
+            else:
+                raise error  # a bug: let the loop's handler stop the member
+
+        task.add_done_callback(done)
+
+    def cancel_task(self, stream: int) -> None:
+        task = self.tasks.pop(stream, None)
+        if task is not None:
+            task.cancel()
 
     def pause(self, paused: bool) -> None:
         if self._transport is not None and not self.closed:
@@ -245,6 +275,7 @@ class ClientServer:
         )
         for name, check in writes:
             self.register(name, self._proposer(name, check))
+        self._register_service_calls()
         for name, handler in (
             ("Range", self._range),
             ("Watch", self._watch),
@@ -255,9 +286,49 @@ class ClientServer:
             ("MemberUpdate", self._member_update),
             ("Status", self._status),
             ("HashKV", self._hash_kv),
+            ("LeaseGrant", self._lease_grant),
+            ("LeaseRevoke", self._lease_revoke),
+            ("LeaseKeepAlive", self._lease_keep_alive),
+            ("LeaseTimeToLive", self._lease_time_to_live),
+            ("LeaseLeases", self._lease_leases),
+            ("Observe", self._observe),
             ("MoveLeader", self._move_leader),
         ):
             self.register(name, handler)
+
+    def _register_service_calls(self) -> None:
+        """Lock and election calls may wait long: each runs as a task of its connection."""
+        service = Concurrency(self.app)
+        for name, call in (
+            ("Lock", service.lock),
+            ("Unlock", service.unlock),
+            ("Campaign", service.campaign),
+            ("Proclaim", service.proclaim),
+            ("Leader", service.leader),
+            ("Resign", service.resign),
+        ):
+            self.register(name, self._task_handler(BY_NAME[name].request, call))
+        self.concurrency = service
+
+    def _task_handler(self, parse_type, call) -> Callable:
+        def handler(connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
+            request = parse_type.FromString(body)
+            connection.start_task(stream, call(request))
+
+        return handler
+
+    def _observe(self, connection, stream, flags, body):
+        if flags & FLAG_END:
+            connection.cancel_task(stream)
+            connection.end(stream)
+            return
+        request = election_pb2.LeaderRequest.FromString(body)
+
+        def send(response) -> None:
+            self.app._stamp(response)
+            connection.message(stream, response.SerializeToString())
+
+        connection.start_task(stream, self.concurrency.observe(request, send))
 
     def register(self, name: str, handler: Callable[[ClientConnection, int, int, bytes], None]):
         """Route a method (by name) to ``handler(connection, stream, flags, body)``."""
@@ -302,6 +373,62 @@ class ClientServer:
         request = rpc.HashKVRequest.FromString(body)
         value, compact_revision = self.app.store.hash_kv(request.revision)
         response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
+        connection.reply(stream, self.app._stamp(response).SerializeToString())
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def _require_leader(self) -> None:
+        """Lease deadlines live on the leader: elsewhere, point the client at it."""
+        app = self.app
+        if app.leader_id != app.member_id:
+            if not app.leader_id:
+                raise errors.NoLeader()
+            error = errors.NotLeader()
+            error.leader_url = app.members.client_url(app.leader_id)
+            raise error
+
+    def _lease_grant(self, connection, stream, flags, body):
+        request = rpc.LeaseGrantRequest.FromString(body)
+        if request.TTL > MAX_TTL_S:
+            raise TooLargeTTL()
+        if request.ID < 0:
+            raise errors.InvalidArgument("etcdserver: lease ID must not be negative")
+        if request.ID == 0:
+            request.ID = self.app.new_lease_id()
+            body = request.SerializeToString()
+        self.app.propose(Reply(connection, stream), BY_NAME["LeaseGrant"].number, body)
+
+    def _lease_revoke(self, connection, stream, flags, body):
+        rpc.LeaseRevokeRequest.FromString(body)
+        self.app.propose(Reply(connection, stream), BY_NAME["LeaseRevoke"].number, body)
+
+    def _lease_keep_alive(self, connection, stream, flags, body):
+        if flags & FLAG_END:
+            connection.end(stream)
+            return
+        request = rpc.LeaseKeepAliveRequest.FromString(body)
+        self._require_leader()
+        ttl = self.app.lessor.renew(request.ID)
+        response = rpc.LeaseKeepAliveResponse(ID=request.ID, TTL=ttl)
+        connection.message(stream, self.app._stamp(response).SerializeToString())
+
+    def _lease_time_to_live(self, connection, stream, flags, body):
+        request = rpc.LeaseTimeToLiveRequest.FromString(body)
+        self._require_leader()
+        lessor = self.app.lessor
+        lease = lessor.leases.get(request.ID)
+        response = rpc.LeaseTimeToLiveResponse(ID=request.ID, TTL=lessor.remaining(request.ID))
+        if lease is not None:
+            response.grantedTTL = lease.ttl
+            if request.keys:
+                response.keys.extend(sorted(lease.keys))
+        connection.reply(stream, self.app._stamp(response).SerializeToString())
+
+    def _lease_leases(self, connection, stream, flags, body):
+        rpc.LeaseLeasesRequest.FromString(body)
+        response = rpc.LeaseLeasesResponse(
+            leases=[rpc.LeaseStatus(ID=i) for i in sorted(self.app.lessor.leases)]
+        )
         connection.reply(stream, self.app._stamp(response).SerializeToString())
 
     # -- watch ---------------------------------------------------------------------------------

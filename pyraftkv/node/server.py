@@ -25,6 +25,7 @@ from .application import Application
 from .client_server import ClientConnection, ClientServer
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
 from .datadir import DataDir
+from .lessor import Lessor, min_ttl_s
 from .logging_setup import setup_logging
 from .members import MemberList
 from .watch_hub import WatchHub
@@ -161,6 +162,8 @@ async def run_node(config: NodeConfig) -> int:
         snapshot_count=config.snapshot_count,
         snapshot_dir=datadir.snap,
         watch_hub_factory=lambda a: WatchHub(a.store, a.header),
+        lessor=Lessor(min_ttl_s(config.election_timeout_ms)),
+        election_timeout_s=config.election_timeout_ms / 1000,
     )
     app_holder.append(app)
     link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
@@ -202,6 +205,7 @@ async def run_node(config: NodeConfig) -> int:
         while True:
             await asyncio.sleep(TICK_S)
             app.expire(time.monotonic())
+            app.expire_leases()
             if app.watch_hub.has_unsynced:
                 app.watch_hub.catch_up()
 

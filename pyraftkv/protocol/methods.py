@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election
+from ..proto import v3lock_pb2 as lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,44 @@ METHODS: tuple[Method, ...] = (
     _kv(17, "Status", "Maintenance", rpc.StatusRequest, rpc.StatusResponse),
     _kv(18, "HashKV", "Maintenance", rpc.HashKVRequest, rpc.HashKVResponse),
     _kv(19, "MoveLeader", "Maintenance", rpc.MoveLeaderRequest, rpc.MoveLeaderResponse),
+    Method(20, "Lock", "/v3lockpb.Lock/Lock", lock.LockRequest, lock.LockResponse),
+    Method(21, "Unlock", "/v3lockpb.Lock/Unlock", lock.UnlockRequest, lock.UnlockResponse),
+    Method(
+        22,
+        "Campaign",
+        "/v3electionpb.Election/Campaign",
+        election.CampaignRequest,
+        election.CampaignResponse,
+    ),
+    Method(
+        23,
+        "Proclaim",
+        "/v3electionpb.Election/Proclaim",
+        election.ProclaimRequest,
+        election.ProclaimResponse,
+    ),
+    Method(
+        24,
+        "Leader",
+        "/v3electionpb.Election/Leader",
+        election.LeaderRequest,
+        election.LeaderResponse,
+    ),
+    Method(
+        25,
+        "Observe",
+        "/v3electionpb.Election/Observe",
+        election.LeaderRequest,
+        election.LeaderResponse,
+        streaming=True,
+    ),
+    Method(
+        26,
+        "Resign",
+        "/v3electionpb.Election/Resign",
+        election.ResignRequest,
+        election.ResignResponse,
+    ),
 )
 
 BY_NUMBER: dict[int, Method] = {m.number: m for m in METHODS}

@@ -115,8 +115,10 @@ class _Reader:
     def take(self, size: int, what: str) -> memoryview:
         end = self.pos + size
         if size < 0 or end > len(self.buf):
-            raise CodecError(f"truncated {what}: need {size} bytes at offset {self.pos}, "
-                             f"buffer has {len(self.buf)}")
+            raise CodecError(
+                f"truncated {what}: need {size} bytes at offset {self.pos}, "
+                f"buffer has {len(self.buf)}"
+            )
         view = memoryview(self.buf)[self.pos : end]
         self.pos = end
         return view
@@ -161,8 +163,20 @@ def _decode_snapshot(reader: _Reader) -> SnapshotMeta:
 def decode_message(buf: bytes) -> Message:
     """Decode one message; raises CodecError on anything but a whole, valid message."""
     reader = _Reader(buf)
-    (version, type_, flags, to, sender, term, log_term, index, commit, reject_hint,
-     context_len, count) = reader.unpack(_HEADER, "message header")
+    (
+        version,
+        type_,
+        flags,
+        to,
+        sender,
+        term,
+        log_term,
+        index,
+        commit,
+        reject_hint,
+        context_len,
+        count,
+    ) = reader.unpack(_HEADER, "message header")
     if version != VERSION:
         raise CodecError(f"unknown message version {version}")
     msg_type = _MESSAGE_TYPES.get(type_)
@@ -197,8 +211,20 @@ def decode_message(buf: bytes) -> Message:
         entries = tuple(built)
     snapshot = _decode_snapshot(reader) if flags & FLAG_HAS_SNAPSHOT else None
     reader.finish("message")
-    return Message(msg_type, to, sender, term, log_term, index, commit, entries,
-                   bool(flags & FLAG_REJECT), reject_hint, context, snapshot)
+    return Message(
+        msg_type,
+        to,
+        sender,
+        term,
+        log_term,
+        index,
+        commit,
+        entries,
+        bool(flags & FLAG_REJECT),
+        reject_hint,
+        context,
+        snapshot,
+    )
 
 
 def encode_conf_change(change: ConfChange) -> bytes:
@@ -213,8 +239,11 @@ def decode_conf_change(data: bytes) -> ConfChange:
     type_, node_id = _CONF_CHANGE.unpack_from(data)
     if type_ > max(ConfChangeType):
         raise CodecError(f"unknown conf change type {type_}")
-    return ConfChange(ConfChangeType(type_), _node_id(node_id, "conf change node id"),
-                      bytes(data[_CONF_CHANGE.size :]))
+    return ConfChange(
+        ConfChangeType(type_),
+        _node_id(node_id, "conf change node id"),
+        bytes(data[_CONF_CHANGE.size :]),
+    )
 
 
 def encode_hard_state(state: HardState) -> bytes:

@@ -105,8 +105,13 @@ class Config:
     def __post_init__(self) -> None:
         if not 1 <= self.heartbeat_ticks < self.election_ticks:
             raise ValueError("need 1 <= heartbeat_ticks < election_ticks")
-        for name in ("max_msg_bytes", "max_inflight_msgs", "max_committed_bytes_per_ready",
-                     "max_uncommitted_bytes", "max_pending_reads"):
+        for name in (
+            "max_msg_bytes",
+            "max_inflight_msgs",
+            "max_committed_bytes_per_ready",
+            "max_uncommitted_bytes",
+            "max_pending_reads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
 
@@ -169,11 +174,13 @@ class RaftCore:
         last_index = snapshot.index + len(entries)
         last_term = entries[-1].term if entries else snapshot.term
         if hard_state.term < last_term:
-            raise RestoreError(f"hard state term {hard_state.term} is below the last entry's "
-                               f"term {last_term}")
+            raise RestoreError(
+                f"hard state term {hard_state.term} is below the last entry's term {last_term}"
+            )
         if hard_state.commit > last_index:
-            raise RestoreError(f"hard state commit {hard_state.commit} is beyond the last "
-                               f"index {last_index}")
+            raise RestoreError(
+                f"hard state commit {hard_state.commit} is beyond the last index {last_index}"
+            )
         if hard_state.vote:
             _check_node_id(hard_state.vote, "hard state vote")
         self.log.entries.extend(entries)
@@ -230,8 +237,12 @@ class RaftCore:
             _check_node_id(member, "member id")
         core = cls(node_id, config, rng)
         entries = [
-            Entry(1, i + 1, _CONF_CHANGE,
-                  encode_conf_change(ConfChange(ConfChangeType.ADD_VOTER, member, context)))
+            Entry(
+                1,
+                i + 1,
+                _CONF_CHANGE,
+                encode_conf_change(ConfChange(ConfChangeType.ADD_VOTER, member, context)),
+            )
             for i, (member, context) in enumerate(sorted(members.items()))
         ]
         core.log.append(entries)
@@ -259,8 +270,11 @@ class RaftCore:
         msg_type = msg.type
         if msg.term > self.term:
             if msg_type is _VOTE or msg_type is _PRE_VOTE:
-                in_lease = (self.config.check_quorum and self.lead != 0
-                            and self._election_elapsed < self.config.election_ticks)
+                in_lease = (
+                    self.config.check_quorum
+                    and self.lead != 0
+                    and self._election_elapsed < self.config.election_ticks
+                )
                 if in_lease and msg.context != CAMPAIGN_TRANSFER:
                     # Thesis §4.2.3: a member that heard from a leader within the minimum
                     # election timeout ignores vote requests (removed or partitioned members
@@ -302,10 +316,12 @@ class RaftCore:
             size += len(payload)
         if self._uncommitted_bytes + size > self.config.max_uncommitted_bytes:
             raise TooManyUncommitted(
-                f"{self._uncommitted_bytes} uncommitted bytes; followers are not keeping up")
+                f"{self._uncommitted_bytes} uncommitted bytes; followers are not keeping up"
+            )
         term, first = self.term, self.log.last_index + 1
         self.log.entries.extend(
-            [Entry(term, first + i, _NORMAL, payload) for i, payload in enumerate(payloads)])
+            [Entry(term, first + i, _NORMAL, payload) for i, payload in enumerate(payloads)]
+        )
         self._uncommitted_bytes += size
         self._needs_broadcast = True
         return self.log.last_index
@@ -385,8 +401,9 @@ class RaftCore:
     def report_applied(self, index: int) -> None:
         """Record the application's applied index (for status only)."""
         if not self.app_applied <= index <= self.log.applied:
-            raise ValueError(f"applied index {index} outside [{self.app_applied}, "
-                             f"{self.log.applied}]")
+            raise ValueError(
+                f"applied index {index} outside [{self.app_applied}, {self.log.applied}]"
+            )
         self.app_applied = index
 
     def compact(self, index: int) -> SnapshotMeta:
@@ -394,8 +411,10 @@ class RaftCore:
         index handed out): drop the log up to there. Returns the metadata to persist; a
         follower that needs an entry below it is sent a SNAP message naming it."""
         if not self.log.snapshot.index < index <= self.log.applied:
-            raise ValueError(f"cannot compact to {index}: outside ({self.log.snapshot.index}, "
-                             f"{self.log.applied}]")
+            raise ValueError(
+                f"cannot compact to {index}: outside ({self.log.snapshot.index}, "
+                f"{self.log.applied}]"
+            )
         term = self.log.term(index)
         assert term is not None
         meta = SnapshotMeta(index, term, self.membership_at(index))
@@ -409,7 +428,9 @@ class RaftCore:
         """Whether ready() would return anything worth taking."""
         log = self.log
         return bool(
-            self._msgs or self._msgs_after_persist or self._read_states
+            self._msgs
+            or self._msgs_after_persist
+            or self._read_states
             or log.unstable_from <= log.last_index
             or self._snapshot_to_install is not None
             or min(log.committed, log.persisted) > log.applied
@@ -449,7 +470,9 @@ class RaftCore:
             messages=messages,
             persisted_messages=persisted_messages,
             read_states=read_states,
-            must_sync=bool(entries) or snapshot is not None or hard_state.term != prev_hard.term
+            must_sync=bool(entries)
+            or snapshot is not None
+            or hard_state.term != prev_hard.term
             or hard_state.vote != prev_hard.vote,
         )
         self._ready_seq += 1
@@ -464,8 +487,11 @@ class RaftCore:
             last = ready.entries[-1]
             self.log.persisted_to(last.index, last.term)
         hard_state = ready.hard_state
-        if (hard_state is not None and self.role == Role.CANDIDATE
-                and (hard_state.term, hard_state.vote) == (self.term, self.id)):
+        if (
+            hard_state is not None
+            and self.role == Role.CANDIDATE
+            and (hard_state.term, hard_state.vote) == (self.term, self.id)
+        ):
             self._tally(self.id, True)  # our own vote is durable now
         if self.role == Role.LEADER:
             own = self._progress.get(self.id)
@@ -486,10 +512,21 @@ class RaftCore:
 
     def status(self) -> Status:
         """A snapshot of this member's state (progress is the leader's view, else empty)."""
-        return Status(self.id, self.role, self.term, self.vote, self.lead, self.log.committed,
-                      self.log.applied, self.app_applied, self.log.persisted,
-                      self.log.last_index, self.membership, self._lead_transferee,
-                      {i: (p.match, p.next, p.state) for i, p in self._progress.items()})
+        return Status(
+            self.id,
+            self.role,
+            self.term,
+            self.vote,
+            self.lead,
+            self.log.committed,
+            self.log.applied,
+            self.app_applied,
+            self.log.persisted,
+            self.log.last_index,
+            self.membership,
+            self._lead_transferee,
+            {i: (p.match, p.next, p.state) for i, p in self._progress.items()},
+        )
 
     # ------------------------------------------------------------------ roles
 
@@ -501,7 +538,8 @@ class RaftCore:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = self.config.election_ticks + self._rng.randrange(
-            self.config.election_ticks)
+            self.config.election_ticks
+        )
         self._lead_transferee = 0
         self._votes = {}
         self._progress = {}
@@ -538,8 +576,9 @@ class RaftCore:
         last_index, last_term = self.log.last_index, self.log.last_term()
         for voter in sorted(self.membership.voters):
             if voter != self.id:
-                self._send(Message(msg_type, voter, self.id, term, last_term, last_index,
-                                   context=context))
+                self._send(
+                    Message(msg_type, voter, self.id, term, last_term, last_index, context=context)
+                )
 
     def _tally(self, voter: int, granted: bool) -> None:
         result = self._poll(voter, granted)
@@ -641,9 +680,11 @@ class RaftCore:
     def _handle_vote_request(self, msg: Message) -> None:
         pre = msg.type is _PRE_VOTE
         response = _PRE_VOTE_RESP if pre else _VOTE_RESP
-        can_vote = (self.vote == msg.sender
-                    or (self.vote == 0 and self.lead == 0)
-                    or (pre and msg.term > self.term))
+        can_vote = (
+            self.vote == msg.sender
+            or (self.vote == 0 and self.lead == 0)
+            or (pre and msg.term > self.term)
+        )
         # Raft §5.4.1: "the voter denies its vote if its own log is more up-to-date than
         # that of the candidate."
         if can_vote and self.log.is_up_to_date(msg.index, msg.log_term):
@@ -696,8 +737,18 @@ class RaftCore:
             # Fast back-off: name the last index that could match, so the leader skips
             # every index of a term it does not share with us in one round trip.
             hint = log.find_conflict_by_term(msg.index, msg.log_term)
-            self._send(Message(_APP_RESP, msg.sender, self.id, self.term, log.term(hint) or 0,
-                               msg.index, reject=True, reject_hint=hint))
+            self._send(
+                Message(
+                    _APP_RESP,
+                    msg.sender,
+                    self.id,
+                    self.term,
+                    log.term(hint) or 0,
+                    msg.index,
+                    reject=True,
+                    reject_hint=hint,
+                )
+            )
             return
         entries = msg.entries
         last_new = msg.index + len(entries)
@@ -755,14 +806,14 @@ class RaftCore:
                 return
             if progress.maybe_update(msg.index):
                 if progress.state == ProgressState.PROBE or (
-                        progress.state == ProgressState.SNAPSHOT
-                        and progress.match >= progress.pending_snapshot):
+                    progress.state == ProgressState.SNAPSHOT
+                    and progress.match >= progress.pending_snapshot
+                ):
                     progress.become_replicate()
                 self._maybe_commit()
                 if self.role != Role.LEADER:
                     return  # it committed its own removal and stepped down
-                if (msg.sender == self._lead_transferee
-                        and progress.match == self.log.last_index):
+                if msg.sender == self._lead_transferee and progress.match == self.log.last_index:
                     self._send(Message(_TIMEOUT_NOW, msg.sender, self.id, self.term))
             if progress.next <= self.log.last_index:
                 self._send_append(msg.sender, progress, False)
@@ -825,15 +876,22 @@ class RaftCore:
         for node_id, progress in self._progress.items():
             if node_id != self.id:
                 # Never claim more than the follower is known to hold.
-                self._send(Message(_HEARTBEAT, node_id, self.id, self.term,
-                                   commit=min(progress.match, committed), index=round_))
+                self._send(
+                    Message(
+                        _HEARTBEAT,
+                        node_id,
+                        self.id,
+                        self.term,
+                        commit=min(progress.match, committed),
+                        index=round_,
+                    )
+                )
 
     def _maybe_commit(self) -> bool:
         """Advance commit to the highest index a quorum of voters holds, if that entry is
         of the current term; True when it moved."""
         voters = self.membership.voters
-        matches = sorted((p.match for i, p in self._progress.items() if i in voters),
-                         reverse=True)
+        matches = sorted((p.match for i, p in self._progress.items() if i in voters), reverse=True)
         if len(matches) < len(voters):
             return False
         index = matches[len(voters) // 2]
@@ -848,8 +906,10 @@ class RaftCore:
         log.commit_to(index)
         self._needs_broadcast = True
         if self._uncommitted_bytes:
-            size = sum(len(e.data) for e in log.entries[old - log.snapshot.index : index
-                                                        - log.snapshot.index])
+            size = sum(
+                len(e.data)
+                for e in log.entries[old - log.snapshot.index : index - log.snapshot.index]
+            )
             self._uncommitted_bytes = max(0, self._uncommitted_bytes - size)
         if first_in_term:
             waiting, self._reads_waiting_commit = self._reads_waiting_commit, []
@@ -885,8 +945,9 @@ class RaftCore:
         """The membership in force at index (to name a snapshot taken there); index must
         lie between the last compaction point and the last index."""
         if not self.log.snapshot.index <= index <= self.log.last_index:
-            raise ValueError(f"index {index} outside [{self.log.snapshot.index}, "
-                             f"{self.log.last_index}]")
+            raise ValueError(
+                f"index {index} outside [{self.log.snapshot.index}, {self.log.last_index}]"
+            )
         membership = self.log.snapshot.membership
         for conf_index, conf in self._confs:
             if conf_index > index:
@@ -910,8 +971,9 @@ class RaftCore:
                 del self._progress[node_id]
         for node_id in sorted(members):
             if node_id not in self._progress:
-                self._progress[node_id] = Progress(self.log.last_index + 1,
-                                                   self.config.max_inflight_msgs)
+                self._progress[node_id] = Progress(
+                    self.log.last_index + 1, self.config.max_inflight_msgs
+                )
 
     # ------------------------------------------------------------------ proposals, reads
 
@@ -923,7 +985,8 @@ class RaftCore:
         self._check_leader()
         if self._lead_transferee:
             raise LeaderTransferInProgress(
-                f"leadership is being transferred to {self._lead_transferee:x}")
+                f"leadership is being transferred to {self._lead_transferee:x}"
+            )
         if self.id not in self.membership.voters:
             raise ProposalRefused("leader is being removed from the cluster")
 
@@ -939,8 +1002,7 @@ class RaftCore:
         self._reads_unsent.append(_PendingRead(0, self.log.committed, context, requester))
 
     def _pending_read_count(self) -> int:
-        return (len(self._reads_pending) + len(self._reads_unsent)
-                + len(self._reads_waiting_commit))
+        return len(self._reads_pending) + len(self._reads_unsent) + len(self._reads_waiting_commit)
 
     def _start_read_round(self) -> None:
         # One heartbeat round confirms leadership for every read that arrived since the
@@ -956,8 +1018,9 @@ class RaftCore:
 
     def _release_reads(self) -> None:
         voters = self.membership.voters
-        rounds = sorted((p.read_round for i, p in self._progress.items() if i in voters),
-                        reverse=True)
+        rounds = sorted(
+            (p.read_round for i, p in self._progress.items() if i in voters), reverse=True
+        )
         if len(rounds) < len(voters):
             return
         confirmed = rounds[len(voters) // 2]
@@ -970,8 +1033,11 @@ class RaftCore:
         if requester == self.id:
             self._read_states.append(ReadState(index, context))
         else:
-            self._send(Message(_READ_INDEX_RESP, requester, self.id, self.term, index=index,
-                               context=context))
+            self._send(
+                Message(
+                    _READ_INDEX_RESP, requester, self.id, self.term, index=index, context=context
+                )
+            )
 
 
 def _validated_entries(snapshot: SnapshotMeta, entries: Sequence[Entry]) -> list[Entry]:
@@ -995,5 +1061,4 @@ def _validated_entries(snapshot: SnapshotMeta, entries: Sequence[Entry]) -> list
         if entry.type not in (0, 1):
             raise RestoreError(f"entry {entry.index} has unknown type {entry.type}")
         expected, prev_term = expected + 1, entry.term
-    return [e if type(e.type) is EntryType else e._replace(type=EntryType(e.type))
-            for e in entries]
+    return [e if type(e.type) is EntryType else e._replace(type=EntryType(e.type)) for e in entries]

@@ -1,0 +1,182 @@
+"""The lock and election services (etcd's v3lock and v3election), run by the member itself.
+
+Both stand on keys under ``name + "/"``, one per contender, created with the contender's
+lease: holders are ordered by the keys' create revisions, so the lock is granted (and
+leadership passes) in FIFO order, and a contender whose process dies loses its key when
+its lease expires. A waiter watches only the key just before its own, so a release wakes
+one waiter, not all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from .. import errors
+from ..mvcc import prefix_end
+from ..proto import kv_pb2
+from ..proto import rpc_pb2 as rpc
+from ..proto import v3election_pb2 as election
+from ..proto import v3lock_pb2 as lock
+
+CREATE = rpc.Compare.CREATE
+EQUAL = rpc.Compare.EQUAL
+
+
+class ElectionNotLeader(errors.ApiError):
+    code = errors.FAILED_PRECONDITION
+    default_message = "etcdserver: election: not leader"
+
+
+class ElectionNoLeader(errors.ApiError):
+    code = errors.FAILED_PRECONDITION
+    default_message = "etcdserver: election: no leader"
+
+
+class SessionExpired(errors.ApiError):
+    code = errors.FAILED_PRECONDITION
+    default_message = "etcdserver: concurrency: session expired"
+
+
+def contender_key(name: bytes, lease: int) -> bytes:
+    return name + b"/" + f"{lease:x}".encode()
+
+
+def _first_by_create(prefix: bytes, max_create_revision: int = 0) -> rpc.RangeRequest:
+    """The oldest key under prefix (or, with a bound, the newest one created before it)."""
+    if max_create_revision:
+        return rpc.RangeRequest(
+            key=prefix,
+            range_end=prefix_end(prefix),
+            limit=1,
+            sort_target=rpc.RangeRequest.CREATE,
+            sort_order=rpc.RangeRequest.DESCEND,
+            max_create_revision=max_create_revision,
+        )
+    return rpc.RangeRequest(
+        key=prefix,
+        range_end=prefix_end(prefix),
+        limit=1,
+        sort_target=rpc.RangeRequest.CREATE,
+        sort_order=rpc.RangeRequest.ASCEND,
+    )
+
+
+class Concurrency:
+    """Lock and election requests, answered once they can be (they may wait long)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def _enter(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, bool]:
+        """Create (or find) our contender key; returns (key, its create revision, created)."""
+        if not name:
+            raise errors.InvalidArgument("etcdserver: name is not provided")
+        key = contender_key(name, lease)
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, target=CREATE, result=EQUAL, create_revision=0)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
+        )
+        response = await self.app.local_write("Txn", txn)
+        if response.succeeded:
+            return key, response.header.revision, True
+        return key, response.responses[0].response_range.kvs[0].create_revision, False
+
+    async def _wait_for_turn(self, name: bytes, revision: int) -> None:
+        """Wait until no contender key created before ``revision`` is left."""
+        prefix = name + b"/"
+        while True:
+            before = await self.app.local_read(_first_by_create(prefix, revision - 1))
+            if not before.kvs:
+                return
+            with contextlib.suppress(errors.Compacted):
+                await self.app.wait_for_event(
+                    before.kvs[0].key, b"", before.header.revision, deletes_only=True
+                )
+
+    async def _still_exists(self, key: bytes) -> kv_pb2.KeyValue:
+        got = await self.app.local_read(rpc.RangeRequest(key=key))
+        if not got.kvs:
+            raise SessionExpired()
+        return got.kvs[0]
+
+    async def _acquire(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int]:
+        key, revision, created = await self._enter(name, lease, value)
+        try:
+            await self._wait_for_turn(name, revision)
+            await self._still_exists(key)
+        except BaseException:
+            if created:  # a waiter that gives up leaves no key behind to block others
+                with contextlib.suppress(errors.ApiError):
+                    await self.app.local_write("DeleteRange", rpc.DeleteRangeRequest(key=key))
+            raise
+        return key, revision
+
+    # -- v3lock --------------------------------------------------------------------------------
+
+    async def lock(self, request: lock.LockRequest) -> lock.LockResponse:
+        key, _ = await self._acquire(request.name, request.lease, b"")
+        return lock.LockResponse(header=self.app.header(), key=key)
+
+    async def unlock(self, request: lock.UnlockRequest) -> lock.UnlockResponse:
+        response = await self.app.local_write(
+            "DeleteRange", rpc.DeleteRangeRequest(key=request.key)
+        )
+        return lock.UnlockResponse(header=response.header)
+
+    # -- v3election ----------------------------------------------------------------------------
+
+    async def campaign(self, request: election.CampaignRequest) -> election.CampaignResponse:
+        key, revision = await self._acquire(request.name, request.lease, request.value)
+        current = await self._still_exists(key)
+        if current.value != request.value:  # an earlier campaign of this lease left another value
+            await self._proclaim(key, revision, request.lease, request.value)
+        leader = election.LeaderKey(name=request.name, key=key, rev=revision, lease=request.lease)
+        return election.CampaignResponse(header=self.app.header(), leader=leader)
+
+    async def _proclaim(self, key: bytes, revision: int, lease: int, value: bytes):
+        txn = rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, target=CREATE, result=EQUAL, create_revision=revision)],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
+        )
+        response = await self.app.local_write("Txn", txn)
+        if not response.succeeded:
+            raise ElectionNotLeader()
+        return response
+
+    async def proclaim(self, request: election.ProclaimRequest) -> election.ProclaimResponse:
+        leader = request.leader
+        response = await self._proclaim(leader.key, leader.rev, leader.lease, request.value)
+        return election.ProclaimResponse(header=response.header)
+
+    async def leader(self, request: election.LeaderRequest) -> election.LeaderResponse:
+        got = await self.app.local_read(_first_by_create(request.name + b"/"))
+        if not got.kvs:
+            raise ElectionNoLeader()
+        return election.LeaderResponse(header=got.header, kv=got.kvs[0])
+
+    async def resign(self, request: election.ResignRequest) -> election.ResignResponse:
+        leader = request.leader
+        txn = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(key=leader.key, target=CREATE, result=EQUAL, create_revision=leader.rev)
+            ],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=leader.key))],
+        )
+        response = await self.app.local_write("Txn", txn)
+        return election.ResignResponse(header=response.header)
+
+    async def observe(self, request: election.LeaderRequest, send) -> None:
+        """Send the leader's key and value now (once there is one) and on every change of
+        leader or proclamation, until cancelled."""
+        prefix = request.name + b"/"
+        last = None
+        while True:
+            got = await self.app.local_read(_first_by_create(prefix))
+            if got.kvs:
+                kv = got.kvs[0]
+                if (kv.key, kv.mod_revision) != last:
+                    last = (kv.key, kv.mod_revision)
+                    send(election.LeaderResponse(header=got.header, kv=kv))
+            with contextlib.suppress(errors.Compacted):
+                await self.app.wait_for_event(prefix, prefix_end(prefix), got.header.revision)
