@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from google.protobuf.message import Message
@@ -385,6 +386,7 @@ def _compacted(reply: rpc.WatchResponse) -> Compacted:
         f"(compact revision {reply.compact_revision})"
     )
     error.compact_revision = reply.compact_revision
+    error.response = reply  # the reply itself, for callers that show it (as etcdctl does)
     return error
 
 
@@ -392,13 +394,16 @@ class Watcher:
     """Events of one watch, in revision order, each once, across reconnects.
 
     On a lost connection it re-creates the watch on the next endpoint from the revision
-    after the last one it delivered, so nothing is missed or repeated.
+    after the last one it delivered, so nothing is missed or repeated. Iterate it for
+    events, ``batches()`` for the events of each server reply, or ``responses()`` for the
+    replies themselves (with progress notifications and the server's final cancel).
     """
 
     def __init__(self, client: AsyncClient, create: rpc.WatchCreateRequest) -> None:
         self._client = client
         self._create = create
         self._stream: Stream | None = None
+        self._ready: deque[rpc.WatchResponse] = deque()
         self._pending: list[kv_pb2.Event] = []
         self._canceled = False
         self.watch_id = 0
@@ -428,72 +433,104 @@ class Watcher:
                 continue
             if reply.canceled:
                 stream.close()
-                raise _compacted(reply)
+                if reply.compact_revision:
+                    raise _compacted(reply)
+                error = ApiError(reply.cancel_reason or "etcdserver: watch canceled")
+                error.response = reply  # type: ignore[attr-defined]
+                raise error
             self._stream = stream
             self.watch_id = reply.watch_id
-            self._absorb(reply, created=True)
+            self.header = reply.header
+            if self.next_revision == 0:
+                # "From now": the first event can only come after the creating revision.
+                self.next_revision = reply.header.revision + 1
+            self._take(reply)
             return
 
-    def _absorb(self, reply: rpc.WatchResponse, created: bool = False) -> None:
-        """Take a reply's events, dropping any already delivered before a reconnect.
+    def _take(self, reply: rpc.WatchResponse) -> None:
+        """Queue a reply with only the events not delivered yet (or a progress reply).
 
         A revision's events always travel in one reply, so everything below
         ``next_revision`` was delivered and everything at or above it is new.
         """
         self.header = reply.header
-        if reply.events:
-            new = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
-            if new:
-                self._pending.extend(new)
-                self.next_revision = new[-1].kv.mod_revision + 1
-        elif not created or self.next_revision == 0:
-            # "From now" was fixed by the server, or a progress reply: every event up to
-            # header.revision has been sent.
+        fresh = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
+        if fresh:
+            self.next_revision = fresh[-1].kv.mod_revision + 1
+            if len(fresh) != len(reply.events):
+                trimmed = rpc.WatchResponse()
+                trimmed.CopyFrom(reply)
+                del trimmed.events[:]
+                trimmed.events.extend(fresh)
+                reply = trimmed
+            self._ready.append(reply)
+        elif not reply.events and not reply.created:
+            # A progress notification: every event up to header.revision was sent.
             self.next_revision = max(self.next_revision, reply.header.revision + 1)
+            self._ready.append(reply)
 
-    async def batches(self):
-        """Async iterator over lists of events, as they arrive (one list per server reply)."""
-        while True:
-            try:
-                if self._pending:
-                    events, self._pending = self._pending, []
-                else:
-                    events = await self._next_events()
-            except StopAsyncIteration:
-                return
-            yield events
-
-    async def _next_events(self) -> list[kv_pb2.Event]:
-        while not self._pending:
+    async def _next_response(self) -> rpc.WatchResponse | None:
+        """The next reply for responses(); None once the watch has ended."""
+        while not self._ready:
             if self._canceled:
-                raise StopAsyncIteration
+                return None
             try:
                 reply = rpc.WatchResponse.FromString(await self._stream.receive())
             except ConnectionLost:
                 if self._canceled:
-                    raise StopAsyncIteration from None
+                    return None
                 await self._start()
                 continue
             except ApiError:
                 if self._canceled:
-                    raise StopAsyncIteration from None
+                    return None
                 raise
             if reply.canceled:
                 self._canceled = True
                 self._stream.close()
+                return reply
+            self._take(reply)
+        return self._ready.popleft()
+
+    async def responses(self):
+        """Async iterator over server replies: each with new events, each progress
+        notification, and last the server's cancel reply if it ends the watch."""
+        while (reply := await self._next_response()) is not None:
+            yield reply
+
+    async def _next_events(self) -> list[kv_pb2.Event] | None:
+        """The events of the next reply that has any; None at the end of the watch.
+        Raises Compacted if the server ends the watch because of a compaction."""
+        while (reply := await self._next_response()) is not None:
+            if reply.canceled:
                 if reply.compact_revision:
                     raise _compacted(reply)
-                raise StopAsyncIteration
-            self._absorb(reply)
-        events, self._pending = self._pending, []
-        return events
+                return None
+            if reply.events:
+                return list(reply.events)
+        return None
+
+    async def batches(self):
+        """Async iterator over lists of events, as they arrive (one list per server reply)."""
+        while True:
+            if self._pending:
+                events, self._pending = self._pending, []
+                yield events
+                continue
+            events = await self._next_events()
+            if events is None:
+                return
+            yield events
 
     def __aiter__(self) -> Watcher:
         return self
 
     async def __anext__(self) -> kv_pb2.Event:
         if not self._pending:
-            self._pending = await self._next_events()
+            events = await self._next_events()
+            if events is None:
+                raise StopAsyncIteration
+            self._pending = events
         return self._pending.pop(0)  # lists stay short: one server reply's events
 
     async def cancel(self) -> None:

@@ -112,6 +112,7 @@ class Application:
         *,
         member_id: int,
         cluster_id: int,
+        cluster_token: str,
         name: str,
         client_urls: list[str],
         store: Any,
@@ -126,6 +127,7 @@ class Application:
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
+        self.cluster_token = cluster_token
         self.name = name
         self.client_urls = client_urls
         self.store = store
@@ -523,7 +525,7 @@ class Application:
         """Send a conf change down; answered when it applies (or is refused)."""
         request_id = self._next_id
         self._next_id += 1
-        self._conf_waiters[request_id] = (reply, method)
+        self._conf_waiters[request_id] = (reply, method, node_id)
         self._send_down(
             rp.pack(rp.CONF_CHANGE, rp.CONF, change_type, node_id, request_id, tail=context)
         )
@@ -532,7 +534,7 @@ class Application:
         waiting = self._conf_waiters.pop(request_id, None)
         if waiting is None:
             return
-        reply, method = waiting
+        reply, method, node_id = waiting
         if not ok:
             reply.connection.error(
                 reply.stream,
@@ -542,7 +544,10 @@ class Application:
                 ),
             )
             return
-        response = BY_NUMBER_RESPONSE[method](members=self.members.to_rpc())
+        members = self.members.to_rpc()
+        response = BY_NUMBER_RESPONSE[method](members=members)
+        if method == BY_NAME["MemberAdd"].number:
+            response.member.CopyFrom(next((m for m in members if node_id == m.ID), rpc.Member()))
         reply.connection.reply(reply.stream, self._stamp(response).SerializeToString())
 
     def move_leader(self, reply: Reply, target: int) -> None:

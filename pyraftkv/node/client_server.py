@@ -463,7 +463,8 @@ class ClientServer:
         for member in self.app.members.to_rpc():
             if set(member.peerURLs) & set(urls):
                 raise errors.InvalidArgument("etcdserver: peerURL exists")
-        new_id = member_id(urls, f"{self.app.cluster_id:x}")
+        # The id the new member computes for itself from its flags (etcd derives it the same way).
+        new_id = member_id(urls, self.app.cluster_token)
         attributes = internal.MemberAttributes(
             id=new_id, peer_urls=urls, is_learner=request.isLearner
         )

@@ -9,6 +9,7 @@ member keeps its id across restarts and two clusters made with different tokens 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import struct
@@ -132,6 +133,12 @@ class NodeConfig:
             )
         object.__setattr__(self, "member_id", me[0].id)
         object.__setattr__(self, "cluster_id", cluster_id([m.id for m in self.initial_cluster]))
+
+    def joining(self, cluster_id: int) -> NodeConfig:
+        """This configuration for a member joining the running cluster ``cluster_id``."""
+        copy = dataclasses.replace(self)
+        object.__setattr__(copy, "cluster_id", cluster_id)
+        return copy
 
     @property
     def election_ticks(self) -> int:

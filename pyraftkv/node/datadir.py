@@ -46,6 +46,16 @@ class DataDir:
     def exists(self) -> bool:
         return os.path.exists(self.identity)
 
+    def cluster_id(self) -> int | None:
+        """The cluster this directory belongs to, if it belongs to one."""
+        if not self.exists():
+            return None
+        with open(self.identity) as f:
+            try:
+                return int(json.load(f)["cluster_id"], 16)
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"{self.identity} is damaged: {exc}") from None
+
     def claim(self, cluster_id: int, member_id: int, name: str) -> bool:
         """Check the directory belongs to this member, or make it so; True if it is new."""
         wanted = {"cluster_id": f"{cluster_id:x}", "member_id": f"{member_id:x}", "name": name}

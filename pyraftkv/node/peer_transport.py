@@ -29,6 +29,10 @@ VERSION = 1
 HANDSHAKE = struct.Struct("!4sBBQQQ")  # magic, version, channel, cluster, sender, receiver
 CHANNEL_MESSAGES = 1
 CHANNEL_SNAPSHOT = 2
+# A member joining a running cluster asks a peer which cluster it is and who is in it
+# (cluster and receiver ids are 0 in its handshake: it does not know them yet).
+CHANNEL_QUERY = 3
+MEMBERS_REPLY = struct.Struct("!QI")  # cluster id, count; then count u64 member ids
 ACCEPT = b"\x01"
 FRAME = struct.Struct("!I")
 MAX_FRAME_BYTES = 64 << 20
@@ -52,6 +56,8 @@ def check_handshake(data: bytes, cluster_id: int, me: int) -> tuple[int, int]:
     magic, version, channel, cluster, sender, receiver = HANDSHAKE.unpack(data)
     if magic != MAGIC or version != VERSION:
         raise PeerProtocolError("not a pyraftkv peer (bad magic or version)")
+    if channel == CHANNEL_QUERY:
+        return channel, sender
     if cluster != cluster_id:
         raise PeerProtocolError(
             f"peer {sender:x} belongs to cluster {cluster:x}, not {cluster_id:x}"
@@ -200,12 +206,14 @@ class PeerTransport:
             [int, asyncio.StreamReader, asyncio.StreamWriter], asyncio.Future
         ]
         | None = None,
+        members: Callable[[], list[int]] | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
         self.on_message = on_message
         self.on_unreachable = on_unreachable
         self.on_snapshot_connection = on_snapshot_connection
+        self.members = members
         self.senders: dict[int, PeerSender] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._readers: set[asyncio.Task] = set()
@@ -251,6 +259,14 @@ class PeerTransport:
                 writer.write(b"\x00" + str(exc).encode()[:255])
                 return
             writer.write(ACCEPT)
+            if channel == CHANNEL_QUERY:
+                members = self.members() if self.members is not None else []
+                writer.write(
+                    MEMBERS_REPLY.pack(self.cluster_id, len(members))
+                    + b"".join(struct.pack("!Q", m) for m in members)
+                )
+                await writer.drain()
+                return
             if channel == CHANNEL_SNAPSHOT:
                 if self.on_snapshot_connection is not None:
                     await self.on_snapshot_connection(sender, reader, writer)
@@ -293,3 +309,19 @@ class PeerTransport:
             task.cancel()
         for server in self._servers:
             await server.wait_closed()
+
+
+async def query_cluster(host: str, port: int, member_id: int) -> tuple[int, list[int]]:
+    """Ask the peer at host:port for its cluster id and the ids of its members."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
+    try:
+        writer.write(encode_handshake(CHANNEL_QUERY, 0, member_id, 0))
+        if await asyncio.wait_for(reader.readexactly(1), 3.0) != ACCEPT:
+            raise PeerProtocolError(f"{host}:{port} refused the query")
+        cluster, count = MEMBERS_REPLY.unpack(
+            await asyncio.wait_for(reader.readexactly(MEMBERS_REPLY.size), 3.0)
+        )
+        data = await asyncio.wait_for(reader.readexactly(8 * count), 3.0)
+        return cluster, [struct.unpack_from("!Q", data, 8 * i)[0] for i in range(count)]
+    finally:
+        writer.close()

@@ -153,6 +153,7 @@ class RaftProcess:
             on_message=self._on_peer_frame,
             on_unreachable=self._on_unreachable,
             on_snapshot_connection=self._on_snapshot_conn,
+            members=lambda: sorted(self.core.membership.members()),
         )
         self.peer_urls: dict[int, list[str]] = {}
         self._last_written = last_written  # last entry index handed to the WAL writer

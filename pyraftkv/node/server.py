@@ -89,6 +89,35 @@ def crash_on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     os._exit(70)
 
 
+async def find_cluster(config: NodeConfig) -> int:
+    """Ask the other members listed in --initial-cluster which cluster this member joins,
+    and check that it was added to it (``member add``) first."""
+    from .config import Url
+    from .peer_transport import query_cluster
+
+    problems = []
+    for member in config.initial_cluster:
+        if member.id == config.member_id:
+            continue
+        for text in member.peer_urls:
+            url = Url.parse(text, "--initial-cluster")
+            try:
+                cluster, members = await query_cluster(url.host, url.port, config.member_id)
+            except (OSError, asyncio.TimeoutError, PyraftkvError) as exc:
+                problems.append(f"{url.text}: {exc}")
+                continue
+            if config.member_id not in members:
+                raise ConfigError(
+                    f"member {config.member_id:x} ({config.name}) is not in cluster "
+                    f"{cluster:x}: add it first (pyraftkvctl member add {config.name} "
+                    f"--peer-urls=...) with the same --initial-cluster-token"
+                )
+            return cluster
+    raise NodeStopped(
+        "--initial-cluster-state existing: no running member answered (" + "; ".join(problems) + ")"
+    )
+
+
 async def run_node(config: NodeConfig) -> int:
     from ..mvcc import MVCCStore
     from ..ring import RingClosedError, ShmRing
@@ -96,6 +125,11 @@ async def run_node(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(crash_on_error)
     datadir = DataDir(config.data_dir)
+    if config.initial_cluster_state == "existing":
+        # The cluster's id is not derivable from the flags of a member added later: a
+        # restart takes it from the data dir, a first start asks the running members.
+        known = datadir.cluster_id()
+        config = config.joining(known if known is not None else await find_cluster(config))
     datadir.claim(config.cluster_id, config.member_id, config.name)
     store = MVCCStore(
         datadir.db, map_size=config.quota_backend_bytes, max_request_bytes=config.max_request_bytes
@@ -153,6 +187,7 @@ async def run_node(config: NodeConfig) -> int:
     app = Application(
         member_id=config.member_id,
         cluster_id=config.cluster_id,
+        cluster_token=config.initial_cluster_token,
         name=config.name,
         client_urls=[u.text for u in config.advertise_client_urls],
         store=store,

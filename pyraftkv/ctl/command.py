@@ -1,0 +1,80 @@
+"""The command table: every pyraftkvctl command registers itself here with its flags.
+
+A command is an async function taking an Invocation, declared with ``@command``::
+
+    @command("lease", "grant", summary="Creates leases", usage="<ttl>", flags=[...])
+    async def lease_grant(inv: Invocation) -> None: ...
+
+Groups ("member", "endpoint", ...) are declared once with ``group``. main.py imports
+the modules that hold the commands, which fills the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .flags import Flag
+
+if TYPE_CHECKING:
+    from .invocation import Invocation
+
+Handler = Callable[["Invocation"], Awaitable[int | None]]
+
+SIMPLE_JSON = ("simple", "json")
+ALL_FORMATS = ("simple", "json", "table")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One runnable command: its words, help texts, flags, output formats and handler.
+
+    ``interrupt_exit`` is the exit code after Ctrl-C (0 for commands that run until
+    interrupted, like watch).
+    """
+
+    path: tuple[str, ...]
+    summary: str
+    usage: str
+    flags: tuple[Flag, ...]
+    handler: Handler
+    formats: tuple[str, ...] = SIMPLE_JSON
+    description: str = ""
+    interrupt_exit: int = 130
+
+    @property
+    def name(self) -> str:
+        """The command as typed: "member list"."""
+        return " ".join(self.path)
+
+
+COMMANDS: dict[tuple[str, ...], Command] = {}
+GROUPS: dict[str, str] = {}
+
+
+def group(name: str, summary: str) -> None:
+    """Declare a command group such as "member" (its subcommands register separately)."""
+    GROUPS[name] = summary
+
+
+def command(
+    *path: str,
+    summary: str,
+    usage: str = "",
+    flags: Iterable[Flag] = (),
+    formats: tuple[str, ...] = SIMPLE_JSON,
+    description: str = "",
+    interrupt_exit: int = 130,
+) -> Callable[[Handler], Handler]:
+    """Register the decorated handler as the command ``path``."""
+    assert 1 <= len(path) <= 2 and (len(path) == 1 or path[0] in GROUPS), path
+
+    def register(handler: Handler) -> Handler:
+        assert path not in COMMANDS, f"command {path} registered twice"
+        COMMANDS[path] = Command(
+            path, summary, usage, tuple(flags), handler, formats, description, interrupt_exit
+        )
+        return handler
+
+    return register

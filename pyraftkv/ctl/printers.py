@@ -1,0 +1,345 @@
+"""Output of every command in etcdctl's three formats: simple, json and table.
+
+One printer per format, one method per kind of result; each writes bytes to the printer's
+``out`` (and, where etcdctl does, ``err``) stream. A command lists the formats it supports,
+so a printer is only asked for what its format can show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..proto import kv_pb2
+from ..proto import rpc_pb2 as rpc
+from . import gojson
+from .gotext import go_quote, hex_escape, humanize_bytes
+from .table import render_table
+
+FORMATS = ("simple", "json", "table")
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """The result of one endpoint's health check (etcdctl's epHealth)."""
+
+    endpoint: str
+    healthy: bool
+    took: str
+    error: str = ""
+
+
+class Printer:
+    """Writes results in one format; subclasses implement the formats."""
+
+    def __init__(self, out: BinaryIO, err: BinaryIO, *, hex_bytes: bool = False) -> None:
+        self.out = out
+        self.err = err
+        self.hex_bytes = hex_bytes
+
+    def _line(self, text: str | bytes = b"", stream: BinaryIO | None = None) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        (stream or self.out).write(data + b"\n")
+
+    # KV
+    def put(self, resp: rpc.PutResponse) -> None:
+        """put: OK (and the previous key-value with --prev-kv)."""
+        raise NotImplementedError
+
+    def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
+        """get: the keys and values found."""
+        raise NotImplementedError
+
+    def count(self, resp: rpc.RangeResponse) -> None:
+        """get --count-only."""
+        raise NotImplementedError
+
+    def delete(self, resp: rpc.DeleteRangeResponse) -> None:
+        """del: the number deleted (and the deleted key-values with --prev-kv)."""
+        raise NotImplementedError
+
+    def txn(self, resp: rpc.TxnResponse) -> None:
+        """txn: SUCCESS or FAILURE, then each operation's result."""
+        raise NotImplementedError
+
+    def watch(self, resp: rpc.WatchResponse) -> None:
+        """watch: the events of one server reply."""
+        raise NotImplementedError
+
+    def compaction(self, revision: int, resp: rpc.CompactionResponse) -> None:
+        """compaction: the revision compacted."""
+        # etcdctl prints this line whatever the output format.
+        self._line(f"compacted revision {revision}")
+
+    # cluster
+    def member_list(self, resp: rpc.MemberListResponse) -> None:
+        """member list: one row per member."""
+        raise NotImplementedError
+
+    def member_add(self, resp: rpc.MemberAddResponse, name: str, peer_urls: Sequence[str]) -> None:
+        """member add: the new member, and how to start it."""
+        raise NotImplementedError
+
+    def member_changed(self, verb: str, member_id: int, resp) -> None:
+        """After member remove / update / promote; ``verb`` is e.g. "removed from"."""
+        raise NotImplementedError
+
+    def move_leader(self, leader: int, target: int, resp: rpc.MoveLeaderResponse) -> None:
+        """move-leader: from whom to whom leadership went."""
+        raise NotImplementedError
+
+    # endpoints
+    def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        """endpoint status: one row per endpoint that answered."""
+        raise NotImplementedError
+
+    def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        """endpoint health: one result per endpoint."""
+        raise NotImplementedError
+
+    def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        """endpoint hashkv: one hash per endpoint that answered."""
+        raise NotImplementedError
+
+
+def member_rows(resp: rpc.MemberListResponse) -> list[list[str]]:
+    """etcdctl's member list rows: id, status, name, peer urls, client urls, is learner."""
+    return [
+        [
+            f"{m.ID:x}",
+            "started" if m.name else "unstarted",
+            m.name,
+            ",".join(m.peerURLs),
+            ",".join(m.clientURLs),
+            _go_bool(m.isLearner),
+        ]
+        for m in resp.members
+    ]
+
+
+MEMBER_HEADER = ("ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER")
+
+
+def status_rows(statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> list[list[str]]:
+    """etcdctl 3.4's endpoint status rows."""
+    return [
+        [
+            endpoint,
+            f"{s.header.member_id:x}",
+            s.version,
+            humanize_bytes(s.dbSize),
+            _go_bool(s.leader == s.header.member_id),
+            _go_bool(s.isLearner),
+            str(s.raftTerm),
+            str(s.raftIndex),
+            str(s.raftAppliedIndex),
+            ", ".join(s.errors),
+        ]
+        for endpoint, s in statuses
+    ]
+
+
+STATUS_HEADER = (
+    "ENDPOINT",
+    "ID",
+    "VERSION",
+    "DB SIZE",
+    "IS LEADER",
+    "IS LEARNER",
+    "RAFT TERM",
+    "RAFT INDEX",
+    "RAFT APPLIED INDEX",
+    "ERRORS",
+)
+HEALTH_HEADER = ("ENDPOINT", "HEALTH", "TOOK", "ERROR")
+HASHKV_HEADER = ("ENDPOINT", "HASH")
+
+
+def _health_rows(results: Sequence[EndpointHealth]) -> list[list[str]]:
+    return [[r.endpoint, _go_bool(r.healthy), r.took, r.error] for r in results]
+
+
+def _hashkv_rows(hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> list[list[str]]:
+    return [[endpoint, str(h.hash)] for endpoint, h in hashes]
+
+
+def _go_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class SimplePrinter(Printer):
+    """etcdctl's default output: one value per line, rows joined by ", "."""
+
+    def _kv(self, kv: kv_pb2.KeyValue, value_only: bool = False) -> None:
+        key, value = kv.key, kv.value
+        if self.hex_bytes:
+            key, value = hex_escape(key), hex_escape(value)
+        if not value_only:
+            self._line(key)
+        self._line(value)
+
+    def put(self, resp: rpc.PutResponse) -> None:
+        self._line("OK")
+        if resp.HasField("prev_kv"):
+            self._kv(resp.prev_kv)
+
+    def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
+        for kv in resp.kvs:
+            self._kv(kv, value_only)
+
+    def count(self, resp: rpc.RangeResponse) -> None:
+        self._line(str(resp.count))
+
+    def delete(self, resp: rpc.DeleteRangeResponse) -> None:
+        self._line(str(resp.deleted))
+        for kv in resp.prev_kvs:
+            self._kv(kv)
+
+    def txn(self, resp: rpc.TxnResponse) -> None:
+        self._line("SUCCESS" if resp.succeeded else "FAILURE")
+        for op in resp.responses:
+            self._line()
+            kind = op.WhichOneof("response")
+            if kind == "response_range":
+                self.get(op.response_range)
+            elif kind == "response_put":
+                self.put(op.response_put)
+            elif kind == "response_delete_range":
+                self.delete(op.response_delete_range)
+            elif kind == "response_txn":
+                self.txn(op.response_txn)
+
+    def watch(self, resp: rpc.WatchResponse) -> None:
+        for event in resp.events:
+            self._line(kv_pb2.Event.EventType.Name(event.type))
+            if event.HasField("prev_kv"):
+                self._kv(event.prev_kv)
+            self._kv(event.kv)
+
+    def member_list(self, resp: rpc.MemberListResponse) -> None:
+        for row in member_rows(resp):
+            self._line(", ".join(row))
+
+    def member_add(self, resp: rpc.MemberAddResponse, name: str, peer_urls: Sequence[str]) -> None:
+        self._line(f"Member {resp.member.ID:16x} added to cluster {resp.header.cluster_id:16x}")
+        cluster = ",".join(
+            f"{name if m.ID == resp.member.ID else m.name}={url}"
+            for m in resp.members
+            for url in m.peerURLs
+        )
+        # The variables the new member's `pyraftkv` reads its flags from.
+        self._line()
+        self._line(f"PYRAFTKV_NAME={go_quote(name)}")
+        self._line(f"PYRAFTKV_INITIAL_CLUSTER={go_quote(cluster)}")
+        self._line(f"PYRAFTKV_INITIAL_ADVERTISE_PEER_URLS={go_quote(','.join(peer_urls))}")
+        self._line('PYRAFTKV_INITIAL_CLUSTER_STATE="existing"')
+
+    def member_changed(self, verb: str, member_id: int, resp) -> None:
+        self._line(f"Member {member_id:16x} {verb} cluster {resp.header.cluster_id:16x}")
+
+    def move_leader(self, leader: int, target: int, resp: rpc.MoveLeaderResponse) -> None:
+        self._line(f"Leadership transferred from {leader:x} to {target:x}")
+
+    def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        for row in status_rows(statuses):
+            self._line(", ".join(row))
+
+    def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        # etcdctl writes these lines to stderr.
+        for r in results:
+            if r.healthy:
+                line = f"{r.endpoint} is healthy: successfully committed proposal: took = {r.took}"
+            else:
+                line = f"{r.endpoint} is unhealthy: failed to commit proposal: {r.error}"
+            self._line(line, self.err)
+
+    def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        for row in _hashkv_rows(hashes):
+            self._line(", ".join(row))
+
+
+class JsonPrinter(Printer):
+    """``-w json``: the response messages as etcdctl's Go encoder writes them, one per line."""
+
+    def _json(self, value: object) -> None:
+        self._line(gojson.encode(value))
+
+    def put(self, resp: rpc.PutResponse) -> None:
+        self._json(resp)
+
+    def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
+        self._json(resp)
+
+    count = get
+
+    def delete(self, resp: rpc.DeleteRangeResponse) -> None:
+        self._json(resp)
+
+    def txn(self, resp: rpc.TxnResponse) -> None:
+        self._json(resp)
+
+    def watch(self, resp: rpc.WatchResponse) -> None:
+        # etcdctl prints clientv3's WatchResponse struct, whose fields have no JSON tags.
+        self._json(
+            {
+                "Header": resp.header,
+                "Events": list(resp.events),
+                "CompactRevision": resp.compact_revision,
+                "Canceled": resp.canceled,
+                "Created": resp.created,
+            }
+        )
+
+    def member_list(self, resp: rpc.MemberListResponse) -> None:
+        self._json(resp)
+
+    def member_add(self, resp: rpc.MemberAddResponse, name: str, peer_urls: Sequence[str]) -> None:
+        self._json(resp)
+
+    def member_changed(self, verb: str, member_id: int, resp) -> None:
+        self._json(resp)
+
+    def move_leader(self, leader: int, target: int, resp: rpc.MoveLeaderResponse) -> None:
+        self._json(resp)
+
+    def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        self._json([{"Endpoint": ep, "Status": s} for ep, s in statuses] or None)
+
+    def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        items = []
+        for r in results:
+            item: dict[str, object] = {"endpoint": r.endpoint, "health": r.healthy, "took": r.took}
+            if r.error:
+                item["error"] = r.error
+            items.append(item)
+        self._json(items or None)
+
+    def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        self._json([{"Endpoint": ep, "HashKV": h} for ep, h in hashes] or None)
+
+
+class TablePrinter(Printer):
+    """``-w table``: for member list and the endpoint commands, as etcdctl has it."""
+
+    def _table(self, header: Sequence[str], rows: list[list[str]]) -> None:
+        self.out.write(render_table(header, rows).encode())
+
+    def member_list(self, resp: rpc.MemberListResponse) -> None:
+        self._table(MEMBER_HEADER, member_rows(resp))
+
+    def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        self._table(STATUS_HEADER, status_rows(statuses))
+
+    def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        self._table(HEALTH_HEADER, _health_rows(results))
+
+    def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        self._table(HASHKV_HEADER, _hashkv_rows(hashes))
+
+
+PRINTERS: dict[str, type[Printer]] = {
+    "simple": SimplePrinter,
+    "json": JsonPrinter,
+    "table": TablePrinter,
+}

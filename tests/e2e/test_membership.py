@@ -1,0 +1,68 @@
+"""Membership changes on a running cluster: add a member that joins, remove one."""
+
+import pytest
+
+from pyraftkv import Client
+from pyraftkv.errors import ApiError
+from pyraftkv.proto import rpc_pb2 as rpc
+
+from .harness import Member, free_ports
+
+
+def test_a_member_added_then_started_with_existing_state_joins_and_catches_up(cluster):
+    with cluster.client() as c:
+        for i in range(20):
+            c.put(f"j{i:02d}", str(i))
+        client_port, peer_port = free_ports(2)
+        added = c.call(
+            "MemberAdd", rpc.MemberAddRequest(peerURLs=[f"http://127.0.0.1:{peer_port}"])
+        )
+    assert len(added.members) == 4 and added.member.ID
+    assert list(added.member.peerURLs) == [f"http://127.0.0.1:{peer_port}"]
+
+    newcomer = Member(
+        "m4",
+        client_port,
+        peer_port,
+        str(cluster.members[0].data_dir) + "-m4",
+        ["--initial-cluster-state", "existing"],
+    )
+    cluster.initial_cluster += f",m4=http://127.0.0.1:{peer_port}"
+    cluster.members.append(newcomer)
+    cluster.start_member(newcomer)
+    assert cluster.status(newcomer).header.member_id == added.member.ID
+    cluster.wait_applied(newcomer, cluster.status(cluster.members[0]).raftIndex)
+    with Client([newcomer.endpoint]) as c:
+        assert c.get("j", prefix=True, serializable=True).count == 20
+        c.put("from-newcomer", "hi")
+    with cluster.client(cluster.members[:1]) as c:
+        assert c.get("from-newcomer").kvs[0].value == b"hi"
+        assert len(c.member_list().members) == 4
+
+
+def test_a_member_not_added_first_is_told_so(cluster, tmp_path):
+    client_port, peer_port = free_ports(2)
+    stranger = Member(
+        "m9",
+        client_port,
+        peer_port,
+        str(tmp_path / "m9.pyraftkv"),
+        ["--initial-cluster-state", "existing"],
+    )
+    cluster.initial_cluster += f",m9=http://127.0.0.1:{peer_port}"
+    cluster.start_member(stranger, wait=False)
+    assert stranger.process.wait(30) == 2
+    assert "is not in cluster" in stranger.log_text()
+
+
+def test_removing_a_member_takes_it_out_of_the_member_list(cluster):
+    leader = cluster.wait_leader()
+    follower = next(m for m in cluster.members if m is not leader)
+    follower_id = cluster.status(follower).header.member_id
+    with cluster.client([leader]) as c:
+        remaining = c.call("MemberRemove", rpc.MemberRemoveRequest(ID=follower_id))
+        assert follower_id not in [m.ID for m in remaining.members]
+        assert len(c.member_list().members) == 2
+        c.put("after-remove", "ok")  # two voters left: still a majority
+        with pytest.raises(ApiError, match="member not found"):
+            c.call("MemberRemove", rpc.MemberRemoveRequest(ID=follower_id))
