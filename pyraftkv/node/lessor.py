@@ -136,11 +136,16 @@ class Lessor:
             lease.deadline = NEVER
 
     def renew(self, lease_id: int) -> int:
-        """A keep-alive on the leader: the lease's TTL, or 0 when it does not exist."""
+        """A keep-alive on the leader: the lease's TTL, or 0 when it does not exist or its
+        deadline has passed (its revoke may already be on its way through the log: the
+        keep-alive must not tell the client it lives on, as etcd's Renew does not)."""
         lease = self.leases.get(lease_id)
         if lease is None:
             return 0
-        lease.deadline = self._clock() + lease.ttl
+        now = self._clock()
+        if lease.deadline <= now:
+            return 0
+        lease.deadline = now + lease.ttl
         return lease.ttl
 
     def remaining(self, lease_id: int) -> int:
