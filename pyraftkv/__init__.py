@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["AsyncClient", "Client", "Compare", "Op", "__version__"]
+
+# Public names served by pyraftkv.client (imported on first use, see __getattr__).
+_CLIENT_NAMES = (
+    "AsyncClient",
+    "AsyncConfigWatcher",
+    "AsyncElection",
+    "AsyncLease",
+    "AsyncLock",
+    "AsyncServiceRegistry",
+    "Change",
+    "Client",
+    "Compare",
+    "ConfigWatcher",
+    "Election",
+    "InstanceEvent",
+    "Lease",
+    "Lock",
+    "Op",
+    "ServiceRegistry",
+)
+__all__ = [*_CLIENT_NAMES, "__version__"]
 
 
 def __getattr__(name: str):
     # The clients are imported on first use so that the Raft process and the storage
     # modules do not pay for the client stack when they import pyraftkv.
-    if name in ("AsyncClient", "Client", "Compare", "Op"):
+    if name in _CLIENT_NAMES:
         from . import client
 
         return getattr(client, name)

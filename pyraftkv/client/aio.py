@@ -142,10 +142,16 @@ class AsyncClient:
             self._connection = None
             if move_to:
                 try:
-                    self._current = self.endpoints.index(normalize_endpoint(move_to))
-                    return
+                    endpoint = normalize_endpoint(move_to)
                 except ValueError:
-                    pass
+                    endpoint = ""
+                if endpoint:
+                    # A member named the leader: go there, even if the caller listed only
+                    # other members (leader-only calls such as keep-alives need it).
+                    if endpoint not in self.endpoints:
+                        self.endpoints.append(endpoint)
+                    self._current = self.endpoints.index(endpoint)
+                    return
             self._current = (self._current + 1) % len(self.endpoints)
 
     # -- unary calls --------------------------------------------------------------------

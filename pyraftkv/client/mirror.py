@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import Compacted
@@ -33,7 +33,7 @@ class Change:
     value: bytes | None
     prev_value: bytes | None
     revision: int
-    kv: kv_pb2.KeyValue
+    kv: kv_pb2.KeyValue = field(repr=False, compare=False)
 
     @property
     def deleted(self) -> bool:

@@ -26,3 +26,15 @@ def make_cluster(tmp_path):
     yield make
     for c in made:
         c.stop_all()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """Client worker processes (tests/e2e/coord_worker.py); killed after the test."""
+    from .workers import Workers
+
+    directory = tmp_path / "workers"
+    directory.mkdir()
+    w = Workers(str(directory))
+    yield w
+    w.stop_all()

@@ -1,0 +1,115 @@
+"""Distributed locks on a real 3-member cluster, contended by real client processes."""
+
+import os
+import threading
+import time
+
+import pytest
+
+from pyraftkv.errors import TimedOut
+
+CONTENDERS = 8
+ROUNDS = 4
+
+
+def test_contending_processes_are_never_inside_together_and_are_served_fifo(cluster, workers):
+    for n in range(CONTENDERS):
+        workers.start(
+            "lock-rounds", cluster.endpoints, name="fifo", id=n, rounds=ROUNDS, ttl=5, hold=0.02
+        )
+    time.sleep(1.0)  # let every contender import and connect, then start them together
+    open(os.path.join(workers.dir, "go"), "w").close()
+    for process in workers.processes:
+        assert process.wait(90) == 0, workers.logs()
+
+    assert workers.records("violations") == []
+    with open(os.path.join(workers.dir, "counter")) as f:
+        assert int(f.read()) == CONTENDERS * ROUNDS  # no increment lost to an overlap
+    acquisitions = workers.records("acquisitions")  # in the order the lock was granted
+    assert len(acquisitions) == CONTENDERS * ROUNDS
+    for before, after in zip(acquisitions, acquisitions[1:], strict=False):
+        # FIFO: the lock goes to waiters in the order their keys were created ...
+        assert after["create_revision"] > before["create_revision"], (before, after)
+        # ... and each holder got it only after the one before had finished.
+        assert after["acquired_at"] >= before["released_at"], (before, after)
+    waited = sum(
+        1
+        for before, after in zip(acquisitions, acquisitions[1:], strict=False)
+        if after["requested_at"] < before["released_at"]
+    )
+    assert waited >= len(acquisitions) // 2, "the contenders hardly contended"
+    with cluster.client() as c:
+        assert c.get("fifo/", prefix=True).count == 0  # every key went with its lease
+
+
+def test_killing_the_holder_hands_the_lock_to_the_next_waiter_within_its_ttl(cluster, workers):
+    ttl = 2
+    holder = workers.start("hold-lock", cluster.endpoints, name="crash", id="holder", ttl=ttl)
+    deadline = time.monotonic() + 30
+    while not workers.records("held"):
+        assert time.monotonic() < deadline and holder.poll() is None, workers.logs()
+        time.sleep(0.02)
+    held_key = workers.records("held")[0]["key"].encode()
+
+    client = cluster.client()
+    got = {}
+
+    def wait_for_lock() -> None:
+        lock = client.lock("crash", ttl=ttl)
+        got["key"] = lock.acquire(timeout=30)
+        got["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait_for_lock)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while client.get("crash/", prefix=True).count < 2:  # the waiter's key is in line
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(ttl)  # the holder keeps its lease alive: nothing moves
+    assert "key" not in got
+
+    workers.kill(holder)
+    killed_at = time.monotonic()
+    waiter.join(ttl + 10)
+    assert "key" in got, "the waiter never got the lock"
+    handover_s = got["at"] - killed_at
+    # Released by the lease's expiry: after most of a TTL (the last keep-alive came at
+    # most a third of it before the kill), and within the TTL plus a small margin.
+    assert ttl / 2 <= handover_s <= ttl + 1.0, handover_s
+    keys = [kv.key for kv in client.get("crash/", prefix=True).kvs]
+    assert keys == [got["key"]] and held_key not in keys
+
+
+def test_a_waiter_that_times_out_leaves_no_key_behind(cluster):
+    with cluster.client() as client:
+        with client.lock("patience", ttl=5) as held:
+            assert held.held
+            waiter = client.lock("patience", ttl=5)
+            started = time.monotonic()
+            with pytest.raises(TimedOut):
+                waiter.acquire(timeout=0.5)
+            assert time.monotonic() - started < 3
+            assert not waiter.held
+            keys = [kv.key for kv in client.get("patience/", prefix=True).kvs]
+            assert keys == [held.key]
+        assert not held.held
+        assert client.get("patience/", prefix=True).count == 0
+        started = time.monotonic()
+        with client.lock("patience", ttl=5):  # free again: taken at once
+            assert time.monotonic() - started < 2
+
+
+def test_lock_with_a_lease_of_the_caller(cluster):
+    with cluster.client() as client, client.lease(5) as lease:
+        key = client.lock("mine", lease.id).acquire()
+        assert key == b"mine/" + f"{lease.id:x}".encode()
+        assert client.get(key).kvs[0].lease == lease.id
+        client.unlock(key)
+        assert client.get(key).count == 0
+        with client.lock("mine", lease.id) as lock:  # the lease stays the caller's
+            assert lock.lease_id == lease.id
+        assert client.lease_time_to_live(lease.id).TTL > 0
+        with pytest.raises(ValueError):
+            client.lock("", ttl=5)
+        with pytest.raises(ValueError):
+            client.lock("x", ttl=0)
