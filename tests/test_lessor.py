@@ -75,6 +75,5 @@ def test_grant_raises_short_ttls_to_the_minimum_and_rejects_duplicates(store, cl
     assert grant(store, lessor, 1, 1, 1).TTL == 2
     with pytest.raises(errors.LeaseExists):
         grant(store, lessor, 1, 10, 2)
-    with store.write_batch(3) as batch:
-        with pytest.raises(errors.LeaseNotFound):
-            lessor.revoke(batch, 42)
+    with store.write_batch(3) as batch, pytest.raises(errors.LeaseNotFound):
+        lessor.revoke(batch, 42)

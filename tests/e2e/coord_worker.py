@@ -86,7 +86,9 @@ def lock_rounds(client: Client, args: argparse.Namespace) -> None:
         requested_at = time.monotonic()
         with client.lock(args.name, ttl=args.ttl) as lock:
             acquired_at = time.monotonic()
-            enter_exclusive(os.path.join(args.dir, "inside"), os.path.join(args.dir, "violations"), who)
+            enter_exclusive(
+                os.path.join(args.dir, "inside"), os.path.join(args.dir, "violations"), who
+            )
             bump_counter(os.path.join(args.dir, "counter"))
             create_revision = client.get(lock.key).kvs[0].create_revision
             time.sleep(args.hold)
