@@ -20,6 +20,7 @@ from ..proto import v3election_pb2 as election
 from ..proto import v3lock_pb2 as lock
 
 CREATE = rpc.Compare.CREATE
+MOD = rpc.Compare.MOD
 EQUAL = rpc.Compare.EQUAL
 
 
@@ -53,20 +54,25 @@ class Concurrency:
     def __init__(self, app) -> None:
         self.app = app
 
-    async def _enter(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, bool]:
-        """Create (or find) our contender key; returns (key, its create revision, created)."""
+    async def _enter(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
+        """Create our contender key, or take over the one an earlier attempt with the same
+        lease made (a client that lost its connection asks again, maybe on another
+        member): putting it again keeps its create revision, so its place in line, and
+        marks it as ours. Returns (key, its create revision, the revision we wrote it at)."""
         if not name:
             raise errors.InvalidArgument("etcdserver: name is not provided")
         key = contender_key(name, lease)
+        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, target=CREATE, result=EQUAL, create_revision=0)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key))],
+            success=[put],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key)), put],
         )
         response = await self.app.local_write("Txn", txn)
+        written = response.header.revision
         if response.succeeded:
-            return key, response.header.revision, True
-        return key, response.responses[0].response_range.kvs[0].create_revision, False
+            return key, written, written
+        return key, response.responses[0].response_range.kvs[0].create_revision, written
 
     async def _wait_for_turn(self, name: bytes, revision: int) -> None:
         """Wait until no contender key created before ``revision`` is left."""
@@ -87,14 +93,19 @@ class Concurrency:
         return got.kvs[0]
 
     async def _acquire(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int]:
-        key, revision, created = await self._enter(name, lease, value)
+        key, revision, written = await self._enter(name, lease, value)
         try:
             await self._wait_for_turn(name, revision)
             await self._still_exists(key)
         except BaseException:
-            if created:  # a waiter that gives up leaves no key behind to block others
-                with contextlib.suppress(errors.ApiError):
-                    await self.app.local_write("DeleteRange", rpc.DeleteRangeRequest(key=key))
+            # A waiter that gives up leaves no key behind to block others, unless a later
+            # attempt with the same lease took the key over: it may hold the lock by now.
+            abandon = rpc.TxnRequest(
+                compare=[rpc.Compare(key=key, target=MOD, result=EQUAL, mod_revision=written)],
+                success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))],
+            )
+            with contextlib.suppress(errors.ApiError):
+                await self.app.local_write("Txn", abandon)
             raise
         return key, revision
 

@@ -1,6 +1,8 @@
 """Distributed locks on a real 3-member cluster, contended by real client processes."""
 
+import contextlib
 import os
+import signal
 import threading
 import time
 
@@ -113,3 +115,38 @@ def test_lock_with_a_lease_of_the_caller(cluster):
             client.lock("", ttl=5)
         with pytest.raises(ValueError):
             client.lock("x", ttl=0)
+
+
+def test_a_lock_call_retried_on_another_member_keeps_its_key(cluster):
+    """A client whose Lock call is cut off asks again elsewhere with the same lease (the
+    clients retry Lock after a lost connection). The first attempt, abandoned on its
+    member, must not delete the key once the retry has been granted the lock with it."""
+    leader = cluster.wait_leader()
+    first, second = (m for m in cluster.members if m is not leader)
+    holder = cluster.client([leader])
+    held = holder.lock("retry", ttl=10)
+    held.acquire()
+    with holder.lease(10) as lease:
+        on_first = cluster.client([first], timeout=2)
+        with contextlib.suppress(TimedOut):  # still waiting there, its key in line
+            on_first.lock("retry", lease.id, timeout=1).acquire()
+        key = b"retry/" + f"{lease.id:x}".encode()
+        assert holder.get(key).count == 1
+        os.kill(first.process.pid, signal.SIGSTOP)  # it will notice the cut only later
+        try:
+            on_first.close()
+            retried = threading.Thread(
+                target=lambda: cluster.client([second]).lock("retry", lease.id).acquire()
+            )
+            retried.start()
+            time.sleep(0.5)
+            held.release()
+            retried.join(10)
+            assert not retried.is_alive()
+        finally:
+            os.kill(first.process.pid, signal.SIGCONT)
+        time.sleep(1.0)  # the first member catches up and cleans up its abandoned attempt
+        assert holder.get(key).count == 1, "the retry's lock was released behind its back"
+        contender = holder.lock("retry", ttl=5)
+        with pytest.raises(TimedOut):
+            contender.acquire(timeout=1)  # the lock is still held
