@@ -23,7 +23,7 @@ from ..proto import v3election_pb2 as election_pb2
 from ..proto import v3lock_pb2 as lock_pb2
 from ..protocol.methods import BY_NAME
 from .config_watch import AsyncConfigWatcher
-from .connection import Connection, ConnectionLost, Stream
+from .connection import Connection, ConnectionLost, Stream, normalize_endpoint
 from .discovery import AsyncServiceRegistry
 from .election import AsyncElection, observe_leader
 from .leases import AsyncLease, KeepAlive, LeaseKeeper
@@ -55,18 +55,6 @@ _IDEMPOTENT = frozenset(
         "Resign",
     )
 )
-
-
-def normalize_endpoint(endpoint: str) -> str:
-    """Accept host:port or http://host:port; return host:port."""
-    for scheme in ("http://", "https://"):
-        if endpoint.startswith(scheme):
-            endpoint = endpoint[len(scheme) :]
-    endpoint = endpoint.rstrip("/")
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"endpoint {endpoint!r} is not host:port")
-    return endpoint
 
 
 class AsyncClient:

@@ -24,6 +24,18 @@ from ..protocol.frames import (
 )
 
 
+def normalize_endpoint(endpoint: str) -> str:
+    """Accept host:port or http://host:port; return host:port."""
+    for scheme in ("http://", "https://"):
+        if endpoint.startswith(scheme):
+            endpoint = endpoint[len(scheme) :]
+    endpoint = endpoint.rstrip("/")
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"endpoint {endpoint!r} is not host:port")
+    return endpoint
+
+
 class ConnectionLost(PyraftkvError):
     """The connection closed (or never opened) before the reply came."""
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ..errors import ApiError, LeaseNotFound, NoLeader, NotLeader, TimedOut
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
-from .connection import Connection, ConnectionLost, Stream
+from .connection import Connection, ConnectionLost, Stream, normalize_endpoint
 
 if TYPE_CHECKING:
     from .aio import AsyncClient
@@ -42,6 +42,13 @@ def check_ttl(ttl: int) -> int:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
         raise ValueError(f"lease TTL must be a positive number of seconds, not {ttl!r}")
     return ttl
+
+
+def _endpoint_or_none(url: str) -> str | None:
+    try:
+        return normalize_endpoint(url) if url else None
+    except ValueError:
+        return None
 
 
 class KeepAlive:
@@ -106,7 +113,6 @@ class LeaseKeeper:
         self._schedule(lease, time.monotonic() + lease.ttl / 3)
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-        self._wake.set()
 
     def discard(self, lease: AsyncLease) -> None:
         """Stop renewing ``lease``; the stream closes when no lease is left."""
@@ -124,25 +130,50 @@ class LeaseKeeper:
     def _schedule(self, lease: AsyncLease, when: float) -> None:
         lease._due_at = when
         heapq.heappush(self._due, (when, lease.id))
+        self._wake.set()  # the sender may be asleep until a later time
 
     async def _run(self) -> None:
+        # The keeper has a connection of its own, to the leader: following a "not leader"
+        # pointer must not cut the client's other calls and watches, which any member serves.
+        leader_hint: str | None = None
+        turn = 0
         while self._leases:
             connection: Connection | None = None
             in_flight: deque[tuple[float, int]] = deque()
             try:
-                connection = await self._client.connection()
+                connection = await self._connect(leader_hint, turn)
                 await self._serve(connection.open_stream(KEEP_ALIVE), in_flight)
             except NotLeader as exc:
                 self._failed(in_flight, exc)
-                self._client._drop(connection, getattr(exc, "leader_url", "") or None)
+                leader_hint = _endpoint_or_none(getattr(exc, "leader_url", ""))
+                if leader_hint is None:
+                    await asyncio.sleep(RETRY_PAUSE_S)
             except (ConnectionLost, TimedOut) as exc:
                 self._failed(in_flight, exc)
-                if connection is not None:
-                    self._client._drop(connection)
+                leader_hint, turn = None, turn + 1
                 await asyncio.sleep(RETRY_PAUSE_S)
             except ApiError as exc:  # no leader yet, or the member is stopping
                 self._failed(in_flight, exc)
                 await asyncio.sleep(RETRY_PAUSE_S)
+            finally:
+                if connection is not None:
+                    connection.close()
+
+    async def _connect(self, leader_hint: str | None, turn: int) -> Connection:
+        """A connection to the member named as leader, else to the first endpoint (from
+        the client's current one, moved on by ``turn``) that answers."""
+        endpoints = self._client.endpoints
+        start = (self._client._current + turn) % len(endpoints)
+        candidates = endpoints[start:] + endpoints[:start]
+        if leader_hint is not None:
+            candidates = [leader_hint] + [e for e in candidates if e != leader_hint]
+        errors = []
+        for endpoint in candidates:
+            try:
+                return await Connection.open(endpoint, self._client.connect_timeout)
+            except ConnectionLost as exc:
+                errors.append(str(exc))
+        raise ConnectionLost("; ".join(errors))
 
     def _failed(self, in_flight: deque[tuple[float, int]], error: BaseException) -> None:
         """Keep-alives left unanswered by a broken stream go out again on the next one."""
