@@ -65,7 +65,7 @@ def test_keep_alive_through_a_client_that_knows_only_a_follower(cluster):
 
 
 def test_killing_the_leader_member_expires_no_lease_early(cluster, workers):
-    ttl = 2
+    ttl = 1  # the minimum: keep-alives every third of a second, little room to spare
     for n in range(2):
         workers.start("keep-leases", cluster.endpoints, name="kept/", id=n, count=20, ttl=ttl)
     deadline = time.monotonic() + 30
