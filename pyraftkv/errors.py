@@ -125,23 +125,28 @@ class Stopped(ApiError):
     default_message = "etcdserver: server stopped"
 
 
-class ElectionNotLeader(ApiError):
-    """A proclaim or resign by a contender that is not (or no longer) the leader."""
+# The lock and election services answer as etcd's do: its concurrency package's errors,
+# passed through as they are (gRPC code Unknown, no "etcdserver:" prefix).
 
-    code = FAILED_PRECONDITION
-    default_message = "etcdserver: election: not leader"
+
+class ElectionNotLeader(ApiError):
+    """A proclaim by a contender that is not (or no longer) the leader."""
+
+    code = UNKNOWN
+    default_message = "election: not leader"
 
 
 class ElectionNoLeader(ApiError):
-    code = FAILED_PRECONDITION
-    default_message = "etcdserver: election: no leader"
+    code = UNKNOWN
+    default_message = "election: no leader"
 
 
 class SessionExpired(ApiError):
-    """The lease of a lock waiter or election candidate expired before its turn came."""
+    """The key of a lock waiter or election candidate vanished (its lease expired or was
+    revoked) before its turn came."""
 
-    code = FAILED_PRECONDITION
-    default_message = "etcdserver: concurrency: session expired"
+    code = UNKNOWN
+    default_message = "mutex: session is expired"
 
 
 class UnknownMethod(ApiError):
