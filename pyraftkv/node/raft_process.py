@@ -50,6 +50,7 @@ from ..raft.types import (
     Role,
     SnapshotMeta,
 )
+from . import event_loop
 from . import ringproto as rp
 from .config import Url
 from .logging_setup import setup_logging
@@ -770,7 +771,7 @@ def main() -> int:
     die_with_parent(cfg["parent_pid"])
     setup_logging(cfg["log_level"], "raft")
     try:
-        return asyncio.run(amain(cfg))
+        return event_loop.run(amain(cfg))
     except (RaftProcessError, PyraftkvError) as exc:
         log.critical("%s", exc)
         return 2
