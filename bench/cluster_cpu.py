@@ -52,12 +52,16 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=512)
     parser.add_argument("--conns", type=int, default=6)
     parser.add_argument("--value-size", type=int, default=128)
-    parser.add_argument("--leader-only", action="store_true",
-                        help="send every request to the leader (default: to all members)")
+    parser.add_argument(
+        "--leader-only",
+        action="store_true",
+        help="send every request to the leader (default: to all members)",
+    )
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="pyraftkv-cpu-")
-    cluster = LocalCluster(root, 3, extra_args=["--heartbeat-interval", "100",
-                                               "--election-timeout", "1000"])
+    cluster = LocalCluster(
+        root, 3, extra_args=["--heartbeat-interval", "100", "--election-timeout", "1000"]
+    )
     try:
         cluster.start()
         leader = cluster.wait_leader()
@@ -70,11 +74,24 @@ def main() -> int:
         index_before = cluster.status(leader).raftIndex
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         load = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "load.py"), "--endpoints",
-             ",".join(m.endpoint for m in targets), "--clients", str(args.clients),
-             "--conns", str(args.conns), "--duration", "0", "--count", str(args.count),
-             "--value-size", str(args.value_size)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                os.path.join(HERE, "load.py"),
+                "--endpoints",
+                ",".join(m.endpoint for m in targets),
+                "--clients",
+                str(args.clients),
+                "--conns",
+                str(args.conns),
+                "--duration",
+                "0",
+                "--count",
+                str(args.count),
+                "--value-size",
+                str(args.value_size),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         summary = load.communicate()[0].strip()
         load_cpu = cpu_seconds_of_finished(load.pid)
@@ -88,8 +105,10 @@ def main() -> int:
             user = after[name][0] - before[name][0]
             system = after[name][1] - before[name][1]
             total += user + system
-            print(f"{name:<28} {(user + system) / args.count * 1e6:12.1f} "
-                  f"{system / args.count * 1e6:12.1f}")
+            print(
+                f"{name:<28} {(user + system) / args.count * 1e6:12.1f} "
+                f"{system / args.count * 1e6:12.1f}"
+            )
         print(f"{'all members':<28} {total / args.count * 1e6:12.1f}")
         if load_cpu is not None:
             print(f"{'load generator':<28} {load_cpu / args.count * 1e6:12.1f}")
