@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from pyraftkv import AsyncClient, Client
-from pyraftkv.errors import ElectionNotLeader
 from pyraftkv.client.leases import check_ttl
+from pyraftkv.errors import ElectionNotLeader
 
 
 @pytest.fixture
