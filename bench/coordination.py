@@ -4,11 +4,11 @@
     python bench/coordination.py locks --endpoints 127.0.0.1:2379,127.0.0.1:12379,127.0.0.1:22379 \\
         --contenders 16 --procs 2 --duration 10
 
-    # Put throughput (bench/load.py) without leases, with 10,000 live leases kept alive
-    # (each holding one key), and again after they are revoked; --rounds times, with the
-    # ratio of each round (with / mean of before and after) and their median
-    python bench/coordination.py leases --endpoints ... --leases 10000 --ttl 10 \\
-        --load-args "--clients 256 --conns 6 --duration 8"
+    # On a fresh 3-member cluster of its own: puts (bench/load.py) without leases, with
+    # 10,000 live leases kept alive (each holding one key), and again after they are
+    # revoked, --rounds times: throughput and the members' CPU per put (from /proc), and
+    # the members' idle CPU with and without the leases
+    python bench/coordination.py leases --leases 10000 --ttl 10 --rounds 3 --puts 60000
 
 Each contender holds a lease of its own for the whole run and loops: Lock (wait for its
 turn, FIFO), Unlock. Contenders run as asyncio tasks spread over --procs processes.
@@ -22,15 +22,20 @@ import json
 import multiprocessing
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
+
 from pyraftkv import AsyncClient  # noqa: E402
 from pyraftkv.client.leases import AsyncLease  # noqa: E402
+from tests.e2e.harness import LocalCluster  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -139,48 +144,95 @@ async def hold_leases(args: argparse.Namespace) -> None:
         print(json.dumps({"expired_while_kept": expired}))
 
 
-def put_load(args: argparse.Namespace) -> dict:
-    command = [sys.executable, os.path.join(HERE, "load.py"), "--endpoints", args.endpoints]
+def put_load(args: argparse.Namespace, endpoints: str) -> dict:
+    command = [sys.executable, os.path.join(HERE, "load.py"), "--endpoints", endpoints]
+    command += ["--duration", "0", "--count", str(args.puts)]
     command += shlex.split(args.load_args) + ["--json"]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def lease_round(args: argparse.Namespace) -> dict:
-    """Put throughput before, with and after --leases kept-alive leases."""
-    before = put_load(args)
+def member_cpu(pids: list[int]) -> float:
+    return sum(sum(cpu_seconds(pid)) for pid in pids)
+
+
+def measured_load(args: argparse.Namespace, endpoints: str, pids: list[int]) -> dict:
+    """Put throughput and the members' CPU per put (steadier than puts/s here)."""
+    before = member_cpu(pids)
+    summary = put_load(args, endpoints)
+    used = member_cpu(pids) - before
+    return {
+        "puts_per_s": summary["throughput_per_s"],
+        "p99_ms": summary["latency_ms"]["p99"],
+        "member_cpu_us_per_put": round(used / summary["requests"] * 1e6, 1),
+    }
+
+
+def idle_cpu_percent(pids: list[int], seconds: float = 5.0) -> float:
+    before = member_cpu(pids)
+    time.sleep(seconds)
+    return round((member_cpu(pids) - before) / seconds * 100, 2)
+
+
+def lease_round(args: argparse.Namespace, endpoints: str, pids: list[int]) -> dict:
+    """Puts before, with and after --leases kept-alive leases; idle CPU with them."""
+    before = measured_load(args, endpoints, pids)
+    idle_without = idle_cpu_percent(pids)
     holder = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "hold-leases", "--endpoints", args.endpoints]
+        [sys.executable, os.path.abspath(__file__), "hold-leases", "--endpoints", endpoints]
         + ["--leases", str(args.leases), "--ttl", str(args.ttl)],
         stdout=subprocess.PIPE,
         text=True,
     )
     ready = json.loads(holder.stdout.readline())
     time.sleep(args.ttl)  # keep-alives reach their steady rate
-    with_leases = put_load(args)
+    idle_with = idle_cpu_percent(pids)
+    with_leases = measured_load(args, endpoints, pids)
     holder.send_signal(signal.SIGTERM)
     done = json.loads(holder.stdout.readline())
     holder.wait()
-    after = put_load(args)
-    rates = [r["throughput_per_s"] for r in (before, with_leases, after)]
+    after = measured_load(args, endpoints, pids)
+    base_rate = (before["puts_per_s"] + after["puts_per_s"]) / 2
+    base_cpu = (before["member_cpu_us_per_put"] + after["member_cpu_us_per_put"]) / 2
     return {
         "grant_and_attach_s": ready["grant_s"],
         "expired_while_kept": done["expired_while_kept"],
-        "puts_per_s": rates,
-        "put_p99_ms": [r["latency_ms"]["p99"] for r in (before, with_leases, after)],
-        "ratio": round(rates[1] / ((rates[0] + rates[2]) / 2), 3),
+        "before": before,
+        "with_leases": with_leases,
+        "after": after,
+        "throughput_ratio": round(with_leases["puts_per_s"] / base_rate, 3),
+        "cpu_per_put_ratio": round(with_leases["member_cpu_us_per_put"] / base_cpu, 3),
+        "idle_member_cpu_percent": {"without": idle_without, "with_leases": idle_with},
     }
 
 
 def run_leases(args: argparse.Namespace) -> dict:
-    rounds = [lease_round(args) for _ in range(args.rounds)]
-    ratios = sorted(r["ratio"] for r in rounds)
+    """On a fresh 3-member cluster (so the members' CPU can be read from /proc)."""
+    root = tempfile.mkdtemp(prefix="pyraftkv-leases-")
+    cluster = LocalCluster(
+        root, 3, extra_args=["--heartbeat-interval", "100", "--election-timeout", "1000"]
+    )
+    try:
+        cluster.start()
+        endpoints = ",".join(cluster.endpoints)
+        pids = [m.process.pid for m in cluster.members]
+        pids += [raft_pid(pid) for pid in pids]
+        rounds = [lease_round(args, endpoints, pids) for _ in range(args.rounds)]
+    finally:
+        cluster.stop_all()
+        shutil.rmtree(root, ignore_errors=True)
+
+    def median(name: str) -> float:
+        values = sorted(r[name] for r in rounds)
+        return values[len(values) // 2]
+
     return {
         "leases": args.leases,
         "ttl_s": args.ttl,
         "keep_alives_per_s": round(3 * args.leases / args.ttl),
-        "rounds": rounds,  # puts/s and p99: before, with the leases, after their revoke
-        "median_ratio_with_to_without": ratios[len(ratios) // 2],
+        "rounds": rounds,
+        "median_throughput_ratio": median("throughput_ratio"),
+        "median_cpu_per_put_ratio": median("cpu_per_put_ratio"),
     }
 
 
@@ -195,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leases", type=int, default=10_000)
     parser.add_argument("--ttl", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3, help="before/with/after rounds")
-    parser.add_argument("--load-args", default="--clients 256 --conns 6 --duration 8")
+    parser.add_argument("--puts", type=int, default=60_000, help="puts per load phase")
+    parser.add_argument("--load-args", default="--clients 256 --conns 6")
     args = parser.parse_args(argv)
     if args.command == "hold-leases":
         asyncio.run(hold_leases(args))
