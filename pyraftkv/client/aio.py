@@ -27,7 +27,7 @@ from .connection import Connection, ConnectionLost, Stream, normalize_endpoint
 from .discovery import AsyncServiceRegistry
 from .election import AsyncElection, observe_leader
 from .leases import AsyncLease, KeepAlive, LeaseKeeper
-from .locks import DEFAULT_TTL_S, UNBOUNDED_S, AsyncLock
+from .locks import DEFAULT_TTL_S, AsyncLock, wait_in_line
 from .requests import (
     Bytesish,
     delete_request,
@@ -295,10 +295,9 @@ class AsyncClient:
         self, name: Bytesish, lease_id: int, value: Bytesish, timeout: float | None = None
     ) -> election_pb2.LeaderKey:
         """Wait to become leader of election ``name``; returns the proof of leadership."""
-        request = election_pb2.CampaignRequest(
-            name=to_bytes(name), lease=lease_id, value=to_bytes(value)
-        )
-        response = await self.call("Campaign", request, UNBOUNDED_S if timeout is None else timeout)
+        name = to_bytes(name)
+        request = election_pb2.CampaignRequest(name=name, lease=lease_id, value=to_bytes(value))
+        response = await wait_in_line(self, "Campaign", request, name, lease_id, timeout)
         return response.leader
 
     async def proclaim(self, leader: election_pb2.LeaderKey, value: Bytesish) -> None:

@@ -9,9 +9,15 @@ expires and the next waiter gets the lock. Without a lease of its own the lock g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
+from google.protobuf.message import Message
+
+from ..errors import ApiError, TimedOut
+from ..proto import rpc_pb2 as rpc
 from ..proto import v3lock_pb2 as lock_pb2
+from .connection import ConnectionLost
 from .leases import AsyncLease, check_ttl
 from .requests import Bytesish, to_bytes
 
@@ -26,12 +32,33 @@ DEFAULT_TTL_S = 10
 UNBOUNDED_S = 365 * 24 * 3600.0
 
 
+async def wait_in_line(
+    client: AsyncClient,
+    method: str,
+    request: Message,
+    name: bytes,
+    lease_id: int,
+    timeout: float | None,
+) -> Message:
+    """A Lock or Campaign call, which waits for its turn as long as it takes (or
+    ``timeout``). The member keeps a timed-out attempt in line while the connection lives;
+    so that it cannot be granted to nobody later, its key is deleted, as etcd does when
+    such a call is cancelled."""
+    try:
+        return await client.call(method, request, UNBOUNDED_S if timeout is None else timeout)
+    except TimedOut:
+        key = name + b"/" + f"{lease_id:x}".encode()  # the key etcd's services use
+        with contextlib.suppress(ApiError, ConnectionLost):
+            await client.call("DeleteRange", rpc.DeleteRangeRequest(key=key))
+        raise
+
+
 async def lock_call(
     client: AsyncClient, name: bytes, lease_id: int, timeout: float | None
 ) -> bytes:
     """The raw Lock call: wait for the lock, held by ``lease_id``; returns the lock's key."""
     request = lock_pb2.LockRequest(name=name, lease=lease_id)
-    response = await client.call("Lock", request, UNBOUNDED_S if timeout is None else timeout)
+    response = await wait_in_line(client, "Lock", request, name, lease_id, timeout)
     return response.key
 
 

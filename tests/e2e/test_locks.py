@@ -101,6 +101,28 @@ def test_a_waiter_that_times_out_leaves_no_key_behind(cluster):
             assert time.monotonic() - started < 2
 
 
+def test_raw_lock_and_campaign_calls_that_time_out_are_never_granted_later(cluster):
+    """With the caller's own lease nothing is revoked on a timeout: the abandoned attempt
+    must still leave the line, or it would take the lock (or the lead) once free, for
+    nobody."""
+    with cluster.client() as client, client.lease(10) as lease:
+        with client.lock("ghost", ttl=5) as held:
+            with pytest.raises(TimedOut):
+                client.lock("ghost", lease.id, timeout=0.5).acquire()
+            assert [kv.key for kv in client.get("ghost/", prefix=True).kvs] == [held.key]
+        time.sleep(0.5)  # the lock is free now
+        assert client.get("ghost/", prefix=True).count == 0
+
+        leader = client.election("office")
+        leader.campaign("first", ttl=5)
+        with pytest.raises(TimedOut):
+            client.campaign("office", lease.id, "late", timeout=0.5)
+        leader.resign()
+        time.sleep(0.5)
+        assert leader.leader() is None
+        assert client.lease_time_to_live(lease.id).TTL > 0  # the caller's lease lives on
+
+
 def test_lock_with_a_lease_of_the_caller(cluster):
     with cluster.client() as client, client.lease(5) as lease:
         key = client.lock("mine", lease.id).acquire()
