@@ -104,9 +104,6 @@ class LeaseKeeper:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    def __len__(self) -> int:
-        return len(self._leases)
-
     def add(self, lease: AsyncLease) -> None:
         """Start renewing ``lease`` (a third of its TTL from now)."""
         self._leases[lease.id] = lease
@@ -224,8 +221,8 @@ class LeaseKeeper:
         try:
             while True:
                 reply = rpc.LeaseKeepAliveResponse.FromString(await stream.receive())
-                if not in_flight:
-                    raise ConnectionLost("LeaseKeepAlive: an answer nobody asked for")
+                if not in_flight or in_flight[0][1] != reply.ID:
+                    raise ConnectionLost("LeaseKeepAlive: an answer out of order")
                 sent_at, lease_id = in_flight.popleft()
                 lease = self._leases.get(lease_id)
                 if lease is None:
