@@ -82,16 +82,29 @@ def test_list_flags_split_on_commas_and_add_up():
         (["-ix"], "unknown shorthand flag: 'x' in -ix"),
         (["--rev"], "flag needs an argument: --rev"),
         (["-w"], "flag needs an argument: 'w' in -w"),
-        (["--rev=abc"], 'invalid argument "abc" for "--rev" flag: parsing "abc": invalid syntax'),
         (
-            ["--rev", "1_0"],
-            'invalid argument "1_0" for "--rev" flag: parsing "1_0": invalid syntax',
+            ["--rev=abc"],
+            'invalid argument "abc" for "--rev" flag: strconv.ParseInt: parsing "abc": '
+            "invalid syntax",
+        ),
+        (
+            ["--rev", "1_"],
+            'invalid argument "1_" for "--rev" flag: strconv.ParseInt: parsing "1_": invalid syntax',
+        ),
+        (
+            ["--rev", "99999999999999999999"],
+            'invalid argument "99999999999999999999" for "--rev" flag: strconv.ParseInt: '
+            'parsing "99999999999999999999": value out of range',
         ),
         (
             ["--prefix=yes"],
-            'invalid argument "yes" for "--prefix" flag: parsing "yes": invalid syntax',
+            'invalid argument "yes" for "--prefix" flag: strconv.ParseBool: parsing "yes": '
+            "invalid syntax",
         ),
-        (["--timeout=5"], 'invalid argument "5" for "--timeout" flag: invalid duration "5"'),
+        (
+            ["--timeout=5"],
+            'invalid argument "5" for "--timeout" flag: time: invalid duration "5"',
+        ),
     ],
 )
 def test_bad_flags_are_reported(argv, message):
@@ -186,9 +199,9 @@ BAD_COMMAND_LINES = [
     (["put", "k", "v", "--ignore-value"], 128,
      "put command needs only 1 argument when 'ignore-value' is set"),
     (["put", "k", "v", "--lease=zz"], 128,
-     'bad lease ID (parsing "zz": invalid syntax), expecting ID in Hex'),
+     'bad lease ID (strconv.ParseInt: parsing "zz": invalid syntax), expecting ID in Hex'),
     (["compaction"], 128, "compaction command needs 1 argument"),
-    (["compaction", "1e3"], 1, 'parsing "1e3": invalid syntax'),
+    (["compaction", "1e3"], 1, 'strconv.ParseInt: parsing "1e3": invalid syntax'),
     (["txn", "x"], 128, "txn command does not accept argument"),
     (["watch"], 128,
      "watch command needs one argument as key and an optional argument as range_end"),
@@ -202,7 +215,7 @@ BAD_COMMAND_LINES = [
     (["member", "add", "n", "--peer-urls=http://h:1/x"], 1, "URL must not contain a path: http://h:1/x"),
     (["member", "remove"], 128, "member ID is not provided"),
     (["member", "remove", "xyz"], 128,
-     'bad member ID arg (parsing "xyz": invalid syntax), expecting ID in Hex'),
+     'bad member ID arg (strconv.ParseUint: parsing "xyz": invalid syntax), expecting ID in Hex'),
     (["member", "promote", "1", "2"], 128, "member ID is not provided"),
     (["move-leader"], 128, "move-leader command needs 1 argument"),
     (["-w", "xml", "get", "a"], 4, "unsupported output format"),
@@ -227,9 +240,10 @@ def test_bad_command_lines(closed_port, argv, code, message):
          "pyraftkvctl member"),
         (["--bogus", "get", "a"], "unknown flag: --bogus", "pyraftkvctl get"),
         (["get", "a", "--rev=x"],
-         'invalid argument "x" for "--rev" flag: parsing "x": invalid syntax', "pyraftkvctl get"),
+         'invalid argument "x" for "--rev" flag: strconv.ParseInt: parsing "x": invalid syntax',
+         "pyraftkvctl get"),
         (["--dial-timeout=soon", "get", "a"],
-         'invalid argument "soon" for "--dial-timeout" flag: invalid duration "soon"',
+         'invalid argument "soon" for "--dial-timeout" flag: time: invalid duration "soon"',
          "pyraftkvctl get"),
     ],
 )  # fmt: skip
@@ -247,7 +261,7 @@ def test_bad_environment_values_name_the_variable(closed_port):
     assert (code, err.getvalue()) == (
         1,
         b'Error: PYRAFTKVCTL_COMMAND_TIMEOUT: invalid argument "x" for "--command-timeout" '
-        b'flag: invalid duration "x"\n',
+        b'flag: time: invalid duration "x"\n',
     )
 
 
@@ -337,9 +351,11 @@ def test_compares(line, expected):
          'malformed comparison: mod("k") > "1" and more '
          "(unexpected text after the value: and more)"),
         ('mod("k") > "x"',
-         'invalid txn compare request: mod("k") > "x" (parsing "x": invalid syntax)'),
+         'invalid txn compare request: mod("k") > "x" '
+         '(strconv.ParseInt: parsing "x": invalid syntax)'),
         ('lease("k") = "xyz"',
-         'invalid txn compare request: lease("k") = "xyz" (parsing "xyz": invalid syntax)'),
+         'invalid txn compare request: lease("k") = "xyz" '
+         '(strconv.ParseInt: parsing "xyz": invalid syntax)'),
     ],
 )  # fmt: skip
 def test_malformed_compares(line, message):
