@@ -89,7 +89,8 @@ def test_list_flags_split_on_commas_and_add_up():
         ),
         (
             ["--rev", "1_"],
-            'invalid argument "1_" for "--rev" flag: strconv.ParseInt: parsing "1_": invalid syntax',
+            'invalid argument "1_" for "--rev" flag: strconv.ParseInt: parsing "1_": '
+            "invalid syntax",
         ),
         (
             ["--rev", "99999999999999999999"],
