@@ -47,11 +47,10 @@ async def lease_grant(inv: Invocation) -> None:
     if len(inv.args) != 1:
         raise CtlError("lease grant command needs TTL argument", EXIT_BAD_ARGS)
     ttl = parse_ttl(inv.args[0])
-    client = await inv.client()
     try:
-        resp = await client.call("LeaseGrant", rpc.LeaseGrantRequest(TTL=ttl))
-    except ApiError as exc:
-        raise CtlError(f"failed to grant lease ({exc.message})", EXIT_ERROR) from None
+        resp = await (await inv.client()).call("LeaseGrant", rpc.LeaseGrantRequest(TTL=ttl))
+    except (ApiError, ConnectionLost) as exc:
+        raise CtlError(f"failed to grant lease ({_reason(exc)})", EXIT_ERROR) from None
     inv.printer.lease_grant(resp)
 
 
@@ -59,12 +58,15 @@ async def lease_grant(inv: Invocation) -> None:
 async def lease_revoke(inv: Invocation) -> None:
     """Revoke a lease; every key attached to it is deleted."""
     lease_id = _one_lease(inv, "lease revoke command needs 1 argument")
-    client = await inv.client()
     try:
-        resp = await client.call("LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease_id))
-    except ApiError as exc:
-        raise CtlError(f"failed to revoke lease ({exc.message})", EXIT_ERROR) from None
+        resp = await (await inv.client()).call("LeaseRevoke", rpc.LeaseRevokeRequest(ID=lease_id))
+    except (ApiError, ConnectionLost) as exc:
+        raise CtlError(f"failed to revoke lease ({_reason(exc)})", EXIT_ERROR) from None
     inv.printer.lease_revoke(lease_id, resp)
+
+
+def _reason(exc: ApiError | ConnectionLost) -> str:
+    return exc.message if isinstance(exc, ApiError) else str(exc)
 
 
 async def _call_or_exit_2(inv: Invocation, method: str, request):
@@ -72,7 +74,7 @@ async def _call_or_exit_2(inv: Invocation, method: str, request):
     try:
         return await (await inv.client()).call(method, request)
     except (ApiError, ConnectionLost) as exc:
-        raise CtlError(getattr(exc, "message", str(exc)), EXIT_BAD_CONNECTION) from None
+        raise CtlError(_reason(exc), EXIT_BAD_CONNECTION) from None
 
 
 @command(
@@ -114,7 +116,7 @@ async def lease_list(inv: Invocation) -> None:
 async def lease_keep_alive(inv: Invocation) -> None:
     """Renew a lease a third of its TTL after each renewal until interrupted or it is gone."""
     lease_id = _one_lease(inv, "lease keep-alive command needs lease ID as argument")
-    client = await inv.client()
+    client = inv.new_client()  # connected by the first keep-alive, which may retry
     if inv.opts.once:
         inv.printer.lease_keep_alive(await _keep_alive_once(client, lease_id))
         return
@@ -130,7 +132,7 @@ async def _keep_alive_once(client: AsyncClient, lease_id: int) -> rpc.LeaseKeepA
     try:
         resp = await keeper.once()
     except (ApiError, ConnectionLost) as exc:
-        raise CtlError(getattr(exc, "message", str(exc)), EXIT_BAD_CONNECTION) from None
+        raise CtlError(_reason(exc), EXIT_BAD_CONNECTION) from None
     finally:
         keeper.close()
     if resp.TTL <= 0:
