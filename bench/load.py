@@ -25,8 +25,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyraftkv.client.aio import normalize_endpoint  # noqa: E402
-from pyraftkv.client.connection import Connection  # noqa: E402
 from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
+from pyraftkv.protocol.frames import (  # noqa: E402
+    DEFAULT_MAX_REPLY_FRAME_BYTES,
+    ERROR,
+    REPLY_KINDS,
+    FrameDecoder,
+    encode_frame,
+)
 from pyraftkv.protocol.methods import BY_NAME  # noqa: E402
 
 PUT = BY_NAME["Put"].number
@@ -40,63 +46,146 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-async def run_load(args: argparse.Namespace, seed: int) -> dict:
-    endpoints = [normalize_endpoint(e) for e in args.endpoints.split(",")]
-    connections = [
-        await Connection.open(endpoints[i % len(endpoints)], 5.0) for i in range(args.conns)
-    ]
-    rng = random.Random(seed)
-    value = os.urandom(args.value_size // 2 + 1).hex()[: args.value_size].encode()
-    keys = [
-        f"{rng.getrandbits(64):016x}".encode().ljust(args.key_size, b"k")[: args.key_size]
-        for _ in range(args.key_space)
-    ]
-    put_bodies = [rpc.PutRequest(key=k, value=value).SerializeToString() for k in keys]
-    read_bodies = [
-        rpc.RangeRequest(key=k, serializable=args.serializable).SerializeToString() for k in keys
-    ]
-    latencies: list[float] = []
-    errors = 0
-    stop_at = time.monotonic() + args.duration if args.duration else None
-    remaining = [args.count] if args.count else None
+class ClosedLoop(asyncio.Protocol):
+    """One connection carrying ``clients`` closed-loop clients: each reply is answered at
+    once by that client's next request, written with the others of the same read. No
+    coroutine or future per request, so the generator costs little next to the cluster."""
 
-    async def client(n: int) -> None:
-        nonlocal errors
-        connection = connections[n % len(connections)]
-        local_rng = random.Random(seed * 1000 + n)
-        perf = time.perf_counter
-        while True:
-            if stop_at is not None and time.monotonic() >= stop_at:
-                return
-            if remaining is not None:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            i = local_rng.randrange(len(keys))
-            if args.read_ratio and local_rng.random() < args.read_ratio:
-                method, body = RANGE, read_bodies[i]
-            else:
-                method, body = PUT, put_bodies[i]
-            started = perf()
-            try:
-                await connection.call(method, body)
-            except Exception:
-                errors += 1
-                if errors > 1000:
-                    raise
+    def __init__(self, plan: Plan, clients: int, seed: int) -> None:
+        self.plan = plan
+        self.clients = clients
+        self.rng = random.Random(seed)
+        self.decoder = FrameDecoder(DEFAULT_MAX_REPLY_FRAME_BYTES, REPLY_KINDS)
+        self.sent_at: dict[int, float] = {}
+        self.next_stream = 1
+        self.transport: asyncio.Transport | None = None
+        self.done = asyncio.get_running_loop().create_future()
+        self.active = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        out = []
+        for _ in range(self.clients):
+            frame = self._next_request()
+            if frame is None:
+                break
+            out.append(frame)
+        self.active = len(out)
+        transport.write(b"".join(out))
+        if not self.active and not self.done.done():
+            self.done.set_result(None)
+
+    def _next_request(self) -> bytes | None:
+        plan = self.plan
+        if not plan.take():
+            return None
+        i = self.rng.randrange(len(plan.puts))
+        if plan.read_ratio and self.rng.random() < plan.read_ratio:
+            method, body = RANGE, plan.reads[i]
+        else:
+            method, body = PUT, plan.puts[i]
+        stream = self.next_stream
+        self.next_stream += 1
+        self.sent_at[stream] = time.perf_counter()
+        return encode_frame(stream, method, body)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        out = []
+        latencies, sent_at = self.plan.latencies, self.sent_at
+        for stream, kind, _flags, _body in self.decoder.feed(data):
+            started = sent_at.pop(stream, None)
+            if started is None:
                 continue
-            latencies.append(perf() - started)
+            if kind == ERROR:
+                self.plan.errors += 1
+            else:
+                latencies.append(now - started)
+            frame = self._next_request()
+            if frame is None:
+                self.active -= 1
+            else:
+                out.append(frame)
+        if out:
+            self.transport.write(b"".join(out))
+        if self.active <= 0 and not self.done.done():
+            self.done.set_result(None)
 
+    def connection_lost(self, exc) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+
+class Plan:
+    """What to send and when to stop, shared by every connection of one process."""
+
+    def __init__(self, args: argparse.Namespace, seed: int) -> None:
+        rng = random.Random(seed)
+        value = os.urandom(args.value_size // 2 + 1).hex()[: args.value_size].encode()
+        keys = [
+            f"{rng.getrandbits(64):016x}".encode().ljust(args.key_size, b"k")[: args.key_size]
+            for _ in range(args.key_space)
+        ]
+        self.puts = [rpc.PutRequest(key=k, value=value).SerializeToString() for k in keys]
+        self.reads = [
+            rpc.RangeRequest(key=k, serializable=args.serializable).SerializeToString()
+            for k in keys
+        ]
+        self.read_ratio = args.read_ratio
+        self.remaining = args.count or None
+        self.stop_at = time.monotonic() + args.duration if args.duration else None
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._checks = 0
+
+    def take(self) -> bool:
+        """Whether one more request may be sent."""
+        if self.remaining is not None:
+            if self.remaining <= 0:
+                return False
+            self.remaining -= 1
+        if self.stop_at is not None:
+            self._checks += 1
+            if self._checks % 64 == 0 and time.monotonic() >= self.stop_at:
+                self.stop_at = 0.0
+            if self.stop_at == 0.0:
+                return False
+        return True
+
+
+async def run_load(args: argparse.Namespace, seed: int) -> dict:
+    loop = asyncio.get_running_loop()
+    endpoints = [normalize_endpoint(e) for e in args.endpoints.split(",")]
+    plan = Plan(args, seed)
+    per_conn = [
+        args.clients // args.conns + (1 if i < args.clients % args.conns else 0)
+        for i in range(args.conns)
+    ]
     began = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(args.clients)))
+    protocols = []
+    for i, clients in enumerate(per_conn):
+        host, _, port = endpoints[i % len(endpoints)].rpartition(":")
+        _, protocol = await loop.create_connection(
+            lambda c=clients, n=i: ClosedLoop(plan, c, seed * 1000 + n), host, int(port)
+        )
+        protocols.append(protocol)
+    await asyncio.gather(*(p.done for p in protocols))
     elapsed = time.perf_counter() - began
-    for connection in connections:
-        connection.close()
-    return {"latencies": latencies, "errors": errors, "elapsed": elapsed}
+    for protocol in protocols:
+        protocol.transport.close()
+    return {"latencies": plan.latencies, "errors": plan.errors, "elapsed": elapsed}
+
+
+def run(coroutine):
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def _worker(args: argparse.Namespace, seed: int, queue) -> None:
-    queue.put(asyncio.run(run_load(args, seed)))
+    queue.put(run(run_load(args, seed)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in procs:
             p.join()
     else:
-        results = [asyncio.run(run_load(args, 0))]
+        results = [run(run_load(args, 0))]
     latencies = sorted(x for r in results for x in r["latencies"])
     elapsed = max(r["elapsed"] for r in results)
     summary = {

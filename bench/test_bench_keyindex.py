@@ -101,8 +101,10 @@ def test_put_new_key(benchmark, index: KeyIndex) -> None:
 
     def setup():
         main = revs.next()  # new keys land between existing ones all over the tree
-        return ([b"/registry/%06d.%d" % (rng.randrange(N_KEYS), main) for _ in range(OPS)],
-                main), {}
+        return (
+            [b"/registry/%06d.%d" % (rng.randrange(N_KEYS), main) for _ in range(OPS)],
+            main,
+        ), {}
 
     def run(new_keys: list[bytes], main: int) -> None:
         put = index.put

@@ -56,8 +56,11 @@ def per_request(benchmark, n: int) -> None:
 
 def test_apply_puts_of_new_keys(benchmark, store: MVCCStore) -> None:
     def setup():
-        return (store, "put", [rpc_pb2.PutRequest(key=key(next(_new_keys)), value=VALUE)
-                               for _ in range(BATCH)]), {}
+        return (
+            store,
+            "put",
+            [rpc_pb2.PutRequest(key=key(next(_new_keys)), value=VALUE) for _ in range(BATCH)],
+        ), {}
 
     benchmark.pedantic(apply, setup=setup, rounds=15, iterations=1)
     per_request(benchmark, BATCH)
@@ -67,8 +70,14 @@ def test_apply_puts_updating_existing_keys(benchmark, store: MVCCStore) -> None:
     rng = random.Random(1)
 
     def setup():
-        return (store, "put", [rpc_pb2.PutRequest(key=key(rng.randrange(PREFILL)), value=VALUE)
-                               for _ in range(BATCH)]), {}
+        return (
+            store,
+            "put",
+            [
+                rpc_pb2.PutRequest(key=key(rng.randrange(PREFILL)), value=VALUE)
+                for _ in range(BATCH)
+            ],
+        ), {}
 
     benchmark.pedantic(apply, setup=setup, rounds=15, iterations=1)
     per_request(benchmark, BATCH)
@@ -82,11 +91,19 @@ def test_apply_compare_and_swap_txns(benchmark, store: MVCCStore) -> None:
         reqs = []
         for _ in range(BATCH):
             k = key(rng.randrange(PREFILL))
-            reqs.append(rpc_pb2.TxnRequest(
-                compare=[rpc_pb2.Compare(key=k, target=rpc_pb2.Compare.VERSION,
-                                         result=rpc_pb2.Compare.GREATER, version=0)],
-                success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=VALUE))],
-            ))
+            reqs.append(
+                rpc_pb2.TxnRequest(
+                    compare=[
+                        rpc_pb2.Compare(
+                            key=k,
+                            target=rpc_pb2.Compare.VERSION,
+                            result=rpc_pb2.Compare.GREATER,
+                            version=0,
+                        )
+                    ],
+                    success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=VALUE))],
+                )
+            )
         return (store, "txn", reqs), {}
 
     benchmark.pedantic(apply, setup=setup, rounds=10, iterations=1)

@@ -71,4 +71,5 @@ def test_entries_per_second(benchmark, batch: int) -> None:
     benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)
     if benchmark.stats:  # None under --benchmark-disable
         benchmark.extra_info["entries/s (median)"] = round(
-            ENTRIES // batch * batch / benchmark.stats.stats.median)
+            ENTRIES // batch * batch / benchmark.stats.stats.median
+        )

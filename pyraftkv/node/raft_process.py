@@ -50,6 +50,7 @@ from ..raft.types import (
     Role,
     SnapshotMeta,
 )
+from . import event_loop
 from . import ringproto as rp
 from .config import Url
 from .logging_setup import setup_logging
@@ -63,6 +64,8 @@ SLOW_FSYNC_S = 0.1
 # Entries kept in memory below a snapshot so slightly lagging followers catch up from the
 # log instead of needing a whole snapshot (etcd keeps 5000 too).
 CATCH_UP_ENTRIES = 5000
+# Committed entries travel up the ring in messages of about this size at most.
+MAX_COMMITTED_MESSAGE_BYTES = 4 << 20
 # Peer frame kinds (first byte of every frame on the messages channel).
 FRAME_RAFT = 1
 FRAME_FORWARD = 2  # a follower forwards a proposal payload to the leader
@@ -547,7 +550,17 @@ class RaftProcess:
     def _push_committed(self, ready: Ready) -> None:
         if ready.committed_entries:
             entries = ready.committed_entries
-            self._push_up(rp.encode_entries([rp.Entry(*_entry_tuple(e)) for e in entries]))
+            # Several ring messages when there is a lot: each stays far below the ring's size.
+            chunk: list[rp.Entry] = []
+            size = 0
+            for entry in entries:
+                chunk.append(rp.Entry(*_entry_tuple(entry)))
+                size += len(entry.data)
+                if size >= MAX_COMMITTED_MESSAGE_BYTES:
+                    self._push_up(rp.encode_entries(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                self._push_up(rp.encode_entries(chunk))
             for entry in entries:
                 if entry.type == EntryType.CONF_CHANGE:
                     self._on_conf_entry_committed(entry)
@@ -770,7 +783,7 @@ def main() -> int:
     die_with_parent(cfg["parent_pid"])
     setup_logging(cfg["log_level"], "raft")
     try:
-        return asyncio.run(amain(cfg))
+        return event_loop.run(amain(cfg))
     except (RaftProcessError, PyraftkvError) as exc:
         log.critical("%s", exc)
         return 2

@@ -20,6 +20,7 @@ import sys
 import time
 
 from ..errors import PyraftkvError
+from . import event_loop
 from . import ringproto as rp
 from .application import Application
 from .client_server import ClientConnection, ClientServer
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(config.log_level, "app")
     try:
-        return asyncio.run(run_node(config))
+        return event_loop.run(run_node(config))
     except (ConfigError, NodeStopped) as exc:
         print(f"pyraftkv: {exc}", file=sys.stderr)
         return 2

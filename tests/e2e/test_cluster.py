@@ -149,3 +149,14 @@ def test_kill_9_under_concurrent_write_load_loses_no_acknowledged_write(cluster)
         assert len(acked) > 20
         missing = {k for k in acked if got.get(k) != acked[k]}
         assert not missing, f"round {round_}: acknowledged writes lost: {sorted(missing)[:10]}"
+
+
+def test_values_near_the_request_limit_replicate_to_every_member(cluster):
+    big = bytes(range(256)) * (1400 * 1024 // 256)  # 1.4 MiB, under the 1.5 MiB limit
+    with cluster.client() as c:
+        for i in range(3):
+            c.put(f"big{i}", big[i:] + big[:i])
+    for member in cluster.members:
+        with cluster.client([member]) as c:
+            got = c.get("big", prefix=True)
+            assert [kv.value for kv in got.kvs] == [big[i:] + big[:i] for i in range(3)]

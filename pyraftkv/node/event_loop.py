@@ -1,0 +1,16 @@
+"""The event loop both processes of a member run on: uvloop when installed (libuv, about
+twice as fast per I/O event as asyncio's own loop), asyncio's otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
