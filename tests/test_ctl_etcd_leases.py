@@ -116,7 +116,13 @@ def test_lease_list_keep_alive_and_revoke_printers_match_etcdctl(etcd):
     resp = lease_response_from_json(theirs_json.out, rpc.LeaseLeasesResponse)
     assert int(lease, 16) in [item.ID for item in resp.leases]
     assert printed("json", "lease_leases", resp).out == theirs_json.out
-    assert printed("simple", "lease_leases", resp).out == etcd.etcdctl("lease", "list").out
+    theirs = etcd.etcdctl("lease", "list")
+    # etcd lists leases in no stable order: take the simple answer's.
+    order = [int(line, 16) for line in theirs.out.splitlines()[1:]]
+    assert sorted(order) == sorted(item.ID for item in resp.leases)
+    del resp.leases[:]
+    resp.leases.extend(rpc.LeaseStatus(ID=lease_id) for lease_id in order)
+    assert printed("simple", "lease_leases", resp).out == theirs.out
 
     theirs_json = etcd.etcdctl("lease", "keep-alive", "--once", lease, "-w", "json")
     resp = lease_response_from_json(theirs_json.out, rpc.LeaseKeepAliveResponse)
@@ -134,10 +140,7 @@ def test_lease_list_keep_alive_and_revoke_printers_match_etcdctl(etcd):
     assert printed("simple", "lease_revoke", int(other, 16), resp).out == theirs.out
 
     # No leases at all: an empty list, not null.
-    for item in lease_response_from_json(
-        etcd.etcdctl("lease", "list", "-w", "json").out, rpc.LeaseLeasesResponse
-    ).leases:
-        etcd.etcdctl("lease", "revoke", f"{item.ID:x}")
+    revoke_all(etcd)
     theirs_json = etcd.etcdctl("lease", "list", "-w", "json")
     resp = lease_response_from_json(theirs_json.out, rpc.LeaseLeasesResponse)
     assert b'"leases":[]' in theirs_json.out
@@ -148,7 +151,14 @@ def test_lease_list_keep_alive_and_revoke_printers_match_etcdctl(etcd):
 # -- end to end through the bridge ------------------------------------------------------------
 
 
+def revoke_all(etcd: EtcdCluster) -> None:
+    listed = etcd.etcdctl("lease", "list", "-w", "json").out
+    for item in lease_response_from_json(listed, rpc.LeaseLeasesResponse).leases:
+        etcd.etcdctl("lease", "revoke", f"{item.ID:x}")
+
+
 def test_lease_commands_match_etcdctl(etcd):
+    revoke_all(etcd)  # one lease, so that lease list has one order
     lease = grant(etcd)
     for key in ("e2e/x", "e2e/y"):
         assert_same(etcd.ctl("put", f"--lease={lease}", key, "v"), Result(0, b"OK\n", b""))

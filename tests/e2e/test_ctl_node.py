@@ -215,7 +215,7 @@ def test_endpoint_health_then_a_member_killed(cluster):
 
     dead = next(m for m in cluster.members if m is not cluster.wait_leader())
     cluster.kill(dead)
-    quick = "--command-timeout=2s"
+    quick = "--command-timeout=1s"
     unhealthy = ctl(cluster, "endpoint", "health", quick)
     assert unhealthy.code == 1 and unhealthy.out == b""
     lines = unhealthy.err.decode().splitlines()

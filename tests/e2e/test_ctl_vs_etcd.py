@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -112,6 +111,15 @@ def lease_of(key_line: bytes) -> str:
     return key_line.split(b"\n")[0].rsplit(b"/", 1)[1].decode()
 
 
+def wait_for_keys(side: Side, prefix: str, count: int) -> None:
+    """Until ``count`` lock waiters or candidates have their keys under ``prefix``."""
+
+    def keys() -> int:
+        return side.run("get", prefix, "--prefix", "--keys-only", record=False).out.count(b"/")
+
+    wait_until(lambda: keys() == count, what=f"{count} keys under {prefix}")
+
+
 def script(side: Side) -> None:
     """Leases, locks and elections, as an operator would drive them from a shell."""
     # -- leases ------------------------------------------------------------------------
@@ -165,13 +173,21 @@ def script(side: Side) -> None:
     holder = side.start("lock", "job")
     holder.wait_for(b"job/")
     waiter = side.start("lock", "--ttl=5", "job", "--", "sh", "-c", "echo second holder")
-    time.sleep(1.0)  # the waiter has asked by now, and must still wait
-    assert waiter.process.poll() is None and waiter.output() == b""
+    wait_for_keys(side, "job/", 2)
+    impatient = side.start("lock", "job")
+    wait_for_keys(side, "job/", 3)
+    impatient.end(signal.SIGINT)  # gives up waiting: "context canceled", exit 1
+    assert waiter.process.poll() is None and waiter.output() == b""  # still waiting
     holder.end(signal.SIGINT)  # releases the lock ...
     waiter.end()  # ... so the waiter runs its command and exits
     holder = side.start("lock", "job")  # the lock is free again
     holder.wait_for(b"job/")
     holder.end(signal.SIGTERM)
+    # A holder whose lease is lost (here revoked; the same as an expiry) says so, exit 1.
+    doomed = side.start("lock", "--ttl=3", "job")
+    doomed.wait_for(b"job/")
+    side.run("lease", "revoke", lease_of(doomed.output()))
+    doomed.end()
 
     # -- elections ---------------------------------------------------------------------
     listener = side.start("elect", "-l", "pool")
@@ -179,21 +195,12 @@ def script(side: Side) -> None:
     alice.wait_for(b"alice")
     listener.wait_for(b"alice")
     bob = side.start("elect", "pool", "bob")
-    wait_until(
-        lambda: (
-            side.run("get", "pool/", "--prefix", "--keys-only", record=False).out.count(b"pool/")
-            == 2
-        ),
-        what="bob's candidacy",
-    )
+    wait_for_keys(side, "pool/", 2)
     carol = side.start("elect", "pool", "carol")
-    wait_until(
-        lambda: (
-            side.run("get", "pool/", "--prefix", "--keys-only", record=False).out.count(b"pool/")
-            == 3
-        ),
-        what="carol's candidacy",
-    )
+    wait_for_keys(side, "pool/", 3)
+    dave = side.start("elect", "pool", "dave")
+    wait_for_keys(side, "pool/", 4)
+    dave.end(signal.SIGINT)  # gives up campaigning: "context canceled", exit 1
     side.run("elect", "pool", "dave", "-l")
     alice.end(signal.SIGTERM)  # resigns: bob, next in line, leads
     bob.wait_for(b"bob")
