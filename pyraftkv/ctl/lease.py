@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..client.aio import AsyncClient, KeepAlive
 from ..client.connection import ConnectionLost
-from ..errors import ApiError
+from ..errors import ApiError, LeaseNotFound
 from ..proto import rpc_pb2 as rpc
 from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR, CtlError
@@ -15,8 +15,6 @@ from .kv import parse_lease_id
 from .session import renewals
 
 group("lease", "Lease related commands")
-
-LEASE_NOT_FOUND = "etcdserver: requested lease not found"
 
 
 def parse_ttl(text: str) -> int:
@@ -136,5 +134,5 @@ async def _keep_alive_once(client: AsyncClient, lease_id: int) -> rpc.LeaseKeepA
     finally:
         keeper.close()
     if resp.TTL <= 0:
-        raise CtlError(LEASE_NOT_FOUND, EXIT_BAD_CONNECTION)
+        raise CtlError(LeaseNotFound.default_message, EXIT_BAD_CONNECTION)  # as etcd's client
     return resp

@@ -9,6 +9,8 @@ acquired at) in its environment, the names etcdctl uses.
 
 from __future__ import annotations
 
+import asyncio
+
 from ..proto import rpc_pb2 as rpc
 from ..proto import v3lock_pb2 as lock_pb2
 from .child import ChildFailed, environment, run_child
@@ -77,7 +79,7 @@ async def _run_locked(inv: Invocation, argv: list[str], locked: lock_pb2.LockRes
             raise CtlError(failure, EXIT_ERROR)
 
 
-async def _hold(inv: Invocation, session: Session, stop, key: bytes) -> None:
+async def _hold(inv: Invocation, session: Session, stop: asyncio.Event, key: bytes) -> None:
     """Print the lock's key (as etcdctl does, as a get of it), then hold the lock until
     stopped (release it, exit 0) or the session's lease is lost (exit 1)."""
     client = await inv.client()

@@ -25,10 +25,9 @@ T = TypeVar("T")
 DEFAULT_SESSION_TTL_S = 60
 # A lock or campaign waits for its turn as long as it takes.
 FOREVER_S = 365 * 24 * 3600.0
-# The longest pause between keep-alives etcd's client makes (it checks every 500 ms).
+# The shortest pause between keep-alives etcd's client makes (it checks every 500 ms).
 KEEP_ALIVE_TICK_S = 0.5
-
-
+# After a failed keep-alive, the next try.
 RETRY_PAUSE_S = 0.5
 
 

@@ -34,10 +34,13 @@ pytestmark = pytest.mark.skipif(ETCD is None or ETCDCTL is None, reason=MISSING)
 
 
 class Side:
-    """One CLI against one cluster: one-shot commands, and commands left running."""
+    """One CLI (``program``) against one cluster (``endpoints``): one-shot commands, and
+    commands left running; ``transcript`` records what each printed and its exit code."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], tmp: Path) -> None:
-        self.argv, self.env, self.tmp = argv, env, tmp
+    def __init__(self, program: list[str], endpoints: list[str], env: dict, tmp: Path) -> None:
+        self.endpoints_flag = f"--endpoints={','.join(endpoints)}"
+        self.argv = [*program, self.endpoints_flag]
+        self.env, self.tmp = env, tmp
         self.transcript: list[tuple[str, Result]] = []
         self._count = 0
 
@@ -49,7 +52,10 @@ class Side:
             timeout=30,
             stdin=subprocess.DEVNULL,
         )
-        result = Result(done.returncode, done.stdout, ETCD_LOG_LINE.sub(b"", done.stderr))
+        return self._record(args, Result(done.returncode, done.stdout, done.stderr), record)
+
+    def _record(self, args, result: Result, record: bool) -> Result:
+        result.err = ETCD_LOG_LINE.sub(b"", result.err)
         if record:
             self.transcript.append((" ".join(args), result))
         return result
@@ -63,13 +69,14 @@ class OursSide(Side):
     """pyraftkvctl: one-shot commands in-process (the same code as the console script,
     without its start-up time), long-running ones as processes."""
 
+    def __init__(self, endpoints: list[str], tmp: Path) -> None:
+        program = [sys.executable, "-m", "pyraftkv.ctl"]
+        super().__init__(program, endpoints, {**os.environ, "PYTHONUNBUFFERED": "1"}, tmp)
+
     def run(self, *args: str, record: bool = True) -> Result:
         out, err = io.BytesIO(), io.BytesIO()
-        code = run([*self.argv[3:], *args], io.BytesIO(), out, err, environ={})
-        result = Result(code, out.getvalue(), err.getvalue())
-        if record:
-            self.transcript.append((" ".join(args), result))
-        return result
+        code = run([self.endpoints_flag, *args], io.BytesIO(), out, err, {})
+        return self._record(args, Result(code, out.getvalue(), err.getvalue()), record)
 
 
 class Background:
@@ -97,13 +104,8 @@ class Background:
         """Signal it (or let it finish) and record what it printed and its exit code."""
         if how is not None:
             self.process.send_signal(how)
-        code = self.process.wait(20)
-        err = ETCD_LOG_LINE.sub(b"", self.err_path.read_bytes())
-        result = Result(code, self.output(), err)
-        self.side.transcript.append(
-            (f"[{how.name if how else 'end'}] {' '.join(self.args)}", result)
-        )
-        return result
+        result = Result(self.process.wait(20), self.output(), self.err_path.read_bytes())
+        return self.side._record((f"[{how.name if how else 'end'}]", *self.args), result, True)
 
 
 def lease_of(key_line: bytes) -> str:
@@ -264,16 +266,8 @@ def test_lease_lock_and_election_scripts_match_etcd(etcd, make_cluster, tmp_path
     (tmp_path / "theirs").mkdir()
     (tmp_path / "ours").mkdir()
     etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-    theirs = Side(
-        [ETCDCTL, f"--endpoints={','.join(etcd.endpoints)}"],
-        {**etcd_env, "ETCDCTL_API": "3"},
-        tmp_path / "theirs",
-    )
-    ours = OursSide(
-        [sys.executable, "-m", "pyraftkv.ctl", f"--endpoints={','.join(pyraftkv.endpoints)}"],
-        {**os.environ, "PYTHONUNBUFFERED": "1"},
-        tmp_path / "ours",
-    )
+    theirs = Side([ETCDCTL], etcd.endpoints, {**etcd_env, "ETCDCTL_API": "3"}, tmp_path / "theirs")
+    ours = OursSide(pyraftkv.endpoints, tmp_path / "ours")
     script(theirs)
     script(ours)
     expected, got = masked(theirs.transcript), masked(ours.transcript)
