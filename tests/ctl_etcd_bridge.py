@@ -4,7 +4,9 @@ EtcdBridge listens for pyraftkv's native frames and forwards each call to etcd's
 gateway (POST /v3/kv/range, /v3/watch, ...), which takes and returns the same etcd v3
 messages in their JSON form. pyraftkvctl's whole path (flags, request building, client,
 printing) then runs against etcd itself, and its output can be compared with etcdctl's.
-HashKV has no gateway route in etcd 3.4 and answers "unknown method".
+Streams: a watch or an election observation is one streaming POST; each keep-alive on a
+LeaseKeepAlive stream is a POST of its own. HashKV has no gateway route in etcd 3.4 and
+answers "unknown method".
 """
 
 from __future__ import annotations
@@ -44,16 +46,34 @@ GATEWAY_PATHS = {
     "MemberPromote": "/v3/cluster/member/promote",
     "Status": "/v3/maintenance/status",
     "MoveLeader": "/v3/maintenance/transfer-leadership",
+    "LeaseGrant": "/v3/lease/grant",
+    "LeaseRevoke": "/v3/lease/revoke",
+    "LeaseTimeToLive": "/v3/lease/timetolive",
+    "LeaseLeases": "/v3/lease/leases",
+    "Lock": "/v3/lock/lock",
+    "Unlock": "/v3/lock/unlock",
+    "Campaign": "/v3/election/campaign",
+    "Proclaim": "/v3/election/proclaim",
+    "Leader": "/v3/election/leader",
+    "Resign": "/v3/election/resign",
 }
+# Server streams: the first message opens one streaming POST whose results are forwarded.
+STREAM_PATHS = {"Watch": "/v3/watch", "Observe": "/v3/election/observe"}
+KEEP_ALIVE_PATH = "/v3/lease/keepalive"
+# Calls that wait for their turn (a lock, a campaign) as long as it takes.
+WAITING = frozenset(("Lock", "Campaign"))
 
 
-def _post(host: str, port: int, path: str, request) -> tuple[int, dict]:
-    body = json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True))
-    connection = http.client.HTTPConnection(host, port, timeout=10)
+def _json_body(request) -> str:
+    return json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True))
+
+
+def _post(connection: http.client.HTTPConnection, path: str, request) -> tuple[int, dict]:
+    """POST one request; the status and the first JSON object of the answer."""
     try:
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        connection.request("POST", path, _json_body(request), {"Content-Type": "application/json"})
         response = connection.getresponse()
-        return response.status, json.loads(response.read() or b"{}")
+        return response.status, json.loads(response.readline() or b"{}")
     finally:
         connection.close()
 
@@ -71,26 +91,46 @@ class _BridgeConnection(asyncio.Protocol):
         self.bridge = bridge
         self.decoder = FrameDecoder(4 << 20, METHOD_NUMBERS)
         self.transport: asyncio.Transport | None = None
-        self.watches: dict[int, http.client.HTTPConnection] = {}
+        self.streams: dict[int, http.client.HTTPConnection] = {}
+        self.in_flight: set[http.client.HTTPConnection] = set()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def connection_lost(self, exc) -> None:
-        for connection in self.watches.values():
+        for connection in [*self.streams.values(), *self.in_flight]:
             _hang_up(connection)
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def http(self, timeout: float | None = 10) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(
+            self.bridge.etcd_host, self.bridge.etcd_port, timeout=timeout
+        )
+
     def data_received(self, data: bytes) -> None:
         for stream, code, flags, body in self.decoder.feed(data):
             method = BY_NUMBER[code]
-            if method.name == "Watch":
-                self.watch_frame(stream, flags, body)
+            if method.name in STREAM_PATHS:
+                self.stream_frame(stream, method, flags, body)
+            elif method.name == "LeaseKeepAlive":
+                if not flags & FLAG_END:
+                    asyncio.ensure_future(self.keep_alive(stream, body))
             else:
                 asyncio.ensure_future(self.unary(stream, method, body))
+
+    async def forward(self, path: str, request, timeout: float | None = 10):
+        """POST in a worker thread; hung up if our client goes away first."""
+        connection = self.http(timeout)
+        self.in_flight.add(connection)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, _post, connection, path, request
+            )
+        finally:
+            self.in_flight.discard(connection)
 
     async def unary(self, stream: int, method, body: bytes) -> None:
         path = GATEWAY_PATHS.get(method.name)
@@ -98,38 +138,50 @@ class _BridgeConnection(asyncio.Protocol):
             self.send(encode_error(stream, errors.UNIMPLEMENTED, "unknown method"))
             return
         request = method.request.FromString(body)
-        status, answer = await asyncio.get_running_loop().run_in_executor(
-            None, _post, self.bridge.etcd_host, self.bridge.etcd_port, path, request
-        )
+        timeout = None if method.name in WAITING else 10
+        try:
+            status, answer = await self.forward(path, request, timeout)
+        except (OSError, ValueError, http.client.HTTPException):
+            return  # hung up: our client is gone
         if status != 200:
             self.send(encode_error(stream, answer.get("code", 2), answer.get("message", "")))
             return
         reply = json_format.ParseDict(answer, method.response(), ignore_unknown_fields=True)
         self.send(encode_frame(stream, REPLY, reply.SerializeToString()))
 
-    def watch_frame(self, stream: int, flags: int, body: bytes) -> None:
+    async def keep_alive(self, stream: int, body: bytes) -> None:
+        """One keep-alive of a LeaseKeepAlive stream, as a POST of its own."""
+        request = rpc.LeaseKeepAliveRequest.FromString(body)
+        try:
+            _, answer = await self.forward(KEEP_ALIVE_PATH, request)
+        except (OSError, ValueError, http.client.HTTPException):
+            return
+        reply = json_format.ParseDict(answer.get("result", {}), rpc.LeaseKeepAliveResponse(), True)
+        self.send(encode_frame(stream, MESSAGE, reply.SerializeToString()))
+
+    def stream_frame(self, stream: int, method, flags: int, body: bytes) -> None:
         if flags & FLAG_END:
-            connection = self.watches.pop(stream, None)
+            connection = self.streams.pop(stream, None)
             if connection is not None:
                 _hang_up(connection)
             return
-        request = rpc.WatchRequest.FromString(body)
-        connection = http.client.HTTPConnection(self.bridge.etcd_host, self.bridge.etcd_port)
-        self.watches[stream] = connection
+        connection = self.http(timeout=None)
+        self.streams[stream] = connection
         loop = asyncio.get_running_loop()
         threading.Thread(
-            target=self.pump_watch, args=(loop, connection, stream, request), daemon=True
+            target=self.pump,
+            args=(loop, connection, stream, method, method.request.FromString(body)),
+            daemon=True,
         ).start()
 
-    def pump_watch(self, loop, connection, stream: int, request) -> None:
-        """Forward each {"result": WatchResponse} line of the gateway's stream as a frame."""
-        payload = json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True))
+    def pump(self, loop, connection, stream: int, method, request) -> None:
+        """Forward each {"result": ...} line of the gateway's stream as a frame."""
         try:
-            connection.request("POST", "/v3/watch", payload)
+            connection.request("POST", STREAM_PATHS[method.name], _json_body(request))
             response = connection.getresponse()
             for line in response:
                 result = json.loads(line).get("result", {})
-                reply = json_format.ParseDict(result, rpc.WatchResponse(), True)
+                reply = json_format.ParseDict(result, method.response(), True)
                 frame = encode_frame(stream, MESSAGE, reply.SerializeToString())
                 loop.call_soon_threadsafe(self.send, frame)
         except (OSError, ValueError, http.client.HTTPException, AttributeError):

@@ -35,7 +35,7 @@ MISSING = "etcd / etcdctl not installed (apt-get install etcd-server etcd-client
 # A name with spaces, longer than a table cell may be, to exercise cell wrapping.
 LONG_NAME = "first member of the differential test cluster"
 NAMES = (LONG_NAME, "m2", "m3")
-_LOG_LINE = re.compile(rb'^\{"level":.*\n', re.MULTILINE)
+ETCD_LOG_LINE = re.compile(rb'^\{"level":.*\n', re.MULTILINE)
 
 
 @dataclass
@@ -146,7 +146,7 @@ class EtcdCluster:
             env=env,
             timeout=30,
         )
-        return Result(done.returncode, done.stdout, _LOG_LINE.sub(b"", done.stderr))
+        return Result(done.returncode, done.stdout, ETCD_LOG_LINE.sub(b"", done.stderr))
 
     def bridge_for(self, endpoint: str) -> str:
         return self.bridges[self.endpoints.index(endpoint)].endpoint
@@ -188,7 +188,7 @@ def interrupt(process: subprocess.Popen) -> tuple[int, bytes]:
     """Ctrl-C a watcher; its exit code and stderr."""
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=10)
-    return process.returncode, _LOG_LINE.sub(b"", err)
+    return process.returncode, ETCD_LOG_LINE.sub(b"", err)
 
 
 # -- etcdctl's JSON back into messages ---------------------------------------------------------
@@ -254,6 +254,38 @@ def health_from_json(text: bytes) -> list[EndpointHealth]:
         EndpointHealth(item["endpoint"], item["health"], item["took"], item.get("error", ""))
         for item in json.loads(text) or []
     ]
+
+
+# clientv3's lease responses embed the header (its fields sit at the top level) and name
+# their own fields: JSON name -> protobuf field.
+_LEASE_FIELDS = {
+    rpc.LeaseGrantResponse: {"ID": "ID", "TTL": "TTL", "Error": "error"},
+    rpc.LeaseKeepAliveResponse: {"ID": "ID", "TTL": "TTL"},
+    rpc.LeaseTimeToLiveResponse: {
+        "id": "ID",
+        "ttl": "TTL",
+        "granted-ttl": "grantedTTL",
+        "keys": "keys",
+    },
+    rpc.LeaseLeasesResponse: {"leases": "leases"},
+}
+
+
+def lease_response_from_json(text: bytes, message_type):
+    """etcdctl's -w json of a lease command as the protobuf response it came from."""
+    data = json.loads(text)
+    header = {
+        f.name: data.pop(f.name) for f in rpc.ResponseHeader.DESCRIPTOR.fields if f.name in data
+    }
+    fields = {"header": header}
+    for json_name, field in _LEASE_FIELDS[message_type].items():
+        value = data.pop(json_name)
+        if json_name == "leases":
+            value = [{"ID": item["id"]} for item in value]
+        if value is not None:
+            fields[field] = value
+    assert not data, f"unexpected fields {sorted(data)}"
+    return json_format.ParseDict(fields, message_type())
 
 
 def printed(write_out: str, method: str, *args, hex_bytes: bool = False, **kwargs) -> Result:

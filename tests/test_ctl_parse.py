@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 
 import pytest
 
 from pyraftkv.ctl import run
 from pyraftkv.ctl.errors import CtlError
-from pyraftkv.ctl.flags import Flag, UsageError, parse_duration, parse_flags
+from pyraftkv.ctl.flags import Flag, UsageError, go_parse_int, parse_duration, parse_flags
 from pyraftkv.ctl.kv import DEL_FLAGS, GET_FLAGS, PUT_FLAGS, build_delete, build_put, build_range
 from pyraftkv.ctl.txn import parse_compare, parse_go_string, parse_request, read_txn, split_words
 from pyraftkv.proto import rpc_pb2 as rpc
@@ -82,16 +83,30 @@ def test_list_flags_split_on_commas_and_add_up():
         (["-ix"], "unknown shorthand flag: 'x' in -ix"),
         (["--rev"], "flag needs an argument: --rev"),
         (["-w"], "flag needs an argument: 'w' in -w"),
-        (["--rev=abc"], 'invalid argument "abc" for "--rev" flag: parsing "abc": invalid syntax'),
         (
-            ["--rev", "1_0"],
-            'invalid argument "1_0" for "--rev" flag: parsing "1_0": invalid syntax',
+            ["--rev=abc"],
+            'invalid argument "abc" for "--rev" flag: strconv.ParseInt: parsing "abc": '
+            "invalid syntax",
+        ),
+        (
+            ["--rev", "1_"],
+            'invalid argument "1_" for "--rev" flag: strconv.ParseInt: parsing "1_": '
+            "invalid syntax",
+        ),
+        (
+            ["--rev", "99999999999999999999"],
+            'invalid argument "99999999999999999999" for "--rev" flag: strconv.ParseInt: '
+            'parsing "99999999999999999999": value out of range',
         ),
         (
             ["--prefix=yes"],
-            'invalid argument "yes" for "--prefix" flag: parsing "yes": invalid syntax',
+            'invalid argument "yes" for "--prefix" flag: strconv.ParseBool: parsing "yes": '
+            "invalid syntax",
         ),
-        (["--timeout=5"], 'invalid argument "5" for "--timeout" flag: invalid duration "5"'),
+        (
+            ["--timeout=5"],
+            'invalid argument "5" for "--timeout" flag: time: invalid duration "5"',
+        ),
     ],
 )
 def test_bad_flags_are_reported(argv, message):
@@ -186,9 +201,9 @@ BAD_COMMAND_LINES = [
     (["put", "k", "v", "--ignore-value"], 128,
      "put command needs only 1 argument when 'ignore-value' is set"),
     (["put", "k", "v", "--lease=zz"], 128,
-     'bad lease ID (parsing "zz": invalid syntax), expecting ID in Hex'),
+     'bad lease ID (strconv.ParseInt: parsing "zz": invalid syntax), expecting ID in Hex'),
     (["compaction"], 128, "compaction command needs 1 argument"),
-    (["compaction", "1e3"], 1, 'parsing "1e3": invalid syntax'),
+    (["compaction", "1e3"], 1, 'strconv.ParseInt: parsing "1e3": invalid syntax'),
     (["txn", "x"], 128, "txn command does not accept argument"),
     (["watch"], 128,
      "watch command needs one argument as key and an optional argument as range_end"),
@@ -202,9 +217,22 @@ BAD_COMMAND_LINES = [
     (["member", "add", "n", "--peer-urls=http://h:1/x"], 1, "URL must not contain a path: http://h:1/x"),
     (["member", "remove"], 128, "member ID is not provided"),
     (["member", "remove", "xyz"], 128,
-     'bad member ID arg (parsing "xyz": invalid syntax), expecting ID in Hex'),
+     'bad member ID arg (strconv.ParseUint: parsing "xyz": invalid syntax), expecting ID in Hex'),
     (["member", "promote", "1", "2"], 128, "member ID is not provided"),
     (["move-leader"], 128, "move-leader command needs 1 argument"),
+    (["lease", "grant"], 128, "lease grant command needs TTL argument"),
+    (["lease", "grant", "1s"], 128, 'bad TTL (strconv.ParseInt: parsing "1s": invalid syntax)'),
+    (["lease", "revoke", "1", "2"], 128, "lease revoke command needs 1 argument"),
+    (["lease", "revoke", "0x1"], 128,
+     'bad lease ID arg (strconv.ParseInt: parsing "0x1": invalid syntax), expecting ID in Hex'),
+    (["lease", "timetolive"], 128, "lease timetolive command needs lease ID as argument"),
+    (["lease", "keep-alive", "--once"], 128, "lease keep-alive command needs lease ID as argument"),
+    (["-w", "table", "lease", "grant", "5"], 4, "table not supported as output format"),
+    (["lock"], 128, "lock takes a lock name argument and an optional command to execute"),
+    (["elect"], 128,
+     "elect takes one election name argument and an optional proposal argument"),
+    (["elect", "name"], 128, "no proposal argument but -l not set"),
+    (["elect", "--listen", "name", "proposal"], 128, "proposal given but -l is set"),
     (["-w", "xml", "get", "a"], 4, "unsupported output format"),
     (["-w", "table", "put", "a", "b"], 4, "table not supported as output format"),
 ]  # fmt: skip
@@ -218,6 +246,79 @@ def test_bad_command_lines(closed_port, argv, code, message):
 
 
 @pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["lease", "grant", "5"], 1),
+        (["lease", "revoke", "1"], 1),
+        (["lease", "timetolive", "1"], 2),
+        (["lease", "list"], 2),
+        (["lease", "keep-alive", "--once", "1"], 2),
+        (["lock", "name"], 1),
+        (["elect", "name", "proposal"], 1),
+    ],
+)
+def test_unreachable_cluster_exit_codes_are_etcdctls(closed_port, argv, code):
+    got, out, err = ctl(closed_port, "--command-timeout=0.2s", *argv)
+    assert (got, out) == (code, "")
+    assert err.startswith("Error: ") and f"127.0.0.1:{closed_port}" in err
+    # (etcdctl waits forever for timetolive, list, keep-alive --once, lock and elect.)
+
+
+def test_keep_alive_gives_up_on_an_unreachable_cluster_as_etcdctl_does(closed_port):
+    # No renewal within the dial timeout and a second: the lease counts as gone.
+    started = time.monotonic()
+    assert ctl(closed_port, "--dial-timeout=0.2s", "lease", "keep-alive", "1f") == (
+        0,
+        "lease 000000000000001f expired or revoked.\n",
+        "",
+    )
+    assert 1.1 < time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("text", "base", "value"),
+    [  # each checked against etcdctl 3.4 (a --limit flag, or a lease ID)
+        ("1_0", 0, 10),
+        ("0x_10", 0, 16),
+        ("010", 0, 8),
+        ("0_10", 0, 8),
+        ("0o10", 0, 8),
+        ("0b_1", 0, 1),
+        ("-0x10", 0, -16),
+        ("+5", 10, 5),
+        ("-9223372036854775808", 10, -(2**63)),
+        ("7fffffffffffffff", 16, 2**63 - 1),
+        ("-1", 16, -1),
+    ],
+)
+def test_go_integers(text, base, value):
+    assert go_parse_int(text, base) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "base", "unsigned", "error"),
+    [
+        ("_1", 0, False, "invalid syntax"),
+        ("1_", 0, False, "invalid syntax"),
+        ("0x", 0, False, "invalid syntax"),
+        ("08", 0, False, "invalid syntax"),
+        ("1_0", 10, False, "invalid syntax"),
+        ("0x10", 16, False, "invalid syntax"),
+        ("", 10, False, "invalid syntax"),
+        ("9223372036854775808", 10, False, "value out of range"),
+        ("8000000000000000", 16, False, "value out of range"),
+        ("+1", 16, True, "invalid syntax"),
+        ("1ffffffffffffffff", 16, True, "value out of range"),
+    ],
+)
+def test_go_integer_errors(text, base, unsigned, error):
+    func = "ParseUint" if unsigned else "ParseInt"
+    with pytest.raises(ValueError) as caught:
+        go_parse_int(text, base, unsigned=unsigned)
+    assert str(caught.value) == f'strconv.{func}: parsing "{text}": {error}'
+
+
+@pytest.mark.parametrize(
     ("argv", "message", "help_of"),
     [
         (["get", "a", "--bogus"], "unknown flag: --bogus", "pyraftkvctl get"),
@@ -227,9 +328,10 @@ def test_bad_command_lines(closed_port, argv, code, message):
          "pyraftkvctl member"),
         (["--bogus", "get", "a"], "unknown flag: --bogus", "pyraftkvctl get"),
         (["get", "a", "--rev=x"],
-         'invalid argument "x" for "--rev" flag: parsing "x": invalid syntax', "pyraftkvctl get"),
+         'invalid argument "x" for "--rev" flag: strconv.ParseInt: parsing "x": invalid syntax',
+         "pyraftkvctl get"),
         (["--dial-timeout=soon", "get", "a"],
-         'invalid argument "soon" for "--dial-timeout" flag: invalid duration "soon"',
+         'invalid argument "soon" for "--dial-timeout" flag: time: invalid duration "soon"',
          "pyraftkvctl get"),
     ],
 )  # fmt: skip
@@ -247,7 +349,7 @@ def test_bad_environment_values_name_the_variable(closed_port):
     assert (code, err.getvalue()) == (
         1,
         b'Error: PYRAFTKVCTL_COMMAND_TIMEOUT: invalid argument "x" for "--command-timeout" '
-        b'flag: invalid duration "x"\n',
+        b'flag: time: invalid duration "x"\n',
     )
 
 
@@ -337,9 +439,11 @@ def test_compares(line, expected):
          'malformed comparison: mod("k") > "1" and more '
          "(unexpected text after the value: and more)"),
         ('mod("k") > "x"',
-         'invalid txn compare request: mod("k") > "x" (parsing "x": invalid syntax)'),
+         'invalid txn compare request: mod("k") > "x" '
+         '(strconv.ParseInt: parsing "x": invalid syntax)'),
         ('lease("k") = "xyz"',
-         'invalid txn compare request: lease("k") = "xyz" (parsing "xyz": invalid syntax)'),
+         'invalid txn compare request: lease("k") = "xyz" '
+         '(strconv.ParseInt: parsing "xyz": invalid syntax)'),
     ],
 )  # fmt: skip
 def test_malformed_compares(line, message):

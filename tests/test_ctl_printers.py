@@ -10,9 +10,10 @@ import io
 
 import pytest
 
+from pyraftkv.ctl.errors import CtlError
 from pyraftkv.ctl.gojson import encode, go_name
 from pyraftkv.ctl.gotext import go_duration, go_quote, hex_escape, humanize_bytes
-from pyraftkv.ctl.printers import EndpointHealth, JsonPrinter, SimplePrinter
+from pyraftkv.ctl.printers import EndpointHealth, JsonPrinter, SimplePrinter, TablePrinter
 from pyraftkv.ctl.table import display_width, render_table, wrap_words
 from pyraftkv.proto import kv_pb2
 from pyraftkv.proto import rpc_pb2 as rpc
@@ -183,3 +184,109 @@ def test_json_of_no_endpoints_is_null_as_in_go():
 
 def test_get_count_only_prints_the_count():
     assert _simple("count", rpc.RangeResponse(count=42))[0] == b"42\n"
+
+
+# -- lease results (the texts etcdctl 3.4 printed for these answers) --------------------------
+
+HEADER = rpc.ResponseHeader(
+    cluster_id=324952591200643719, member_id=3319814642761637952, revision=3, raft_term=2
+)
+FLAT_HEADER = (
+    '"cluster_id":324952591200643719,"member_id":3319814642761637952,"revision":3,"raft_term":2'
+)
+LEASE = 0x2040A1FDDA4F2D11  # 2324035519384595729
+
+
+def _outputs(method: str, *args, **kwargs) -> dict[str, tuple[bytes, bytes]]:
+    """What the simple and json printers write (stdout, stderr) for one result."""
+    written = {}
+    for printer_type in (SimplePrinter, JsonPrinter):
+        out, err = io.BytesIO(), io.BytesIO()
+        getattr(printer_type(out, err), method)(*args, **kwargs)
+        written[printer_type.name] = (out.getvalue(), err.getvalue())
+    return written
+
+
+def test_lease_grant_revoke_and_keep_alive_outputs():
+    grant = rpc.LeaseGrantResponse(header=HEADER, ID=LEASE, TTL=30)
+    assert _outputs("lease_grant", grant) == {
+        "simple": (b"lease 2040a1fdda4f2d11 granted with TTL(30s)\n", b""),
+        "json": (f'{{{FLAT_HEADER},"ID":2324035519384595729,"TTL":30,"Error":""}}\n'.encode(), b""),
+    }
+    revoke = rpc.LeaseRevokeResponse(header=HEADER)
+    assert _outputs("lease_revoke", LEASE, revoke) == {
+        "simple": (b"lease 2040a1fdda4f2d11 revoked\n", b""),
+        "json": (f'{{"header":{{{FLAT_HEADER}}}}}\n'.encode(), b""),
+    }
+    renewed = rpc.LeaseKeepAliveResponse(header=HEADER, ID=LEASE, TTL=100)
+    assert _outputs("lease_keep_alive", renewed) == {
+        "simple": (b"lease 2040a1fdda4f2d11 keepalived with TTL(100)\n", b""),
+        "json": (f'{{{FLAT_HEADER},"ID":2324035519384595729,"TTL":100}}\n'.encode(), b""),
+    }
+    # Only the simple format says that a kept-alive lease is gone.
+    assert _outputs("lease_keep_alive_ended", LEASE) == {
+        "simple": (b"lease 2040a1fdda4f2d11 expired or revoked.\n", b""),
+        "json": (b"", b""),
+    }
+
+
+def test_lease_time_to_live_outputs():
+    alive = rpc.LeaseTimeToLiveResponse(
+        header=HEADER, ID=LEASE, TTL=99, grantedTTL=100, keys=[b"k1", b"k2"]
+    )
+    assert _outputs("lease_time_to_live", alive, keys=True) == {
+        "simple": (
+            b"lease 2040a1fdda4f2d11 granted with TTL(100s), remaining(99s), "
+            b"attached keys([k1 k2])\n",
+            b"",
+        ),
+        "json": (
+            f'{{{FLAT_HEADER},"id":2324035519384595729,"ttl":99,"granted-ttl":100,'
+            '"keys":["azE=","azI="]}\n'.encode(),
+            b"",
+        ),
+    }
+    bare = rpc.LeaseTimeToLiveResponse(header=HEADER, ID=LEASE, TTL=99, grantedTTL=100)
+    assert _outputs("lease_time_to_live", bare, keys=True)["simple"][0].endswith(
+        b"remaining(99s), attached keys([])\n"
+    )
+    assert _outputs("lease_time_to_live", bare, keys=False) == {
+        "simple": (b"lease 2040a1fdda4f2d11 granted with TTL(100s), remaining(99s)\n", b""),
+        "json": (
+            f'{{{FLAT_HEADER},"id":2324035519384595729,"ttl":99,"granted-ttl":100,'
+            '"keys":null}\n'.encode(),
+            b"",
+        ),
+    }
+    gone = rpc.LeaseTimeToLiveResponse(header=HEADER, ID=-1, TTL=-1)
+    assert _outputs("lease_time_to_live", gone, keys=True)["simple"] == (
+        b"lease -000000000000001 already expired\n",  # Go's %016x of a negative ID
+        b"",
+    )
+
+
+def test_lease_list_outputs():
+    leases = rpc.LeaseLeasesResponse(header=HEADER, leases=[rpc.LeaseStatus(ID=LEASE)])
+    assert _outputs("lease_leases", leases) == {
+        "simple": (b"found 1 leases\n2040a1fdda4f2d11\n", b""),
+        "json": (f'{{{FLAT_HEADER},"leases":[{{"id":2324035519384595729}}]}}\n'.encode(), b""),
+    }
+    assert _outputs("lease_leases", rpc.LeaseLeasesResponse(header=HEADER)) == {
+        "simple": (b"found 0 leases\n", b""),
+        "json": (f'{{{FLAT_HEADER},"leases":[]}}\n'.encode(), b""),
+    }
+
+
+def test_results_a_format_cannot_show_stop_with_exit_code_4():
+    table = TablePrinter(io.BytesIO(), io.BytesIO())
+    for method, args in (
+        ("get", (rpc.RangeResponse(),)),
+        ("lease_grant", (rpc.LeaseGrantResponse(ID=1, TTL=5),)),
+        ("lease_keep_alive", (rpc.LeaseKeepAliveResponse(ID=1, TTL=5),)),
+    ):
+        with pytest.raises(CtlError) as caught:
+            getattr(table, method)(*args)
+        assert (caught.value.message, caught.value.exit_code) == (
+            "table not supported as output format",
+            4,
+        )

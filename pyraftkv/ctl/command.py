@@ -28,11 +28,7 @@ ALL_FORMATS = ("simple", "json", "table")
 
 @dataclass(frozen=True)
 class Command:
-    """One runnable command: its words, help texts, flags, output formats and handler.
-
-    ``interrupt_exit`` is the exit code after Ctrl-C (0 for commands that run until
-    interrupted, like watch).
-    """
+    """One runnable command: its words, help texts, flags, output formats and handler."""
 
     path: tuple[str, ...]
     summary: str
@@ -41,7 +37,6 @@ class Command:
     handler: Handler
     formats: tuple[str, ...] = SIMPLE_JSON
     description: str = ""
-    interrupt_exit: int = 130
 
     @property
     def name(self) -> str:
@@ -65,16 +60,13 @@ def command(
     flags: Iterable[Flag] = (),
     formats: tuple[str, ...] = SIMPLE_JSON,
     description: str = "",
-    interrupt_exit: int = 130,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated handler as the command ``path``."""
     assert 1 <= len(path) <= 2 and (len(path) == 1 or path[0] in GROUPS), path
 
     def register(handler: Handler) -> Handler:
         assert path not in COMMANDS, f"command {path} registered twice"
-        COMMANDS[path] = Command(
-            path, summary, usage, tuple(flags), handler, formats, description, interrupt_exit
-        )
+        COMMANDS[path] = Command(path, summary, usage, tuple(flags), handler, formats, description)
         return handler
 
     return register

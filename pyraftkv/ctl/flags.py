@@ -37,7 +37,45 @@ def parse_bool(text: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f'parsing "{text}": invalid syntax')
+    raise ValueError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
+
+
+_DIGITS = {
+    2: re.compile(r"[01]+"),
+    8: re.compile(r"[0-7]+"),
+    10: re.compile(r"[0-9]+"),
+    16: re.compile(r"[0-9a-fA-F]+"),
+}
+_GO_UNDERSCORES = re.compile(r"(0[xXoObB]_?)?[0-9a-zA-Z]+(_[0-9a-zA-Z]+)*")
+_PREFIXES = {"0x": 16, "0X": 16, "0o": 8, "0O": 8, "0b": 2, "0B": 2}
+
+
+def go_parse_int(text: str, base: int = 10, *, unsigned: bool = False) -> int:
+    """Go's strconv.ParseInt(text, base, 64) (or ParseUint), with its error messages.
+
+    Base 0 reads Go's literals (0x.., 0o.., 0b.., a leading 0 for octal, underscores
+    between digits); other bases take digits only.
+    """
+    func = "ParseUint" if unsigned else "ParseInt"
+    body, sign = text, 1
+    if not unsigned and body[:1] in ("+", "-"):
+        sign, body = (-1 if body[0] == "-" else 1), body[1:]
+    digits_base = base
+    if base == 0:
+        if _GO_UNDERSCORES.fullmatch(body):  # only between digits, or after a base prefix
+            body = body.replace("_", "")
+        digits_base = _PREFIXES.get(body[:2], 10)
+        if digits_base != 10:
+            body = body[2:]
+        elif len(body) > 1 and body[0] == "0":
+            digits_base, body = 8, body[1:]
+    if not _DIGITS[digits_base].fullmatch(body):
+        raise ValueError(f'strconv.{func}: parsing "{text}": invalid syntax')
+    value = sign * int(body, digits_base)
+    low, high = (0, 1 << 64) if unsigned else (-(1 << 63), 1 << 63)
+    if not low <= value < high:
+        raise ValueError(f'strconv.{func}: parsing "{text}": value out of range')
+    return value
 
 
 def parse_duration(text: str) -> float:
@@ -53,18 +91,13 @@ def parse_duration(text: str) -> float:
         seconds += float(match.group(1)) * _DURATION_UNIT_S[match.group(2)]
         position = match.end()
     if not body or position != len(body):
-        raise ValueError(f'invalid duration "{text}"')
+        raise ValueError(f'time: invalid duration "{text}"')
     return -seconds if text.startswith("-") else seconds
 
 
 def parse_int(text: str) -> int:
-    """A Go integer literal: decimal, or 0x / 0o / 0b prefixed."""
-    try:
-        if "_" in text or text != text.strip():
-            raise ValueError
-        return int(text, 0)
-    except ValueError:
-        raise ValueError(f'parsing "{text}": invalid syntax') from None
+    """An int flag as pflag reads it: a Go integer literal (decimal, 0x.., 0o.., 0b..)."""
+    return go_parse_int(text, 0)
 
 
 def parse_list(text: str) -> list[str]:

@@ -5,7 +5,6 @@ The request builders are shared with txn, whose request lines use the same flags
 
 from __future__ import annotations
 
-import re
 from types import SimpleNamespace
 from typing import BinaryIO
 
@@ -13,21 +12,13 @@ from ..client.requests import delete_request, put_request, range_request
 from ..proto import rpc_pb2 as rpc
 from .command import ALL_FORMATS, command
 from .errors import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, CtlError
-from .flags import Flag
+from .flags import Flag, go_parse_int
 from .invocation import Invocation, arg_bytes
-
-_HEX = re.compile(r"[+-]?[0-9a-fA-F]+")
-_DECIMAL = re.compile(r"[+-]?[0-9]+")
 
 
 def parse_lease_id(text: str) -> int:
     """A lease ID given in hex (as etcdctl prints them); raise ValueError if it is not."""
-    if not _HEX.fullmatch(text):
-        raise ValueError(f'parsing "{text}": invalid syntax')
-    value = int(text, 16)
-    if not -(1 << 63) <= value < (1 << 63):
-        raise ValueError(f'parsing "{text}": value out of range')
-    return value
+    return go_parse_int(text, 16)
 
 
 PUT_FLAGS = (
@@ -250,9 +241,10 @@ async def compaction(inv: Invocation) -> None:
     """Compact the history up to a revision."""
     if len(inv.args) != 1:
         raise CtlError("compaction command needs 1 argument", EXIT_BAD_ARGS)
-    if not _DECIMAL.fullmatch(inv.args[0]):
-        raise CtlError(f'parsing "{inv.args[0]}": invalid syntax', EXIT_ERROR)
-    revision = int(inv.args[0])
+    try:
+        revision = go_parse_int(inv.args[0])
+    except ValueError as exc:
+        raise CtlError(str(exc), EXIT_ERROR) from None
     client = await inv.client()
     resp = await client.call(
         "Compact", rpc.CompactionRequest(revision=revision, physical=inv.opts.physical)

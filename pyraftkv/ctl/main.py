@@ -11,12 +11,22 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
 from ..client.connection import ConnectionLost
 from ..errors import ApiError
-from . import endpoint, kv, member, txn, watch  # noqa: F401  (each registers its commands)
+from . import (  # noqa: F401  (each registers its commands)
+    elect,
+    endpoint,
+    kv,
+    lease,
+    lock,
+    member,
+    txn,
+    watch,
+)
 from .command import COMMANDS, GROUPS, Command
 from .errors import EXIT_BAD_FEATURE, CtlError
 from .flags import UsageError, parse_flags, takes_value
@@ -24,6 +34,7 @@ from .help import PROGRAM, command_help, group_help, root_help
 from .invocation import GLOBAL_FLAGS, HELP_FLAG, Invocation, binary_stream, settings_from
 
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
+EXIT_SIGINT = 130  # what a shell reports for a process ended by Ctrl-C
 _TOP_FLAGS = (*GLOBAL_FLAGS, HELP_FLAG)
 
 
@@ -123,7 +134,7 @@ def _execute(command: Command, rest: list[str], streams, environ: Mapping[str, s
     try:
         return _run_async(_invoke(inv))
     except KeyboardInterrupt:
-        return command.interrupt_exit
+        return EXIT_SIGINT
 
 
 def run(
@@ -166,4 +177,10 @@ def run(
 
 def main() -> int:
     """The ``pyraftkvctl`` console script."""
-    return run(sys.argv[1:])
+    code = run(sys.argv[1:])
+    if code == EXIT_SIGINT:
+        # Interrupted: end as killed by SIGINT, as etcdctl does, so a calling shell or
+        # script can tell (and stop too).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return code

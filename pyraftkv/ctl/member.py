@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 
 from ..proto import rpc_pb2 as rpc
 from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
-from .flags import Flag
+from .flags import Flag, go_parse_int
 from .invocation import Invocation
 
 group("member", "Membership related commands")
 
-_HEX_ID = re.compile(r"[0-9a-fA-F]{1,16}")
-
 
 def parse_member_id(text: str) -> int:
     """A member ID in hex, as member list prints it; CtlError if it is not one."""
-    if not _HEX_ID.fullmatch(text):
-        raise CtlError(
-            f'bad member ID arg (parsing "{text}": invalid syntax), expecting ID in Hex',
-            EXIT_BAD_ARGS,
-        )
-    return int(text, 16)
+    try:
+        return go_parse_int(text, 16, unsigned=True)
+    except ValueError as exc:
+        raise CtlError(f"bad member ID arg ({exc}), expecting ID in Hex", EXIT_BAD_ARGS) from None
 
 
 def parse_peer_urls(text: str) -> list[str]:

@@ -14,6 +14,7 @@ from typing import BinaryIO
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from . import gojson
+from .errors import EXIT_BAD_FEATURE, CtlError
 from .gotext import go_quote, hex_escape, humanize_bytes
 from .table import render_table
 
@@ -33,6 +34,8 @@ class EndpointHealth:
 class Printer:
     """Writes results in one format; subclasses implement the formats."""
 
+    name = ""  # the format, as -w names it
+
     def __init__(self, out: BinaryIO, err: BinaryIO, *, hex_bytes: bool = False) -> None:
         self.out = out
         self.err = err
@@ -42,14 +45,19 @@ class Printer:
         data = text.encode() if isinstance(text, str) else text
         (stream or self.out).write(data + b"\n")
 
+    def _unsupported(self) -> None:
+        """What etcdctl says when a command's result has no form in this format (lock and
+        elect only find out once they have something to print)."""
+        raise CtlError(f"{self.name} not supported as output format", EXIT_BAD_FEATURE)
+
     # KV
     def put(self, resp: rpc.PutResponse) -> None:
         """put: OK (and the previous key-value with --prev-kv)."""
         raise NotImplementedError
 
     def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
-        """get: the keys and values found."""
-        raise NotImplementedError
+        """get: the keys and values found (also lock's and elect's key)."""
+        self._unsupported()
 
     def count(self, resp: rpc.RangeResponse) -> None:
         """get --count-only."""
@@ -71,6 +79,30 @@ class Printer:
         """compaction: the revision compacted."""
         # etcdctl prints this line whatever the output format.
         self._line(f"compacted revision {revision}")
+
+    # leases
+    def lease_grant(self, resp: rpc.LeaseGrantResponse) -> None:
+        """lease grant: the new lease's ID and TTL."""
+        self._unsupported()
+
+    def lease_revoke(self, lease_id: int, resp: rpc.LeaseRevokeResponse) -> None:
+        """lease revoke: which lease went."""
+        self._unsupported()
+
+    def lease_time_to_live(self, resp: rpc.LeaseTimeToLiveResponse, *, keys: bool) -> None:
+        """lease timetolive: granted and remaining TTL (and, with --keys, the keys)."""
+        self._unsupported()
+
+    def lease_leases(self, resp: rpc.LeaseLeasesResponse) -> None:
+        """lease list: how many leases, then their IDs."""
+        self._unsupported()
+
+    def lease_keep_alive(self, resp: rpc.LeaseKeepAliveResponse) -> None:
+        """lease keep-alive: one renewal."""
+        self._unsupported()
+
+    def lease_keep_alive_ended(self, lease_id: int) -> None:
+        """lease keep-alive: the lease is gone (etcdctl says so in the simple format only)."""
 
     # cluster
     def member_list(self, resp: rpc.MemberListResponse) -> None:
@@ -171,6 +203,8 @@ def _go_bool(value: bool) -> str:
 class SimplePrinter(Printer):
     """etcdctl's default output: one value per line, rows joined by ", "."""
 
+    name = "simple"
+
     def _kv(self, kv: kv_pb2.KeyValue, value_only: bool = False) -> None:
         key, value = kv.key, kv.value
         if self.hex_bytes:
@@ -217,6 +251,33 @@ class SimplePrinter(Printer):
                 self._kv(event.prev_kv)
             self._kv(event.kv)
 
+    def lease_grant(self, resp: rpc.LeaseGrantResponse) -> None:
+        self._line(f"lease {resp.ID:016x} granted with TTL({resp.TTL}s)")
+
+    def lease_revoke(self, lease_id: int, resp: rpc.LeaseRevokeResponse) -> None:
+        self._line(f"lease {lease_id:016x} revoked")
+
+    def lease_time_to_live(self, resp: rpc.LeaseTimeToLiveResponse, *, keys: bool) -> None:
+        if resp.grantedTTL == 0 and resp.TTL == -1:
+            self._line(f"lease {resp.ID:016x} already expired")
+            return
+        text = f"lease {resp.ID:016x} granted with TTL({resp.grantedTTL}s), remaining({resp.TTL}s)"
+        line = text.encode()
+        if keys:  # Go's %v of a []string: the keys as they are, between brackets
+            line += b", attached keys([" + b" ".join(resp.keys) + b"])"
+        self._line(line)
+
+    def lease_leases(self, resp: rpc.LeaseLeasesResponse) -> None:
+        self._line(f"found {len(resp.leases)} leases")
+        for lease in resp.leases:
+            self._line(f"{lease.ID:016x}")
+
+    def lease_keep_alive(self, resp: rpc.LeaseKeepAliveResponse) -> None:
+        self._line(f"lease {resp.ID:016x} keepalived with TTL({resp.TTL})")
+
+    def lease_keep_alive_ended(self, lease_id: int) -> None:
+        self._line(f"lease {lease_id:016x} expired or revoked.")
+
     def member_list(self, resp: rpc.MemberListResponse) -> None:
         for row in member_rows(resp):
             self._line(", ".join(row))
@@ -259,8 +320,19 @@ class SimplePrinter(Printer):
             self._line(", ".join(row))
 
 
+def _flat_header(resp) -> dict[str, int]:
+    """The header's fields as clientv3's lease responses show them: the header is embedded
+    in those structs, so Go's encoder lifts its (omitempty) fields to the top level."""
+    header = resp.header
+    return {
+        f.name: getattr(header, f.name) for f in header.DESCRIPTOR.fields if getattr(header, f.name)
+    }
+
+
 class JsonPrinter(Printer):
     """``-w json``: the response messages as etcdctl's Go encoder writes them, one per line."""
+
+    name = "json"
 
     def _json(self, value: object) -> None:
         self._line(gojson.encode(value))
@@ -290,6 +362,24 @@ class JsonPrinter(Printer):
                 "Created": resp.created,
             }
         )
+
+    # clientv3 wraps the lease responses in structs of its own, with their own JSON names.
+    def lease_grant(self, resp: rpc.LeaseGrantResponse) -> None:
+        self._json({**_flat_header(resp), "ID": resp.ID, "TTL": resp.TTL, "Error": resp.error})
+
+    def lease_revoke(self, lease_id: int, resp: rpc.LeaseRevokeResponse) -> None:
+        self._json(resp)
+
+    def lease_time_to_live(self, resp: rpc.LeaseTimeToLiveResponse, *, keys: bool) -> None:
+        fields = {"id": resp.ID, "ttl": resp.TTL, "granted-ttl": resp.grantedTTL}
+        self._json({**_flat_header(resp), **fields, "keys": list(resp.keys) or None})
+
+    def lease_leases(self, resp: rpc.LeaseLeasesResponse) -> None:
+        leases = [{"id": lease.ID} for lease in resp.leases]
+        self._json({**_flat_header(resp), "leases": leases})
+
+    def lease_keep_alive(self, resp: rpc.LeaseKeepAliveResponse) -> None:
+        self._json({**_flat_header(resp), "ID": resp.ID, "TTL": resp.TTL})
 
     def member_list(self, resp: rpc.MemberListResponse) -> None:
         self._json(resp)
@@ -321,6 +411,8 @@ class JsonPrinter(Printer):
 
 class TablePrinter(Printer):
     """``-w table``: for member list and the endpoint commands, as etcdctl has it."""
+
+    name = "table"
 
     def _table(self, header: Sequence[str], rows: list[list[str]]) -> None:
         self.out.write(render_table(header, rows).encode())

@@ -23,7 +23,7 @@ from ..client.requests import Compare
 from ..proto import rpc_pb2 as rpc
 from .command import command
 from .errors import EXIT_BAD_ARGS, EXIT_INVALID_INPUT, CtlError
-from .flags import Flag, parse_flags
+from .flags import Flag, go_parse_int, parse_flags
 from .invocation import Invocation
 from .kv import (
     DEL_FLAGS,
@@ -167,10 +167,8 @@ def parse_compare(line: str) -> rpc.Compare:
             operand: object = value
         elif target == "lease":
             operand = parse_lease_id(text)
-        elif re.fullmatch(r"[+-]?[0-9]+", text):
-            operand = int(text)
         else:
-            raise ValueError(f'parsing "{text}": invalid syntax')
+            operand = go_parse_int(text)
     except ValueError as exc:
         raise CtlError(f"invalid txn compare request: {line} ({exc})", EXIT_INVALID_INPUT) from None
     return _OPERATORS[middle.group(1)](_TARGETS[target](key), operand)

@@ -8,13 +8,12 @@ scripts written for it keep working).
 
 from __future__ import annotations
 
-import asyncio
-import os
 import shlex
 
 from ..errors import ApiError
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
+from .child import ChildFailed, environment, run_child
 from .command import command
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from .flags import Flag
@@ -39,36 +38,12 @@ def watch_env(resp: rpc.WatchResponse, event: kv_pb2.Event) -> dict[str, str]:
     }
 
 
-def _target(stream):
-    """A file descriptor the child may write to directly, or PIPE to copy its output."""
-    try:
-        stream.flush()
-        return stream.fileno()
-    except (AttributeError, OSError, ValueError):
-        return asyncio.subprocess.PIPE
-
-
 async def run_for_event(inv: Invocation, argv: list[str], env: dict[str, str]) -> None:
     """Run ``argv`` once with ``env`` added; its output goes to our stdout and stderr."""
     try:
-        child = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=_target(inv.stdout),
-            stderr=_target(inv.stderr),
-            env={**os.environ, **env},
-        )
-    except OSError as exc:
-        raise CtlError(f"command {shlex.join(argv)!r} error ({exc})", EXIT_ERROR) from None
-    out, err = await child.communicate()
-    if out:
-        inv.stdout.write(out)
-    if err:
-        inv.stderr.write(err)
-    if child.returncode:
-        raise CtlError(
-            f"command {shlex.join(argv)!r} error (exit status {child.returncode})", EXIT_ERROR
-        )
+        await run_child(inv, argv, environment(env))
+    except ChildFailed as exc:
+        raise CtlError(f"command {shlex.join(argv)!r} error ({exc.reason})", EXIT_ERROR) from None
 
 
 @command(
@@ -76,7 +51,6 @@ async def run_for_event(inv: Invocation, argv: list[str], env: dict[str, str]) -
     summary="Watches events stream on keys or prefixes",
     usage="[options] <key or prefix> [range_end] [--] [exec-command arg1 arg2 ...]",
     flags=WATCH_FLAGS,
-    interrupt_exit=0,
 )
 async def watch(inv: Invocation) -> None:
     """Print (or run a command for) every event until interrupted."""

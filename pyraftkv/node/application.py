@@ -535,7 +535,11 @@ class Application:
         if waiting is None:
             return
         reply, method, node_id = waiting
-        if not ok:
+        if ok == rp.CONF_NOT_LEADER:
+            error = errors.NotLeader()
+            reply.connection.error(reply.stream, error, self.members.client_url(self.leader_id))
+            return
+        if ok != rp.CONF_APPLIED_OK:
             reply.connection.error(
                 reply.stream,
                 errors.ApiError(

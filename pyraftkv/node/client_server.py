@@ -517,8 +517,7 @@ class ClientServer:
 
     def _move_leader(self, connection, stream, flags, body):
         request = rpc.MoveLeaderRequest.FromString(body)
-        if self.app.leader_id != self.app.member_id:
-            raise errors.NotLeader()
+        self._require_leader()
         if request.targetID not in self.app.members:
             raise errors.ApiError("etcdserver: bad leader transferee")
         self.app.move_leader(Reply(connection, stream), request.targetID)

@@ -36,7 +36,7 @@ from ..errors import PyraftkvError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.core import Config, RaftCore
-from ..raft.errors import NoLeaderError, NotLeaderError, ProposalRefused
+from ..raft.errors import ConfChangeInProgress, NoLeaderError, NotLeaderError, ProposalRefused
 from ..raft.ready import Ready
 from ..raft.types import (
     ConfChange,
@@ -64,6 +64,8 @@ SLOW_FSYNC_S = 0.1
 # Entries kept in memory below a snapshot so slightly lagging followers catch up from the
 # log instead of needing a whole snapshot (etcd keeps 5000 too).
 CATCH_UP_ENTRIES = 5000
+# How long a membership change may wait for an earlier one to commit.
+CONF_CHANGE_WAIT_S = 5.0
 # Committed entries travel up the ring in messages of about this size at most.
 MAX_COMMITTED_MESSAGE_BYTES = 4 << 20
 # Peer frame kinds (first byte of every frame on the messages channel).
@@ -166,6 +168,7 @@ class RaftProcess:
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
         self._conf_requests: dict[int, int] = {}  # entry index -> application request id
+        self._conf_waiting: list[tuple[ConfChange, int, float]] = []
         self._move_requests: list[tuple[int, int, float]] = []  # (request id, target, deadline)
         self._reads_outstanding: set[int] = set()
         self._received_snapshots: dict[int, str] = {}
@@ -218,6 +221,8 @@ class RaftProcess:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.core.tick()
             self._expire_moves()
+            if self._conf_waiting:
+                self._propose_conf_changes()
             if os.getppid() != self._parent:  # the application process is gone
                 log.error("the application process died; stopping")
                 self.stop()
@@ -355,16 +360,38 @@ class RaftProcess:
 
     def _on_conf_change(self, message: bytes) -> None:
         change_type, node_id, request_id = rp.unpack(message, rp.CONF)
-        context = rp.tail(message, rp.CONF)
         try:
-            index = self.core.propose_conf_change(
-                ConfChange(ConfChangeType(change_type), node_id, context)
+            change = ConfChange(ConfChangeType(change_type), node_id, rp.tail(message, rp.CONF))
+        except ValueError:
+            self._push_up(
+                rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, rp.CONF_REFUSED)
             )
-        except (ProposalRefused, ValueError) as exc:
-            log.info("membership change refused: %s", exc)
-            self._push_up(rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, 0))
             return
-        self._conf_requests[index] = request_id
+        self._conf_waiting.append((change, request_id, time.monotonic() + CONF_CHANGE_WAIT_S))
+        self._propose_conf_changes()
+
+    def _propose_conf_changes(self) -> None:
+        """Propose waiting membership changes. One that must wait for an earlier change (or
+        for a new leader's first commit) is tried again on later ticks, until its deadline."""
+        waiting, self._conf_waiting = self._conf_waiting, []
+        now = time.monotonic()
+        for change, request_id, deadline in waiting:
+            try:
+                index = self.core.propose_conf_change(change)
+            except ConfChangeInProgress:
+                if now < deadline:
+                    self._conf_waiting.append((change, request_id, deadline))
+                    continue
+                outcome = rp.CONF_REFUSED
+            except NotLeaderError:
+                outcome = rp.CONF_NOT_LEADER
+            except (ProposalRefused, ValueError) as exc:
+                log.info("membership change refused: %s", exc)
+                outcome = rp.CONF_REFUSED
+            else:
+                self._conf_requests[index] = request_id
+                continue
+            self._push_up(rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, outcome))
 
     def _move_leader(self, target: int, request_id: int) -> None:
         core = self.core
@@ -644,7 +671,13 @@ class RaftProcess:
         request_id = self._conf_requests.pop(entry.index, None)
         if request_id is not None:
             self._push_up(
-                rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, entry.index, request_id, 1)
+                rp.pack(
+                    rp.CONF_CHANGE_APPLIED,
+                    rp.CONF_APPLIED,
+                    entry.index,
+                    request_id,
+                    rp.CONF_APPLIED_OK,
+                )
             )
         # A request whose entry was replaced by another leader's never commits.
         for index in [i for i in self._conf_requests if i <= entry.index]:
@@ -654,7 +687,7 @@ class RaftProcess:
                     rp.CONF_APPLIED,
                     index,
                     self._conf_requests.pop(index),
-                    0,
+                    rp.CONF_REFUSED,
                 )
             )
 

@@ -38,7 +38,12 @@ REFUSED = 104  # u8 reason, u64 id (0 for proposals), data: the refused payload
 SNAPSHOT_WANTED = 105  # u64 peer: make a snapshot file for a lagging follower
 INSTALL_SNAPSHOT = 106  # u64 index, u64 term, path: replace the state machine with this
 MOVE_LEADER_DONE = 107  # u64 request id, u8 ok
-CONF_CHANGE_APPLIED = 108  # u64 index, u64 request id, u8 ok; the membership took effect
+CONF_CHANGE_APPLIED = 108  # u64 index, u64 request id, u8 outcome (CONF_*)
+
+# outcomes of a membership change (CONF_CHANGE_APPLIED)
+CONF_REFUSED = 0
+CONF_APPLIED_OK = 1
+CONF_NOT_LEADER = 2
 
 # reasons for REFUSED
 NO_LEADER = 1
