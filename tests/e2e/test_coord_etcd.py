@@ -2,8 +2,7 @@
 (through the native-protocol bridge to etcd's JSON gateway): the transcripts must match.
 
 Both clusters have a 1 s minimum lease TTL (etcd: 200 ms election timeout, pyraftkv:
-500 ms; each rounds 1.5 election timeouts up to whole seconds). Only unary calls go
-through the bridge, so leases here are long and never kept alive. Skipped without etcd.
+500 ms; each rounds 1.5 election timeouts up to whole seconds). Skipped without etcd.
 """
 
 from __future__ import annotations
@@ -16,24 +15,10 @@ import pytest
 from pyraftkv import Client
 from pyraftkv.errors import ApiError
 
-from .. import ctl_etcd_bridge
 from ..ctl_etcd_cluster import ETCD, MISSING, EtcdCluster
 
 pytestmark = pytest.mark.skipif(ETCD is None, reason=MISSING)
 
-# etcd 3.4's gateway routes for the calls the script makes (the bridge knows the KV ones).
-ROUTES = {
-    "LeaseGrant": "/v3/lease/grant",
-    "LeaseRevoke": "/v3/lease/revoke",
-    "LeaseTimeToLive": "/v3/lease/timetolive",
-    "LeaseLeases": "/v3/lease/leases",
-    "Lock": "/v3/lock/lock",
-    "Unlock": "/v3/lock/unlock",
-    "Campaign": "/v3/election/campaign",
-    "Proclaim": "/v3/election/proclaim",
-    "Leader": "/v3/election/leader",
-    "Resign": "/v3/election/resign",
-}
 UNKNOWN_LEASE = 0x7FFF_0000_1234
 
 
@@ -117,6 +102,17 @@ def script(client: Client) -> list:
     out.append(("campaign again", same.rev == standby["result"].rev))
     out.append(("value after campaigning again", client.leader("office").value))
 
+    # The helpers, on leases the client keeps alive: nothing expires while they are held.
+    with client.lease(1) as kept:
+        client.put("kept", "x", lease=kept.id)
+        time.sleep(2.5)
+        out.append(("kept alive", client.get("kept").count, kept.expired, kept.lost))
+    out.append(("revoked on leaving", client.get("kept").count, kept.expired))
+    with client.lock("job", ttl=1) as held:
+        time.sleep(2.5)
+        out.append(("lock kept", client.get(held.key).count, held.held))
+    out.append(("lock released", client.get("job/", prefix=True).count))
+
     # A lease nobody keeps alive expires after its TTL and takes its key along.
     short = client.lease_grant(1).ID
     client.put("short", "lived", lease=short)
@@ -129,14 +125,11 @@ def script(client: Client) -> list:
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        for method, path in ROUTES.items():
-            patch.setitem(ctl_etcd_bridge.GATEWAY_PATHS, method, path)
-        cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"))
-        try:
-            yield cluster
-        finally:
-            cluster.close()
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def test_leases_locks_and_elections_answer_as_etcd_does(etcd, cluster):
