@@ -63,7 +63,7 @@ def test_a_keep_alive_after_the_deadline_does_not_revive_the_lease(store, clock)
     clock.now += 1.5
     assert lessor.renew(9) == 2  # in time: a fresh TTL
     clock.now += 1.9
-    assert lessor.remaining(9) == 1
+    assert lessor.remaining(9) == 0  # 0.1 s left: whole seconds, rounded down
     clock.now += 0.2
     assert lessor.expired(retry_s=1.0) == [9]  # the revoke is proposed ...
     assert lessor.renew(9) == 0  # ... so a late keep-alive hears that the lease is gone
@@ -77,3 +77,12 @@ def test_grant_raises_short_ttls_to_the_minimum_and_rejects_duplicates(store, cl
         grant(store, lessor, 1, 10, 2)
     with store.write_batch(3) as batch, pytest.raises(errors.LeaseNotFound):
         lessor.revoke(batch, 42)
+
+
+def test_remaining_ttl_is_whole_seconds_rounded_down_as_etcd_reports_it(store, clock):
+    lessor = Lessor(min_ttl=1, clock=clock)
+    lessor.promote(extend_s=0.0)
+    grant(store, lessor, 5, 60, 1)
+    clock.now += 0.001
+    assert lessor.remaining(5) == 59
+    assert lessor.remaining(404) == -1

@@ -149,13 +149,14 @@ class Lessor:
         return lease.ttl
 
     def remaining(self, lease_id: int) -> int:
-        """Seconds left (rounded up), -1 when the lease is gone; meaningful on the leader."""
+        """Whole seconds left (rounded down, as etcd reports them: 59 just after a grant of
+        60), -1 when the lease is gone; meaningful on the leader."""
         lease = self.leases.get(lease_id)
         if lease is None:
             return -1
         if lease.deadline == NEVER:
             return lease.ttl
-        return max(0, math.ceil(lease.deadline - self._clock()))
+        return max(0, math.floor(lease.deadline - self._clock()))
 
     def expired(self, retry_s: float) -> list[int]:
         """Leases past their deadline that need a revoke proposal now (each at most once
