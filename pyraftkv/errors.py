@@ -110,23 +110,9 @@ class NotLeader(ApiError):
     default_message = "etcdserver: not leader"
 
 
-class LeaderChanged(ApiError):
-    code = UNAVAILABLE
-    default_message = "etcdserver: leader changed"
-
-
 class TimedOut(ApiError):
     code = UNAVAILABLE
     default_message = "etcdserver: request timed out"
-
-
-class Stopped(ApiError):
-    code = UNAVAILABLE
-    default_message = "etcdserver: server stopped"
-
-
-# The lock and election services answer as etcd's do: its concurrency package's errors,
-# passed through as they are (gRPC code Unknown, no "etcdserver:" prefix).
 
 
 class ElectionNotLeader(ApiError):

@@ -179,7 +179,12 @@ class Connection(asyncio.Protocol):
         for stream_id, kind, _flags, body in frames:
             if kind in (REPLY, ERROR):
                 if stream_id == 0:
-                    self._fail_all(_api_error(body) if kind == ERROR else ConnectionLost("?"))
+                    # The server is closing this connection (stopping, or it found our
+                    # bytes malformed): everything on it is lost, failover may follow.
+                    reason = _api_error(body).message if kind == ERROR else "no reason given"
+                    self._fail_all(
+                        ConnectionLost(f"{self.endpoint} closed the connection: {reason}")
+                    )
                     self._transport.close()
                     return
                 future = self._calls.pop(stream_id, None)

@@ -49,8 +49,6 @@ MAX_BATCH_BYTES = 1 << 20
 # read until it drains (a bound on memory and on latency).
 MAX_PENDING = 50_000
 
-ROLE_NAMES = {0: "follower", 1: "pre-candidate", 2: "candidate", 3: "leader"}
-
 
 class Reply:
     """Where an answer goes: one client stream on one connection."""
@@ -196,7 +194,8 @@ class Application:
             raft_term=self.term,
         )
 
-    def _stamp(self, response: Message) -> Message:
+    def stamp(self, response: Message) -> Message:
+        """Fill in the response header's cluster, member, term (and revision if unset)."""
         header = response.header
         header.cluster_id = self.cluster_id
         header.member_id = self.member_id
@@ -412,7 +411,7 @@ class Application:
         except errors.ApiError as exc:
             reply.connection.error(reply.stream, exc)
             return
-        reply.connection.reply(reply.stream, self._stamp(response).SerializeToString())
+        reply.connection.reply(reply.stream, self.stamp(response).SerializeToString())
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -440,7 +439,7 @@ class Application:
             if isinstance(result, errors.ApiError):
                 reply.connection.error(reply.stream, result)
             else:
-                reply.connection.reply(reply.stream, self._stamp(result).SerializeToString())
+                reply.connection.reply(reply.stream, self.stamp(result).SerializeToString())
         if events:
             self.watch_hub.notify(events, self.store.revision)
         if self.watch_hub.has_unsynced:
@@ -552,7 +551,7 @@ class Application:
         response = BY_NUMBER_RESPONSE[method](members=members)
         if method == BY_NAME["MemberAdd"].number:
             response.member.CopyFrom(next((m for m in members if node_id == m.ID), rpc.Member()))
-        reply.connection.reply(reply.stream, self._stamp(response).SerializeToString())
+        reply.connection.reply(reply.stream, self.stamp(response).SerializeToString())
 
     def move_leader(self, reply: Reply, target: int) -> None:
         request_id = self._next_id
@@ -566,7 +565,7 @@ class Application:
             return
         if ok:
             response = rpc.MoveLeaderResponse()
-            reply.connection.reply(reply.stream, self._stamp(response).SerializeToString())
+            reply.connection.reply(reply.stream, self.stamp(response).SerializeToString())
         else:
             reply.connection.error(
                 reply.stream,

@@ -35,7 +35,7 @@ from ..protocol.frames import (
     encode_error,
     encode_frame,
 )
-from ..protocol.methods import BY_NAME, BY_NUMBER, METHOD_NUMBERS
+from ..protocol.methods import BY_NAME, BY_NUMBER
 from .application import Application, Reply
 from .concurrency import Concurrency
 from .lessor import MAX_TTL_S, TooLargeTTL
@@ -114,7 +114,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             error = task.exception()
             if error is None:
-                self.reply(stream, self.app._stamp(task.result()).SerializeToString())
+                self.answer(stream, task.result())
             elif isinstance(error, errors.ApiError):
                 self.error(stream, error, getattr(error, "leader_url", ""))
             else:
@@ -153,6 +153,10 @@ class ClientConnection(asyncio.Protocol):
     def reply(self, stream: int, body: bytes) -> None:
         self._queue(encode_frame(stream, REPLY, body))
 
+    def answer(self, stream: int, response: Message) -> None:
+        """Reply with a response message, its header filled in for this member."""
+        self.reply(stream, self.app.stamp(response).SerializeToString())
+
     def message(self, stream: int, body: bytes) -> None:
         self._queue(encode_frame(stream, MESSAGE, body))
 
@@ -168,9 +172,13 @@ class ClientConnection(asyncio.Protocol):
         return self._out_bytes + self._transport.get_write_buffer_size()
 
     def abort(self, reason: str) -> None:
-        """Close the connection after telling the client why (stream 0)."""
+        """Close a connection whose bytes broke the protocol, telling the client why."""
         log.warning("closing client connection: %s", reason)
-        self._queue(encode_error(0, errors.INVALID_ARGUMENT, f"protocol error: {reason}"))
+        self.close_with(errors.INVALID_ARGUMENT, f"protocol error: {reason}")
+
+    def close_with(self, code: int, message: str) -> None:
+        """Close the connection after an error on stream 0 (the connection itself)."""
+        self._queue(encode_error(0, code, message))
         self._flush()
         self.closed = True
         if self._transport is not None:
@@ -325,7 +333,7 @@ class ClientServer:
         request = election_pb2.LeaderRequest.FromString(body)
 
         def send(response) -> None:
-            self.app._stamp(response)
+            self.app.stamp(response)
             connection.message(stream, response.SerializeToString())
 
         connection.start_task(stream, self.concurrency.observe(request, send))
@@ -373,7 +381,7 @@ class ClientServer:
         request = rpc.HashKVRequest.FromString(body)
         value, compact_revision = self.app.store.hash_kv(request.revision)
         response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
-        connection.reply(stream, self.app._stamp(response).SerializeToString())
+        connection.answer(stream, response)
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -410,7 +418,7 @@ class ClientServer:
         self._require_leader()
         ttl = self.app.lessor.renew(request.ID)
         response = rpc.LeaseKeepAliveResponse(ID=request.ID, TTL=ttl)
-        connection.message(stream, self.app._stamp(response).SerializeToString())
+        connection.message(stream, self.app.stamp(response).SerializeToString())
 
     def _lease_time_to_live(self, connection, stream, flags, body):
         request = rpc.LeaseTimeToLiveRequest.FromString(body)
@@ -422,14 +430,14 @@ class ClientServer:
             response.grantedTTL = lease.ttl
             if request.keys:
                 response.keys.extend(sorted(lease.keys))
-        connection.reply(stream, self.app._stamp(response).SerializeToString())
+        connection.answer(stream, response)
 
     def _lease_leases(self, connection, stream, flags, body):
         rpc.LeaseLeasesRequest.FromString(body)
         response = rpc.LeaseLeasesResponse(
             leases=[rpc.LeaseStatus(ID=i) for i in sorted(self.app.lessor.leases)]
         )
-        connection.reply(stream, self.app._stamp(response).SerializeToString())
+        connection.answer(stream, response)
 
     # -- watch ---------------------------------------------------------------------------------
 
@@ -450,7 +458,7 @@ class ClientServer:
     def _member_list(self, connection, stream, flags, body):
         rpc.MemberListRequest.FromString(body)
         response = rpc.MemberListResponse(members=self.app.members.to_rpc())
-        connection.reply(stream, self.app._stamp(response).SerializeToString())
+        connection.answer(stream, response)
 
     def _member_add(self, connection, stream, flags, body):
         from ..node.config import Url, member_id
@@ -513,7 +521,7 @@ class ClientServer:
 
     def _status(self, connection, stream, flags, body):
         rpc.StatusRequest.FromString(body)
-        connection.reply(stream, self.app._stamp(self.app.status()).SerializeToString())
+        connection.answer(stream, self.app.status())
 
     def _move_leader(self, connection, stream, flags, body):
         request = rpc.MoveLeaderRequest.FromString(body)
@@ -521,6 +529,3 @@ class ClientServer:
         if request.targetID not in self.app.members:
             raise errors.ApiError("etcdserver: bad leader transferee")
         self.app.move_leader(Reply(connection, stream), request.targetID)
-
-
-__all__ = ["ClientConnection", "ClientServer", "METHOD_NUMBERS"]

@@ -69,12 +69,6 @@ class Entry(NamedTuple):
     data: bytes
 
 
-def kind_of(message: bytes) -> int:
-    if not message:
-        raise RingProtocolError("empty ring message")
-    return message[0]
-
-
 def pack(kind: int, fmt: struct.Struct | None = None, *values, tail: bytes = b"") -> bytes:
     """One ring message: the kind byte, a fixed struct, then optional trailing bytes."""
     head = bytes((kind,))

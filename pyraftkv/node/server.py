@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from .. import errors
 from ..errors import PyraftkvError
 from . import event_loop
 from . import ringproto as rp
@@ -267,7 +268,7 @@ async def run_node(config: NodeConfig) -> int:
     ticker.cancel()
     link.close()
     for connection in list(server.connections):
-        connection.abort("member is stopping")
+        connection.close_with(errors.UNAVAILABLE, "etcdserver: server stopped")
     app.store.close()
     os.close(pidfd)
     log.info("stopped")
