@@ -145,7 +145,8 @@ class ClientConnection(asyncio.Protocol):
         self._out_bytes += len(data)
 
     def _flush(self) -> None:
-        if self._out and not self.closed:
+        # A transport can close (peer reset) before connection_lost runs: check both.
+        if self._out and not self.closed and not self._transport.is_closing():
             self._transport.write(b"".join(self._out))
         self._out.clear()
         self._out_bytes = 0

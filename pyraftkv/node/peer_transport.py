@@ -106,6 +106,8 @@ class _Outgoing(asyncio.Protocol):
                 self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.sender._connection is self:
+            self.sender._connection = None  # nothing more may be written to it
         error = ConnectionError(str(exc) if exc else "peer closed the connection")
         if not self.accepted.done():
             self.accepted.set_exception(error)
@@ -146,8 +148,9 @@ class PeerSender:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self._connection is not None:
-            self._connection.transport.write(b"".join(self._out))
+        connection = self._connection
+        if self._out and connection is not None and not connection.transport.is_closing():
+            connection.transport.write(b"".join(self._out))
         self._out.clear()
 
     async def _run(self) -> None:
