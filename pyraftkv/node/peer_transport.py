@@ -292,8 +292,10 @@ class PeerTransport:
                     on_message(bytes(buffer[offset + FRAME.size : end]))
                     offset = end
                 del buffer[:offset]
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError):
-            pass
+        except (asyncio.IncompleteReadError, OSError, asyncio.TimeoutError):
+            pass  # the peer went away (ConnectionError is an OSError)
+        except RuntimeError as exc:  # uvloop: writing to a transport the peer closed
+            log.info("peer connection closed under us: %s", exc)
         except PeerProtocolError as exc:
             log.warning("closing a peer connection: %s", exc)
         except asyncio.CancelledError:
