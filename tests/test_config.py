@@ -21,6 +21,7 @@ def test_defaults_are_a_single_member_on_loopback():
     assert [u.hostport for u in config.listen_peer_urls] == ["127.0.0.1:2380"]
     assert [m.name for m in config.initial_cluster] == ["default"]
     assert config.election_ticks == 10
+    assert config.watch_progress_notify_interval_s == 600  # etcd's 10m
 
 
 def test_environment_fills_in_and_flags_win():
@@ -81,6 +82,9 @@ def test_three_member_cluster():
         (["--heartbeat-interval", "500", "--election-timeout", "1000"], "at least 5 times"),
         (["--initial-cluster", "novalue"], "not name=url"),
         (["--log-level", "loud"], "--log-level"),
+        (["--experimental-watch-progress-notify-interval", "10"], "not a duration"),
+        (["--experimental-watch-progress-notify-interval", "5 m"], "not a duration"),
+        (["--experimental-watch-progress-notify-interval", "0s"], "must be positive"),
     ],
 )
 def test_bad_flags_are_refused_with_a_clear_message(argv, message):
@@ -91,3 +95,12 @@ def test_bad_flags_are_refused_with_a_clear_message(argv, message):
 def test_bad_environment_value_names_the_variable():
     with pytest.raises(ConfigError, match="PYRAFTKV_SNAPSHOT_COUNT"):
         parse([], {"PYRAFTKV_SNAPSHOT_COUNT": "lots"})
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("10m", 600), ("500ms", 0.5), ("1m30s", 90), ("1.5h", 5400), ("250us", 0.00025)],
+)
+def test_durations_are_written_as_etcd_flags_take_them(text, seconds):
+    config = parse(["--experimental-watch-progress-notify-interval", text])
+    assert config.watch_progress_notify_interval_s == pytest.approx(seconds)

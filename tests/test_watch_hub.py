@@ -125,3 +125,23 @@ def test_writes_applied_in_one_batch_reach_a_watcher_as_one_response(store, hub)
     _, sink = watch(hub, store, b"t", b"u")
     apply(store, hub, ("put", b"t1"), ("put", b"t2"), ("put", b"t3"))
     assert len(sink.responses) == 1 and len(sink.responses[0].events) == 3
+
+
+def test_progress_tick_tells_quiet_watchers_that_asked_the_current_revision(store, hub):
+    apply(store, hub, ("put", b"a"))
+    _, quiet = watch(hub, store, b"q", progress_notify=True)
+    _, busy = watch(hub, store, b"b/", b"b0", progress_notify=True)
+    _, silent = watch(hub, store, b"q")  # did not ask
+    _, behind = watch(hub, store, b"q", start=1, progress_notify=True)  # unsynced
+    apply(store, hub, ("put", b"b/1"))
+    hub.progress_tick()
+    progress = [r for r in quiet.responses if not r.events]
+    assert [r.header.revision for r in progress] == [store.revision]
+    assert [r.watch_id for r in progress] == [1]
+    assert [len(r.events) for r in busy.responses] == [1]  # had an event: no progress
+    assert silent.responses == []
+    assert behind.responses == []
+    hub.progress_tick()  # a quiet interval for both now
+    assert len(quiet.responses) == 2
+    assert [len(r.events) for r in busy.responses] == [1, 0]
+    assert busy.responses[-1].header.revision == store.revision

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import hashlib
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -49,6 +50,21 @@ class Url:
     @property
     def hostport(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """Seconds in a duration written as etcd's flags take it: "10m", "500ms", "1m30s"."""
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(number + unit for number, unit in parts) != text:
+        raise ConfigError(f"{flag}: {text!r} is not a duration (e.g. 10m, 30s, 500ms)")
+    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ConfigError(f"{flag}: must be positive, got {text!r}")
+    return seconds
 
 
 def parse_urls(text: str, flag: str) -> tuple[Url, ...]:
@@ -115,6 +131,7 @@ class NodeConfig:
     max_request_bytes: int
     quota_backend_bytes: int
     log_level: str
+    watch_progress_notify_interval_s: float
     cluster_id: int = field(init=False)
     member_id: int = field(init=False)
 
@@ -148,8 +165,8 @@ class NodeConfig:
         return next((m for m in self.initial_cluster if m.id == member_id), None)
 
 
-# flag name, type, default, help
-_FLAGS: tuple[tuple[str, type, object, str], ...] = (
+# flag name, kind (str, int, or parse_duration), default, help
+_FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("name", str, "default", "Human-readable name of this member."),
     (
         "data-dir",
@@ -217,6 +234,13 @@ _FLAGS: tuple[tuple[str, type, object, str], ...] = (
         "Size of the key-value database's memory map in bytes (the most it can hold).",
     ),
     ("log-level", str, "info", "debug, info, warning or error."),
+    (
+        "experimental-watch-progress-notify-interval",
+        parse_duration,
+        "10m",
+        "How often watchers that asked for progress notifications (and got no events "
+        "meanwhile) are told the current revision.",
+    ),
 )
 
 
@@ -246,7 +270,9 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
         if value is None and _env_name(flag) in environ:
             value, source = environ[_env_name(flag)], _env_name(flag)
         if value is None:
-            raw[flag] = default
+            value = default
+        if value is None:
+            raw[flag] = None
             continue
         if kind is int:
             try:
@@ -255,6 +281,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
                 raise ConfigError(f"{source}: {value!r} is not an integer") from None
             if value <= 0:
                 raise ConfigError(f"{source}: must be positive, got {value}")
+        elif kind is parse_duration:
+            value = parse_duration(value, source)
         raw[flag] = value
     return _build(raw)
 
@@ -302,4 +330,5 @@ def _build(raw: dict) -> NodeConfig:
         max_request_bytes=raw["max-request-bytes"],
         quota_backend_bytes=raw["quota-backend-bytes"],
         log_level=level,
+        watch_progress_notify_interval_s=raw["experimental-watch-progress-notify-interval"],
     )

@@ -239,12 +239,18 @@ async def run_node(config: NodeConfig) -> int:
         loop.add_signal_handler(sig, stop, 0)
 
     async def tick() -> None:
+        progress_interval = config.watch_progress_notify_interval_s
+        next_progress = time.monotonic() + progress_interval
         while True:
             await asyncio.sleep(TICK_S)
-            app.expire(time.monotonic())
+            now = time.monotonic()
+            app.expire(now)
             app.expire_leases()
             if app.watch_hub.has_unsynced:
                 app.watch_hub.catch_up()
+            if now >= next_progress:
+                app.watch_hub.progress_tick()
+                next_progress = now + progress_interval
 
     ticker = loop.create_task(tick())
     await stopping.wait()

@@ -90,6 +90,7 @@ class Watcher:
         "synced",
         "canceled",
         "progress_notify",
+        "quiet",
         "range_key",
     )
 
@@ -104,6 +105,7 @@ class Watcher:
         self.no_put = NOPUT in create.filters
         self.no_delete = NODELETE in create.filters
         self.progress_notify = create.progress_notify
+        self.quiet = True  # no events sent since the last progress tick
         self.next_revision = next_revision
         self.synced = False
         self.canceled = False
@@ -224,6 +226,7 @@ class WatchHub:
                 body = encode_events(wanted if watcher.prev_kv else _without_prev(wanted))
                 encoded[options] = body
             if body:
+                watcher.quiet = False
                 watcher.sink.send_message(self._prefix(header, watcher.watch_id) + body)
 
     @staticmethod
@@ -233,6 +236,22 @@ class WatchHub:
         if watch_id:
             prefix += b"\x10" + _varint(watch_id & 0xFFFFFFFFFFFFFFFF)
         return prefix
+
+    def progress_tick(self) -> None:
+        """Periodic progress (etcd's progress_notify): every synced watcher that asked for it
+        and got no events since the last tick is told the current revision, so its client
+        can resume from a recent revision after a disconnect."""
+        header = None
+        for group in (self._single, self._ranges):
+            for watchers in group.values():
+                for watcher in watchers:
+                    if watcher.progress_notify and watcher.quiet:
+                        if header is None:
+                            header = self._header(self._store.revision).SerializeToString()
+                        watcher.sink.send_message(self._prefix(header, watcher.watch_id))
+                    watcher.quiet = True
+        for watcher in self._unsynced:
+            watcher.quiet = True
 
     # -- catching up ----------------------------------------------------------------------
 
@@ -252,6 +271,7 @@ class WatchHub:
                 continue
             wanted = [e for e in events if watcher.wants(e)]
             if wanted:
+                watcher.quiet = False
                 header = self._header(upto).SerializeToString()
                 watcher.sink.send_message(
                     self._prefix(header, watcher.watch_id) + encode_events(wanted)

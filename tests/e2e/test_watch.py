@@ -111,3 +111,35 @@ def test_watch_from_a_compacted_revision_is_refused_with_the_compaction_point(cl
         w = c.watch("cw", start_revision=latest - 1)
         assert w.get(timeout=5).kv.mod_revision == latest - 1
         w.cancel()
+
+
+def test_progress_notifications_reach_quiet_watchers_that_asked(make_cluster):
+    import asyncio
+
+    from pyraftkv import AsyncClient
+
+    cluster = make_cluster(1, extra_args=["--experimental-watch-progress-notify-interval", "300ms"])
+    cluster.start()
+
+    async def scenario():
+        async with AsyncClient([cluster.members[0].endpoint]) as client:
+            asked = await client.watch("p/", prefix=True, progress_notify=True)
+            plain = await client.watch("p/", prefix=True)
+            revision = (await client.put("other", "x")).header.revision
+            replies = asked.responses()
+            progress = await asyncio.wait_for(anext(replies), 5)
+            await client.put("p/a", "1")
+            event = await asyncio.wait_for(anext(replies), 5)
+            plain_first = await asyncio.wait_for(anext(plain.responses()), 5)
+            await asyncio.sleep(1.0)  # quiet again: more progress, nothing for the other
+            later = await asyncio.wait_for(anext(replies), 5)
+            await asked.cancel()
+            await plain.cancel()
+            return asked.watch_id, revision, progress, event, plain_first, later
+
+    watch_id, revision, progress, event, plain_first, later = asyncio.run(scenario())
+    assert not progress.events and progress.watch_id == watch_id
+    assert progress.header.revision >= revision
+    assert [e.kv.key for e in event.events] == [b"p/a"]
+    assert [e.kv.key for e in plain_first.events] == [b"p/a"]  # no progress replies first
+    assert not later.events and later.header.revision == event.header.revision
