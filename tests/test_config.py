@@ -22,6 +22,7 @@ def test_defaults_are_a_single_member_on_loopback():
     assert [m.name for m in config.initial_cluster] == ["default"]
     assert config.election_ticks == 10
     assert config.watch_progress_notify_interval_s == 600  # etcd's 10m
+    assert config.listen_metrics_urls == ()  # no metrics listener unless asked
 
 
 def test_environment_fills_in_and_flags_win():
@@ -82,6 +83,7 @@ def test_three_member_cluster():
         (["--heartbeat-interval", "500", "--election-timeout", "1000"], "at least 5 times"),
         (["--initial-cluster", "novalue"], "not name=url"),
         (["--log-level", "loud"], "--log-level"),
+        (["--listen-metrics-urls", "127.0.0.1:2381"], "--listen-metrics-urls"),
         (["--experimental-watch-progress-notify-interval", "10"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "5 m"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "0s"], "must be positive"),

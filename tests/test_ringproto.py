@@ -25,3 +25,13 @@ def test_fixed_messages_and_their_tails():
     assert rp.tail(message, rp.U64x2) == b"/some/path"
     with pytest.raises(rp.RingProtocolError):
         rp.unpack(message[:10], rp.U64x2)
+
+
+def test_sync_latency_round_trip_and_truncation():
+    latency = rp.SyncLatency(5, 0.0123, ((0.000125, 2), (0.004, 3)))
+    message = rp.encode_sync_latency(latency)
+    assert message[0] == rp.WAL_SYNC_LATENCY
+    assert rp.decode_sync_latency(message) == latency
+    assert rp.decode_sync_latency(rp.encode_sync_latency(rp.SyncLatency(0, 0.0, ()))).count == 0
+    with pytest.raises(rp.RingProtocolError):
+        rp.decode_sync_latency(message[:-1])

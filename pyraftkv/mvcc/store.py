@@ -257,6 +257,10 @@ class MVCCStore:
                     out.append((key[len(APP_META_PREFIX) :], value))
         return out
 
+    def keys_in_index(self) -> int:
+        """Keys the index holds: live ones and deleted ones whose history is not compacted."""
+        return len(self._index)
+
     def db_size(self) -> int:
         """Bytes of the LMDB file on disk."""
         return os.path.getsize(os.path.join(self.path, DATA_FILE))

@@ -160,6 +160,9 @@ class Application:
         self.applied_index = store.applied_index
         self.applied_term = store.applied_term
         self.last_snapshot_index = self.applied_index
+        # For metrics: leaders seen (changes to a known leader), the Raft process's WAL.
+        self.leader_changes = 0
+        self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
 
         # Request ids: a random boot nonce in the high bits, so an entry proposed before a
         # restart can never complete a request of this boot.
@@ -182,6 +185,11 @@ class Application:
         self._catch_up_scheduled = False
         self._lease_counter = 0
         self.watch_hub = watch_hub_factory(self)
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes proposed (or batched to propose) and not yet applied."""
+        return len(self._pending)
 
     # -- headers ---------------------------------------------------------------------------
 
@@ -320,6 +328,8 @@ class Application:
             elif kind == rp.MOVE_LEADER_DONE:
                 request_id, ok = rp.unpack(message, rp.MOVE_DONE)
                 self._on_move_leader_done(request_id, bool(ok))
+            elif kind == rp.WAL_SYNC_LATENCY:
+                self.wal_sync_latency = rp.decode_sync_latency(message)
             elif kind == rp.SNAPSHOT_WANTED:
                 self.loop.create_task(self._make_snapshot_file())
             elif kind == rp.INSTALL_SNAPSHOT:
@@ -332,6 +342,7 @@ class Application:
     def _on_status(self, leader: int, term: int, commit: int, role: int, flags: int) -> None:
         if leader != self.leader_id:
             if leader:
+                self.leader_changes += 1
                 log.info("leader is %x (term %d)", leader, term)
             else:
                 log.info("no leader (term %d)", term)

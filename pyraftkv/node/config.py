@@ -132,6 +132,7 @@ class NodeConfig:
     quota_backend_bytes: int
     log_level: str
     watch_progress_notify_interval_s: float
+    listen_metrics_urls: tuple[Url, ...]
     cluster_id: int = field(init=False)
     member_id: int = field(init=False)
 
@@ -235,6 +236,13 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ),
     ("log-level", str, "info", "debug, info, warning or error."),
     (
+        "listen-metrics-urls",
+        str,
+        None,
+        "Comma-separated URLs to serve /metrics (Prometheus text) and /health on over HTTP "
+        "(default: none).",
+    ),
+    (
         "experimental-watch-progress-notify-interval",
         parse_duration,
         "10m",
@@ -331,4 +339,9 @@ def _build(raw: dict) -> NodeConfig:
         quota_backend_bytes=raw["quota-backend-bytes"],
         log_level=level,
         watch_progress_notify_interval_s=raw["experimental-watch-progress-notify-interval"],
+        listen_metrics_urls=(
+            parse_urls(raw["listen-metrics-urls"], "--listen-metrics-urls")
+            if raw["listen-metrics-urls"]
+            else ()
+        ),
     )

@@ -61,6 +61,8 @@ log = logging.getLogger("pyraftkv.raft")
 
 # A WAL fdatasync slower than this is logged (users profile fsync latency).
 SLOW_FSYNC_S = 0.1
+# How often the fdatasync histogram goes to the application process (for /metrics).
+LATENCY_REPORT_S = 1.0
 # Entries kept in memory below a snapshot so slightly lagging followers catch up from the
 # log instead of needing a whole snapshot (etcd keeps 5000 too).
 CATCH_UP_ENTRIES = 5000
@@ -178,6 +180,7 @@ class RaftProcess:
         self._stopping = False
         self.stopped = asyncio.Event()
         self._parent = os.getppid()
+        self._reported_syncs = 0  # fdatasyncs already reported up
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -216,10 +219,14 @@ class RaftProcess:
 
     async def _ticker(self, interval: float) -> None:
         next_at = time.monotonic()
+        next_latency_report = next_at
         while not self._stopping:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.core.tick()
+            if next_at >= next_latency_report:
+                self._report_sync_latency()
+                next_latency_report = next_at + LATENCY_REPORT_S
             self._expire_moves()
             if self._conf_waiting:
                 self._propose_conf_changes()
@@ -688,6 +695,17 @@ class RaftProcess:
                     index,
                     self._conf_requests.pop(index),
                     rp.CONF_REFUSED,
+                )
+            )
+
+    def _report_sync_latency(self) -> None:
+        """Tell the application process the fdatasync histogram (for its metrics), if it grew."""
+        latency = self.wal.sync_latency.snapshot()
+        if latency.count != self._reported_syncs:
+            self._reported_syncs = latency.count
+            self._push_up(
+                rp.encode_sync_latency(
+                    rp.SyncLatency(latency.count, latency.sum_seconds, latency.buckets)
                 )
             )
 

@@ -39,6 +39,7 @@ SNAPSHOT_WANTED = 105  # u64 peer: make a snapshot file for a lagging follower
 INSTALL_SNAPSHOT = 106  # u64 index, u64 term, path: replace the state machine with this
 MOVE_LEADER_DONE = 107  # u64 request id, u8 ok
 CONF_CHANGE_APPLIED = 108  # u64 index, u64 request id, u8 outcome (CONF_*)
+WAL_SYNC_LATENCY = 109  # the WAL's fdatasync histogram (see encode_sync_latency)
 
 # outcomes of a membership change (CONF_CHANGE_APPLIED)
 CONF_REFUSED = 0
@@ -58,6 +59,8 @@ _REFUSED = struct.Struct("<BQ")
 _ENTRY = struct.Struct("<QQBI")  # term, index, type, data length
 _MOVE_DONE = struct.Struct("<QB")
 _CONF_APPLIED = struct.Struct("<QQB")
+_LATENCY = struct.Struct("<Qd")  # samples, sum of seconds
+_BUCKET = struct.Struct("<dQ")  # upper bound in seconds (exclusive), samples
 
 
 class Entry(NamedTuple):
@@ -112,6 +115,28 @@ def decode_entries(message: bytes) -> list[Entry]:
         entries.append(Entry(term, index, type_, bytes(view[offset : offset + length])))
         offset += length
     return entries
+
+
+class SyncLatency(NamedTuple):
+    """The WAL's fdatasync latencies so far: totals and the non-empty buckets."""
+
+    count: int
+    sum_seconds: float
+    buckets: tuple[tuple[float, int], ...]  # (exclusive upper bound in seconds, samples)
+
+
+def encode_sync_latency(latency: SyncLatency) -> bytes:
+    """A WAL_SYNC_LATENCY message: the totals, then each non-empty bucket."""
+    body = b"".join(_BUCKET.pack(upper, n) for upper, n in latency.buckets)
+    return pack(WAL_SYNC_LATENCY, _LATENCY, latency.count, latency.sum_seconds, tail=body)
+
+
+def decode_sync_latency(message: bytes) -> SyncLatency:
+    count, sum_seconds = unpack(message, _LATENCY)
+    body = tail(message, _LATENCY)
+    if len(body) % _BUCKET.size:
+        raise RingProtocolError("truncated bucket in WAL_SYNC_LATENCY")
+    return SyncLatency(count, sum_seconds, tuple(_BUCKET.iter_unpack(body)))
 
 
 U64, U64x2, CONF, STATUS_FMT, REFUSED_FMT, MOVE_DONE, CONF_APPLIED = (

@@ -30,6 +30,7 @@ from .datadir import DataDir
 from .lessor import Lessor, min_ttl_s
 from .logging_setup import setup_logging
 from .members import MemberList
+from .metrics import MetricsServer
 from .watch_hub import WatchHub
 
 log = logging.getLogger("pyraftkv.server")
@@ -217,6 +218,15 @@ async def run_node(config: NodeConfig) -> int:
     except OSError as exc:
         process.terminate()
         raise NodeStopped(f"cannot listen for clients on {url.text}: {exc}") from exc
+    metrics = MetricsServer(app)
+    try:
+        await metrics.listen(config.listen_metrics_urls)
+    except OSError as exc:
+        process.terminate()
+        urls = ", ".join(u.text for u in config.listen_metrics_urls)
+        raise NodeStopped(f"cannot listen for metrics on {urls}: {exc}") from exc
+    if config.listen_metrics_urls:
+        log.info("metrics and health on %s", ", ".join(u.text for u in config.listen_metrics_urls))
     log.info(
         "member %x (%s) of cluster %x serving clients on %s",
         config.member_id,
@@ -258,6 +268,7 @@ async def run_node(config: NodeConfig) -> int:
 
     for listener in listeners:
         listener.close()
+    metrics.close()
     if process.poll() is None:
         await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
     if process.poll() is None:

@@ -1,0 +1,148 @@
+"""Metrics and health over HTTP (``--listen-metrics-urls``), named as etcd's.
+
+``GET /metrics`` answers in the Prometheus text format with the figures operators of etcd
+watch: the WAL's fdatasync latency histogram, leadership, proposals, database size, keys
+and watchers. ``GET /health`` answers ``{"health":"true"}`` once this member knows a leader
+and a linearizable read through it succeeds, as etcd's does. The server reads one request
+per connection, answers and closes; it is for scrapers and probes, not for load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ..proto import rpc_pb2 as rpc
+from .config import Url
+from .ringproto import SyncLatency
+
+log = logging.getLogger("pyraftkv.metrics")
+
+# etcd's buckets for etcd_disk_wal_fsync_duration_seconds: 1 ms doubling to 8.192 s.
+WAL_FSYNC_BUCKETS = tuple(0.001 * 2**k for k in range(14))
+MAX_REQUEST_BYTES = 8192
+READ_TIMEOUT_S = 5.0
+HEALTH_TIMEOUT_S = 1.0
+
+
+def histogram_lines(name: str, help_text: str, latency: SyncLatency) -> list[str]:
+    """A Prometheus histogram on WAL_FSYNC_BUCKETS from the WAL's finer buckets.
+
+    A sample counts under ``le`` when its whole bucket lies at or below ``le``; the WAL's
+    buckets are 1/8 of a power of two wide, so a sample near a bound may show one bucket
+    later, never earlier.
+    """
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for bound in WAL_FSYNC_BUCKETS:
+        below = sum(n for upper, n in latency.buckets if upper <= bound)
+        lines.append(f'{name}_bucket{{le="{bound:g}"}} {below}')
+    lines.append(f'{name}_bucket{{le="+Inf"}} {latency.count}')
+    lines.append(f"{name}_sum {latency.sum_seconds!r}")
+    lines.append(f"{name}_count {latency.count}")
+    return lines
+
+
+def render(app: Any) -> str:
+    """The member's metrics in the Prometheus text exposition format (version 0.0.4)."""
+    lines = histogram_lines(
+        "etcd_disk_wal_fsync_duration_seconds",
+        "fdatasync latencies of the write-ahead log.",
+        app.wal_sync_latency,
+    )
+
+    store = app.store
+    figures = (
+        ("etcd_server_has_leader", "gauge", "1 if this member knows a leader, else 0.",
+         int(app.leader_id != 0)),
+        ("etcd_server_is_leader", "gauge", "1 if this member is the leader, else 0.",
+         int(app.leader_id == app.member_id)),
+        ("etcd_server_leader_changes_seen_total", "counter",
+         "Times this member saw a new leader.", app.leader_changes),
+        ("etcd_server_proposals_committed_total", "gauge",
+         "Raft index committed, as this member knows it.", app.commit_index),
+        ("etcd_server_proposals_applied_total", "gauge",
+         "Raft index applied to this member's store.", app.applied_index),
+        ("etcd_server_proposals_pending", "gauge",
+         "Writes sent to be proposed and not applied yet.", app.pending_writes),
+        ("etcd_mvcc_db_total_size_in_bytes", "gauge",
+         "Size of the LMDB database file.", store.db_size()),
+        ("etcd_mvcc_db_total_size_in_use_in_bytes", "gauge",
+         "Bytes of the LMDB database in use.", store.db_size_in_use()),
+        ("etcd_debugging_mvcc_current_revision", "gauge",
+         "The store's current revision.", store.revision),
+        ("etcd_debugging_mvcc_keys_total", "gauge",
+         "Keys in the key index (deleted ones until compacted).", store.keys_in_index()),
+        ("etcd_debugging_mvcc_watcher_total", "gauge",
+         "Watchers on this member.", len(app.watch_hub)),
+    )  # fmt: skip
+    for name, kind, help_text, value in figures:
+        lines += (f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}")
+    return "\n".join(lines) + "\n"
+
+
+async def healthy(app: Any) -> bool:
+    """A leader is known and a linearizable read completes in time."""
+    if not app.leader_id:
+        return False
+    try:
+        await asyncio.wait_for(
+            app.local_read(rpc.RangeRequest(key=b"health", count_only=True)), HEALTH_TIMEOUT_S
+        )
+    except Exception:  # noqa: BLE001 - any failure (no quorum, timeout) means unhealthy
+        return False
+    return True
+
+
+class MetricsServer:
+    """HTTP/1.1 listeners for /metrics and /health."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._servers: list[asyncio.base_events.Server] = []
+
+    async def listen(self, urls: tuple[Url, ...]) -> None:
+        for url in urls:
+            self._servers.append(
+                await asyncio.start_server(self._serve, url.host, url.port, limit=MAX_REQUEST_BYTES)
+            )
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            status, content_type, body = await self._answer(reader)
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+        text = "text/plain; charset=utf-8"
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+        except asyncio.LimitOverrunError:
+            return "431 Request Header Fields Too Large", text, b"request too large\n"
+        except asyncio.IncompleteReadError:
+            return "400 Bad Request", text, b"incomplete request\n"
+        parts = head.split(b"\r\n", 1)[0].split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return "400 Bad Request", text, b"malformed request line\n"
+        method, target = parts[0], parts[1].split(b"?", 1)[0]
+        if target not in (b"/metrics", b"/health"):
+            return "404 Not Found", text, b"404 page not found\n"
+        if method != b"GET":
+            return "405 Method Not Allowed", text, b"only GET is served here\n"
+        if target == b"/metrics":
+            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", render(self.app).encode()
+        if await healthy(self.app):
+            return "200 OK", text, b'{"health":"true"}'
+        return "503 Service Unavailable", text, b'{"health":"false"}'

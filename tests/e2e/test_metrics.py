@@ -1,0 +1,118 @@
+"""/metrics and /health over HTTP (--listen-metrics-urls) on real members."""
+
+import socket
+import time
+import urllib.error
+import urllib.request
+
+from .harness import free_ports
+
+
+def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def metrics(port: int) -> dict[str, float]:
+    """Sample name (with labels) -> value; checks every family is declared before use."""
+    status, body = fetch(port, "/metrics")
+    assert status == 200
+    declared, samples = set(), {}
+    for line in body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            declared.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            family = name.split("{")[0]
+            assert family in declared or family.rsplit("_", 1)[0] in declared, line
+            samples[name] = float(value)
+    return samples
+
+
+def raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        return s.makefile("rb").readline()
+
+
+def with_metrics(cluster, member_index: int = 0) -> int:
+    port = free_ports(1)[0]
+    cluster.members[member_index].extra_args += [
+        "--listen-metrics-urls",
+        f"http://127.0.0.1:{port}",
+    ]
+    return port
+
+
+def test_metrics_report_fsyncs_leadership_and_the_store(make_cluster):
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    cluster.start()
+    with cluster.client() as client:
+        for i in range(5):
+            revision = client.put(f"m/{i}", "v").header.revision
+        client.delete("m/0")
+        revision += 1
+        watch = client.watch("m/", prefix=True)
+        deadline = time.monotonic() + 10
+        while (seen := metrics(port))["etcd_disk_wal_fsync_duration_seconds_count"] < 6:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.2)
+        watch.cancel()
+    count = seen["etcd_disk_wal_fsync_duration_seconds_count"]
+    buckets = [v for k, v in seen.items() if k.startswith("etcd_disk_wal_fsync_duration_seconds_b")]
+    assert len(buckets) == 15 and buckets == sorted(buckets) and buckets[-1] == count
+    assert 0 < seen["etcd_disk_wal_fsync_duration_seconds_sum"] < count * 8.192
+    assert seen["etcd_server_has_leader"] == 1
+    assert seen["etcd_server_is_leader"] == 1
+    assert seen["etcd_server_leader_changes_seen_total"] == 1
+    assert seen["etcd_debugging_mvcc_current_revision"] == revision
+    assert seen["etcd_debugging_mvcc_keys_total"] == 5  # the deleted key until compaction
+    assert seen["etcd_debugging_mvcc_watcher_total"] == 1
+    assert seen["etcd_server_proposals_applied_total"] >= 6
+    assert (
+        seen["etcd_mvcc_db_total_size_in_bytes"]
+        >= seen["etcd_mvcc_db_total_size_in_use_in_bytes"]
+        > 0
+    )
+    assert fetch(port, "/health") == (200, b'{"health":"true"}')
+
+
+def test_bad_requests_get_http_errors_and_the_member_keeps_serving(make_cluster):
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    cluster.start()
+    assert fetch(port, "/nothing")[0] == 404
+    assert fetch(port, "/metrics", method="POST")[0] == 405
+    assert raw(port, b"nonsense\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n").startswith(
+        b"HTTP/1.1 431"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metr")  # and hang up half way
+    assert fetch(port, "/health") == (200, b'{"health":"true"}')
+    with cluster.client() as client:
+        assert client.put("still", "here").header.revision > 1
+
+
+def test_health_fails_when_the_member_loses_its_quorum(make_cluster):
+    cluster = make_cluster(3)
+    port = with_metrics(cluster, 0)
+    cluster.start()
+    deadline = time.monotonic() + 10
+    while fetch(port, "/health")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cluster.kill(cluster.members[1])
+    cluster.kill(cluster.members[2])
+    deadline = time.monotonic() + 15
+    while (answer := fetch(port, "/health")) != (503, b'{"health":"false"}'):
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.2)
+    while metrics(port)["etcd_server_has_leader"] != 0:  # a lone member knows no leader
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
