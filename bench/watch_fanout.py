@@ -1,0 +1,156 @@
+"""Watch fan-out: one key's changes pushed to thousands of watchers, as a config center does.
+
+Starts a fresh 3-member cluster on loopback, opens ``--watchers`` watches on one key from
+``--procs`` client processes (each with ``--conns`` connections spread over the members),
+then writes ``--updates`` new values at ``--rate`` per second. Each value carries the time
+its Put was sent, so every watcher measures put-to-event latency: the write's majority
+fsync and apply, then the push, then the client's own work (with thousands of watchers in
+one client process, the client's turn through every watcher dominates; the first watcher
+to get each update shows the server's path). Reports the latencies, the events delivered
+per second and the CPU each member process spent per delivered event.
+
+    python bench/watch_fanout.py --watchers 10000 --procs 2 --conns 8 --updates 100 --rate 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
+from pyraftkv import AsyncClient, Client  # noqa: E402
+from tests.e2e.harness import LocalCluster  # noqa: E402
+
+KEY = b"/config/fanout"
+
+
+def watcher_process(endpoints, watchers, conns, updates, ready, results, timeout):
+    """Open the watches, say ready, then gather every watcher's latencies."""
+    asyncio.run(_watch(endpoints, watchers, conns, updates, ready, results, timeout))
+
+
+async def _watch(endpoints, watchers, conns, updates, ready, results, timeout):
+    clients = [AsyncClient([endpoints[i % len(endpoints)]]) for i in range(conns)]
+    for client in clients:
+        await client.__aenter__()
+    watches = []
+    for start in range(0, watchers, 500):
+        batch = range(start, min(watchers, start + 500))
+        watches += await asyncio.gather(*(clients[i % conns].watch(KEY) for i in batch))
+    latencies: list[tuple[int, float]] = []  # (update, seconds)
+    ready.put(len(watches))
+
+    async def collect(watch) -> int:
+        seen = 0
+        async for event in watch:
+            seq, sent = event.kv.value.split()
+            latencies.append((int(seq), time.time() - float(sent)))
+            seen += 1
+            if seen == updates:
+                break
+        return seen
+
+    tasks = [asyncio.create_task(collect(w)) for w in watches]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    finished = time.time()
+    for task in pending:
+        task.cancel()
+    missing = sum(updates - t.result() for t in done) + updates * len(pending)
+    results.put((latencies, missing, finished))
+    for client in clients:
+        await client.__aexit__(None, None, None)
+
+
+def quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--watchers", type=int, default=10_000)
+    parser.add_argument("--procs", type=int, default=2, help="watcher processes")
+    parser.add_argument("--conns", type=int, default=8, help="connections per watcher process")
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10.0, help="updates per second")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="pyraftkv-fanout-")
+    cluster = LocalCluster(
+        root, 3, extra_args=["--heartbeat-interval", "100", "--election-timeout", "1000"]
+    )
+    context = multiprocessing.get_context("spawn")
+    ready, results = context.Queue(), context.Queue()
+    procs = []
+    try:
+        cluster.start()
+        leader = cluster.wait_leader()
+        endpoints = [m.endpoint for m in cluster.members]
+        share = args.watchers // args.procs
+        timeout = 30 + args.updates / args.rate * 3
+        for _ in range(args.procs):
+            proc = context.Process(
+                target=watcher_process,
+                args=(endpoints, share, args.conns, args.updates, ready, results, timeout),
+            )
+            proc.start()
+            procs.append(proc)
+        watching = sum(ready.get(timeout=120) for _ in procs)
+        pids = {}
+        for m in cluster.members:
+            role = "leader" if m is leader else "follower"
+            pids[f"{m.name} app ({role})"] = m.process.pid
+            pids[f"{m.name} raft ({role})"] = raft_pid(m.process.pid)
+        before = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
+        with Client([leader.endpoint]) as writer:
+            started = time.time()
+            for seq in range(args.updates):
+                next_at = started + seq / args.rate
+                time.sleep(max(0.0, next_at - time.time()))
+                writer.put(KEY, f"{seq} {time.time()!r}")
+        gathered = [results.get(timeout=timeout + 60) for _ in procs]
+        after = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
+        pairs = [x for lat, _m, _f in gathered for x in lat]
+        latencies = sorted(seconds for _seq, seconds in pairs)
+        first: dict[int, float] = {}
+        for seq, seconds in pairs:
+            first[seq] = min(seconds, first.get(seq, seconds))
+        missing = sum(m for _l, m, _f in gathered)
+        finished = max(f for _l, _m, f in gathered)
+        delivered = len(latencies)
+        print(
+            f"{watching} watchers, {args.updates} updates at {args.rate:g}/s: "
+            f"{delivered} events delivered, {missing} missing, "
+            f"{delivered / (finished - started):.0f} events/s over the run"
+        )
+        print(
+            "put-to-event latency ms: "
+            + " ".join(
+                f"{name} {quantile(latencies, q) * 1000:.1f}"
+                for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
+            )
+        )
+        print(
+            "first watcher to get each update, median ms: "
+            f"{quantile(sorted(first.values()), 0.5) * 1000:.1f}"
+        )
+        print(f"{'process':<28} {'CPU us/event':>12}")
+        for name in pids:
+            print(f"{name:<28} {(after[name] - before[name]) / max(1, delivered) * 1e6:12.2f}")
+    finally:
+        for proc in procs:
+            proc.kill()
+        cluster.stop_all()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
