@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyraftkv.client.aio import normalize_endpoint  # noqa: E402
+from pyraftkv.node.event_loop import run  # noqa: E402
 from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
 from pyraftkv.protocol.frames import (  # noqa: E402
     DEFAULT_MAX_REPLY_FRAME_BYTES,
@@ -174,14 +175,6 @@ async def run_load(args: argparse.Namespace, seed: int) -> dict:
     for protocol in protocols:
         protocol.transport.close()
     return {"latencies": plan.latencies, "errors": plan.errors, "elapsed": elapsed}
-
-
-def run(coroutine):
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
 
 
 def _worker(args: argparse.Namespace, seed: int, queue) -> None:

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
 from pyraftkv import AsyncClient, Client  # noqa: E402
+from pyraftkv.node.event_loop import run  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
 KEY = b"/config/fanout"
@@ -35,7 +36,7 @@ KEY = b"/config/fanout"
 
 def watcher_process(endpoints, watchers, conns, updates, ready, results, timeout):
     """Open the watches, say ready, then gather every watcher's latencies."""
-    asyncio.run(_watch(endpoints, watchers, conns, updates, ready, results, timeout))
+    run(_watch(endpoints, watchers, conns, updates, ready, results, timeout))
 
 
 async def _watch(endpoints, watchers, conns, updates, ready, results, timeout):
@@ -50,10 +51,13 @@ async def _watch(endpoints, watchers, conns, updates, ready, results, timeout):
     ready.put(len(watches))
 
     async def collect(watch) -> int:
+        """Events received in order, each once (updates are numbered from 0)."""
         seen = 0
         async for event in watch:
             seq, sent = event.kv.value.split()
             latencies.append((int(seq), time.time() - float(sent)))
+            if int(seq) != seen:
+                raise AssertionError(f"update {seq} arrived where {seen} was due")
             seen += 1
             if seen == updates:
                 break

@@ -22,6 +22,15 @@ from .requests import Bytesish
 T = TypeVar("T")
 
 
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """The client thread's loop: uvloop where installed (cheaper per I/O event), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class Client:
     """A blocking client for a pyraftkv cluster; ``with Client([...]) as c: c.put("k", "v")``.
 
@@ -35,7 +44,7 @@ class Client:
         timeout: float = 10.0,
         connect_timeout: float = 2.0,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="pyraftkv-client", daemon=True
         )

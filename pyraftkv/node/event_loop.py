@@ -1,5 +1,5 @@
-"""The event loop both processes of a member run on: uvloop when installed (libuv, about
-twice as fast per I/O event as asyncio's own loop), asyncio's otherwise."""
+"""The event loop of the members and the benchmarks' clients: uvloop when installed (libuv,
+about twice as fast per I/O event as asyncio's own loop), asyncio's otherwise."""
 
 from __future__ import annotations
 
