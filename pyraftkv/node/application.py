@@ -49,6 +49,26 @@ MAX_BATCH_BYTES = 1 << 20
 # read until it drains (a bound on memory and on latency).
 MAX_PENDING = 50_000
 
+# Writes that take space: refused with NoSpace while the store is over its quota (reads,
+# deletes, compaction and revokes still go through, so space can be won back).
+_PUT = BY_NAME["Put"].number
+_TXN = BY_NAME["Txn"].number
+_LEASE_GRANT = BY_NAME["LeaseGrant"].number
+
+
+def needs_space(method: int, body: bytes) -> bool:
+    """Whether a client write adds data: a Put, a LeaseGrant, a Txn with a Put anywhere."""
+    if method in (_PUT, _LEASE_GRANT):
+        return True
+    return method == _TXN and _txn_puts(rpc.TxnRequest.FromString(body))
+
+
+def _txn_puts(txn: rpc.TxnRequest) -> bool:
+    return any(
+        op.HasField("request_put") or (op.HasField("request_txn") and _txn_puts(op.request_txn))
+        for op in (*txn.success, *txn.failure)
+    )
+
 
 class Reply:
     """Where an answer goes: one client stream on one connection."""
@@ -122,6 +142,7 @@ class Application:
         watch_hub_factory: Callable[[Application], Any],
         lessor: Lessor,
         election_timeout_s: float,
+        quota_bytes: int,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -137,6 +158,8 @@ class Application:
         self.loop = asyncio.get_running_loop()
         self.lessor = lessor
         self.election_timeout_s = election_timeout_s
+        self.quota_bytes = quota_bytes
+        self.over_quota = store.db_size_in_use() > quota_bytes
         store.lease_exists = lessor.exists
         lessor.load(store)
         self._apply_table: dict[int, Callable] = {
@@ -215,7 +238,10 @@ class Application:
     # -- proposing -------------------------------------------------------------------------
 
     def propose(self, reply: Reply | None, method: int, body: bytes) -> None:
-        """Queue a write for the next proposal batch; ``reply`` gets the result once applied."""
+        """Queue a write for the next proposal batch; ``reply`` gets the result once applied.
+        Raises NoSpace for a write that adds data while the store is over its quota."""
+        if self.over_quota and needs_space(method, body):
+            raise errors.NoSpace()
         request_id = self._next_id
         self._next_id += 1
         if reply is not None:
@@ -446,6 +472,7 @@ class Application:
                 else:
                     self._apply_conf_change(batch, entry)
         self.applied_index, self.applied_term = last.index, last.term
+        self._check_quota()
         for reply, result in answers:
             if isinstance(result, errors.ApiError):
                 reply.connection.error(reply.stream, result)
@@ -459,6 +486,19 @@ class Application:
             self._set_paused(False)
         if self.applied_index - self.last_snapshot_index >= self.snapshot_count:
             self._save_snapshot()
+
+    def _check_quota(self) -> None:
+        over = self.store.db_size_in_use() > self.quota_bytes
+        if over != self.over_quota:
+            self.over_quota = over
+            if over:
+                log.warning(
+                    "the store is over its quota (--quota-backend-bytes %d): writes that add "
+                    "data are refused until compaction frees space",
+                    self.quota_bytes,
+                )
+            else:
+                log.info("the store is back under its quota; writes are accepted again")
 
     def _apply_requests(self, batch: Any, data: bytes, answers: list, events: list) -> None:
         me = self.member_id
@@ -655,6 +695,7 @@ class Application:
         self.lessor.load(self.store)
         self.applied_index, self.applied_term = self.store.applied_index, self.store.applied_term
         self.last_snapshot_index = self.applied_index
+        self._check_quota()
         self.watch_hub.store_replaced(self.store)
         self.schedule_catch_up()
         self._send_down(rp.pack(rp.MEMBERS, tail=self.members.encode()))

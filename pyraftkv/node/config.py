@@ -232,7 +232,8 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "quota-backend-bytes",
         int,
         8 << 30,
-        "Size of the key-value database's memory map in bytes (the most it can hold).",
+        "Bytes of data the store may hold; above it, writes that add data are refused "
+        "('database space exceeded') until deletes and compaction free space.",
     ),
     ("log-level", str, "info", "debug, info, warning or error."),
     (

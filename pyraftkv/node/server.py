@@ -134,8 +134,12 @@ async def run_node(config: NodeConfig) -> int:
         known = datadir.cluster_id()
         config = config.joining(known if known is not None else await find_cluster(config))
     datadir.claim(config.cluster_id, config.member_id, config.name)
+    # The quota is enforced when writes are accepted; the map is twice as large, so that
+    # writes already accepted (and every member applies them alike) always fit.
     store = MVCCStore(
-        datadir.db, map_size=config.quota_backend_bytes, max_request_bytes=config.max_request_bytes
+        datadir.db,
+        map_size=2 * config.quota_backend_bytes,
+        max_request_bytes=config.max_request_bytes,
     )
     stored_members = store.get_meta(b"members")
     # A new member learns the members by applying the log's first (bootstrap) entries.
@@ -202,6 +206,7 @@ async def run_node(config: NodeConfig) -> int:
         watch_hub_factory=lambda a: WatchHub(a.store, a.header),
         lessor=Lessor(min_ttl_s(config.election_timeout_ms)),
         election_timeout_s=config.election_timeout_ms / 1000,
+        quota_bytes=config.quota_backend_bytes,
     )
     app_holder.append(app)
     link.send(rp.pack(rp.MEMBERS, tail=members.encode()))

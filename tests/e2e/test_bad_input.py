@@ -161,3 +161,35 @@ def test_a_port_in_use_is_a_clear_startup_error(tmp_path):
         blocker.close()
     assert result.returncode == 2
     assert "cannot listen for clients" in result.stderr
+
+
+def test_a_full_store_refuses_writes_that_add_data_until_compaction_frees_space(make_cluster):
+    from pyraftkv import Op
+
+    cluster = make_cluster(1, extra_args=["--quota-backend-bytes", str(2 << 20)])
+    cluster.start()
+    value = b"x" * 100_000
+    with cluster.client() as client:
+        written = []
+        with pytest.raises(errors.NoSpace, match="database space exceeded"):
+            for i in range(100):
+                client.put(f"big/{i}", value)
+                written.append(i)
+        assert 10 < len(written) < 100
+        revision = client.get("big/0").header.revision
+        with pytest.raises(errors.NoSpace):
+            client.txn(success=[Op.put("other", "x")])
+        with pytest.raises(errors.NoSpace):
+            client.lease_grant(10)
+        # Nothing else changed; reads, deletes and compaction still go through.
+        assert client.get("big/", prefix=True).count == len(written)
+        assert client.get("other").count == 0
+        assert client.txn(success=[Op.get("big/0")]).succeeded
+        deleted = client.delete("big/", prefix=True)
+        assert deleted.deleted == len(written)
+        client.compact(deleted.header.revision)
+        assert client.get("big/", prefix=True).header.revision == revision + 1
+        client.put("after", "compaction")  # the space is back
+        assert client.get("after").kvs[0].value == b"compaction"
+    log = cluster.members[0].log_text()
+    assert "over its quota" in log and "back under its quota" in log
