@@ -10,14 +10,11 @@ per connection, answers and closes; it is for scrapers and probes, not for load.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from ..proto import rpc_pb2 as rpc
 from .config import Url
 from .ringproto import SyncLatency
-
-log = logging.getLogger("pyraftkv.metrics")
 
 # etcd's buckets for etcd_disk_wal_fsync_duration_seconds: 1 ms doubling to 8.192 s.
 WAL_FSYNC_BUCKETS = tuple(0.001 * 2**k for k in range(14))
@@ -50,7 +47,6 @@ def render(app: Any) -> str:
         "fdatasync latencies of the write-ahead log.",
         app.wal_sync_latency,
     )
-
     store = app.store
     figures = (
         ("etcd_server_has_leader", "gauge", "1 if this member knows a leader, else 0.",
@@ -89,7 +85,7 @@ async def healthy(app: Any) -> bool:
         await asyncio.wait_for(
             app.local_read(rpc.RangeRequest(key=b"health", count_only=True)), HEALTH_TIMEOUT_S
         )
-    except Exception:  # noqa: BLE001 - any failure (no quorum, timeout) means unhealthy
+    except Exception:  # no quorum, a timeout, an error: unhealthy either way
         return False
     return True
 
