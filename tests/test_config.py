@@ -23,6 +23,7 @@ def test_defaults_are_a_single_member_on_loopback():
     assert config.election_ticks == 10
     assert config.watch_progress_notify_interval_s == 600  # etcd's 10m
     assert config.listen_metrics_urls == ()  # no metrics listener unless asked
+    assert config.auto_compaction_retention == 0  # no auto-compaction unless asked
 
 
 def test_environment_fills_in_and_flags_win():
@@ -84,6 +85,12 @@ def test_three_member_cluster():
         (["--initial-cluster", "novalue"], "not name=url"),
         (["--log-level", "loud"], "--log-level"),
         (["--listen-metrics-urls", "127.0.0.1:2381"], "--listen-metrics-urls"),
+        (["--auto-compaction-mode", "hourly"], "'periodic' or 'revision'"),
+        (["--auto-compaction-retention", "soon"], "not a duration"),
+        (
+            ["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1h"],
+            "not a number of revisions",
+        ),
         (["--experimental-watch-progress-notify-interval", "10"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "5 m"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "0s"], "must be positive"),
@@ -106,3 +113,17 @@ def test_bad_environment_value_names_the_variable():
 def test_durations_are_written_as_etcd_flags_take_them(text, seconds):
     config = parse(["--experimental-watch-progress-notify-interval", text])
     assert config.watch_progress_notify_interval_s == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "argv, mode, retention",
+    [
+        (["--auto-compaction-retention", "2"], "periodic", 7200),  # hours by default
+        (["--auto-compaction-retention", "30m"], "periodic", 1800),
+        (["--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"],
+         "revision", 1000),
+    ],
+)  # fmt: skip
+def test_auto_compaction_retention_is_read_as_its_mode_says(argv, mode, retention):
+    config = parse(argv)
+    assert (config.auto_compaction_mode, config.auto_compaction_retention) == (mode, retention)

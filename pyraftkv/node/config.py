@@ -133,6 +133,8 @@ class NodeConfig:
     log_level: str
     watch_progress_notify_interval_s: float
     listen_metrics_urls: tuple[Url, ...]
+    auto_compaction_mode: str
+    auto_compaction_retention: float  # seconds (periodic) or revisions; 0: off
     cluster_id: int = field(init=False)
     member_id: int = field(init=False)
 
@@ -244,6 +246,19 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "(default: none).",
     ),
     (
+        "auto-compaction-retention",
+        str,
+        "0",
+        "History to keep: a duration such as 30m or 72h (a plain number means hours) in "
+        "periodic mode, a number of revisions in revision mode; 0 turns auto-compaction off.",
+    ),
+    (
+        "auto-compaction-mode",
+        str,
+        "periodic",
+        "How --auto-compaction-retention is read: 'periodic' or 'revision'.",
+    ),
+    (
         "experimental-watch-progress-notify-interval",
         parse_duration,
         "10m",
@@ -303,6 +318,9 @@ def _build(raw: dict) -> NodeConfig:
     state = raw["initial-cluster-state"]
     if state not in ("new", "existing"):
         raise ConfigError(f"--initial-cluster-state must be 'new' or 'existing', not {state!r}")
+    mode, retention = raw["auto-compaction-mode"], raw["auto-compaction-retention"]
+    if mode not in ("periodic", "revision"):
+        raise ConfigError(f"--auto-compaction-mode must be 'periodic' or 'revision', not {mode!r}")
     level = raw["log-level"]
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level must be debug, info, warning or error, not {level!r}")
@@ -340,9 +358,21 @@ def _build(raw: dict) -> NodeConfig:
         quota_backend_bytes=raw["quota-backend-bytes"],
         log_level=level,
         watch_progress_notify_interval_s=raw["experimental-watch-progress-notify-interval"],
+        auto_compaction_mode=mode,
+        auto_compaction_retention=_retention(mode, retention),
         listen_metrics_urls=(
             parse_urls(raw["listen-metrics-urls"], "--listen-metrics-urls")
             if raw["listen-metrics-urls"]
             else ()
         ),
     )
+
+
+def _retention(mode: str, text: str) -> float:
+    """--auto-compaction-retention in seconds (periodic) or revisions (revision mode)."""
+    flag = "--auto-compaction-retention"
+    if text.isdigit():
+        return int(text) * (3600 if mode == "periodic" else 1)
+    if mode == "revision":
+        raise ConfigError(f"{flag}: {text!r} is not a number of revisions")
+    return parse_duration(text, flag)

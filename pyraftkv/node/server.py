@@ -21,10 +21,12 @@ import time
 
 from .. import errors
 from ..errors import PyraftkvError
+from ..proto import rpc_pb2 as rpc
 from . import event_loop
 from . import ringproto as rp
 from .application import Application
 from .client_server import ClientConnection, ClientServer
+from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
 from .datadir import DataDir
 from .lessor import Lessor, min_ttl_s
@@ -253,6 +255,20 @@ async def run_node(config: NodeConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, 0)
 
+    compactor = (
+        Compactor(config.auto_compaction_mode, config.auto_compaction_retention)
+        if config.auto_compaction_retention
+        else None
+    )
+
+    async def auto_compact(revision: int) -> None:
+        try:
+            await app.local_write("Compact", rpc.CompactionRequest(revision=revision))
+        except errors.ApiError as exc:
+            log.warning("auto-compaction to revision %d failed: %s", revision, exc)
+        else:
+            log.info("auto-compacted to revision %d", revision)
+
     async def tick() -> None:
         progress_interval = config.watch_progress_notify_interval_s
         next_progress = time.monotonic() + progress_interval
@@ -266,6 +282,11 @@ async def run_node(config: NodeConfig) -> int:
             if now >= next_progress:
                 app.watch_hub.progress_tick()
                 next_progress = now + progress_interval
+            if compactor is not None:
+                if app.leader_id != app.member_id:
+                    compactor.reset()
+                elif (target := compactor.due(now, app.store.revision)) is not None:
+                    loop.create_task(auto_compact(target))
 
     ticker = loop.create_task(tick())
     await stopping.wait()

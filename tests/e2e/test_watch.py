@@ -143,3 +143,26 @@ def test_progress_notifications_reach_quiet_watchers_that_asked(make_cluster):
     assert [e.kv.key for e in event.events] == [b"p/a"]
     assert [e.kv.key for e in plain_first.events] == [b"p/a"]  # no progress replies first
     assert not later.events and later.header.revision == event.header.revision
+
+
+def test_periodic_auto_compaction_drops_history_older_than_the_retention(make_cluster):
+    from pyraftkv.errors import Compacted as CompactedError
+
+    cluster = make_cluster(
+        1, extra_args=["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"]
+    )
+    cluster.start()
+    with cluster.client() as client:
+        first = client.put("ac/k", "0").header.revision
+        deadline = time.monotonic() + 15
+        while True:
+            latest = client.put("ac/k", "more").header.revision
+            try:
+                client.get("ac/k", revision=first)
+            except CompactedError:
+                break
+            assert time.monotonic() < deadline, "no auto-compaction within 15 s"
+            time.sleep(0.2)
+        # History within the retention is still there, the current value too.
+        assert client.get("ac/k", revision=latest).kvs[0].value == b"more"
+    assert "auto-compacted to revision" in cluster.members[0].log_text()
