@@ -29,7 +29,9 @@ def readme_cluster(tmp_path_factory):
 @pytest.mark.parametrize("index", range(len(EXAMPLES)))
 def test_example_runs(readme_cluster, index):
     code = EXAMPLES[index]
-    ports = {doc: m.endpoint for doc, m in zip(DOC_PORTS, reversed(readme_cluster.members), strict=True)}
+    ports = {
+        doc: m.endpoint for doc, m in zip(DOC_PORTS, reversed(readme_cluster.members), strict=True)
+    }
     for doc, real in ports.items():
         code = code.replace(doc, real)
     result = subprocess.run(
