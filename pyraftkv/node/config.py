@@ -295,9 +295,9 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
             value, source = environ[_env_name(flag)], _env_name(flag)
         if value is None:
             value = default
-        if value is None:
-            raw[flag] = None
-            continue
+            if value is None:
+                raw[flag] = None
+                continue
         if kind is int:
             try:
                 value = int(value)
