@@ -135,6 +135,11 @@ class Client:
 
     # -- leases ------------------------------------------------------------------------------
 
+    def snapshot(self, path: str) -> int:
+        """Save a consistent copy of the connected member's store to ``path`` (a backup);
+        returns its size. ``pyraftkvctl snapshot restore`` makes new members from it."""
+        return self._run(self._client.snapshot(path))
+
     def lease_grant(self, ttl: int, lease_id: int = 0) -> rpc.LeaseGrantResponse:
         """Grant a lease of ``ttl`` seconds (the server may raise it to its minimum)."""
         return self._run(self._client.lease_grant(ttl, lease_id))

@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (each registers its commands)
     lease,
     lock,
     member,
+    snapshot,
     txn,
     watch,
 )

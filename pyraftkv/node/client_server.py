@@ -14,7 +14,9 @@ changes nothing.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 from collections.abc import Callable
 
 from google.protobuf.message import DecodeError, Message
@@ -40,6 +42,9 @@ from .application import Application, Reply
 from .concurrency import Concurrency
 from .lessor import MAX_TTL_S, TooLargeTTL
 from .watch_hub import Watcher
+
+# A backup (Snapshot call) travels in messages of this many bytes of the database.
+SNAPSHOT_CHUNK_BYTES = 1 << 20
 
 log = logging.getLogger("pyraftkv.clients")
 
@@ -114,7 +119,8 @@ class ClientConnection(asyncio.Protocol):
                 return
             error = task.exception()
             if error is None:
-                self.answer(stream, task.result())
+                if task.result() is not None:  # None: the call streamed its own answer
+                    self.answer(stream, task.result())
             elif isinstance(error, errors.ApiError):
                 self.error(stream, error, getattr(error, "leader_url", ""))
             else:
@@ -302,6 +308,7 @@ class ClientServer:
             ("LeaseLeases", self._lease_leases),
             ("Observe", self._observe),
             ("MoveLeader", self._move_leader),
+            ("Snapshot", self._snapshot),
         ):
             self.register(name, handler)
 
@@ -377,6 +384,43 @@ class ClientServer:
             propose(Reply(connection, stream), number, body)
 
         return handler
+
+    def _snapshot(self, connection, stream, flags, body):
+        if flags & FLAG_END:
+            connection.cancel_task(stream)
+            return
+        rpc.SnapshotRequest.FromString(body)
+        connection.start_task(stream, self._stream_snapshot(connection, stream))
+
+    async def _stream_snapshot(self, connection: ClientConnection, stream: int) -> None:
+        """A consistent copy of the store (made off the loop), in chunks, then its SHA-256
+        (etcd's format: the database bytes followed by their digest), then the stream end."""
+        app = self.app
+        os.makedirs(app.snapshot_dir, exist_ok=True)
+        path = os.path.join(app.snapshot_dir, f"backup-{stream:x}-{id(connection):x}.db")
+        await app.loop.run_in_executor(None, app.store.snapshot_to, path)
+        try:
+            size = os.path.getsize(path)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                remaining = size + digest.digest_size
+                while remaining:
+                    chunk = f.read(SNAPSHOT_CHUNK_BYTES)
+                    digest.update(chunk)
+                    if not chunk:
+                        chunk = digest.digest()
+                    remaining -= len(chunk)
+                    response = rpc.SnapshotResponse(
+                        header=app.header(), remaining_bytes=remaining, blob=chunk
+                    )
+                    connection.message(stream, response.SerializeToString())
+                    while connection.backlog_bytes() > 4 * SNAPSHOT_CHUNK_BYTES:
+                        if connection.closed:
+                            return
+                        await asyncio.sleep(0.005)
+            connection.end(stream)
+        finally:
+            os.unlink(path)
 
     def _hash_kv(self, connection, stream, flags, body):
         request = rpc.HashKVRequest.FromString(body)

@@ -96,6 +96,7 @@ METHODS: tuple[Method, ...] = (
         election.ResignRequest,
         election.ResignResponse,
     ),
+    _kv(27, "Snapshot", "Maintenance", rpc.SnapshotRequest, rpc.SnapshotResponse, streaming=True),
 )
 
 BY_NUMBER: dict[int, Method] = {m.number: m for m in METHODS}
