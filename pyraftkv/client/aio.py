@@ -258,7 +258,9 @@ class AsyncClient:
             with open(part, "wb+") as f:
                 remaining = None
                 while remaining != 0:
-                    body = await asyncio.wait_for(stream.receive(), self.timeout)
+                    # The member copies its whole store before the first chunk: wait longer.
+                    wait = self.timeout * (10 if remaining is None else 1)
+                    body = await asyncio.wait_for(stream.receive(), wait)
                     response = rpc.SnapshotResponse.FromString(body)
                     f.write(response.blob)
                     remaining = response.remaining_bytes
