@@ -1,5 +1,5 @@
-"""snapshot save / restore: back a member's store up to a file, and make the data dirs of
-a new cluster from such a file (etcdctl's snapshot commands).
+"""snapshot save / status / restore: back a member's store up to a file, describe such a
+file, and make the data dirs of a new cluster from it (etcdctl's snapshot commands).
 
 ``save`` asks one member for a consistent copy of its store, checks it against the SHA-256
 the member sends with it, and writes it whole. ``restore`` turns the file into one new
@@ -10,15 +10,19 @@ member's data dir; run it once per member of the new cluster with the same
 from __future__ import annotations
 
 import argparse
+import json
 
+from ..node.backup import restore as restore_data_dir
+from ..node.backup import status as backup_status
 from ..node.config import ConfigError, add_flags, config_from_args
-from ..node.restore import restore as restore_data_dir
-from .command import command, group
+from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
 from .flags import Flag
+from .gotext import humanize_bytes
 from .invocation import Invocation
+from .table import render_table
 
-group("snapshot", "Saves a member's store to a file, or restores one into a new data dir")
+group("snapshot", "Saves, describes and restores backups of a member's store")
 
 # Defaults as the server's, so a restore without flags makes the data dir that a plain
 # `pyraftkv` (a single member on loopback) starts from.
@@ -97,3 +101,36 @@ async def restore(inv: Invocation) -> None:
         f"restored snapshot {inv.args[0]} (revision {revision}, raft index {index}) into "
         f"{config.data_dir} as member {config.member_id:x} of cluster {config.cluster_id:x}"
     )
+
+
+@command(
+    "snapshot",
+    "status",
+    summary="Gets backend snapshot status of a given file",
+    usage="<filename>",
+    formats=ALL_FORMATS,
+    description="""Prints the hash, revision, total keys (revision records) and size of a
+snapshot file.""",
+)
+async def status(inv: Invocation) -> None:
+    if len(inv.args) != 1:
+        raise CtlError("snapshot status requires exactly one argument", EXIT_BAD_ARGS)
+    try:
+        found = backup_status(inv.args[0])
+    except ConfigError as exc:
+        raise CtlError(str(exc), EXIT_ERROR) from None
+    size = humanize_bytes(found.total_size)
+    row = [f"{found.hash:x}", str(found.revision), str(found.total_keys), size]
+    if inv.settings.write_out == "json":
+        fields = {
+            "hash": found.hash,
+            "revision": found.revision,
+            "totalKey": found.total_keys,
+            "totalSize": found.total_size,
+        }
+        inv.write(json.dumps(fields, separators=(",", ":")))
+    elif inv.settings.write_out == "table":
+        header = ("HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE")
+        inv.stdout.write(render_table(header, [row]).encode())
+    else:
+        inv.write(", ".join(row))

@@ -257,6 +257,11 @@ class MVCCStore:
                     out.append((key[len(APP_META_PREFIX) :], value))
         return out
 
+    def record_count(self) -> int:
+        """Revision records held (every kept version of every key, tombstones included)."""
+        with self._env.begin() as txn:
+            return txn.stat(self._kv_db)["entries"]
+
     def keys_in_index(self) -> int:
         """Keys the index holds: live ones and deleted ones whose history is not compacted."""
         return len(self._index)

@@ -1,6 +1,7 @@
 """Backups: snapshot save from a running member, restore into a new cluster's data dirs."""
 
 import io
+import json
 import os
 
 from pyraftkv.ctl.main import run
@@ -41,9 +42,15 @@ def test_a_backup_restores_into_a_new_three_member_cluster(tmp_path):
             lease = client.lease_grant(600).ID
             client.put("svc/a", "10.0.0.1", lease=lease)
             before = client.get("", from_key=True)
+            hashed = client.hash_kv().hash
         code, out, err = ctl("snapshot", "save", backup, endpoints=old.members[0].endpoint)
         assert (code, out, err) == (0, f"Snapshot saved at {backup}\n", "")
         old.stop_all()
+        code, out, err = ctl("-w", "json", "snapshot", "status", backup)
+        found = json.loads(out)
+        assert (found["hash"], found["revision"]) == (hashed, before.header.revision)
+        assert found["totalKey"] >= 200 + 1 + 1  # every put and the delete's tombstone
+        assert found["totalSize"] == os.path.getsize(backup)
 
         for member in new.members:
             code, out, err = ctl("snapshot", "restore", backup, *restore_args(new, member))
@@ -79,6 +86,7 @@ def test_bad_backup_requests_fail_clearly_and_leave_nothing_behind(tmp_path):
         with store.write_batch(1, 1) as batch:
             batch.put(rpc.PutRequest(key=b"k", value=b"v"))
         store.snapshot_to(valid)
+        hashed = store.hash_kv()[0]
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "something").write_text("x")
@@ -87,3 +95,11 @@ def test_bad_backup_requests_fail_clearly_and_leave_nothing_behind(tmp_path):
     assert os.listdir(busy) == ["something"]
     code, out, err = ctl("snapshot", "restore", valid, "--data-dir", str(target))
     assert code == 0 and "revision 2" in out, err
+    code, out, err = ctl("snapshot", "status", valid)
+    assert (
+        (code, err) == (0, "") and out.startswith(f"{hashed:x}, 2, 1, ") and out.endswith(" kB\n")
+    )
+    code, out, _ = ctl("-w", "table", "snapshot", "status", valid)
+    assert code == 0 and " HASH " in out and f" {hashed:x} " in out and " kB " in out
+    code, _, err = ctl("snapshot", "status", str(junk))
+    assert code != 0 and "not a pyraftkv snapshot" in err

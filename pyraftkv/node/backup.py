@@ -1,4 +1,6 @@
-"""Restore: a new member's data dir made from a backup (``pyraftkvctl snapshot restore``).
+"""Backup files (``pyraftkvctl snapshot``): what one holds, and new data dirs made from it.
+
+A backup is a consistent copy of a member's store (an LMDB file, see MVCCStore.snapshot_to).
 
 Every member of the new cluster is restored from the same backup with the same
 ``--initial-cluster`` and ``--initial-cluster-token`` (and its own ``--name``), then
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
+from typing import NamedTuple
 
 from ..mvcc import MVCCStore
 from ..mvcc.records import DATA_FILE
@@ -25,13 +29,37 @@ from .datadir import DataDir
 from .members import MemberList
 
 
+class BackupStatus(NamedTuple):
+    """What ``snapshot status`` reports: the store's hash, revision, records and size."""
+
+    hash: int
+    revision: int
+    total_keys: int  # revision records (every version of every key still kept)
+    total_size: int
+
+
+def status(backup: str) -> BackupStatus:
+    """Open a copy of the backup and describe it (the file itself is left untouched)."""
+    _position(backup)
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copyfile(backup, os.path.join(scratch, DATA_FILE))
+        with MVCCStore(scratch) as store:
+            return BackupStatus(
+                store.hash_kv()[0], store.revision, store.record_count(), os.path.getsize(backup)
+            )
+
+
+def _position(backup: str) -> tuple[int, int]:
+    try:
+        return MVCCStore.snapshot_position(backup)
+    except Exception as exc:
+        raise ConfigError(f"{backup} is not a pyraftkv snapshot: {exc}") from None
+
+
 def restore(backup: str, config: NodeConfig) -> tuple[int, int]:
     """Make ``config.data_dir`` a member of a new cluster holding ``backup``'s data;
     returns (revision, applied index) of the restored store."""
-    try:
-        index, term = MVCCStore.snapshot_position(backup)
-    except Exception as exc:
-        raise ConfigError(f"{backup} is not a pyraftkv snapshot: {exc}") from None
+    index, term = _position(backup)
     datadir = DataDir(config.data_dir)
     if os.path.exists(config.data_dir) and os.listdir(config.data_dir):
         raise ConfigError(f"data dir {config.data_dir!r} exists and is not empty")
