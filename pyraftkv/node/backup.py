@@ -12,7 +12,6 @@ log starts and who votes, and the old cluster's membership is gone, as with etcd
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ from ..raft import codec
 from ..raft.types import HardState, Membership, SnapshotMeta
 from ..wal import WriteAheadLog
 from .config import ConfigError, NodeConfig
-from .datadir import DataDir
+from .datadir import DataDir, wal_metadata
 from .members import MemberList
 
 
@@ -81,8 +80,7 @@ def _fill(datadir: DataDir, backup: str, index: int, term: int, config: NodeConf
             batch.put_meta(b"members", members.encode())
         store.sync()
         revision = store.revision
-    metadata = {"cluster_id": f"{config.cluster_id:x}", "member_id": f"{config.member_id:x}"}
-    wal = WriteAheadLog.create(datadir.wal, json.dumps(metadata).encode())
+    wal = WriteAheadLog.create(datadir.wal, wal_metadata(config.cluster_id, config.member_id))
     try:
         voters = frozenset(spec.id for spec in config.initial_cluster)
         meta = SnapshotMeta(index, term, Membership(voters))

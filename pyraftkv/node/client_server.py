@@ -119,8 +119,9 @@ class ClientConnection(asyncio.Protocol):
                 return
             error = task.exception()
             if error is None:
-                if task.result() is not None:  # None: the call streamed its own answer
-                    self.answer(stream, task.result())
+                result = task.result()
+                if result is not None:  # None: the call streamed its own answer
+                    self.answer(stream, result)
             elif isinstance(error, errors.ApiError):
                 self.error(stream, error, getattr(error, "leader_url", ""))
             else:

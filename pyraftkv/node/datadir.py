@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from .config import ConfigError
 
 
+def wal_metadata(cluster_id: int, member_id: int) -> bytes:
+    """What a member's WAL records as its owner: a WAL opened by anyone else is refused."""
+    return json.dumps({"cluster_id": f"{cluster_id:x}", "member_id": f"{member_id:x}"}).encode()
+
+
 @dataclass(frozen=True)
 class DataDir:
     """Paths inside one member's data directory."""

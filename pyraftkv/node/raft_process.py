@@ -53,6 +53,7 @@ from ..raft.types import (
 from . import event_loop
 from . import ringproto as rp
 from .config import Url
+from .datadir import wal_metadata
 from .logging_setup import setup_logging
 from .peer_transport import PeerTransport
 from .snapshot_transfer import receive_snapshot, send_snapshot
@@ -745,7 +746,7 @@ def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, object, int]:
 
     member_id, cluster_id = cfg["member_id"], cfg["cluster_id"]
     config = Config(election_ticks=cfg["election_ticks"], heartbeat_ticks=1)
-    metadata = json.dumps({"cluster_id": f"{cluster_id:x}", "member_id": f"{member_id:x}"})
+    metadata = wal_metadata(cluster_id, member_id)
     wal_dir = cfg["wal_dir"]
     if not WriteAheadLog.exists(wal_dir):
         if cfg["applied_index"] > 0:
@@ -753,7 +754,7 @@ def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, object, int]:
                 f"the WAL in {wal_dir} is missing but the key-value store has applied index "
                 f"{cfg['applied_index']}: refusing to start as a new member"
             )
-        wal = WriteAheadLog.create(wal_dir, metadata.encode())
+        wal = WriteAheadLog.create(wal_dir, metadata)
         if cfg["initial_cluster_state"] == "new":
             contexts = {}
             for member, urls in cfg["initial_cluster"].items():
@@ -771,7 +772,7 @@ def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, object, int]:
     if recovery.torn_tail:
         log.warning("WAL had a torn tail (a crash mid-write), truncated: %s", recovery.torn_tail)
     found = json.loads(recovery.metadata.decode())
-    if found != json.loads(metadata):
+    if found != json.loads(metadata.decode()):
         raise RaftProcessError(f"the WAL in {wal_dir} belongs to {found}, not to this member")
     snapshot = SnapshotMeta(0, 0, Membership(frozenset()))
     if recovery.snapshot is not None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .harness import LocalCluster
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 DOC_PORTS = ("127.0.0.1:22379", "127.0.0.1:12379", "127.0.0.1:2379")  # longest first
@@ -18,8 +20,6 @@ def test_the_readme_has_python_examples():
 
 @pytest.fixture(scope="module")
 def readme_cluster(tmp_path_factory):
-    from .harness import LocalCluster
-
     cluster = LocalCluster(str(tmp_path_factory.mktemp("readme")), 3)
     cluster.start()
     yield cluster
