@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+from .python_command import module_command
+
 
 def member_ports(index: int) -> tuple[int, int]:
     """(client port, peer port) of member ``index`` (0-based)."""
@@ -23,9 +25,7 @@ def member_argv(index: int, size: int, prefix: str, token: str = "pyraftkv-local
     """The command line that starts member ``index`` of a local cluster of ``size``."""
     cluster = ",".join(f"m{i + 1}=http://127.0.0.1:{member_ports(i)[1]}" for i in range(size))
     client, peer = member_ports(index)
-    return [
-        sys.executable,
-        "-m",
+    return module_command(
         "pyraftkv",
         "--name",
         f"m{index + 1}",
@@ -43,7 +43,7 @@ def member_argv(index: int, size: int, prefix: str, token: str = "pyraftkv-local
         cluster,
         "--initial-cluster-token",
         token,
-    ]
+    )
 
 
 def run_local_cluster(size: int, prefix: str) -> int:

@@ -33,6 +33,7 @@ from .lessor import Lessor, min_ttl_s
 from .logging_setup import setup_logging
 from .members import MemberList
 from .metrics import MetricsServer
+from .python_command import module_command
 from .watch_hub import WatchHub
 
 log = logging.getLogger("pyraftkv.server")
@@ -175,7 +176,7 @@ async def run_node(config: NodeConfig) -> int:
         "up_fds": list(up.fds),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "pyraftkv.node.raft_process"],
+        module_command("pyraftkv.node.raft_process"),
         pass_fds=[*down.fds, *up.fds],
         env={**os.environ, "PYRAFTKV_RAFT_CONFIG": json.dumps(raft_config)},
         # Its own session: a terminal's Ctrl-C or a group SIGTERM reaches only this
