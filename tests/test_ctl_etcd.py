@@ -575,3 +575,29 @@ def test_process_exits_quietly_on_interrupt(etcd, tmp_path):
     wait_until(lambda: b"quiet/k" in (tmp_path / "out").read_bytes(), what="the event")
     assert interrupt(process) == (-signal.SIGINT, b"")
     assert (tmp_path / "out").read_bytes() == b"PUT\nquiet/k\nv\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check", "perf", "--load=huge"],
+        ["check", "perf", "--prefix=d/"],  # d/ holds the fixture's keys
+    ],
+)
+def test_check_perf_refusals_match_etcdctl(etcd, argv):
+    assert_same(etcd.ctl(*argv), etcd.etcdctl(*argv))
+
+
+def test_check_perf_runs_against_etcd(etcd):
+    """The same load through pyraftkvctl reaches real etcd, reports in etcdctl's words and
+    removes its keys."""
+    ours = etcd.ctl("check", "perf", "--load=s", "--duration=2s", "--prefix=/cp/")
+    assert ours.code == 0, ours.err
+    report = ours.out.decode().split("\n")[-6:]
+    assert report[0].endswith(" 2 / 2  100.00% 2s")
+    assert re.fullmatch(r"PASS: Throughput is \d+ writes/s", report[1])
+    assert re.fullmatch(r"PASS: Slowest request took \d+\.\d{6}s", report[2])
+    assert re.fullmatch(r"PASS: Stddev is \d+\.\d{6}s", report[3])
+    assert report[4:] == ["PASS", ""]
+    left = etcd.etcdctl("get", "/cp/", "--prefix", "-w", "json")
+    assert left.code == 0 and b'"kvs"' not in left.out

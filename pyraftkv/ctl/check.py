@@ -1,0 +1,250 @@
+"""check perf: etcdctl's performance check — a rate-capped write load, then PASS/FAIL.
+
+The workloads, the keys (the prefix followed by 256 bytes starting with a random varint),
+the 1 KiB values, the progress line and the pass rule (throughput above 90% of the cap,
+slowest write under 0.5 s, standard deviation under 0.1 s, no errors) are etcdctl's, so
+figures compare with etcd's directly. pyraftkv adds ``--duration`` (etcdctl's is fixed at
+60 s) and, when the cluster reports them, where each write's time went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+from ..client.aio import AsyncClient
+from ..client.requests import delete_request
+from ..errors import ApiError
+from ..proto import rpc_pb2 as rpc
+from .command import ALL_FORMATS, command, group
+from .errors import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, CtlError
+from .flags import Flag
+from .gotext import go_duration
+from .invocation import Invocation
+
+KEY_BYTES = 256
+VALUE_BYTES = 1024
+# Connections the check's clients share; pyraftkv's clients multiplex many requests on one.
+MAX_CONNECTIONS = 8
+
+
+@dataclass(frozen=True)
+class Load:
+    """One of etcdctl's workloads: a write rate cap and how many clients send."""
+
+    limit: int
+    clients: int
+
+
+LOADS = {
+    "s": Load(150, 50),
+    "m": Load(1000, 200),
+    "l": Load(8000, 500),
+    "xl": Load(15000, 1000),
+}
+ALIASES = {
+    "s": "s",
+    "small": "s",
+    "m": "m",
+    "medium": "m",
+    "l": "l",
+    "large": "l",
+    "xl": "xl",
+    "xLarge": "xl",
+}
+
+group("check", "commands for checking properties of the etcd cluster")
+
+
+def zigzag_varint(value: int) -> bytes:
+    """Go's binary.PutVarint: zig-zag, then base-128 little-endian groups."""
+    unsigned = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while unsigned >= 0x80:
+        out.append((unsigned & 0x7F) | 0x80)
+        unsigned >>= 7
+    out.append(unsigned)
+    return bytes(out)
+
+
+def check_key(prefix: bytes, rng: random.Random) -> bytes:
+    """etcdctl's key: the prefix, then 256 bytes beginning with a random varint."""
+    head = zigzag_varint(rng.randrange(1 << 63))
+    return prefix + head + bytes(KEY_BYTES - len(head))
+
+
+@dataclass
+class Result:
+    """What the load measured: latencies of the writes that succeeded, errors by text."""
+
+    latencies_s: list[float]
+    errors: dict[str, int]
+    elapsed_s: float
+
+    @property
+    def writes_per_s(self) -> float:
+        return len(self.latencies_s) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def verdict(result: Result, load: Load) -> tuple[list[str], bool]:
+    """etcdctl's report lines and whether the check passed."""
+    lines: list[str] = []
+    ok = True
+    if result.errors:
+        lines.append("FAIL: too many errors")
+        lines.extend(f"FAIL: ERROR({text}) -> {n}" for text, n in result.errors.items())
+        ok = False
+    writes = int(result.writes_per_s) + 1
+    if result.writes_per_s / load.limit <= 0.9:
+        lines.append(f"FAIL: Throughput too low: {writes} writes/s")
+        ok = False
+    else:
+        lines.append(f"PASS: Throughput is {writes} writes/s")
+    slowest = max(result.latencies_s, default=0.0)
+    if slowest > 0.5:
+        lines.append(f"Slowest request took too long: {slowest:f}s")
+        ok = False
+    else:
+        lines.append(f"PASS: Slowest request took {slowest:f}s")
+    stddev = statistics.pstdev(result.latencies_s) if result.latencies_s else 0.0
+    if stddev > 0.1:
+        lines.append(f"Stddev too high: {stddev:f}s")
+        ok = False
+    else:
+        lines.append(f"PASS: Stddev is {stddev:f}s")
+    lines.append("PASS" if ok else "FAIL")
+    return lines, ok
+
+
+def progress_line(done_s: int, total_s: int, elapsed_s: float) -> str:
+    """The progress bar as etcdctl prints it when stdout is not a terminal."""
+    line = f" {done_s} / {total_s} {100.0 * done_s / total_s:7.2f}%"
+    if done_s == 0:
+        return line
+    if done_s >= total_s:
+        return f"{line} {go_duration(round(elapsed_s) * 1_000_000_000)}"
+    remaining = max(0, total_s - done_s)
+    return f"{line} {remaining // 60:02d}m{remaining % 60:02d}s"
+
+
+async def run_load(
+    clients: list[AsyncClient], load: Load, prefix: bytes, duration_s: float, seed: int
+) -> Result:
+    """Send puts at up to ``load.limit`` per second from ``load.clients`` workers."""
+    rng = random.Random(seed)
+    value = bytes(VALUE_BYTES)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=load.clients)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+
+    async def worker(client: AsyncClient) -> None:
+        while (key := await queue.get()) is not None:
+            start = time.monotonic()
+            try:
+                await client.put(key, value)
+            except (ApiError, OSError, asyncio.TimeoutError) as exc:
+                text = str(exc) or type(exc).__name__
+                errors[text] = errors.get(text, 0) + 1
+            else:
+                latencies.append(time.monotonic() - start)
+
+    async def produce() -> None:
+        # A token bucket refilled at the cap, holding one token (etcdctl's rate.Limiter
+        # with burst 1), checked every millisecond rather than sleeping per token.
+        issued = 0
+        start = time.monotonic()
+        while (now := time.monotonic()) - start < duration_s:
+            due = min(int((now - start) * load.limit) + 1, math.ceil(duration_s * load.limit))
+            while issued < due:
+                await queue.put(check_key(prefix, rng))
+                issued += 1
+            await asyncio.sleep(0.001)
+        for _ in range(load.clients):
+            await queue.put(None)
+
+    started = time.monotonic()
+    workers = [
+        asyncio.ensure_future(worker(clients[i % len(clients)])) for i in range(load.clients)
+    ]
+    await produce()
+    await asyncio.gather(*workers)
+    return Result(latencies, errors, time.monotonic() - started)
+
+
+async def _show_progress(inv: Invocation, total_s: int) -> None:
+    started = time.monotonic()
+    for done in range(total_s + 1):
+        await asyncio.sleep(max(0.0, started + done - time.monotonic()))
+        end = "\n" if done == total_s else "\r"
+        inv.stdout.write((progress_line(done, total_s, time.monotonic() - started) + end).encode())
+        inv.stdout.flush()
+
+
+@command(
+    "check",
+    "perf",
+    summary="Check the performance of the etcd cluster",
+    usage="[options]",
+    flags=(
+        Flag(
+            "load",
+            "str",
+            "s",
+            "The performance check's workload model. Accepted workloads: s(small), "
+            "m(medium), l(large), xl(xLarge)",
+        ),
+        Flag(
+            "prefix",
+            "str",
+            "/etcdctl-check-perf/",
+            "The prefix for writing the performance check's keys.",
+        ),
+        Flag(
+            "auto-compact",
+            "bool",
+            False,
+            "Compact storage with last revision after test is finished.",
+        ),
+        Flag("duration", "duration", 60.0, "How long the load runs (etcdctl: always 60s)."),
+    ),
+    formats=ALL_FORMATS,
+    description="""Writes at the workload's rate cap for --duration, deletes what it wrote,
+then reports throughput, the slowest write and the standard deviation of write latency
+with etcdctl's PASS/FAIL rule (exit code 1 on FAIL).""",
+)
+async def check_perf(inv: Invocation) -> int | None:
+    """Run etcdctl's performance check against the cluster."""
+    model = ALIASES.get(inv.opts.load)
+    if model is None:
+        raise CtlError(f"unknown load option {inv.opts.load}", EXIT_BAD_FEATURE)
+    load = LOADS[model]
+    prefix = inv.opts.prefix.encode()
+    first = await inv.client()
+    existing = await first.get(prefix, prefix=True, limit=1)
+    if existing.kvs:
+        raise CtlError(
+            f'prefix "{inv.opts.prefix}" has keys. Delete with etcdctl del --prefix '
+            f"{inv.opts.prefix} first",
+            EXIT_INVALID_INPUT,
+        )
+    connections = min(load.clients, MAX_CONNECTIONS)
+    clients = [first] + [inv.new_client() for _ in range(connections - 1)]
+    duration_s = inv.opts.duration
+    progress = asyncio.ensure_future(_show_progress(inv, max(1, round(duration_s))))
+    try:
+        result = await run_load(clients, load, prefix, duration_s, seed=time.time_ns())
+        await progress
+    finally:
+        progress.cancel()
+    deleted = await first.call("DeleteRange", delete_request(prefix, prefix=True), 30.0)
+    if inv.opts.auto_compact:
+        compaction = rpc.CompactionRequest(revision=deleted.header.revision, physical=True)
+        await first.call("Compact", compaction)
+    lines, ok = verdict(result, load)
+    for line in lines:
+        inv.write(line)
+    return None if ok else EXIT_ERROR
