@@ -1,14 +1,17 @@
 """Load generator for a pyraftkv cluster: throughput and latency of writes and reads.
 
 Closed loop: ``--clients`` concurrent clients share ``--conns`` connections (pipelined and
-multiplexed); each client sends one request, waits for its answer, sends the next. Every
-write is a Put that the cluster acknowledges only after a majority fsynced it.
+multiplexed); each client sends one request, waits for its answer, sends the next. Open
+loop (``--rate R``): R requests a second whatever the answers do, each request's latency
+counted from when it was due. Every write is a Put that the cluster acknowledges only
+after a majority fsynced it.
 
     python bench/load.py --endpoints 127.0.0.1:2379 --clients 256 --conns 8 \\
         --duration 10 --key-size 16 --value-size 128 --read-ratio 0
 
 Prints throughput and latency p50/p90/p99/max; ``--save FILE`` writes raw latencies (one
 per line, microseconds). ``--procs N`` runs N generator processes and merges their results.
+``--plot PREFIX`` draws the latency CDF and the throughput over time (needs matplotlib).
 """
 
 from __future__ import annotations
@@ -47,36 +50,21 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     return sorted_values[index]
 
 
-class ClosedLoop(asyncio.Protocol):
-    """One connection carrying ``clients`` closed-loop clients: each reply is answered at
-    once by that client's next request, written with the others of the same read. No
-    coroutine or future per request, so the generator costs little next to the cluster."""
+class Connection(asyncio.Protocol):
+    """One connection of the generator: builds request frames and matches replies."""
 
-    def __init__(self, plan: Plan, clients: int, seed: int) -> None:
+    def __init__(self, plan: Plan, seed: int) -> None:
         self.plan = plan
-        self.clients = clients
         self.rng = random.Random(seed)
         self.decoder = FrameDecoder(DEFAULT_MAX_REPLY_FRAME_BYTES, REPLY_KINDS)
         self.sent_at: dict[int, float] = {}
         self.next_stream = 1
         self.transport: asyncio.Transport | None = None
         self.done = asyncio.get_running_loop().create_future()
-        self.active = 0
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-        out = []
-        for _ in range(self.clients):
-            frame = self._next_request()
-            if frame is None:
-                break
-            out.append(frame)
-        self.active = len(out)
-        transport.write(b"".join(out))
-        if not self.active and not self.done.done():
-            self.done.set_result(None)
-
-    def _next_request(self) -> bytes | None:
+    def frame(self, sent_at: float) -> bytes | None:
+        """The next request (None once the plan says stop); its latency counts from
+        ``sent_at``."""
         plan = self.plan
         if not plan.take():
             return None
@@ -87,34 +75,104 @@ class ClosedLoop(asyncio.Protocol):
             method, body = PUT, plan.puts[i]
         stream = self.next_stream
         self.next_stream += 1
-        self.sent_at[stream] = time.perf_counter()
+        self.sent_at[stream] = sent_at
         return encode_frame(stream, method, body)
 
-    def data_received(self, data: bytes) -> None:
+    def replies(self, data: bytes) -> int:
+        """Record the latency of every reply in ``data``; returns how many there were."""
         now = time.perf_counter()
-        out = []
-        latencies, sent_at = self.plan.latencies, self.sent_at
+        plan, sent_at = self.plan, self.sent_at
+        count = 0
         for stream, kind, _flags, _body in self.decoder.feed(data):
             started = sent_at.pop(stream, None)
             if started is None:
                 continue
+            count += 1
             if kind == ERROR:
-                self.plan.errors += 1
+                plan.errors += 1
             else:
-                latencies.append(now - started)
-            frame = self._next_request()
-            if frame is None:
-                self.active -= 1
-            else:
-                out.append(frame)
-        if out:
-            self.transport.write(b"".join(out))
-        if self.active <= 0 and not self.done.done():
+                plan.latencies.append(now - started)
+                plan.finished_at.append(now)
+        return count
+
+    def finish(self) -> None:
+        if not self.done.done():
             self.done.set_result(None)
 
     def connection_lost(self, exc) -> None:
         if not self.done.done():
             self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+
+class ClosedLoop(Connection):
+    """``clients`` closed-loop clients on one connection: each reply is answered at once
+    by that client's next request, written with the others of the same read. No coroutine
+    or future per request, so the generator costs little next to the cluster."""
+
+    def __init__(self, plan: Plan, clients: int, seed: int) -> None:
+        super().__init__(plan, seed)
+        self.clients = clients
+        self.active = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        now = time.perf_counter()
+        out = [f for _ in range(self.clients) if (f := self.frame(now)) is not None]
+        self.active = len(out)
+        transport.write(b"".join(out))
+        if not self.active:
+            self.finish()
+
+    def data_received(self, data: bytes) -> None:
+        answered = self.replies(data)
+        now = time.perf_counter()
+        out = [f for _ in range(answered) if (f := self.frame(now)) is not None]
+        self.active -= answered - len(out)
+        if out:
+            self.transport.write(b"".join(out))
+        if self.active <= 0:
+            self.finish()
+
+
+class OpenLoop(Connection):
+    """Requests at a fixed rate whatever the replies do (a closed loop slows down with the
+    cluster and hides queueing). Each request's latency counts from the moment it was due,
+    not from when the generator got round to sending it."""
+
+    def __init__(self, plan: Plan, rate_per_s: float, seed: int) -> None:
+        super().__init__(plan, seed)
+        self.rate_per_s = rate_per_s
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        asyncio.ensure_future(self._send())
+
+    async def _send(self) -> None:
+        start = time.perf_counter()
+        interval = 1.0 / self.rate_per_s
+        sent = 0
+        while True:
+            due = int((time.perf_counter() - start) * self.rate_per_s) + 1
+            out = []
+            while sent < due:
+                frame = self.frame(start + sent * interval)
+                if frame is None:
+                    break
+                out.append(frame)
+                sent += 1
+            if out:
+                self.transport.write(b"".join(out))
+            if sent < due:
+                break
+            await asyncio.sleep(0.0005)
+        waited_until = time.perf_counter() + 10.0
+        while self.sent_at and time.perf_counter() < waited_until:
+            await asyncio.sleep(0.01)
+        self.plan.errors += len(self.sent_at)  # never answered: counted as failures
+        self.finish()
+
+    def data_received(self, data: bytes) -> None:
+        self.replies(data)
 
 
 class Plan:
@@ -136,6 +194,7 @@ class Plan:
         self.remaining = args.count or None
         self.stop_at = time.monotonic() + args.duration if args.duration else None
         self.latencies: list[float] = []
+        self.finished_at: list[float] = []
         self.errors = 0
         self._checks = 0
 
@@ -166,15 +225,24 @@ async def run_load(args: argparse.Namespace, seed: int) -> dict:
     protocols = []
     for i, clients in enumerate(per_conn):
         host, _, port = endpoints[i % len(endpoints)].rpartition(":")
-        _, protocol = await loop.create_connection(
-            lambda c=clients, n=i: ClosedLoop(plan, c, seed * 1000 + n), host, int(port)
-        )
+        if args.rate:
+            make = lambda n=i: OpenLoop(plan, args.rate / args.conns, seed * 1000 + n)  # noqa: E731
+        else:
+            make = lambda c=clients, n=i: ClosedLoop(plan, c, seed * 1000 + n)  # noqa: E731
+        _, protocol = await loop.create_connection(make, host, int(port))
         protocols.append(protocol)
     await asyncio.gather(*(p.done for p in protocols))
     elapsed = time.perf_counter() - began
     for protocol in protocols:
         protocol.transport.close()
-    return {"latencies": plan.latencies, "errors": plan.errors, "elapsed": elapsed}
+    # Completion times as seconds since the start, for throughput over time.
+    finished = [t - began for t in plan.finished_at]
+    return {
+        "latencies": plan.latencies,
+        "finished": finished,
+        "errors": plan.errors,
+        "elapsed": elapsed,
+    }
 
 
 def _worker(args: argparse.Namespace, seed: int, queue) -> None:
@@ -185,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoints", default="127.0.0.1:2379")
     parser.add_argument("--clients", type=int, default=256)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: requests/s in all (latency counted from when each was due); "
+        "0 (default): closed loop with --clients",
+    )
     parser.add_argument("--conns", type=int, default=8)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (0: use --count)")
     parser.add_argument("--count", type=int, default=0, help="total requests (with --duration 0)")
@@ -196,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", type=int, default=1, help="generator processes")
     parser.add_argument("--save", help="write raw latencies (microseconds) here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--plot", metavar="PREFIX", help="write PREFIX-cdf.png and PREFIX-throughput.png"
+    )
     args = parser.parse_args(argv)
     if args.duration == 0 and args.count == 0:
         parser.error("give --duration or --count")
@@ -203,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.count:
             args.count //= args.procs
         args.clients = max(1, args.clients // args.procs)
+        args.rate /= args.procs
         args.conns = max(1, args.conns // args.procs)
         queue = multiprocessing.get_context("fork").Queue()
         procs = [
@@ -227,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             name: round(percentile(latencies, q) * 1000, 3)
             for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))
         },
+        "mode": f"open loop at {args.rate * args.procs:.0f}/s" if args.rate else "closed loop",
         "clients": args.clients * args.procs,
         "conns": args.conns * args.procs,
         "key_size": args.key_size,
@@ -236,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         with open(args.save, "w") as f:
             f.writelines(f"{x * 1e6:.1f}\n" for x in latencies)
+    if args.plot:
+        from plots import latency_cdf, throughput_over_time
+
+        label = f"{summary['mode']}, {summary['throughput_per_s']:.0f}/s"
+        latency_cdf(f"{args.plot}-cdf.png", {label: latencies})
+        finished = sorted(t for r in results for t in r["finished"])
+        throughput_over_time(f"{args.plot}-throughput.png", {label: finished})
     if args.json:
         print(json.dumps(summary))
     else:
