@@ -1,6 +1,7 @@
 """Server configuration: defaults, environment, etcd's id derivation and bad flags."""
 
 import argparse
+import re
 
 import pytest
 
@@ -127,3 +128,40 @@ def test_durations_are_written_as_etcd_flags_take_them(text, seconds):
 def test_auto_compaction_retention_is_read_as_its_mode_says(argv, mode, retention):
     config = parse(argv)
     assert (config.auto_compaction_mode, config.auto_compaction_retention) == (mode, retention)
+
+
+HTTPS_PEER = ["--listen-peer-urls", "https://127.0.0.1:2380"]
+HTTPS_PEER += ["--initial-advertise-peer-urls", "https://127.0.0.1:2380"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (HTTPS_PEER, "--listen-peer-urls has an https URL: give --peer-cert-file"),
+        (["--listen-client-urls", "https://127.0.0.1:2379"], "give --cert-file and --key-file"),
+        (["--cert-file", "c.pem"], "--cert-file and --key-file must be given together"),
+        (["--peer-client-cert-auth"], "--peer-client-cert-auth needs --peer-trusted-ca-file"),
+        (["--cert-file", "/nonexistent.pem", "--key-file", "/x.pem"], "cannot use certificate"),
+        (["--trusted-ca-file", "/nonexistent.pem"], "cannot use trusted CA file"),
+        (["--cipher-suites", "TLS_NOPE"], "unknown cipher suite 'TLS_NOPE'"),
+        (["--client-cert-auth=maybe"], "'maybe' is not true or false"),
+    ],
+)
+def test_bad_tls_flags_are_refused_with_a_clear_message(argv, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(argv)
+
+
+def test_tls_flags_are_read_as_etcd_reads_them(tmp_path):
+    config = parse([*HTTPS_PEER, "--peer-auto-tls", "--client-cert-auth=false"])
+    assert config.peer_tls.auto_tls and not config.peer_tls.has_cert
+    assert config.listen_peer_urls[0].tls and not config.listen_client_urls[0].tls
+    assert not config.client_tls.client_cert_auth
+    assert parse([], {"PYRAFTKV_PEER_AUTO_TLS": "true"}).peer_tls.auto_tls
+    # auto TLS makes a self-signed certificate once and reuses it
+    made = config.peer_tls.with_auto_cert(str(tmp_path / "peer"), ["127.0.0.1"])
+    assert made.has_cert and made.self_signed
+    made.server_context()
+    first = (tmp_path / "peer" / "cert.pem").read_bytes()
+    again = config.peer_tls.with_auto_cert(str(tmp_path / "peer"), ["127.0.0.1"])
+    assert again == made and (tmp_path / "peer" / "cert.pem").read_bytes() == first

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..errors import PyraftkvError
+from .tls import CIPHER_SUITES, TlsError, TlsSettings
 
 
 class ConfigError(PyraftkvError):
@@ -26,7 +27,7 @@ class ConfigError(PyraftkvError):
 
 @dataclass(frozen=True)
 class Url:
-    """A parsed http://host:port URL (pyraftkv speaks plain TCP on it)."""
+    """A parsed http://host:port or https://host:port URL (https: TLS on that address)."""
 
     text: str
     host: str
@@ -35,8 +36,10 @@ class Url:
     @classmethod
     def parse(cls, text: str, flag: str) -> Url:
         parts = urlsplit(text)
-        if parts.scheme != "http":
-            raise ConfigError(f"{flag}: {text!r} must be an http://host:port URL")
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(
+                f"{flag}: {text!r} must be an http://host:port or https://host:port URL"
+            )
         try:
             port = parts.port
         except ValueError as exc:
@@ -45,11 +48,15 @@ class Url:
             raise ConfigError(f"{flag}: {text!r} must name a host and a port")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ConfigError(f"{flag}: {text!r} must not have a path or query")
-        return cls(f"http://{parts.netloc}", parts.hostname, port)
+        return cls(f"{parts.scheme}://{parts.netloc}", parts.hostname, port)
 
     @property
     def hostport(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return self.text.startswith("https://")
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -137,6 +144,8 @@ class NodeConfig:
     auto_compaction_retention: float  # seconds (periodic) or revisions; 0: off
     cluster_id: int = field(init=False)
     member_id: int = field(init=False)
+    client_tls: TlsSettings = TlsSettings()
+    peer_tls: TlsSettings = TlsSettings()
 
     def __post_init__(self) -> None:
         me = [m for m in self.initial_cluster if m.name == self.name]
@@ -168,7 +177,7 @@ class NodeConfig:
         return next((m for m in self.initial_cluster if m.id == member_id), None)
 
 
-# flag name, kind (str, int, or parse_duration), default, help
+# flag name, kind (str, int, bool or parse_duration), default, help
 _FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("name", str, "default", "Human-readable name of this member."),
     (
@@ -258,6 +267,51 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "periodic",
         "How --auto-compaction-retention is read: 'periodic' or 'revision'.",
     ),
+    ("cert-file", str, None, "Path to the client server TLS certificate file."),
+    ("key-file", str, None, "Path to the client server TLS key file."),
+    (
+        "trusted-ca-file",
+        str,
+        None,
+        "Path to the CA certificate file that client certificates must be signed by.",
+    ),
+    (
+        "client-cert-auth",
+        bool,
+        False,
+        "Require a client certificate signed by --trusted-ca-file on the client port; with "
+        "auth on, its common name is the user name.",
+    ),
+    ("auto-tls", bool, False, "Client TLS with a generated self-signed certificate."),
+    (
+        "cipher-suites",
+        str,
+        None,
+        "Comma-separated TLS 1.2 cipher suites (Go names, e.g. "
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256) for client and peer TLS "
+        "(default: the ssl library's).",
+    ),
+    ("peer-cert-file", str, None, "Path to the peer server TLS certificate file."),
+    ("peer-key-file", str, None, "Path to the peer server TLS key file."),
+    (
+        "peer-trusted-ca-file",
+        str,
+        None,
+        "Path to the CA certificate file that peer certificates must be signed by.",
+    ),
+    (
+        "peer-client-cert-auth",
+        bool,
+        False,
+        "Refuse peer connections without a certificate signed by --peer-trusted-ca-file.",
+    ),
+    ("peer-auto-tls", bool, False, "Peer TLS with a generated self-signed certificate."),
+    (
+        "peer-cert-allowed-cn",
+        str,
+        None,
+        "Accept peer connections only from certificates with this common name.",
+    ),
     (
         "experimental-watch-progress-notify-interval",
         parse_duration,
@@ -274,13 +328,16 @@ def _env_name(flag: str) -> str:
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """Declare the server flags on ``parser``."""
-    for flag, _kind, default, text in _FLAGS:
+    for flag, kind, default, text in _FLAGS:
         shown = f" (default: {default})" if default is not None and "default:" not in text else ""
+        # etcd's boolean flags: "--client-cert-auth" alone, or "--client-cert-auth=false".
+        boolean = {"nargs": "?", "const": "true"} if kind is bool else {}
         parser.add_argument(
             f"--{flag}",
             metavar=flag.split("-")[-1].upper(),
             default=None,
             help=f"{text}{shown} [env {_env_name(flag)}]",
+            **boolean,
         )
 
 
@@ -305,10 +362,53 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
                 raise ConfigError(f"{source}: {value!r} is not an integer") from None
             if value <= 0:
                 raise ConfigError(f"{source}: must be positive, got {value}")
+        elif kind is bool and not isinstance(value, bool):
+            value = _boolean(value, source)
         elif kind is parse_duration:
             value = parse_duration(value, source)
         raw[flag] = value
     return _build(raw)
+
+
+def _boolean(text: str, source: str) -> bool:
+    lowered = text.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise ConfigError(f"{source}: {text!r} is not true or false")
+    return lowered in ("true", "1")
+
+
+def _tls(raw: dict, prefix: str, urls: tuple[Url, ...], url_flag: str) -> TlsSettings:
+    """One listener family's TLS flags, checked: files load, https URLs have a certificate."""
+    flag = f"--{prefix}"
+    suites = tuple(s.strip() for s in (raw["cipher-suites"] or "").split(",") if s.strip())
+    unknown = [s for s in suites if s not in CIPHER_SUITES]
+    if unknown:
+        raise ConfigError(f"--cipher-suites: unknown cipher suite {unknown[0]!r}")
+    settings = TlsSettings(
+        cert_file=raw[f"{prefix}cert-file"] or "",
+        key_file=raw[f"{prefix}key-file"] or "",
+        trusted_ca_file=raw[f"{prefix}trusted-ca-file"] or "",
+        client_cert_auth=raw[f"{prefix}client-cert-auth"],
+        auto_tls=raw[f"{prefix}auto-tls"],
+        allowed_cn=raw.get(f"{prefix}cert-allowed-cn") or "",
+        cipher_suites=suites,
+    )
+    if bool(settings.cert_file) != bool(settings.key_file):
+        raise ConfigError(f"{flag}cert-file and {flag}key-file must be given together")
+    if settings.client_cert_auth and not settings.trusted_ca_file:
+        raise ConfigError(f"{flag}client-cert-auth needs {flag}trusted-ca-file")
+    if any(u.tls for u in urls) and not (settings.has_cert or settings.auto_tls):
+        raise ConfigError(
+            f"{url_flag} has an https URL: give {flag}cert-file and {flag}key-file "
+            f"(or {flag}auto-tls)"
+        )
+    try:
+        if settings.has_cert:
+            settings.server_context()
+        settings.client_context()
+    except TlsError as exc:
+        raise ConfigError(f"{flag}cert-file/{flag}key-file/{flag}trusted-ca-file: {exc}") from exc
+    return settings
 
 
 def _build(raw: dict) -> NodeConfig:
@@ -341,12 +441,19 @@ def _build(raw: dict) -> NodeConfig:
     )
     if len({m.id for m in members}) != len(members):
         raise ConfigError("--initial-cluster: two members share the same peer URLs")
+    listen_client_urls = parse_urls(raw["listen-client-urls"], "--listen-client-urls")
+    listen_peer_urls = parse_urls(raw["listen-peer-urls"], "--listen-peer-urls")
+    metrics_urls = (
+        parse_urls(raw["listen-metrics-urls"], "--listen-metrics-urls")
+        if raw["listen-metrics-urls"]
+        else ()
+    )
     return NodeConfig(
         name=name,
         data_dir=raw["data-dir"] or f"{name}.pyraftkv",
-        listen_client_urls=parse_urls(raw["listen-client-urls"], "--listen-client-urls"),
+        listen_client_urls=listen_client_urls,
         advertise_client_urls=parse_urls(raw["advertise-client-urls"], "--advertise-client-urls"),
-        listen_peer_urls=parse_urls(raw["listen-peer-urls"], "--listen-peer-urls"),
+        listen_peer_urls=listen_peer_urls,
         initial_advertise_peer_urls=advertise_peers,
         initial_cluster=members,
         initial_cluster_state=state,
@@ -360,11 +467,12 @@ def _build(raw: dict) -> NodeConfig:
         watch_progress_notify_interval_s=raw["experimental-watch-progress-notify-interval"],
         auto_compaction_mode=mode,
         auto_compaction_retention=_retention(mode, retention),
-        listen_metrics_urls=(
-            parse_urls(raw["listen-metrics-urls"], "--listen-metrics-urls")
-            if raw["listen-metrics-urls"]
-            else ()
+        listen_metrics_urls=metrics_urls,
+        # https metrics URLs use the client certificate, as etcd's do
+        client_tls=_tls(
+            raw, "", listen_client_urls + metrics_urls, "--listen-client-urls/--listen-metrics-urls"
         ),
+        peer_tls=_tls(raw, "peer-", listen_peer_urls, "--listen-peer-urls"),
     )
 
 

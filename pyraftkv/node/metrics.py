@@ -10,6 +10,7 @@ per connection, answers and closes; it is for scrapers and probes, not for load.
 from __future__ import annotations
 
 import asyncio
+from ssl import SSLContext
 from typing import Any
 
 from ..proto import rpc_pb2 as rpc
@@ -97,10 +98,17 @@ class MetricsServer:
         self.app = app
         self._servers: list[asyncio.base_events.Server] = []
 
-    async def listen(self, urls: tuple[Url, ...]) -> None:
+    async def listen(self, urls: tuple[Url, ...], ssl: SSLContext | None = None) -> None:
+        """Serve on each URL; https URLs with ``ssl``."""
         for url in urls:
             self._servers.append(
-                await asyncio.start_server(self._serve, url.host, url.port, limit=MAX_REQUEST_BYTES)
+                await asyncio.start_server(
+                    self._serve,
+                    url.host,
+                    url.port,
+                    limit=MAX_REQUEST_BYTES,
+                    ssl=ssl if url.tls else None,
+                )
             )
 
     def close(self) -> None:

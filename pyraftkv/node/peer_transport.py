@@ -10,6 +10,11 @@ Raft core is told it is unreachable (Raft tolerates lost messages, so a full que
 
 Snapshots travel on a connection of their own (see snapshot_transfer.py), so a large
 transfer never delays heartbeats.
+
+With peer TLS (https peer URLs) every connection, snapshots included, is TLS; with peer
+client-certificate auth the TLS layer refuses a peer without a certificate from the trusted
+CA before any byte reaches this module, and --peer-cert-allowed-cn is checked before the
+handshake is read.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import logging
 import socket
 import struct
 from collections.abc import Callable
+from ssl import SSLContext
 
 from ..errors import PyraftkvError
+from .tls import common_name
 
 log = logging.getLogger("pyraftkv.peers")
 
@@ -36,6 +43,8 @@ MEMBERS_REPLY = struct.Struct("!QI")  # cluster id, count; then count u64 member
 ACCEPT = b"\x01"
 FRAME = struct.Struct("!I")
 MAX_FRAME_BYTES = 64 << 20
+# host, port, and whether to speak TLS there (an https URL)
+Address = tuple[str, int, bool]
 # Bytes waiting in the socket buffer for one peer; past this new messages are dropped
 # (Raft resends what matters).
 MAX_QUEUED_BYTES = 32 << 20
@@ -119,7 +128,7 @@ class PeerSender:
     """The outgoing connection to one peer: writes coalesced per loop iteration, reconnects
     with backoff. While disconnected, messages are dropped (Raft sends again)."""
 
-    def __init__(self, transport: PeerTransport, peer_id: int, addresses: list[tuple[str, int]]):
+    def __init__(self, transport: PeerTransport, peer_id: int, addresses: list[Address]):
         self.transport = transport
         self.peer_id = peer_id
         self.addresses = addresses
@@ -157,12 +166,19 @@ class PeerSender:
         backoff = BACKOFF_FIRST_S
         attempt = 0
         while True:
-            host, port = self.addresses[attempt % len(self.addresses)]
+            host, port, tls = self.addresses[attempt % len(self.addresses)]
             attempt += 1
             connection = None
             try:
                 _, connection = await asyncio.wait_for(
-                    self.loop.create_connection(lambda: _Outgoing(self), host, port), 2.0
+                    self.loop.create_connection(
+                        lambda: _Outgoing(self),
+                        host,
+                        port,
+                        ssl=self.transport.client_ssl if tls else None,
+                        server_hostname=host if tls else None,
+                    ),
+                    2.0,
                 )
                 await asyncio.wait_for(connection.accepted, 2.0)
                 self._connection = connection
@@ -203,6 +219,9 @@ class PeerTransport:
         *,
         member_id: int,
         cluster_id: int,
+        server_ssl: SSLContext | None = None,
+        client_ssl: SSLContext | None = None,
+        allowed_cn: str = "",
         on_message: Callable[[bytes], None],
         on_unreachable: Callable[[int], None],
         on_snapshot_connection: Callable[
@@ -213,6 +232,9 @@ class PeerTransport:
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
+        self.allowed_cn = allowed_cn
         self.on_message = on_message
         self.on_unreachable = on_unreachable
         self.on_snapshot_connection = on_snapshot_connection
@@ -221,11 +243,15 @@ class PeerTransport:
         self._servers: list[asyncio.AbstractServer] = []
         self._readers: set[asyncio.Task] = set()
 
-    async def listen(self, addresses: list[tuple[str, int]]) -> None:
-        for host, port in addresses:
-            self._servers.append(await asyncio.start_server(self._accept, host, port))
+    async def listen(self, addresses: list[Address]) -> None:
+        for host, port, tls in addresses:
+            self._servers.append(
+                await asyncio.start_server(
+                    self._accept, host, port, ssl=self.server_ssl if tls else None
+                )
+            )
 
-    def set_peer(self, peer_id: int, addresses: list[tuple[str, int]]) -> None:
+    def set_peer(self, peer_id: int, addresses: list[Address]) -> None:
         """Start (or keep) sending to a peer at these addresses."""
         if peer_id == self.member_id:
             return
@@ -254,6 +280,15 @@ class PeerTransport:
         task = asyncio.current_task()
         self._readers.add(task)
         try:
+            if self.allowed_cn:
+                name = common_name(writer.get_extra_info("peercert"))
+                if name != self.allowed_cn:
+                    log.warning(
+                        "refused a peer connection: certificate CN %r is not %r",
+                        name,
+                        self.allowed_cn,
+                    )
+                    return
             data = await asyncio.wait_for(reader.readexactly(HANDSHAKE.size), 5.0)
             try:
                 channel, sender = check_handshake(data, self.cluster_id, self.member_id)
@@ -316,9 +351,13 @@ class PeerTransport:
             await server.wait_closed()
 
 
-async def query_cluster(host: str, port: int, member_id: int) -> tuple[int, list[int]]:
+async def query_cluster(
+    host: str, port: int, member_id: int, ssl: SSLContext | None = None
+) -> tuple[int, list[int]]:
     """Ask the peer at host:port for its cluster id and the ids of its members."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3.0)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ssl, server_hostname=host if ssl else None), 3.0
+    )
     try:
         writer.write(encode_handshake(CHANNEL_QUERY, 0, member_id, 0))
         if await asyncio.wait_for(reader.readexactly(1), 3.0) != ACCEPT:

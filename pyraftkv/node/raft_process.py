@@ -57,6 +57,7 @@ from .datadir import wal_metadata
 from .logging_setup import setup_logging
 from .peer_transport import PeerTransport
 from .snapshot_transfer import receive_snapshot, send_snapshot
+from .tls import TlsSettings
 
 log = logging.getLogger("pyraftkv.raft")
 
@@ -155,7 +156,12 @@ class RaftProcess:
         self.down, self.up = down, up
         self.loop = asyncio.get_running_loop()
         self.writer = WalWriter(wal, self.loop)
+        tls = TlsSettings.from_json(cfg["peer_tls"])
+        self.peer_ssl = tls.client_context()
         self.transport = PeerTransport(
+            server_ssl=tls.server_context() if tls.has_cert else None,
+            client_ssl=self.peer_ssl,
+            allowed_cn=tls.allowed_cn,
             member_id=self.id,
             cluster_id=self.cluster_id,
             on_message=self._on_peer_frame,
@@ -188,11 +194,9 @@ class RaftProcess:
     async def start(self) -> None:
         for member, urls in self.cfg["initial_cluster"].items():
             self.set_peer(int(member, 16), urls)
-        listen = [
-            Url.parse(f"http://{hp}", "--listen-peer-urls") for hp in self.cfg["listen_peer_urls"]
-        ]
+        listen = [Url.parse(text, "--listen-peer-urls") for text in self.cfg["listen_peer_urls"]]
         try:
-            await self.transport.listen([(u.host, u.port) for u in listen])
+            await self.transport.listen([(u.host, u.port, u.tls) for u in listen])
         except OSError as exc:
             raise RaftProcessError(
                 f"cannot listen for peers on {self.cfg['listen_peer_urls']}: {exc.strerror or exc}"
@@ -256,7 +260,7 @@ class RaftProcess:
             return
         parsed = [Url.parse(u, "peer URL") for u in urls]
         self.peer_urls[member] = urls
-        self.transport.set_peer(member, [(u.host, u.port) for u in parsed])
+        self.transport.set_peer(member, [(u.host, u.port, u.tls) for u in parsed])
 
     def _on_unreachable(self, peer: int) -> None:
         self.core.report_unreachable(peer)
@@ -501,6 +505,7 @@ class RaftProcess:
             size = await send_snapshot(
                 url.host,
                 url.port,
+                ssl=self.peer_ssl if url.tls else None,
                 cluster_id=self.cluster_id,
                 sender=self.id,
                 receiver=peer,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -95,6 +96,20 @@ def crash_on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
     os._exit(70)
 
 
+def with_auto_certs(config: NodeConfig) -> NodeConfig:
+    """Auto TLS: self-signed certificates under <data-dir>/fixtures, as etcd keeps them."""
+    fixtures = os.path.join(config.data_dir, "fixtures")
+    return dataclasses.replace(
+        config,
+        client_tls=config.client_tls.with_auto_cert(
+            os.path.join(fixtures, "client"), [u.host for u in config.listen_client_urls]
+        ),
+        peer_tls=config.peer_tls.with_auto_cert(
+            os.path.join(fixtures, "peer"), [u.host for u in config.listen_peer_urls]
+        ),
+    )
+
+
 async def find_cluster(config: NodeConfig) -> int:
     """Ask the other members listed in --initial-cluster which cluster this member joins,
     and check that it was added to it (``member add``) first."""
@@ -108,7 +123,12 @@ async def find_cluster(config: NodeConfig) -> int:
         for text in member.peer_urls:
             url = Url.parse(text, "--initial-cluster")
             try:
-                cluster, members = await query_cluster(url.host, url.port, config.member_id)
+                cluster, members = await query_cluster(
+                    url.host,
+                    url.port,
+                    config.member_id,
+                    config.peer_tls.client_context() if url.tls else None,
+                )
             except (OSError, asyncio.TimeoutError, PyraftkvError) as exc:
                 problems.append(f"{url.text}: {exc}")
                 continue
@@ -131,6 +151,7 @@ async def run_node(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(crash_on_error)
     datadir = DataDir(config.data_dir)
+    config = with_auto_certs(config)
     if config.initial_cluster_state == "existing":
         # The cluster's id is not derivable from the flags of a member added later: a
         # restart takes it from the data dir, a first start asks the running members.
@@ -161,7 +182,8 @@ async def run_node(config: NodeConfig) -> int:
         "name": config.name,
         "wal_dir": datadir.wal,
         "snap_dir": datadir.snap,
-        "listen_peer_urls": [u.hostport for u in config.listen_peer_urls],
+        "listen_peer_urls": [u.text for u in config.listen_peer_urls],
+        "peer_tls": config.peer_tls.to_json(),
         "initial_cluster": {f"{m.id:x}": list(m.peer_urls) for m in config.initial_cluster},
         "initial_cluster_state": config.initial_cluster_state,
         "initial_names": {f"{m.id:x}": m.name for m in config.initial_cluster},
@@ -215,12 +237,18 @@ async def run_node(config: NodeConfig) -> int:
     link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
     server = ClientServer(app, config.max_request_bytes)
 
+    # TLS ends here, below every protocol spoken on the port.
+    client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
     listeners = []
     try:
         for url in config.listen_client_urls:
             listeners.append(
                 await loop.create_server(
-                    lambda: ClientConnection(server), url.host, url.port, reuse_address=True
+                    lambda: ClientConnection(server),
+                    url.host,
+                    url.port,
+                    reuse_address=True,
+                    ssl=client_ssl if url.tls else None,
                 )
             )
     except OSError as exc:
@@ -228,7 +256,7 @@ async def run_node(config: NodeConfig) -> int:
         raise NodeStopped(f"cannot listen for clients on {url.text}: {exc}") from exc
     metrics = MetricsServer(app)
     try:
-        await metrics.listen(config.listen_metrics_urls)
+        await metrics.listen(config.listen_metrics_urls, client_ssl)
     except OSError as exc:
         process.terminate()
         urls = ", ".join(u.text for u in config.listen_metrics_urls)

@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 
 import zstandard
 
@@ -59,6 +60,7 @@ async def send_snapshot(
     host: str,
     port: int,
     *,
+    ssl: SSLContext | None,
     cluster_id: int,
     sender: int,
     receiver: int,
@@ -67,7 +69,9 @@ async def send_snapshot(
     timeout_s: float = 600.0,
 ) -> int:
     """Stream the file at ``path`` to a peer; returns bytes sent. Raises on any failure."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5.0)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ssl, server_hostname=host if ssl else None), 5.0
+    )
     try:
         sock = writer.get_extra_info("socket")
         if sock is not None:

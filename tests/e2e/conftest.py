@@ -38,3 +38,11 @@ def workers(tmp_path):
     w = Workers(str(directory))
     yield w
     w.stop_all()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """A CA and certificates made once for the whole session (see certs.py)."""
+    from .certs import Certs
+
+    return Certs(str(tmp_path_factory.mktemp("certs")))

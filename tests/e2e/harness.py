@@ -88,6 +88,9 @@ class LocalCluster:
         snapshot_count: int = 10000,
         token: str = "e2e",
         extra_args: list[str] | None = None,
+        peer_scheme: str = "http",
+        client_scheme: str = "http",
+        client_options: dict | None = None,
     ) -> None:
         ports = free_ports(2 * size)
         self.members = [
@@ -102,8 +105,11 @@ class LocalCluster:
         ]
         self.token = token
         self.snapshot_count = snapshot_count
+        self.peer_scheme, self.client_scheme = peer_scheme, client_scheme
+        # what every Client this harness makes is given (e.g. tls=...)
+        self.client_options = dict(client_options or {})
         self.initial_cluster = ",".join(
-            f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members
+            f"{m.name}={peer_scheme}://127.0.0.1:{m.peer_port}" for m in self.members
         )
         self._clients: list[Client] = []
 
@@ -121,13 +127,13 @@ class LocalCluster:
             "--data-dir",
             member.data_dir,
             "--listen-client-urls",
-            f"http://{member.endpoint}",
+            f"{self.client_scheme}://{member.endpoint}",
             "--advertise-client-urls",
-            f"http://{member.endpoint}",
+            f"{self.client_scheme}://{member.endpoint}",
             "--listen-peer-urls",
-            f"http://127.0.0.1:{member.peer_port}",
+            f"{self.peer_scheme}://127.0.0.1:{member.peer_port}",
             "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{member.peer_port}",
+            f"{self.peer_scheme}://127.0.0.1:{member.peer_port}",
             "--initial-cluster",
             self.initial_cluster,
             "--initial-cluster-token",
@@ -179,14 +185,16 @@ class LocalCluster:
 
     def client(self, members: list[Member] | None = None, **options) -> Client:
         endpoints = [m.endpoint for m in (members or self.members)]
-        client = Client(endpoints, **options)
+        client = Client(endpoints, **{**self.client_options, **options})
         self._clients.append(client)
         return client
 
     def status(self, member: Member, timeout: float = 1.0):
         """The member's StatusResponse, or None if it does not answer."""
         try:
-            with Client([member.endpoint], timeout=timeout, connect_timeout=timeout) as c:
+            with Client(
+                [member.endpoint], timeout=timeout, connect_timeout=timeout, **self.client_options
+            ) as c:
                 return c.status()
         except (ConnectionLost, ApiError, OSError, TimeoutError):
             return None
