@@ -22,6 +22,7 @@ _CLIENT_NAMES = (
     "Lock",
     "Op",
     "ServiceRegistry",
+    "TLS",
 )
 __all__ = [*_CLIENT_NAMES, "__version__"]
 

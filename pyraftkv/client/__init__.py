@@ -20,8 +20,10 @@ from .locks import AsyncLock, Lock
 from .mirror import AsyncMirror, Change
 from .requests import Compare, Op
 from .sync import BlockingIterator, Client, WatchIterator
+from .tls import TLS
 
 __all__ = [
+    "TLS",
     "AsyncClient",
     "AsyncConfigWatcher",
     "AsyncElection",

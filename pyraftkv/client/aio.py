@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -40,6 +41,7 @@ from .requests import (
     to_bytes,
     txn_request,
 )
+from .tls import TLS, client_context
 
 # Calls whose repetition cannot change the store.
 _IDEMPOTENT = frozenset(
@@ -69,6 +71,7 @@ class AsyncClient:
         *,
         timeout: float = 10.0,
         connect_timeout: float = 2.0,
+        tls: TLS | ssl.SSLContext | bool | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [endpoints]
@@ -77,6 +80,9 @@ class AsyncClient:
             raise ValueError("at least one endpoint is required")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.tls = tls
+        self._ssl = client_context(tls, endpoints)
+        self._server_name = tls.server_name if isinstance(tls, TLS) else None
         self._current = 0
         self._connection: Connection | None = None
         self._connecting: asyncio.Task | None = None
@@ -117,7 +123,7 @@ class AsyncClient:
         for attempt in range(len(self.endpoints)):
             endpoint = self.endpoints[(self._current + attempt) % len(self.endpoints)]
             try:
-                connection = await Connection.open(endpoint, self.connect_timeout)
+                connection = await self.open_connection(endpoint)
             except ConnectionLost as exc:
                 errors.append(str(exc))
                 continue
@@ -125,6 +131,10 @@ class AsyncClient:
             self._connection = connection
             return connection
         raise ConnectionLost("; ".join(errors))
+
+    async def open_connection(self, endpoint: str) -> Connection:
+        """A new connection of this client's kind (TLS or not) to host:port."""
+        return await Connection.open(endpoint, self.connect_timeout, self._ssl, self._server_name)
 
     def _drop(self, connection: Connection, move_to: str | None = None) -> None:
         """Forget a connection that failed; the next call starts on another endpoint."""
@@ -154,16 +164,20 @@ class AsyncClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         idempotent = method in _IDEMPOTENT
         backoff = 0.05
+        lost: ConnectionLost | None = None  # why the last connection failed, for the error
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if lost is not None:
+                    raise ConnectionLost(f"{method}: {lost}")
                 raise TimedOut(f"{method}: no answer within the timeout")
             try:
                 connection = await asyncio.wait_for(self.connection(), remaining)
             except (ConnectionLost, asyncio.TimeoutError) as exc:
+                lost = exc if isinstance(exc, ConnectionLost) else lost
                 # Nothing was sent: always safe to try again after a pause.
                 if deadline - time.monotonic() <= backoff:
-                    raise ConnectionLost(f"{method}: {exc}") from exc
+                    raise ConnectionLost(f"{method}: {lost or 'timed out connecting'}") from exc
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
@@ -172,11 +186,18 @@ class AsyncClient:
                 reply = await asyncio.wait_for(future, deadline - time.monotonic())
             except asyncio.TimeoutError:
                 raise TimedOut(f"{method}: no answer within the timeout") from None
-            except ConnectionLost:
+            except ConnectionLost as exc:
                 self._drop(connection)
-                if idempotent:
-                    continue
-                raise
+                if not idempotent:
+                    raise
+                lost = exc
+                if not connection.answered:
+                    # Refused at once (TLS, a stopping member): pause as for a failed dial.
+                    if deadline - time.monotonic() <= backoff:
+                        raise
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+                continue
             except NotLeader as exc:
                 self._drop(connection, getattr(exc, "leader_url", "") or None)
                 continue
@@ -236,7 +257,10 @@ class AsyncClient:
         if endpoint is None:
             return await self.call("Status", rpc.StatusRequest())
         async with AsyncClient(
-            [endpoint], timeout=self.timeout, connect_timeout=self.connect_timeout
+            [endpoint],
+            timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
+            tls=self._ssl or False,
         ) as single:
             return await single.call("Status", rpc.StatusRequest())
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from ssl import SSLContext
 
 from ..errors import ApiError, PyraftkvError, error_from_wire
 from ..protocol.frames import (
@@ -108,18 +109,34 @@ class Connection(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self._lost: BaseException | None = None
         self._loop = asyncio.get_running_loop()
+        self._tls = False
+        self.answered = False  # any bytes from the server yet
 
     @classmethod
-    async def open(cls, endpoint: str, timeout: float) -> Connection:
-        """Connect to host:port within ``timeout`` seconds."""
+    async def open(
+        cls,
+        endpoint: str,
+        timeout: float,
+        ssl: SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> Connection:
+        """Connect to host:port within ``timeout`` seconds (TLS with ``ssl``)."""
         host, _, port = endpoint.rpartition(":")
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: cls(endpoint), host, int(port)), timeout
+                loop.create_connection(
+                    lambda: cls(endpoint),
+                    host,
+                    int(port),
+                    ssl=ssl,
+                    server_hostname=(server_name or host) if ssl else None,
+                ),
+                timeout,
             )
         except (OSError, asyncio.TimeoutError) as exc:
             raise ConnectionLost(f"cannot connect to {endpoint}: {exc or 'timed out'}") from exc
+        connection._tls = ssl is not None
         return connection
 
     @property
@@ -170,6 +187,7 @@ class Connection(asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as exc:
@@ -207,7 +225,17 @@ class Connection(asyncio.Protocol):
                 stream._push(_api_error(body) if kind == ERROR else ConnectionLost("stream ended"))
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail_all(ConnectionLost(f"connection to {self.endpoint} lost: {exc or 'closed'}"))
+        reason = str(exc) if exc else "closed"
+        if exc is None and not self.answered:
+            # A TLS listener drops plaintext, or a client without the certificate it
+            # requires, without a word.
+            reason = (
+                "closed before answering (does the member require a client certificate "
+                "signed by its CA? give tls=TLS(cert_file=..., key_file=...))"
+                if self._tls
+                else "closed before answering (a TLS port? connect with https:// or tls=)"
+            )
+        self._fail_all(ConnectionLost(f"connection to {self.endpoint} lost: {reason}"))
 
     def _fail_all(self, error: BaseException) -> None:
         if self._lost is None:

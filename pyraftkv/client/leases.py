@@ -167,7 +167,7 @@ class LeaseKeeper:
         errors = []
         for endpoint in candidates:
             try:
-                return await Connection.open(endpoint, self._client.connect_timeout)
+                return await self._client.open_connection(endpoint)
             except ConnectionLost as exc:
                 errors.append(str(exc))
         raise ConnectionLost("; ".join(errors))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
@@ -18,6 +19,7 @@ from .election import Election
 from .leases import Lease
 from .locks import DEFAULT_TTL_S, Lock
 from .requests import Bytesish
+from .tls import TLS
 
 T = TypeVar("T")
 
@@ -43,6 +45,7 @@ class Client:
         *,
         timeout: float = 10.0,
         connect_timeout: float = 2.0,
+        tls: TLS | ssl.SSLContext | bool | None = None,
     ) -> None:
         self._loop = _new_event_loop()
         self._thread = threading.Thread(
@@ -52,7 +55,7 @@ class Client:
         self.timeout = timeout
 
         async def make() -> AsyncClient:
-            return AsyncClient(endpoints, timeout=timeout, connect_timeout=connect_timeout)
+            return AsyncClient(endpoints, timeout=timeout, connect_timeout=connect_timeout, tls=tls)
 
         self._client: AsyncClient = self._run(make())
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import BinaryIO
 
 from ..client.aio import AsyncClient, normalize_endpoint
+from ..client.tls import TLS
 from .command import Command
 from .errors import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, CtlError
 from .flags import Flag, Parsed
@@ -30,6 +31,22 @@ GLOBAL_FLAGS = (
     ),
     Flag("write-out", "str", "simple", "set the output format (json, simple, table)", short="w"),
     Flag("hex", "bool", False, "print byte strings as hex encoded strings"),
+    Flag(
+        "cacert",
+        "str",
+        "",
+        "verify certificates of TLS-enabled secure servers using this CA bundle",
+    ),
+    Flag("cert", "str", "", "identify secure client using this TLS certificate file"),
+    Flag("key", "str", "", "identify secure client using this TLS key file"),
+    Flag(
+        "insecure-skip-tls-verify",
+        "bool",
+        False,
+        "skip server certificate verification "
+        "(CAUTION: this option should be enabled only for testing purposes)",
+    ),
+    Flag("insecure-transport", "bool", True, "disable transport security for client connections"),
 )
 HELP_FLAG = Flag("help", "bool", False, "help for this command", short="h")
 ENV_PREFIXES = ("PYRAFTKVCTL_", "ETCDCTL_")
@@ -50,6 +67,7 @@ class Settings:
     command_timeout: float
     write_out: str
     hex: bool
+    tls: TLS | None = None  # None: plaintext
 
 
 def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
@@ -72,6 +90,12 @@ def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
             endpoints.append(normalize_endpoint(endpoint))
         except ValueError as exc:
             raise CtlError(str(exc), EXIT_BAD_ARGS) from None
+    try:
+        tls = _tls(values)
+    except ValueError as exc:
+        raise CtlError(str(exc), EXIT_BAD_ARGS) from None
+    if tls is None and any(e.startswith("https://") for e in values["endpoints"]):
+        tls = TLS()
     if values["write_out"] not in FORMATS:
         raise CtlError("unsupported output format", EXIT_BAD_FEATURE)
     return Settings(
@@ -80,6 +104,20 @@ def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
         command_timeout=float(values["command_timeout"]),
         write_out=values["write_out"],
         hex=bool(values["hex"]),
+        tls=tls,
+    )
+
+
+def _tls(values: dict) -> TLS | None:
+    """etcdctl's rule: TLS when a certificate, key or CA is given or --insecure-transport
+    is false; --insecure-skip-tls-verify then skips verifying the server."""
+    if not (values["cert"] or values["key"] or values["cacert"]) and values["insecure_transport"]:
+        return None
+    return TLS(
+        ca_file=values["cacert"] or None,
+        cert_file=values["cert"] or None,
+        key_file=values["key"] or None,
+        insecure_skip_verify=bool(values["insecure_skip_tls_verify"]),
     )
 
 
@@ -108,6 +146,7 @@ class Invocation:
             list(endpoints or self.settings.endpoints),
             timeout=self.settings.command_timeout,
             connect_timeout=self.settings.dial_timeout,
+            tls=self.settings.tls or False,
         )
         self._clients.append(client)
         return client

@@ -41,6 +41,7 @@ from ..protocol.methods import BY_NAME, BY_NUMBER
 from .application import Application, Reply
 from .concurrency import Concurrency
 from .lessor import MAX_TTL_S, TooLargeTTL
+from .tls import common_name
 from .watch_hub import Watcher
 
 # A backup (Snapshot call) travels in messages of this many bytes of the database.
@@ -62,11 +63,15 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}
+        # CN of the client certificate the TLS layer verified ('' without one): the user
+        # name of this connection's requests under --client-cert-auth.
+        self.cert_user = ""
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self.cert_user = common_name(transport.get_extra_info("peercert"))
         self.server.connections.add(self)
         if self.server.paused:
             transport.pause_reading()  # type: ignore[attr-defined]

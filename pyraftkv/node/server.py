@@ -99,7 +99,7 @@ def crash_on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
 def with_auto_certs(config: NodeConfig) -> NodeConfig:
     """Auto TLS: self-signed certificates under <data-dir>/fixtures, as etcd keeps them."""
     fixtures = os.path.join(config.data_dir, "fixtures")
-    return dataclasses.replace(
+    made = dataclasses.replace(
         config,
         client_tls=config.client_tls.with_auto_cert(
             os.path.join(fixtures, "client"), [u.host for u in config.listen_client_urls]
@@ -108,6 +108,7 @@ def with_auto_certs(config: NodeConfig) -> NodeConfig:
             os.path.join(fixtures, "peer"), [u.host for u in config.listen_peer_urls]
         ),
     )
+    return made.joining(config.cluster_id)  # the cluster id of a joining member stays
 
 
 async def find_cluster(config: NodeConfig) -> int:
@@ -151,13 +152,13 @@ async def run_node(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(crash_on_error)
     datadir = DataDir(config.data_dir)
-    config = with_auto_certs(config)
     if config.initial_cluster_state == "existing":
         # The cluster's id is not derivable from the flags of a member added later: a
         # restart takes it from the data dir, a first start asks the running members.
         known = datadir.cluster_id()
         config = config.joining(known if known is not None else await find_cluster(config))
     datadir.claim(config.cluster_id, config.member_id, config.name)
+    config = with_auto_certs(config)
     # The quota is enforced when writes are accepted; the map is twice as large, so that
     # writes already accepted (and every member applies them alike) always fit.
     store = MVCCStore(

@@ -52,6 +52,31 @@ class Certs:
             *(["--peer-client-cert-auth"] if client_cert_auth else []),
         ]
 
+    def client_args(self, common_name: str = "member") -> list:
+        """Client TLS with client-certificate auth on the client port."""
+        files = self.issue(common_name)
+        return [
+            "--cert-file",
+            files.cert,
+            "--key-file",
+            files.key,
+            "--trusted-ca-file",
+            self.ca,
+            "--client-cert-auth",
+        ]
+
+    def tls(self, common_name: str | None = "root", *, ca: str | None = None, **options):
+        """A client's TLS options: trusting our CA (or ``ca``), with this CN's certificate."""
+        from pyraftkv import TLS
+
+        files = self.issue(common_name) if common_name else None
+        return TLS(
+            ca_file=ca or self.ca,
+            cert_file=files.cert if files else None,
+            key_file=files.key if files else None,
+            **options,
+        )
+
     def _write(self, name: str, data: bytes) -> str:
         path = os.path.join(self.directory, name)
         with open(path, "wb") as f:

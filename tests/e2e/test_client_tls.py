@@ -1,0 +1,122 @@
+"""Client TLS: the native protocol over TLS with client-certificate auth, from Client,
+AsyncClient and pyraftkvctl; plaintext, a missing certificate, a certificate from another
+CA and a client that does not trust the member's CA are each refused with a clear error,
+and the member keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+
+from pyraftkv import TLS, AsyncClient, Client
+from pyraftkv.client.connection import ConnectionLost
+from pyraftkv.ctl import run
+
+from ..ctl_etcd_cluster import Result
+from .harness import LocalCluster
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory, certs):
+    cluster = LocalCluster(
+        str(tmp_path_factory.mktemp("client-tls")),
+        3,
+        peer_scheme="https",
+        client_scheme="https",
+        extra_args=[*certs.peer_args(), *certs.client_args()],
+        client_options={"tls": certs.tls("root")},
+    )
+    cluster.start()
+    yield cluster
+    cluster.stop_all()
+
+
+def ctl(cluster: LocalCluster, *args: str, scheme: str = "https://") -> Result:
+    endpoints = ",".join(f"{scheme}{m.endpoint}" for m in cluster.members)
+    out, err = io.BytesIO(), io.BytesIO()
+    code = run([f"--endpoints={endpoints}", *args], io.BytesIO(), out, err, environ={})
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def test_clients_and_pyraftkvctl_work_over_tls_with_certificates(tls_cluster, certs):
+    with tls_cluster.client() as c:
+        c.put("a", "1")
+
+    async def async_round_trip() -> bytes:
+        async with AsyncClient(tls_cluster.endpoints, tls=certs.tls("alice")) as c:
+            await c.put("b", "2")
+            return (await c.get("a")).kvs[0].value
+
+    assert asyncio.run(async_round_trip()) == b"1"
+    files = certs.issue("root")
+    tls_flags = [f"--cacert={certs.ca}", f"--cert={files.cert}", f"--key={files.key}"]
+    assert ctl(tls_cluster, *tls_flags, "put", "c", "3") == Result(0, b"OK\n", b"")
+    assert ctl(tls_cluster, *tls_flags, "get", "b").out == b"b\n2\n"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"tls": False}, "a TLS port? connect with https:// or tls="),
+        ({"tls": "no-cert"}, "does the member require a client certificate signed by its CA?"),
+        ({"tls": "other-ca-cert"}, "require a client certificate signed by its CA?"),
+        ({"tls": "distrust-server"}, "CERTIFICATE_VERIFY_FAILED"),
+    ],
+)
+def test_bad_clients_get_a_clear_error_and_the_member_keeps_serving(
+    tls_cluster, certs, options, message
+):
+    tls = {
+        False: False,
+        "no-cert": certs.tls(None),
+        "other-ca-cert": certs.tls("root", ca=certs.ca) and _other_ca_cert(certs),
+        "distrust-server": certs.tls("root", ca=certs.other_ca),
+    }[options["tls"]]
+    member = tls_cluster.members[0]
+    with Client([member.endpoint], tls=tls, timeout=2) as c, pytest.raises(ConnectionLost) as exc:
+        c.get("a")
+    assert message in str(exc.value)
+    with tls_cluster.client([member]) as c:
+        assert c.get("a").kvs[0].value == b"1"
+    assert member.running
+
+
+def _other_ca_cert(certs):
+    files = certs.issue("root", untrusted=True)
+    return TLS(ca_file=certs.ca, cert_file=files.cert, key_file=files.key)
+
+
+def test_pyraftkvctl_tls_flags_as_etcdctls(tls_cluster, certs):
+    # without any TLS flag, plaintext (etcdctl's --insecure-transport=true) is refused
+    plain = ctl(tls_cluster, "get", "a", scheme="")
+    assert plain.code != 0 and b"a TLS port?" in plain.err
+    # an https endpoint and no certificate: the member asks for one
+    files = certs.issue("root")
+    missing = ctl(tls_cluster, f"--cacert={certs.ca}", "get", "a")
+    assert missing.code != 0 and b"require a client certificate" in missing.err
+    # --insecure-skip-tls-verify accepts a server nobody vouches for
+    skip = ctl(
+        tls_cluster,
+        f"--cacert={certs.other_ca}",
+        f"--cert={files.cert}",
+        f"--key={files.key}",
+        "--insecure-skip-tls-verify",
+        "get",
+        "a",
+    )
+    assert skip == Result(0, b"a\n1\n", b"")
+
+
+def test_auto_tls_encrypts_without_verifying(make_cluster):
+    cluster = make_cluster(1, client_scheme="https", extra_args=["--auto-tls"])
+    cluster.client_options = {"tls": TLS(insecure_skip_verify=True)}
+    cluster.start()
+    with cluster.client() as c:
+        c.put("k", "v")
+        assert c.get("k").kvs[0].value == b"v"
+    # A client that verifies cannot: nothing vouches for a self-signed certificate.
+    with Client(cluster.endpoints, tls=True, timeout=2) as c, pytest.raises(ConnectionLost) as exc:
+        c.get("k")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(exc.value)
