@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyraftkv.client.aio import normalize_endpoint  # noqa: E402
+from pyraftkv.client.tls import TLS  # noqa: E402
 from pyraftkv.node.event_loop import run  # noqa: E402
 from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
 from pyraftkv.protocol.frames import (  # noqa: E402
@@ -221,6 +222,11 @@ async def run_load(args: argparse.Namespace, seed: int) -> dict:
         args.clients // args.conns + (1 if i < args.clients % args.conns else 0)
         for i in range(args.conns)
     ]
+    ssl = (
+        TLS(ca_file=args.cacert, cert_file=args.cert, key_file=args.key).context()
+        if args.cacert
+        else None
+    )
     began = time.perf_counter()
     protocols = []
     for i, clients in enumerate(per_conn):
@@ -229,7 +235,9 @@ async def run_load(args: argparse.Namespace, seed: int) -> dict:
             make = lambda n=i: OpenLoop(plan, args.rate / args.conns, seed * 1000 + n)  # noqa: E731
         else:
             make = lambda c=clients, n=i: ClosedLoop(plan, c, seed * 1000 + n)  # noqa: E731
-        _, protocol = await loop.create_connection(make, host, int(port))
+        _, protocol = await loop.create_connection(
+            make, host, int(port), ssl=ssl, server_hostname=host if ssl else None
+        )
         protocols.append(protocol)
     await asyncio.gather(*(p.done for p in protocols))
     elapsed = time.perf_counter() - began
@@ -269,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-ratio", type=float, default=0.0, help="fraction of reads")
     parser.add_argument("--serializable", action="store_true", help="serializable reads")
     parser.add_argument("--procs", type=int, default=1, help="generator processes")
+    parser.add_argument("--cacert", help="TLS: verify the members with this CA")
+    parser.add_argument("--cert", help="TLS: client certificate (with --cacert)")
+    parser.add_argument("--key", help="TLS: client key (with --cacert)")
     parser.add_argument("--save", help="write raw latencies (microseconds) here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
