@@ -3,9 +3,9 @@ with client and peer TLS (client-certificate auth on both), runs alternating.
 
     python bench/tls_cost.py [--runs 3] [--duration 8] [--clients 256] [--conns 6]
 
-Each run starts a fresh cluster on free loopback ports (data under a temporary dir), runs
-bench/load.py against all three members, and stops it. Certificates are made with trustme
-(pip install trustme).
+Each run starts a fresh cluster (the tests' harness: free loopback ports, data under a
+temporary dir), runs bench/load.py against all three members, and stops it. Certificates
+are made with trustme (pip install trustme).
 """
 
 from __future__ import annotations
@@ -13,27 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from pyraftkv import Client  # noqa: E402
 from pyraftkv.client.tls import TLS  # noqa: E402
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+from tests.e2e.harness import LocalCluster  # noqa: E402
 
 
 def make_certs(directory: str) -> dict[str, str]:
@@ -51,10 +39,8 @@ def make_certs(directory: str) -> dict[str, str]:
     return files
 
 
-def start_cluster(directory: str, certs: dict[str, str] | None) -> tuple[list, list[str]]:
+def start_cluster(directory: str, certs: dict[str, str] | None) -> LocalCluster:
     scheme = "https" if certs else "http"
-    ports = free_ports(6)
-    cluster = ",".join(f"m{i}={scheme}://127.0.0.1:{ports[2 * i + 1]}" for i in range(3))
     tls_args = (
         [
             *("--cert-file", certs["member"], "--key-file", certs["member-key"]),
@@ -65,36 +51,23 @@ def start_cluster(directory: str, certs: dict[str, str] | None) -> tuple[list, l
         if certs
         else []
     )
-    processes, endpoints = [], []
-    for i in range(3):
-        client, peer = ports[2 * i], ports[2 * i + 1]
-        endpoints.append(f"127.0.0.1:{client}")
-        argv = [
-            *(sys.executable, "-m", "pyraftkv", "--name", f"m{i}"),
-            *("--data-dir", os.path.join(directory, f"m{i}")),
-            *("--listen-client-urls", f"{scheme}://127.0.0.1:{client}"),
-            *("--advertise-client-urls", f"{scheme}://127.0.0.1:{client}"),
-            *("--listen-peer-urls", f"{scheme}://127.0.0.1:{peer}"),
-            *("--initial-advertise-peer-urls", f"{scheme}://127.0.0.1:{peer}"),
-            *("--initial-cluster", cluster, "--log-level", "warning", *tls_args),
-        ]
-        log = open(os.path.join(directory, f"m{i}.log"), "w")  # noqa: SIM115
-        processes.append(subprocess.Popen(argv, stdout=log, stderr=log))
-    tls = TLS(certs["ca"], certs["root"], certs["root-key"]) if certs else None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with Client(endpoints, tls=tls, timeout=1, connect_timeout=1) as c:
-                c.put("warm", "up")
-                return processes, endpoints
-        except Exception:
-            time.sleep(0.2)
-    raise SystemExit(f"the cluster did not start; see {directory}")
+    cluster = LocalCluster(
+        directory,
+        3,
+        snapshot_count=100_000,
+        extra_args=["--log-level", "warning", *tls_args],
+        peer_scheme=scheme,
+        client_scheme=scheme,
+        client_options={"tls": TLS(certs["ca"], certs["root"], certs["root-key"])} if certs else {},
+    )
+    cluster.start()
+    return cluster
 
 
 def run(args: argparse.Namespace, certs: dict[str, str] | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="pyraftkv-tls-bench-") as directory:
-        processes, endpoints = start_cluster(directory, certs)
+        cluster = start_cluster(directory, certs)
+        endpoints = cluster.endpoints
         try:
             command = [
                 *(sys.executable, os.path.join(HERE, "load.py"), "--json"),
@@ -107,10 +80,7 @@ def run(args: argparse.Namespace, certs: dict[str, str] | None) -> dict:
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             return json.loads(out.strip().splitlines()[-1])
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(20)
+            cluster.stop_all()
 
 
 def main() -> int:
