@@ -15,11 +15,13 @@ INVALID_ARGUMENT = 3
 DEADLINE_EXCEEDED = 4
 NOT_FOUND = 5
 ALREADY_EXISTS = 6
+PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
 FAILED_PRECONDITION = 9
 OUT_OF_RANGE = 11
 UNIMPLEMENTED = 12
 UNAVAILABLE = 14
+UNAUTHENTICATED = 16
 
 
 class PyraftkvError(Exception):
@@ -133,6 +135,84 @@ class SessionExpired(ApiError):
 
     code = UNKNOWN
     default_message = "mutex: session is expired"
+
+
+# -- auth (etcd's messages and codes) ---------------------------------------------------------
+
+
+class RootUserNotExist(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: root user does not exist"
+
+
+class RootRoleNotExist(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: root user does not have root role"
+
+
+class UserAlreadyExist(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: user name already exists"
+
+
+class UserEmpty(ApiError):
+    code = INVALID_ARGUMENT
+    default_message = "etcdserver: user name is empty"
+
+
+class UserNotFound(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: user name not found"
+
+
+class RoleAlreadyExist(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: role name already exists"
+
+
+class RoleNotFound(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: role name not found"
+
+
+class RoleEmpty(ApiError):
+    code = INVALID_ARGUMENT
+    default_message = "etcdserver: role name is empty"
+
+
+class AuthFailed(ApiError):
+    code = INVALID_ARGUMENT
+    default_message = "etcdserver: authentication failed, invalid user ID or password"
+
+
+class PermissionDenied(ApiError):
+    code = PERMISSION_DENIED
+    default_message = "etcdserver: permission denied"
+
+
+class RoleNotGranted(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: role is not granted to the user"
+
+
+class PermissionNotGranted(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: permission is not granted to the role"
+
+
+class AuthNotEnabled(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: authentication is not enabled"
+
+
+class InvalidAuthToken(ApiError):
+    code = UNAUTHENTICATED
+    default_message = "etcdserver: invalid auth token"
+
+
+class InvalidAuthMgmt(ApiError):
+    code = INVALID_ARGUMENT
+    default_message = "etcdserver: invalid auth management"
 
 
 class UnknownMethod(ApiError):

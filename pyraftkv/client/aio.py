@@ -20,7 +20,15 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 from google.protobuf.message import Message
 
-from ..errors import ApiError, Compacted, NoLeader, NotLeader, PyraftkvError, TimedOut
+from ..errors import (
+    ApiError,
+    Compacted,
+    InvalidAuthToken,
+    NoLeader,
+    NotLeader,
+    PyraftkvError,
+    TimedOut,
+)
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election_pb2
@@ -62,6 +70,9 @@ _IDEMPOTENT = frozenset(
 )
 
 
+_AUTHENTICATE = BY_NAME["Authenticate"].number
+
+
 class AsyncClient:
     """An asyncio client for a pyraftkv cluster; use ``async with AsyncClient(...) as c``."""
 
@@ -72,6 +83,8 @@ class AsyncClient:
         timeout: float = 10.0,
         connect_timeout: float = 2.0,
         tls: TLS | ssl.SSLContext | bool | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [endpoints]
@@ -83,6 +96,8 @@ class AsyncClient:
         self.tls = tls
         self._ssl = client_context(tls, endpoints)
         self._server_name = tls.server_name if isinstance(tls, TLS) else None
+        # With a user, every connection authenticates first and its requests carry the token.
+        self.user, self.password = user, password
         self._current = 0
         self._connection: Connection | None = None
         self._connecting: asyncio.Task | None = None
@@ -133,8 +148,27 @@ class AsyncClient:
         raise ConnectionLost("; ".join(errors))
 
     async def open_connection(self, endpoint: str) -> Connection:
-        """A new connection of this client's kind (TLS or not) to host:port."""
-        return await Connection.open(endpoint, self.connect_timeout, self._ssl, self._server_name)
+        """A new connection of this client's kind (TLS or not) to host:port; with a user,
+        authenticated (a wrong password raises etcd's error)."""
+        connection = await Connection.open(
+            endpoint, self.connect_timeout, self._ssl, self._server_name
+        )
+        if self.user:
+            try:
+                await self._authenticate(connection)
+            except BaseException:
+                connection.close()
+                raise
+        return connection
+
+    async def _authenticate(self, connection: Connection) -> None:
+        """Get a token for this client's user on ``connection``."""
+        connection.token = b""
+        request = rpc.AuthenticateRequest(name=self.user, password=self.password or "")
+        reply = await asyncio.wait_for(
+            connection.call(_AUTHENTICATE, request.SerializeToString()), self.timeout
+        )
+        connection.token = rpc.AuthenticateResponse.FromString(reply).token.encode()
 
     def _drop(self, connection: Connection, move_to: str | None = None) -> None:
         """Forget a connection that failed; the next call starts on another endpoint."""
@@ -165,6 +199,7 @@ class AsyncClient:
         idempotent = method in _IDEMPOTENT
         backoff = 0.05
         lost: ConnectionLost | None = None  # why the last connection failed, for the error
+        refreshed = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -200,6 +235,12 @@ class AsyncClient:
                 continue
             except NotLeader as exc:
                 self._drop(connection, getattr(exc, "leader_url", "") or None)
+                continue
+            except InvalidAuthToken:
+                if not self.user or refreshed:
+                    raise
+                refreshed = True  # the token expired: a new one, and the call once more
+                await self._authenticate(connection)
                 continue
             except NoLeader:
                 if deadline - time.monotonic() <= backoff:
@@ -261,6 +302,8 @@ class AsyncClient:
             timeout=self.timeout,
             connect_timeout=self.connect_timeout,
             tls=self._ssl or False,
+            user=self.user,
+            password=self.password,
         ) as single:
             return await single.call("Status", rpc.StatusRequest())
 

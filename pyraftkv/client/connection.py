@@ -15,6 +15,7 @@ from ..protocol.frames import (
     DEFAULT_MAX_REPLY_FRAME_BYTES,
     ERROR,
     FLAG_END,
+    FLAG_TOKEN,
     MESSAGE,
     REPLY,
     REPLY_KINDS,
@@ -22,6 +23,7 @@ from ..protocol.frames import (
     ProtocolError,
     decode_error,
     encode_frame,
+    with_token,
 )
 
 
@@ -65,7 +67,7 @@ class Stream:
         """Send one more request message on this stream."""
         if self._closed:
             raise ConnectionLost("stream is closed")
-        self._connection._write(encode_frame(self.id, self._method, body))
+        self._connection._write(self._connection.frame(self.id, self._method, body))
 
     def close(self) -> None:
         """Tell the server we are done; it ends the stream."""
@@ -73,7 +75,9 @@ class Stream:
             self._closed = True
             self._connection._streams.pop(self.id, None)
             if not self._connection.closed:
-                self._connection._write(encode_frame(self.id, self._method, b"", FLAG_END))
+                self._connection._write(
+                    self._connection.frame(self.id, self._method, b"", FLAG_END)
+                )
             self._push(ConnectionLost("stream closed by the client"))
 
     async def receive(self) -> bytes:
@@ -110,6 +114,8 @@ class Connection(asyncio.Protocol):
         self._lost: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._tls = False
+        # The auth token every request on this connection carries (b"": none).
+        self.token = b""
         self.answered = False  # any bytes from the server yet
 
     @classmethod
@@ -159,7 +165,7 @@ class Connection(asyncio.Protocol):
         stream_id = self._next_id
         self._next_id += 1
         self._calls[stream_id] = future
-        self._write(encode_frame(stream_id, method, body))
+        self._write(self.frame(stream_id, method, body))
         return future
 
     def open_stream(self, method: int) -> Stream:
@@ -170,6 +176,12 @@ class Connection(asyncio.Protocol):
         self._next_id += 1
         self._streams[stream.id] = stream
         return stream
+
+    def frame(self, stream_id: int, method: int, body: bytes, flags: int = 0) -> bytes:
+        """A request frame, carrying this connection's token when it has one."""
+        if self.token:
+            return encode_frame(stream_id, method, with_token(self.token, body), flags | FLAG_TOKEN)
+        return encode_frame(stream_id, method, body, flags)
 
     def _write(self, data: bytes) -> None:
         if not self._outgoing:

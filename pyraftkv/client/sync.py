@@ -46,6 +46,8 @@ class Client:
         timeout: float = 10.0,
         connect_timeout: float = 2.0,
         tls: TLS | ssl.SSLContext | bool | None = None,
+        user: str | None = None,
+        password: str | None = None,
     ) -> None:
         self._loop = _new_event_loop()
         self._thread = threading.Thread(
@@ -55,7 +57,14 @@ class Client:
         self.timeout = timeout
 
         async def make() -> AsyncClient:
-            return AsyncClient(endpoints, timeout=timeout, connect_timeout=connect_timeout, tls=tls)
+            return AsyncClient(
+                endpoints,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                tls=tls,
+                user=user,
+                password=password,
+            )
 
         self._client: AsyncClient = self._run(make())
 

@@ -34,6 +34,7 @@ from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from . import ringproto as rp
+from .auth_store import AuthStore
 from .lessor import Lessor
 from .members import MemberList
 
@@ -42,6 +43,7 @@ log = logging.getLogger("pyraftkv.app")
 # Internal methods carried in the log next to client requests (never sent by clients).
 MEMBER_PUBLISH = 100
 LEASE_EXPIRE = 101
+AUTH_TOKEN = 102  # a simple auth token handed out (AuthTokenGrant)
 
 # A proposal batch is cut at about this size, so one entry stays a sensible WAL record.
 MAX_BATCH_BYTES = 1 << 20
@@ -162,6 +164,9 @@ class Application:
         self.over_quota = store.db_size_in_use() > quota_bytes
         store.lease_exists = lessor.exists
         lessor.load(store)
+        self.auth = AuthStore.load(store)
+        # Checks a request taken for a user again when it applies (set by the auth service).
+        self.recheck: Callable[[str, int, bytes], None] | None = None
         self._apply_table: dict[int, Callable] = {
             **APPLY,
             BY_NAME["LeaseGrant"].number: lambda b, body: (
@@ -237,8 +242,14 @@ class Application:
 
     # -- proposing -------------------------------------------------------------------------
 
-    def propose(self, reply: Reply | None, method: int, body: bytes) -> None:
+    def add_apply(self, method: int, apply: Callable) -> None:
+        """Apply committed requests of ``method`` with ``apply(batch, body)``, which returns
+        (response, events)."""
+        self._apply_table[method] = apply
+
+    def propose(self, reply: Reply | None, method: int, body: bytes, user: str = "") -> None:
         """Queue a write for the next proposal batch; ``reply`` gets the result once applied.
+        ``user``: with auth on, whom it was accepted for (apply checks again).
         Raises NoSpace for a write that adds data while the store is over its quota."""
         if self.over_quota and needs_space(method, body):
             raise errors.NoSpace()
@@ -249,7 +260,9 @@ class Application:
             self._deadlines.append((time.monotonic() + self.request_timeout, request_id))
             if len(self._pending) > MAX_PENDING and not self._paused:
                 self._set_paused(True)
-        self._batch.requests.add(member=self.member_id, id=request_id, method=method, body=body)
+        self._batch.requests.add(
+            member=self.member_id, id=request_id, method=method, body=body, user=user
+        )
         self._batch_bytes += len(body) + 24
         if self._batch_bytes >= MAX_BATCH_BYTES:
             self._flush_proposals()
@@ -508,6 +521,8 @@ class Application:
         for request in internal.RequestBatch.FromString(data).requests:
             apply = table.get(request.method)
             try:
+                if request.user and self.recheck is not None:
+                    self.recheck(request.user, request.method, request.body)
                 if apply is None:
                     result = self._apply_internal(batch, request)
                 else:
@@ -693,6 +708,7 @@ class Application:
         self.members = MemberList.decode(self.store.get_meta(b"members") or b"")
         self.store.lease_exists = self.lessor.exists
         self.lessor.load(self.store)
+        self.auth = AuthStore.load(self.store)
         self.applied_index, self.applied_term = self.store.applied_index, self.store.applied_term
         self.last_snapshot_index = self.applied_index
         self._check_quota()

@@ -29,6 +29,7 @@ from ..proto import v3election_pb2 as election_pb2
 from ..protocol.frames import (
     END,
     FLAG_END,
+    FLAG_TOKEN,
     FRAME_OVERHEAD_BYTES,
     MESSAGE,
     REPLY,
@@ -36,9 +37,11 @@ from ..protocol.frames import (
     ProtocolError,
     encode_error,
     encode_frame,
+    split_token,
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER
 from .application import Application, Reply
+from .auth_service import AuthService
 from .concurrency import Concurrency
 from .lessor import MAX_TTL_S, TooLargeTTL
 from .tls import common_name
@@ -66,6 +69,8 @@ class ClientConnection(asyncio.Protocol):
         # CN of the client certificate the TLS layer verified ('' without one): the user
         # name of this connection's requests under --client-cert-auth.
         self.cert_user = ""
+        # The user the request being handled runs as ('' with auth off).
+        self.user = ""
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -93,7 +98,9 @@ class ClientConnection(asyncio.Protocol):
         except ProtocolError as exc:
             self.abort(str(exc))
             return
-        handlers = self.server.handlers
+        server = self.server
+        handlers = server.handlers
+        auth = server.app.auth
         for stream, method, flags, body in frames:
             if stream == 0:
                 self.abort("stream id 0 is reserved")
@@ -103,6 +110,17 @@ class ClientConnection(asyncio.Protocol):
                 self.error(stream, errors.UnknownMethod(f"unknown method {method}"))
                 continue
             try:
+                if flags & FLAG_TOKEN or auth.enabled:
+                    token = ""
+                    if flags & FLAG_TOKEN:
+                        try:
+                            token, body = split_token(body)
+                        except ProtocolError as exc:
+                            self.abort(str(exc))
+                            return
+                    self.user = server.auth.admit(self, method, token, body)
+                else:
+                    self.user = ""
                 handler(self, stream, flags, body)
             except DecodeError:
                 name = BY_NUMBER[method].name if method in BY_NUMBER else method
@@ -274,8 +292,9 @@ class WatchStream:
 class ClientServer:
     """Every client connection of this member and the handler of each method."""
 
-    def __init__(self, app: Application, max_request_bytes: int) -> None:
+    def __init__(self, app: Application, max_request_bytes: int, auth: AuthService) -> None:
         self.app = app
+        self.auth = auth
         self.max_request_bytes = max_request_bytes
         self.connections: set[ClientConnection] = set()
         self.on_connection_lost: list[Callable[[ClientConnection], None]] = []
@@ -297,6 +316,7 @@ class ClientServer:
         for name, check in writes:
             self.register(name, self._proposer(name, check))
         self._register_service_calls()
+        auth.register(self)
         for name, handler in (
             ("Range", self._range),
             ("Watch", self._watch),
@@ -387,7 +407,7 @@ class ClientServer:
             if len(body) > max_bytes:
                 raise errors.RequestTooLarge()
             check(body)
-            propose(Reply(connection, stream), number, body)
+            propose(Reply(connection, stream), number, body, connection.user)
 
         return handler
 

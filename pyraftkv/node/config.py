@@ -146,6 +146,9 @@ class NodeConfig:
     member_id: int = field(init=False)
     client_tls: TlsSettings = TlsSettings()
     peer_tls: TlsSettings = TlsSettings()
+    auth_token: str = "simple"
+    auth_token_ttl_s: int = 300
+    bcrypt_cost: int = 10
 
     def __post_init__(self) -> None:
         me = [m for m in self.initial_cluster if m.name == self.name]
@@ -313,6 +316,15 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "Accept peer connections only from certificates with this common name.",
     ),
     (
+        "auth-token",
+        str,
+        "simple",
+        "Auth token kind: 'simple', or 'jwt,pub-key=<file>,priv-key=<file>,"
+        "sign-method=RS256|ES256|...[,ttl=5m]'.",
+    ),
+    ("auth-token-ttl", int, 300, "Seconds a simple token stays valid after its last use."),
+    ("bcrypt-cost", int, 10, "bcrypt cost of hashing passwords (4 to 31)."),
+    (
         "experimental-watch-progress-notify-interval",
         parse_duration,
         "10m",
@@ -473,7 +485,23 @@ def _build(raw: dict) -> NodeConfig:
             raw, "", listen_client_urls + metrics_urls, "--listen-client-urls/--listen-metrics-urls"
         ),
         peer_tls=_tls(raw, "peer-", listen_peer_urls, "--listen-peer-urls"),
+        auth_token=_auth_token(raw["auth-token"], raw["auth-token-ttl"]),
+        auth_token_ttl_s=raw["auth-token-ttl"],
+        bcrypt_cost=_bcrypt_cost(raw["bcrypt-cost"]),
     )
+
+
+def _auth_token(spec: str, ttl_s: int) -> str:
+    from .auth_tokens import token_provider
+
+    token_provider(spec, ttl_s)  # raises ConfigError when it cannot be used
+    return spec
+
+
+def _bcrypt_cost(cost: int) -> int:
+    if not 4 <= cost <= 31:
+        raise ConfigError(f"--bcrypt-cost: must be between 4 and 31, got {cost}")
+    return cost
 
 
 def _retention(mode: str, text: str) -> float:

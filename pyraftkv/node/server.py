@@ -26,6 +26,8 @@ from ..proto import rpc_pb2 as rpc
 from . import event_loop
 from . import ringproto as rp
 from .application import Application
+from .auth_service import AuthService
+from .auth_tokens import token_provider
 from .client_server import ClientConnection, ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
@@ -236,7 +238,10 @@ async def run_node(config: NodeConfig) -> int:
     )
     app_holder.append(app)
     link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
-    server = ClientServer(app, config.max_request_bytes)
+    auth = AuthService(
+        app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost
+    )
+    server = ClientServer(app, config.max_request_bytes, auth)
 
     # TLS ends here, below every protocol spoken on the port.
     client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None

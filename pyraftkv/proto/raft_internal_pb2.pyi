@@ -1,3 +1,4 @@
+from pyraftkv.proto import auth_pb2 as _auth_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -7,16 +8,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InternalRequest(_message.Message):
-    __slots__ = ("member", "id", "method", "body")
+    __slots__ = ("member", "id", "method", "body", "user")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     member: int
     id: int
     method: int
     body: bytes
-    def __init__(self, member: _Optional[int] = ..., id: _Optional[int] = ..., method: _Optional[int] = ..., body: _Optional[bytes] = ...) -> None: ...
+    user: str
+    def __init__(self, member: _Optional[int] = ..., id: _Optional[int] = ..., method: _Optional[int] = ..., body: _Optional[bytes] = ..., user: _Optional[str] = ...) -> None: ...
+
+class AuthTokenGrant(_message.Message):
+    __slots__ = ("user", "token")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    token: str
+    def __init__(self, user: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+
+class AuthState(_message.Message):
+    __slots__ = ("enabled", "revision", "users", "roles")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    revision: int
+    users: _containers.RepeatedCompositeFieldContainer[_auth_pb2.User]
+    roles: _containers.RepeatedCompositeFieldContainer[_auth_pb2.Role]
+    def __init__(self, enabled: _Optional[bool] = ..., revision: _Optional[int] = ..., users: _Optional[_Iterable[_Union[_auth_pb2.User, _Mapping]]] = ..., roles: _Optional[_Iterable[_Union[_auth_pb2.Role, _Mapping]]] = ...) -> None: ...
 
 class RequestBatch(_message.Message):
     __slots__ = ("requests",)

@@ -6,7 +6,9 @@ Every frame is a 14-byte header followed by a body::
     u64  stream     request id chosen by the client, nonzero; the reply carries the same id
     u8   code       client -> server: the method (see methods.py)
                     server -> client: the reply kind (REPLY, ERROR, MESSAGE, END)
-    u8   flags      client -> server: FLAG_END closes the client's side of a stream
+    u8   flags      client -> server: FLAG_END closes the client's side of a stream;
+                    FLAG_TOKEN: the body starts with an auth token (u16 length, token),
+                    so one connection can carry requests of many users
     body            client -> server: the request message (protobuf)
                     REPLY / MESSAGE: the response message (protobuf); ERROR: see encode_error
 
@@ -39,6 +41,8 @@ END = 3
 REPLY_KINDS = frozenset((REPLY, ERROR, MESSAGE, END))
 
 FLAG_END = 0x01
+FLAG_TOKEN = 0x02
+_TOKEN_LENGTH = struct.Struct("!H")
 
 # etcd accepts requests up to --max-request-bytes and frames with 512 KiB of overhead on
 # top; a body between the two gets a "request is too large" error, a larger frame closes
@@ -65,6 +69,26 @@ class Frame(NamedTuple):
 def encode_frame(stream: int, code: int, body: bytes = b"", flags: int = 0) -> bytes:
     """Return the bytes of one frame."""
     return HEADER.pack(_LENGTH_COVERS + len(body), stream, code, flags) + body
+
+
+def with_token(token: bytes, body: bytes) -> bytes:
+    """A FLAG_TOKEN frame's body: the token, then the request message."""
+    return _TOKEN_LENGTH.pack(len(token)) + token + body
+
+
+def split_token(body: bytes) -> tuple[str, bytes]:
+    """(token, request message) of a FLAG_TOKEN frame's body; ProtocolError if malformed."""
+    if len(body) < _TOKEN_LENGTH.size:
+        raise ProtocolError("a FLAG_TOKEN frame without a token")
+    (length,) = _TOKEN_LENGTH.unpack_from(body)
+    end = _TOKEN_LENGTH.size + length
+    if end > len(body):
+        raise ProtocolError("a FLAG_TOKEN frame's token is longer than its body")
+    try:
+        token = body[_TOKEN_LENGTH.size : end].decode()
+    except UnicodeDecodeError:
+        raise ProtocolError("an auth token that is not UTF-8") from None
+    return token, body[end:]
 
 
 def encode_error(stream: int, code: int, message: str, leader_url: str = "") -> bytes:

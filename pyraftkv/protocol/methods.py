@@ -97,6 +97,43 @@ METHODS: tuple[Method, ...] = (
         election.ResignResponse,
     ),
     _kv(27, "Snapshot", "Maintenance", rpc.SnapshotRequest, rpc.SnapshotResponse, streaming=True),
+    *(
+        _kv(number, name, "Auth", getattr(rpc, request), getattr(rpc, response))
+        for number, (name, request, response) in enumerate(
+            (
+                ("AuthEnable", "AuthEnableRequest", "AuthEnableResponse"),
+                ("AuthDisable", "AuthDisableRequest", "AuthDisableResponse"),
+                ("AuthStatus", "AuthStatusRequest", "AuthStatusResponse"),
+                ("Authenticate", "AuthenticateRequest", "AuthenticateResponse"),
+                ("UserAdd", "AuthUserAddRequest", "AuthUserAddResponse"),
+                ("UserGet", "AuthUserGetRequest", "AuthUserGetResponse"),
+                ("UserList", "AuthUserListRequest", "AuthUserListResponse"),
+                ("UserDelete", "AuthUserDeleteRequest", "AuthUserDeleteResponse"),
+                (
+                    "UserChangePassword",
+                    "AuthUserChangePasswordRequest",
+                    "AuthUserChangePasswordResponse",
+                ),
+                ("UserGrantRole", "AuthUserGrantRoleRequest", "AuthUserGrantRoleResponse"),
+                ("UserRevokeRole", "AuthUserRevokeRoleRequest", "AuthUserRevokeRoleResponse"),
+                ("RoleAdd", "AuthRoleAddRequest", "AuthRoleAddResponse"),
+                ("RoleGet", "AuthRoleGetRequest", "AuthRoleGetResponse"),
+                ("RoleList", "AuthRoleListRequest", "AuthRoleListResponse"),
+                ("RoleDelete", "AuthRoleDeleteRequest", "AuthRoleDeleteResponse"),
+                (
+                    "RoleGrantPermission",
+                    "AuthRoleGrantPermissionRequest",
+                    "AuthRoleGrantPermissionResponse",
+                ),
+                (
+                    "RoleRevokePermission",
+                    "AuthRoleRevokePermissionRequest",
+                    "AuthRoleRevokePermissionResponse",
+                ),
+            ),
+            start=28,
+        )
+    ),
 )
 
 BY_NUMBER: dict[int, Method] = {m.number: m for m in METHODS}

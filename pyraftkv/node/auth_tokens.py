@@ -1,0 +1,127 @@
+"""Auth tokens as etcd's --auth-token gives them.
+
+``simple``: a random string naming a user, valid while used at least once per TTL
+(--auth-token-ttl). Authenticate puts it through the log, so every member knows it.
+``jwt,pub-key=...,priv-key=...,sign-method=RS256|ES256...[,ttl=5m]``: a JSON web token
+signed with the private key (PyJWT), checked with the public key by any member, no state.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+
+from .. import errors
+from .config import ConfigError, parse_duration
+
+_LETTERS = string.ascii_letters
+JWT_METHODS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+
+
+class SimpleTokens:
+    """Simple tokens: token -> (user, expiry) on each member."""
+
+    replicated = True  # handed out through the log
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def new(self, user: str, revision: int) -> str:
+        return "".join(secrets.choice(_LETTERS) for _ in range(16)) + "." + secrets.token_hex(4)
+
+    def add(self, token: str, user: str) -> None:
+        self._expire()
+        self._tokens[token] = (user, time.monotonic() + self.ttl_s)
+
+    def user(self, token: str) -> str:
+        """The token's user (its TTL starts again); InvalidAuthToken if unknown or expired."""
+        found = self._tokens.get(token)
+        now = time.monotonic()
+        if found is None or found[1] < now:
+            self._tokens.pop(token, None)
+            raise errors.InvalidAuthToken()
+        self._tokens[token] = (found[0], now + self.ttl_s)
+        return found[0]
+
+    def forget_user(self, user: str) -> None:
+        """Drop the user's tokens (deleted, or a new password)."""
+        self._tokens = {t: v for t, v in self._tokens.items() if v[0] != user}
+
+    def clear(self) -> None:
+        self._tokens.clear()
+
+    def _expire(self) -> None:
+        if len(self._tokens) > 4096:
+            now = time.monotonic()
+            self._tokens = {t: v for t, v in self._tokens.items() if v[1] >= now}
+
+
+class JwtTokens:
+    """Signed JSON web tokens (claims: username, revision, exp)."""
+
+    replicated = False
+
+    def __init__(self, private_key: bytes | None, public_key: bytes, method: str, ttl_s: float):
+        import jwt  # PyJWT
+
+        self._jwt = jwt
+        self.private_key, self.public_key = private_key, public_key
+        self.method, self.ttl_s = method, ttl_s
+
+    def new(self, user: str, revision: int) -> str:
+        if self.private_key is None:
+            raise errors.AuthFailed("etcdserver: this member has no private key to sign tokens")
+        claims = {"username": user, "revision": revision, "exp": int(time.time() + self.ttl_s)}
+        return self._jwt.encode(claims, self.private_key, algorithm=self.method)
+
+    def user(self, token: str) -> str:
+        try:
+            claims = self._jwt.decode(token, self.public_key, algorithms=[self.method])
+        except self._jwt.PyJWTError:
+            raise errors.InvalidAuthToken() from None
+        user = claims.get("username")
+        if not isinstance(user, str) or not user:
+            raise errors.InvalidAuthToken()
+        return user
+
+    def add(self, token: str, user: str) -> None:
+        pass
+
+    def forget_user(self, user: str) -> None:
+        pass  # a signed token stays valid until it expires, as etcd's
+
+    def clear(self) -> None:
+        pass
+
+
+def token_provider(spec: str, ttl_s: float) -> SimpleTokens | JwtTokens:
+    """The provider --auth-token describes; ConfigError when it cannot be used."""
+    kind, _, rest = spec.partition(",")
+    if kind == "simple" and not rest:
+        return SimpleTokens(ttl_s)
+    if kind != "jwt":
+        raise ConfigError(f"--auth-token: {spec!r} is not 'simple' or 'jwt,...'")
+    options = {}
+    for item in rest.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or name not in ("pub-key", "priv-key", "sign-method", "ttl"):
+            raise ConfigError(f"--auth-token: unknown jwt option {item!r}")
+        options[name] = value
+    method = options.get("sign-method", "")
+    if method not in JWT_METHODS:
+        raise ConfigError(f"--auth-token: sign-method must be one of {', '.join(JWT_METHODS)}")
+    if "pub-key" not in options:
+        raise ConfigError("--auth-token: jwt needs pub-key=<file>")
+    try:
+        with open(options["pub-key"], "rb") as f:
+            public = f.read()
+        private = None
+        if "priv-key" in options:
+            with open(options["priv-key"], "rb") as f:
+                private = f.read()
+    except OSError as exc:
+        raise ConfigError(f"--auth-token: {exc}") from exc
+    ttl = parse_duration(options["ttl"], "--auth-token ttl") if "ttl" in options else 300.0
+    return JwtTokens(private, public, method, ttl)
