@@ -220,6 +220,28 @@ class UnknownMethod(ApiError):
     default_message = "unknown method"
 
 
+_CODE_NAMES = {
+    CANCELLED: "Canceled",
+    UNKNOWN: "Unknown",
+    INVALID_ARGUMENT: "InvalidArgument",
+    DEADLINE_EXCEEDED: "DeadlineExceeded",
+    NOT_FOUND: "NotFound",
+    ALREADY_EXISTS: "AlreadyExists",
+    PERMISSION_DENIED: "PermissionDenied",
+    RESOURCE_EXHAUSTED: "ResourceExhausted",
+    FAILED_PRECONDITION: "FailedPrecondition",
+    OUT_OF_RANGE: "OutOfRange",
+    UNIMPLEMENTED: "Unimplemented",
+    UNAVAILABLE: "Unavailable",
+    UNAUTHENTICATED: "Unauthenticated",
+}
+
+
+def grpc_text(error: ApiError) -> str:
+    """The error as a Go gRPC client prints it ("rpc error: code = ... desc = ...")."""
+    return f"rpc error: code = {_CODE_NAMES.get(error.code, error.code)} desc = {error.message}"
+
+
 _BY_MESSAGE: dict[str, type[ApiError]] = {}
 for _cls in list(globals().values()):
     if isinstance(_cls, type) and issubclass(_cls, ApiError) and _cls is not ApiError:

@@ -15,8 +15,9 @@ from typing import BinaryIO
 
 from ..client.aio import AsyncClient, normalize_endpoint
 from ..client.tls import TLS
+from ..errors import ApiError
 from .command import Command
-from .errors import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, CtlError
+from .errors import EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_BAD_FEATURE, CtlError
 from .flags import Flag, Parsed
 from .printers import FORMATS, PRINTERS, Printer
 
@@ -47,6 +48,19 @@ GLOBAL_FLAGS = (
         "(CAUTION: this option should be enabled only for testing purposes)",
     ),
     Flag("insecure-transport", "bool", True, "disable transport security for client connections"),
+    Flag(
+        "user",
+        "str",
+        "",
+        "username[:password] for authentication (prompt if password is not supplied)",
+    ),
+    Flag(
+        "password",
+        "str",
+        "",
+        "password for authentication "
+        "(if this option is used, --user option shouldn't include password)",
+    ),
 )
 HELP_FLAG = Flag("help", "bool", False, "help for this command", short="h")
 ENV_PREFIXES = ("PYRAFTKVCTL_", "ETCDCTL_")
@@ -68,6 +82,8 @@ class Settings:
     write_out: str
     hex: bool
     tls: TLS | None = None  # None: plaintext
+    user: str | None = None
+    password: str | None = None
 
 
 def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
@@ -105,7 +121,18 @@ def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
         write_out=values["write_out"],
         hex=bool(values["hex"]),
         tls=tls,
+        **_credentials(values["user"], values["password"]),
     )
+
+
+def _credentials(user: str, password: str) -> dict:
+    """--user name[:password] and --password, as etcdctl reads them."""
+    if not user:
+        return {}
+    name, sep, inline = user.partition(":")
+    if sep and password:
+        raise CtlError("--user option shouldn't include password if --password is given")
+    return {"user": name, "password": inline if sep else password}
 
 
 def _tls(values: dict) -> TLS | None:
@@ -147,6 +174,8 @@ class Invocation:
             timeout=self.settings.command_timeout,
             connect_timeout=self.settings.dial_timeout,
             tls=self.settings.tls or False,
+            user=self.settings.user,
+            password=self.settings.password,
         )
         self._clients.append(client)
         return client
@@ -154,7 +183,10 @@ class Invocation:
     async def client(self) -> AsyncClient:
         """The shared client, connected (a clear error now if no endpoint answers)."""
         if not self._clients:
-            await self.new_client().connection()
+            try:
+                await self.new_client().connection()
+            except ApiError as exc:  # e.g. a wrong password: no client, as etcdctl's exit 2
+                raise CtlError(exc.message, EXIT_BAD_CONNECTION) from None
         return self._clients[0]
 
     async def close(self) -> None:

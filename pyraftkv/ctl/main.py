@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from ..client.connection import ConnectionLost
 from ..errors import ApiError
 from . import (  # noqa: F401  (each registers its commands)
+    auth,
     check,
     elect,
     endpoint,

@@ -16,6 +16,7 @@ from typing import Any
 import bcrypt
 
 from .. import errors
+from ..mvcc.ranges import prefix_end
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election_pb2
@@ -26,7 +27,6 @@ from .auth_store import APPLIED, READ, WRITE, AuthStore
 
 # Calls for the root role only while auth is on.
 _ADMIN = (
-    "Compact",
     "HashKV",
     "MoveLeader",
     "Snapshot",
@@ -43,12 +43,6 @@ _ADMIN = (
 )
 # What a failed password check costs a guesser even for an unknown user (a hash to check).
 _DUMMY_HASH = bcrypt.hashpw(b"", bcrypt.gensalt(4))
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range_end that makes [prefix, end) every key starting with prefix."""
-    stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes((stripped[-1] + 1,)) if stripped else b"\x00"
 
 
 class AuthService:
@@ -88,6 +82,10 @@ class AuthService:
         check = self._checks.get(method)
         if check is not None and self.app.auth.enabled:
             check(self.app.auth, user, body)
+
+    def check_watch(self, user: str, create: rpc.WatchCreateRequest) -> None:
+        """A watch reads its range: refused (as a canceled watch) without that permission."""
+        self.app.auth.check(user, create.key, create.range_end, READ)
 
     def _check_lease_revoke(self, auth: AuthStore, user: str, body: bytes) -> None:
         lease = self.app.lessor.leases.get(rpc.LeaseRevokeRequest.FromString(body).ID)
@@ -269,15 +267,6 @@ def _txn(auth: AuthStore, user: str, request: rpc.TxnRequest) -> None:
             _txn(auth, user, op.request_txn)
 
 
-def _check_watch(auth: AuthStore, user: str, body: bytes) -> None:
-    if not body:
-        return
-    request = rpc.WatchRequest.FromString(body)
-    if request.HasField("create_request"):
-        create = request.create_request
-        auth.check(user, create.key, create.range_end, READ)
-
-
 def _readwrite_prefix(auth: AuthStore, user: str, name: bytes) -> None:
     prefix = name + b"/"
     auth.check(user, prefix, prefix_end(prefix), READ)
@@ -316,7 +305,6 @@ _KEY_CHECKS: dict[str, Callable[[AuthStore, str, bytes], None]] = {
     "Put": _check_put,
     "DeleteRange": _check_delete,
     "Txn": _check_txn,
-    "Watch": _check_watch,
     "Lock": _check_lock,
     "Unlock": _check_unlock,
     "Campaign": _check_campaign,

@@ -238,6 +238,19 @@ class WatchStream:
         which = request.WhichOneof("request_union")
         if which == "create_request":
             create = request.create_request
+            try:
+                self.connection.server.auth.check_watch(self.connection.user, create)
+            except errors.ApiError as exc:  # as etcd: a created-and-canceled answer
+                self.send_message(
+                    rpc.WatchResponse(
+                        header=app.header(),
+                        watch_id=-1,
+                        created=True,
+                        canceled=True,
+                        cancel_reason=errors.grpc_text(exc),
+                    ).SerializeToString()
+                )
+                return
             watch_id = create.watch_id
             if watch_id == 0:
                 while self._next_watch_id in self.watchers:
