@@ -1,0 +1,214 @@
+"""Auth on a real pyraftkv cluster: permissions refused with etcd's errors and nothing
+changed, simple tokens valid on every member and refreshed by the client when they
+expire, forged and wrong credentials refused, a revoked role taking effect at once, auth
+state surviving a restart and reaching a member by snapshot, the certificate's CN as the
+user with --client-cert-auth, and JWT tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from pyraftkv import Client
+from pyraftkv.client.connection import Connection
+from pyraftkv.errors import (
+    ApiError,
+    AuthFailed,
+    InvalidAuthToken,
+    PermissionDenied,
+    RootUserNotExist,
+    UserEmpty,
+)
+from pyraftkv.proto import auth_pb2 as authpb
+from pyraftkv.proto import rpc_pb2 as rpc
+from pyraftkv.protocol.methods import BY_NAME
+
+from .harness import put_retrying
+
+FAST = ["--bcrypt-cost", "4"]
+
+
+def call(client: Client, method: str, request):
+    return client._run(client._client.call(method, request))
+
+
+def set_up_auth(client: Client) -> None:
+    """root (root role), auth on, alice with role reader: readwrite [foo, zoo)."""
+    call(client, "UserAdd", rpc.AuthUserAddRequest(name="root", password="rootpw"))
+    with pytest.raises(ApiError, match="root user does not have root role"):
+        call(client, "AuthEnable", rpc.AuthEnableRequest())
+    call(client, "UserGrantRole", rpc.AuthUserGrantRoleRequest(user="root", role="root"))
+    call(client, "UserAdd", rpc.AuthUserAddRequest(name="alice", password="alicepw"))
+    call(client, "RoleAdd", rpc.AuthRoleAddRequest(name="reader"))
+    perm = authpb.Permission(permType=authpb.Permission.READWRITE, key=b"foo", range_end=b"zoo")
+    call(
+        client, "RoleGrantPermission", rpc.AuthRoleGrantPermissionRequest(name="reader", perm=perm)
+    )
+    call(client, "UserGrantRole", rpc.AuthUserGrantRoleRequest(user="alice", role="reader"))
+    call(client, "AuthEnable", rpc.AuthEnableRequest())
+
+
+def raw_call(endpoint: str, token: bytes, method: str, request):
+    """One call on a connection of our own that carries ``token``."""
+
+    async def go():
+        connection = await Connection.open(endpoint, 2.0)
+        try:
+            connection.token = token
+            body = await asyncio.wait_for(
+                connection.call(BY_NAME[method].number, request.SerializeToString()), 5
+            )
+            return BY_NAME[method].response.FromString(body)
+        finally:
+            connection.close()
+
+    return asyncio.run(go())
+
+
+def test_enabling_needs_root(make_cluster):
+    cluster = make_cluster(1, extra_args=FAST)
+    cluster.start()
+    with cluster.client() as c, pytest.raises(RootUserNotExist):
+        call(c, "AuthEnable", rpc.AuthEnableRequest())
+
+
+def test_auth_rules_tokens_and_state_across_restart_and_snapshot(make_cluster):
+    cluster = make_cluster(3, snapshot_count=60, extra_args=[*FAST, "--auth-token-ttl", "2"])
+    cluster.start()
+    with cluster.client() as c:
+        set_up_auth(c)
+        with pytest.raises(UserEmpty):
+            c.get("foo")
+    m1, m2, m3 = cluster.members
+    root = cluster.client(user="root", password="rootpw")
+    alice = cluster.client(user="alice", password="alicepw")
+    alice.put("foo", "1")
+    # refused writes, reads and txns change nothing
+    with pytest.raises(PermissionDenied):
+        alice.put("zz", "1")
+    with pytest.raises(PermissionDenied):
+        alice.get("a", "zzz")
+    txn = rpc.TxnRequest(
+        compare=[rpc.Compare(key=b"zz", target=rpc.Compare.VERSION, version=0)],
+        success=[rpc.RequestOp(request_put=rpc.PutRequest(key=b"goo", value=b"2"))],
+    )
+    with pytest.raises(PermissionDenied):
+        call(alice, "Txn", txn)
+    assert root.get("zz").kvs == [] and root.get("goo").kvs == []
+    # lock and lease calls are checked too
+    with pytest.raises(PermissionDenied):
+        alice.lock("a-lock", ttl=5).acquire()
+    lease = root.lease_grant(30).ID
+    root.put("zz", "held", lease=lease)
+    with pytest.raises(PermissionDenied):
+        alice.lease_revoke(lease)
+    assert root.get("zz").kvs[0].value == b"held"
+    # a token from one member works on another; forged and wrong credentials are refused
+    token = call(alice, "Authenticate", rpc.AuthenticateRequest(name="alice", password="alicepw"))
+    token = token.token.encode()
+    got = raw_call(m3.endpoint, token, "Range", rpc.RangeRequest(key=b"foo"))
+    assert got.kvs[0].value == b"1"
+    with pytest.raises(InvalidAuthToken, match="etcdserver: invalid auth token"):
+        raw_call(m1.endpoint, token + b"x", "Range", rpc.RangeRequest(key=b"foo"))
+    with pytest.raises(AuthFailed), Client([m1.endpoint], user="alice", password="no") as bad:
+        bad.get("foo")
+    # an idle token expires after --auth-token-ttl; the client gets a new one by itself
+    time.sleep(3)
+    with pytest.raises(InvalidAuthToken):
+        raw_call(m1.endpoint, token, "Range", rpc.RangeRequest(key=b"foo"))
+    assert alice.get("foo").kvs[0].value == b"1"
+    # auth state survives a restart of every member
+    for member in cluster.members:
+        cluster.kill(member)
+    cluster.start()
+    alice = cluster.client(user="alice", password="alicepw")
+    root = cluster.client(user="root", password="rootpw")
+    with pytest.raises(PermissionDenied):
+        alice.put("zz", "2")
+    # ... and reaches a member that catches up by snapshot
+    cluster.kill(m3)
+    for i in range(150):
+        put_retrying(root, f"foo{i:03d}", "v")
+    call(root, "UserRevokeRole", rpc.AuthUserRevokeRoleRequest(name="alice", role="reader"))
+    target = root.status().raftIndex
+    cluster.start_member(m3)
+    cluster.wait_applied(m3, target)
+    assert "installed snapshot at index" in m3.log_text()
+    with (
+        Client([m3.endpoint], user="alice", password="alicepw") as late,
+        pytest.raises(PermissionDenied),
+    ):
+        late.get("foo", serializable=True)
+    with Client([m3.endpoint], user="root", password="rootpw") as late:
+        assert late.get("foo", serializable=True).kvs[0].value == b"1"
+        listed = call(late, "UserList", rpc.AuthUserListRequest()).users
+        assert list(listed) == ["alice", "root"]
+
+
+def test_the_client_certificate_names_the_user(make_cluster, certs):
+    cluster = make_cluster(
+        1,
+        client_scheme="https",
+        extra_args=[*FAST, *certs.client_args()],
+        client_options={"tls": certs.tls("root")},
+    )
+    cluster.start()
+    with cluster.client() as c:
+        set_up_auth(c)  # as root (no password asked: the CN says who)
+        c.put("zz", "root may")
+    with cluster.client(tls=certs.tls("alice")) as alice:
+        alice.put("foo", "1")
+        with pytest.raises(PermissionDenied):
+            alice.put("zz", "1")
+    with cluster.client(tls=certs.tls("mallory")) as unknown, pytest.raises(PermissionDenied):
+        unknown.get("foo")
+
+
+def test_jwt_tokens(make_cluster, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def key_files(name: str) -> tuple[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+        private.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        return str(private), str(public)
+
+    private, public = key_files("member")
+    spec = f"jwt,pub-key={public},priv-key={private},sign-method=ES256"
+    cluster = make_cluster(1, extra_args=[*FAST, "--auth-token", spec])
+    cluster.start()
+    with cluster.client() as c:
+        set_up_auth(c)
+    with cluster.client(user="alice", password="alicepw") as alice:
+        alice.put("foo", "jwt")
+        token = call(
+            alice, "Authenticate", rpc.AuthenticateRequest(name="alice", password="alicepw")
+        )
+    assert token.token.count(".") == 2  # header.claims.signature
+    endpoint = cluster.members[0].endpoint
+    got = raw_call(endpoint, token.token.encode(), "Range", rpc.RangeRequest(key=b"foo"))
+    assert got.kvs[0].value == b"jwt"
+    # a token signed with another key names root but is refused
+    import jwt
+
+    other_private, _ = key_files("other")
+    with open(other_private, "rb") as f:
+        forged = jwt.encode(
+            {"username": "root", "revision": 1, "exp": time.time() + 60}, f.read(), "ES256"
+        )
+    with pytest.raises(InvalidAuthToken):
+        raw_call(endpoint, forged.encode(), "Range", rpc.RangeRequest(key=b"foo"))
