@@ -142,11 +142,16 @@ async def user_get(inv: Invocation) -> None:
 @command("user", "list", summary="Lists all users")
 async def user_list(inv: Invocation) -> None:
     """Every user, one a line."""
-    _args(inv, 0, "user list command requires no arguments")
-    response = await _call(inv, "UserList", rpc.AuthUserListRequest())
+    await _list(inv, "user", "UserList", rpc.AuthUserListRequest(), "users")
+
+
+async def _list(inv: Invocation, what: str, method: str, request, field: str) -> None:
+    """Every user or role name, one a line (simple), or the response (json)."""
+    _args(inv, 0, f"{what} list command requires no arguments")
+    response = await _call(inv, method, request)
     if inv.settings.write_out != "json":
-        for user in response.users:
-            inv.write(user)
+        for name in getattr(response, field):
+            inv.write(name)
 
 
 @command(
@@ -212,11 +217,7 @@ async def role_get(inv: Invocation) -> None:
 @command("role", "list", summary="Lists all roles")
 async def role_list(inv: Invocation) -> None:
     """Every role, one a line."""
-    _args(inv, 0, "role list command requires no arguments")
-    response = await _call(inv, "RoleList", rpc.AuthRoleListRequest())
-    if inv.settings.write_out != "json":
-        for role in response.roles:
-            inv.write(role)
+    await _list(inv, "role", "RoleList", rpc.AuthRoleListRequest(), "roles")
 
 
 _RANGE_FLAGS = (
