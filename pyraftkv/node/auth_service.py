@@ -66,12 +66,19 @@ class AuthService:
 
     # -- the gate -------------------------------------------------------------------------------
 
-    def admit(self, connection: Any, method: int, token: str, body: bytes) -> str:
-        """The user a request runs as; raises etcd's error when it may not run."""
+    def admit(
+        self, connection: Any, method: int, token: str, body: bytes, relayed: str | None = None
+    ) -> str:
+        """The user a request runs as: its token's, else the one a trusted relay named
+        (``relayed``), else the connection's certificate's; raises etcd's error when it may
+        not run."""
         auth: AuthStore = self.app.auth
         if not auth.enabled or method == self._authenticate:
             return ""
-        user = self.tokens.user(token) if token else connection.cert_user
+        if token:
+            user = self.tokens.user(token)
+        else:
+            user = relayed if relayed is not None else connection.cert_user
         check = self._checks.get(method)
         if check is not None:
             check(auth, user, body)

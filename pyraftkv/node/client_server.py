@@ -30,6 +30,7 @@ from ..protocol.frames import (
     END,
     FLAG_END,
     FLAG_TOKEN,
+    FLAG_USER,
     FRAME_OVERHEAD_BYTES,
     MESSAGE,
     REPLY,
@@ -71,6 +72,9 @@ class ClientConnection(asyncio.Protocol):
         self.cert_user = ""
         # The user the request being handled runs as ('' with auth off).
         self.user = ""
+        # A local relay (the gRPC front end) may name the user of each request it forwards
+        # (FLAG_USER); whoever accepts the relay's connection marks it trusted.
+        self.trusted_relay = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -110,15 +114,22 @@ class ClientConnection(asyncio.Protocol):
                 self.error(stream, errors.UnknownMethod(f"unknown method {method}"))
                 continue
             try:
-                if flags & FLAG_TOKEN or auth.enabled:
-                    token = ""
-                    if flags & FLAG_TOKEN:
-                        try:
+                if flags & (FLAG_TOKEN | FLAG_USER) or auth.enabled:
+                    token, relayed = "", None
+                    try:
+                        if flags & FLAG_USER:
+                            relayed, body = split_token(body)
+                        if flags & FLAG_TOKEN:
                             token, body = split_token(body)
-                        except ProtocolError as exc:
-                            self.abort(str(exc))
-                            return
-                    self.user = server.auth.admit(self, method, token, body)
+                    except ProtocolError as exc:
+                        self.abort(str(exc))
+                        return
+                    if relayed is not None and not self.trusted_relay:
+                        raise errors.PermissionDenied(
+                            "etcdserver: permission denied (a user field from a connection "
+                            "that is not a trusted relay)"
+                        )
+                    self.user = server.auth.admit(self, method, token, body, relayed)
                 else:
                     self.user = ""
                 handler(self, stream, flags, body)

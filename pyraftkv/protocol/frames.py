@@ -8,7 +8,11 @@ Every frame is a 14-byte header followed by a body::
                     server -> client: the reply kind (REPLY, ERROR, MESSAGE, END)
     u8   flags      client -> server: FLAG_END closes the client's side of a stream;
                     FLAG_TOKEN: the body starts with an auth token (u16 length, token),
-                    so one connection can carry requests of many users
+                    so one connection can carry requests of many users;
+                    FLAG_USER: the body starts with a user name (same encoding, before
+                    any token): a local relay (the gRPC front end) forwarding a request
+                    of a client whose certificate named that user; refused unless the
+                    connection is marked as a trusted relay
     body            client -> server: the request message (protobuf)
                     REPLY / MESSAGE: the response message (protobuf); ERROR: see encode_error
 
@@ -42,6 +46,7 @@ REPLY_KINDS = frozenset((REPLY, ERROR, MESSAGE, END))
 
 FLAG_END = 0x01
 FLAG_TOKEN = 0x02
+FLAG_USER = 0x04
 _TOKEN_LENGTH = struct.Struct("!H")
 
 # etcd accepts requests up to --max-request-bytes and frames with 512 KiB of overhead on

@@ -212,3 +212,38 @@ def test_jwt_tokens(make_cluster, tmp_path):
         )
     with pytest.raises(InvalidAuthToken):
         raw_call(endpoint, forged.encode(), "Range", rpc.RangeRequest(key=b"foo"))
+
+
+def test_auth_state_travels_in_a_backup(tmp_path):
+    from .harness import LocalCluster
+    from .test_backup import ctl, restore_args
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = LocalCluster(str(tmp_path / "old"), 1, token="old", extra_args=FAST)
+    new = LocalCluster(str(tmp_path / "new"), 1, token="new", extra_args=FAST)
+    backup = str(tmp_path / "backup.db")
+    try:
+        old.start()
+        with old.client() as c:
+            set_up_auth(c)
+        endpoint = old.members[0].endpoint
+        # Snapshot is for root only
+        code, _, err = ctl("--user=alice:alicepw", "snapshot", "save", backup, endpoints=endpoint)
+        assert (code, err) == (1, "Error: etcdserver: permission denied\n")
+        code, _, err = ctl("--user=root:rootpw", "snapshot", "save", backup, endpoints=endpoint)
+        assert (code, err) == (0, "")
+        old.stop_all()
+        member = new.members[0]
+        code, _, err = ctl("snapshot", "restore", backup, *restore_args(new, member))
+        assert code == 0, err
+        new.start()
+        with new.client() as anonymous, pytest.raises(UserEmpty):
+            anonymous.get("foo")
+        with new.client(user="alice", password="alicepw") as alice:
+            alice.put("foo", "restored")
+            with pytest.raises(PermissionDenied):
+                alice.put("zz", "1")
+    finally:
+        old.stop_all()
+        new.stop_all()

@@ -8,7 +8,16 @@ import sys
 import pytest
 
 from pyraftkv import errors
-from pyraftkv.protocol.frames import ERROR, FrameDecoder, decode_error, encode_frame
+from pyraftkv.proto import rpc_pb2 as rpc
+from pyraftkv.protocol.frames import (
+    ERROR,
+    FLAG_TOKEN,
+    FLAG_USER,
+    FrameDecoder,
+    decode_error,
+    encode_frame,
+    with_token,
+)
 from pyraftkv.protocol.methods import BY_NAME
 
 from .harness import free_ports
@@ -43,6 +52,9 @@ def closed_by_peer(sock: socket.socket) -> bool:
         (struct.pack("!IQBB", 3, 1, 2, 0), "outside"),  # length shorter than the header
         (struct.pack("!IQBB", 1 << 30, 1, 2, 0), "outside"),  # far beyond the request limit
         (encode_frame(0, BY_NAME["Put"].number, b""), "stream id 0"),
+        # an auth token flag on a frame with no room for the token, or a token cut short
+        (encode_frame(1, BY_NAME["Put"].number, b"\x00", FLAG_TOKEN), "without a token"),
+        (encode_frame(1, BY_NAME["Put"].number, b"\x00\x09ab", FLAG_TOKEN), "longer than"),
     ],
 )
 def test_a_malformed_frame_closes_that_connection_and_others_are_served(cluster, garbage, reason):
@@ -193,3 +205,16 @@ def test_a_full_store_refuses_writes_that_add_data_until_compaction_frees_space(
         assert client.get("after").kvs[0].value == b"compaction"
     log = cluster.members[0].log_text()
     assert "over its quota" in log and "back under its quota" in log
+
+
+def test_a_user_field_from_a_connection_that_is_no_relay_is_refused(cluster):
+    member = cluster.members[0]
+    sock = raw_connection(member)
+    body = with_token(b"root", rpc.PutRequest(key=b"k", value=b"v").SerializeToString())
+    sock.sendall(encode_frame(7, BY_NAME["Put"].number, body, FLAG_USER))
+    (frame,) = read_frames(sock)
+    assert (frame.stream, frame.code) == (7, ERROR)
+    code, message, _ = decode_error(frame.body)
+    assert code == errors.PERMISSION_DENIED and "not a trusted relay" in message
+    with cluster.client([member]) as c:
+        assert c.get("k").kvs == []
