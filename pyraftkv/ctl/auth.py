@@ -26,7 +26,7 @@ async def _call(inv: Invocation, method: str, request, sentence: str = ""):
     """Make the call; print the sentence (simple) or the response (json)."""
     response = await (await inv.client()).call(method, request)
     if inv.settings.write_out == "json":
-        inv.printer._json(response)
+        inv.printer.auth_response(response)
     elif sentence:
         inv.write(sentence)
     return response

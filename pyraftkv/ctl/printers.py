@@ -121,6 +121,12 @@ class Printer:
         """move-leader: from whom to whom leadership went."""
         raise NotImplementedError
 
+    # auth
+    def auth_response(self, resp) -> None:
+        """auth, user and role commands in the json format: the response message (their
+        simple output is written by the commands, sentence by sentence)."""
+        self._unsupported()
+
     # endpoints
     def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
         """endpoint status: one row per endpoint that answered."""
@@ -382,6 +388,9 @@ class JsonPrinter(Printer):
         self._json({**_flat_header(resp), "ID": resp.ID, "TTL": resp.TTL})
 
     def member_list(self, resp: rpc.MemberListResponse) -> None:
+        self._json(resp)
+
+    def auth_response(self, resp) -> None:
         self._json(resp)
 
     def member_add(self, resp: rpc.MemberAddResponse, name: str, peer_urls: Sequence[str]) -> None:

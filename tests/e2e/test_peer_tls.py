@@ -11,8 +11,9 @@ import ssl
 import pytest
 
 from pyraftkv.node.peer_transport import ACCEPT, CHANNEL_MESSAGES, HANDSHAKE, encode_handshake
+from pyraftkv.proto import rpc_pb2 as rpc
 
-from .harness import put_retrying
+from .harness import Member, free_ports, put_retrying
 
 
 def _raw_peer_attempt(port: int, context: ssl.SSLContext | None, payload: bytes) -> bytes:
@@ -69,6 +70,23 @@ def test_a_peer_tls_cluster_replicates_and_sends_snapshots_over_tls(tls_cluster)
     with cluster.client([lagging]) as c:
         kvs = c.get("k", prefix=True, serializable=True).kvs
         assert len(kvs) == 300 and kvs[299].value == b"299"
+    # A member added later joins over TLS: it asks a peer for the cluster, then catches up.
+    client_port, peer_port = free_ports(2)
+    url = f"https://127.0.0.1:{peer_port}"
+    with cluster.client() as c:
+        added = c.call("MemberAdd", rpc.MemberAddRequest(peerURLs=[url]))
+    newcomer = Member(
+        "m4",
+        client_port,
+        peer_port,
+        str(lagging.data_dir) + "-m4",
+        [*lagging.extra_args, "--initial-cluster-state", "existing"],
+    )
+    cluster.initial_cluster += f",m4={url}"
+    cluster.members.append(newcomer)
+    cluster.start_member(newcomer)
+    assert cluster.status(newcomer).header.member_id == added.member.ID
+    cluster.wait_applied(newcomer, cluster.status(cluster.members[0]).raftIndex)
 
 
 def test_peers_without_a_valid_certificate_are_refused_and_forged_traffic_changes_nothing(
