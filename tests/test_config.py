@@ -165,3 +165,11 @@ def test_tls_flags_are_read_as_etcd_reads_them(tmp_path):
     first = (tmp_path / "peer" / "cert.pem").read_bytes()
     again = config.peer_tls.with_auto_cert(str(tmp_path / "peer"), ["127.0.0.1"])
     assert again == made and (tmp_path / "peer" / "cert.pem").read_bytes() == first
+
+
+def test_cipher_suites_limit_tls12_to_the_named_suites():
+    config = parse(["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"])
+    context = config.peer_tls.client_context()
+    tls12 = [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12 == ["ECDHE-RSA-AES128-GCM-SHA256"]
+    assert config.client_tls.cipher_suites == config.peer_tls.cipher_suites
