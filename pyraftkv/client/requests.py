@@ -7,6 +7,7 @@ as the range end means "every key from here on".
 
 from __future__ import annotations
 
+from ..keys import prefix_end
 from ..proto import rpc_pb2 as rpc
 
 Bytesish = str | bytes
@@ -18,17 +19,6 @@ SORT_TARGETS = {"key": 0, "version": 1, "create": 2, "mod": 3, "value": 4}
 def to_bytes(value: Bytesish) -> bytes:
     """Encode str as UTF-8; pass bytes through."""
     return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range end that selects every key starting with ``prefix`` (etcd's GetPrefixRangeEnd)."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"  # an empty or all-0xff prefix: every key from the prefix on
 
 
 def key_range(

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-FROM_KEY = b"\x00"
+from ..keys import FROM_KEY, prefix_end
+
+__all__ = ["FROM_KEY", "KeyRange", "key_range", "prefix_end"]
 
 
 class KeyRange(NamedTuple):
@@ -33,13 +35,3 @@ def key_range(key: bytes, range_end: bytes) -> KeyRange:
     if range_end == FROM_KEY:
         return KeyRange(key, None, False)
     return KeyRange(key, range_end, False)
-
-
-def prefix_end(prefix: bytes) -> bytes:
-    """The range_end that selects every key starting with prefix (etcd's GetPrefixRangeEnd):
-    the prefix with its last byte below 0xff incremented, or "\\0" (all keys) when there is
-    none."""
-    stripped = prefix.rstrip(b"\xff")
-    if not stripped:
-        return FROM_KEY
-    return stripped[:-1] + bytes([stripped[-1] + 1])
