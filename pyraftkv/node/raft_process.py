@@ -27,15 +27,14 @@ import os
 import random
 import signal
 import sys
-import threading
 import time
 from collections import deque
-from concurrent.futures import Future
+from collections.abc import Callable
 
 from ..errors import PyraftkvError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
-from ..raft.core import Config, RaftCore
+from ..raft.core import RaftCore
 from ..raft.errors import ConfChangeInProgress, NoLeaderError, NotLeaderError, ProposalRefused
 from ..raft.ready import Ready
 from ..raft.types import (
@@ -43,8 +42,6 @@ from ..raft.types import (
     ConfChangeType,
     Entry,
     EntryType,
-    HardState,
-    Membership,
     Message,
     MessageType,
     Role,
@@ -53,16 +50,17 @@ from ..raft.types import (
 from . import event_loop
 from . import ringproto as rp
 from .config import Url
-from .datadir import wal_metadata
 from .logging_setup import setup_logging
 from .peer_transport import PeerTransport
+from .process_entry import crash_on_error, die_with_parent, stop_now
+from .raft_bootstrap import RaftProcessError, open_core
+from .ring_link import RingBacklogFull, RingLink
 from .snapshot_transfer import receive_snapshot, send_snapshot
 from .tls import TlsSettings
+from .wal_writer import WalWriter
 
 log = logging.getLogger("pyraftkv.raft")
 
-# A WAL fdatasync slower than this is logged (users profile fsync latency).
-SLOW_FSYNC_S = 0.1
 # How often the fdatasync histogram goes to the application process (for /metrics).
 LATENCY_REPORT_S = 1.0
 # Entries kept in memory below a snapshot so slightly lagging followers catch up from the
@@ -78,68 +76,6 @@ FRAME_FORWARD = 2  # a follower forwards a proposal payload to the leader
 FRAME_REFUSED = 3  # the leader could not take a forwarded proposal: u8 reason + payload
 
 
-class RaftProcessError(PyraftkvError):
-    """The Raft process cannot go on; the message says why."""
-
-
-class WalWriter:
-    """A thread that persists Readies in order: one write and one fdatasync per group."""
-
-    def __init__(self, wal, loop: asyncio.AbstractEventLoop) -> None:
-        self.wal = wal
-        self.loop = loop
-        self._jobs: deque[tuple[callable, Future]] = deque()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self.failed: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, write, sync: bool, done) -> None:
-        """Run write(wal) on the writer thread, fdatasync if any job in its group needs it,
-        then call done() on the event loop."""
-        with self._cond:
-            self._jobs.append((write, sync, done))
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._jobs and not self._stopped:
-                    self._cond.wait()
-                if not self._jobs and self._stopped:
-                    return
-                jobs, self._jobs = list(self._jobs), deque()
-            try:
-                for write, _sync, _done in jobs:
-                    write(self.wal)
-                if any(sync for _w, sync, _d in jobs):
-                    seconds = self.wal.sync()
-                    if seconds > SLOW_FSYNC_S:
-                        log.warning("slow WAL fdatasync: %.1f ms", seconds * 1000)
-            except BaseException as exc:  # the WAL is unusable: the process must stop
-                self.failed = exc
-                self.loop.call_soon_threadsafe(self._fail, exc)
-                return
-            self.loop.call_soon_threadsafe(self._complete, [done for _w, _s, done in jobs])
-
-    @staticmethod
-    def _complete(callbacks) -> None:
-        for callback in callbacks:
-            callback()
-
-    @staticmethod
-    def _fail(exc: BaseException) -> None:
-        log.critical("WAL write failed, stopping: %s", exc)
-        os._exit(4)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-        self._thread.join()
-
-
 def _entry_tuple(entry: Entry) -> tuple[int, int, int, bytes]:
     return (entry.term, entry.index, int(entry.type), entry.data)
 
@@ -153,8 +89,9 @@ class RaftProcess:
         self.cluster_id = cfg["cluster_id"]
         self.core = core
         self.wal = wal
-        self.down, self.up = down, up
         self.loop = asyncio.get_running_loop()
+        self._down_handlers = self._down_handler_table()
+        self.link = RingLink(up, down, self.loop, self._on_down_messages, self._on_ring_overflow)
         self.writer = WalWriter(wal, self.loop)
         tls = TlsSettings.from_json(cfg["peer_tls"])
         self.peer_ssl = tls.client_context()
@@ -172,7 +109,6 @@ class RaftProcess:
         self.peer_urls: dict[int, list[str]] = {}
         self._last_written = last_written  # last entry index handed to the WAL writer
         self._scheduled = False
-        self._up_backlog: list[bytes] = []
         self._awaiting_install: tuple[Ready, str] | None = None
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
@@ -201,8 +137,7 @@ class RaftProcess:
             raise RaftProcessError(
                 f"cannot listen for peers on {self.cfg['listen_peer_urls']}: {exc.strerror or exc}"
             ) from exc
-        self.loop.add_reader(self.down.readable_fd(), self._on_ring_readable)
-        self._on_ring_readable()  # popping until empty arms the ring's wake-up
+        self.link.start()
         if self.core.membership.voters == {self.id}:
             # A single voter needs nobody's vote: campaign now instead of after a timeout.
             for _ in range(2 * self.cfg["election_ticks"]):
@@ -248,7 +183,7 @@ class RaftProcess:
 
     async def _stop(self) -> None:
         await self.transport.close()
-        self.loop.remove_reader(self.down.readable_fd())
+        self.link.close()
         await self.loop.run_in_executor(None, self.writer.stop)
         self.wal.close()
         self.stopped.set()
@@ -326,49 +261,50 @@ class RaftProcess:
         else:
             self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
 
-    def _on_ring_readable(self) -> None:
-        # Pop until empty: an empty pop re-arms the ring's wake-up (ring.py's contract).
-        while messages := self.down.pop_batch(4096):
-            self._on_down_messages(messages)
+    def _on_down_messages(self, messages: list[bytes]) -> None:
+        handlers = self._down_handlers
+        for message in messages:
+            handler = handlers.get(message[0])
+            if handler is None:
+                raise rp.RingProtocolError(
+                    f"unknown message kind {message[0]} from the application"
+                )
+            handler(message)
         self._schedule()
 
-    def _on_down_messages(self, messages: list[bytes]) -> None:
-        for message in messages:
-            kind = message[0]
-            if kind == rp.PROPOSE:
-                self._propose(message[1:], self.id)
-            elif kind == rp.READ_INDEX:
-                (context,) = rp.unpack(message, rp.U64)
-                try:
-                    self.core.read_index(context.to_bytes(8, "big"))
-                    self._reads_outstanding.add(context)
-                except ProposalRefused:
-                    self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
-            elif kind == rp.CONF_CHANGE:
-                self._on_conf_change(message)
-            elif kind == rp.MOVE_LEADER:
-                target, request_id = rp.unpack(message, rp.U64x2)
-                self._move_leader(target, request_id)
-            elif kind == rp.SNAPSHOT_SAVED:
-                index, term = rp.unpack(message, rp.U64x2)
-                self._on_snapshot_saved(index, term)
-            elif kind == rp.SNAPSHOT_READY:
-                index, term = rp.unpack(message, rp.U64x2)
-                self._on_snapshot_ready(index, term, rp.tail(message, rp.U64x2))
-            elif kind == rp.SNAPSHOT_INSTALLED:
-                self._on_snapshot_installed()
-            elif kind == rp.APPLIED:
-                (index,) = rp.unpack(message, rp.U64)
-                self.core.report_applied(min(index, self.core.status().applied))
-            elif kind == rp.MEMBERS:
-                members = internal.MemberAttributesList.FromString(rp.tail(message, None))
-                for member in members.members:
-                    self.set_peer(member.id, list(member.peer_urls))
-            elif kind == rp.STOP:
-                log.info("stopping on request")
-                self.stop()
-            else:
-                raise rp.RingProtocolError(f"unknown message kind {kind} from the application")
+    def _down_handler_table(self) -> dict[int, Callable[[bytes], None]]:
+        """What each ring message from the application does (one entry per kind)."""
+
+        def read_index(message: bytes) -> None:
+            (context,) = rp.unpack(message, rp.U64)
+            try:
+                self.core.read_index(context.to_bytes(8, "big"))
+                self._reads_outstanding.add(context)
+            except ProposalRefused:
+                self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
+
+        def members(message: bytes) -> None:
+            listed = internal.MemberAttributesList.FromString(rp.tail(message, None))
+            for member in listed.members:
+                self.set_peer(member.id, list(member.peer_urls))
+
+        def stop(_message: bytes) -> None:
+            log.info("stopping on request")
+            self.stop()
+
+        return {
+            rp.PROPOSE: lambda m: self._propose(m[1:], self.id),
+            rp.READ_INDEX: read_index,
+            rp.CONF_CHANGE: self._on_conf_change,
+            rp.MOVE_LEADER: lambda m: self._move_leader(*rp.unpack(m, rp.U64x2)),
+            rp.SNAPSHOT_SAVED: lambda m: self._on_snapshot_saved(*rp.unpack(m, rp.U64x2)),
+            rp.SNAPSHOT_READY: lambda m: self._on_snapshot_ready(
+                *rp.unpack(m, rp.U64x2), rp.tail(m, rp.U64x2)
+            ),
+            rp.SNAPSHOT_INSTALLED: lambda _m: self._on_snapshot_installed(),
+            rp.MEMBERS: members,
+            rp.STOP: stop,
+        }
 
     def _on_conf_change(self, message: bytes) -> None:
         change_type, node_id, request_id = rp.unpack(message, rp.CONF)
@@ -733,67 +669,11 @@ class RaftProcess:
     # -- the up ring -------------------------------------------------------------------------
 
     def _push_up(self, message: bytes) -> None:
-        if self._up_backlog or not self.up.push(message):
-            if not self._up_backlog:
-                self.loop.add_reader(self.up.writable_fd(), self._drain_up_backlog)
-            self._up_backlog.append(message)
+        self.link.send(message)
 
-    def _drain_up_backlog(self) -> None:
-        pushed = self.up.push_batch(self._up_backlog)
-        del self._up_backlog[:pushed]
-        if not self._up_backlog:
-            self.loop.remove_reader(self.up.writable_fd())
-
-
-def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, object, int]:
-    """Restore (or bootstrap) the core from the WAL; returns (core, wal, last index written)."""
-    from ..wal import WriteAheadLog
-
-    member_id, cluster_id = cfg["member_id"], cfg["cluster_id"]
-    config = Config(election_ticks=cfg["election_ticks"], heartbeat_ticks=1)
-    metadata = wal_metadata(cluster_id, member_id)
-    wal_dir = cfg["wal_dir"]
-    if not WriteAheadLog.exists(wal_dir):
-        if cfg["applied_index"] > 0:
-            raise RaftProcessError(
-                f"the WAL in {wal_dir} is missing but the key-value store has applied index "
-                f"{cfg['applied_index']}: refusing to start as a new member"
-            )
-        wal = WriteAheadLog.create(wal_dir, metadata)
-        if cfg["initial_cluster_state"] == "new":
-            contexts = {}
-            for member, urls in cfg["initial_cluster"].items():
-                mid = int(member, 16)
-                contexts[mid] = internal.MemberAttributes(
-                    id=mid,
-                    name=cfg["initial_names"].get(member, ""),
-                    peer_urls=urls,
-                ).SerializeToString()
-            core = RaftCore.bootstrap(member_id, contexts, config, rng)
-        else:
-            core = RaftCore(member_id, config, rng)
-        return core, wal, 0
-    wal, recovery = WriteAheadLog.open(wal_dir)
-    if recovery.torn_tail:
-        log.warning("WAL had a torn tail (a crash mid-write), truncated: %s", recovery.torn_tail)
-    found = json.loads(recovery.metadata.decode())
-    if found != json.loads(metadata.decode()):
-        raise RaftProcessError(f"the WAL in {wal_dir} belongs to {found}, not to this member")
-    snapshot = SnapshotMeta(0, 0, Membership(frozenset()))
-    if recovery.snapshot is not None:
-        snapshot = codec.decode_snapshot_meta(recovery.snapshot_data)
-    entries = [Entry(t, i, EntryType(k), d) for t, i, k, d in recovery.entries]
-    core = RaftCore(
-        member_id,
-        config,
-        rng,
-        hard_state=HardState(*recovery.hard_state),
-        snapshot=snapshot,
-        entries=entries,
-        applied=cfg["applied_index"],
-    )
-    last = entries[-1].index if entries else snapshot.index
-    return core, wal, last
+    @staticmethod
+    def _on_ring_overflow(exc: RingBacklogFull) -> None:
+        stop_now(log, f"the application process stopped reading: {exc}")
 
 
 async def amain(cfg: dict) -> int:
@@ -804,7 +684,7 @@ async def amain(cfg: dict) -> int:
     core, wal, last = open_core(cfg, random.Random())
     process = RaftProcess(cfg, core, wal, down, up, last)
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(crash_on_error)
+    loop.set_exception_handler(crash_on_error(log, "the Raft process"))
     loop.add_signal_handler(signal.SIGTERM, process.stop)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the application decides
     await process.start()
@@ -812,27 +692,6 @@ async def amain(cfg: dict) -> int:
     up.close()
     down.close()
     return 0
-
-
-def crash_on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """An exception escaped a callback: a bug. Stop at once rather than run on in a state
-    nobody reasoned about (the WAL keeps everything acknowledged)."""
-    loop.default_exception_handler(context)
-    log.critical("internal error, stopping the Raft process")
-    logging.shutdown()
-    os._exit(70)
-
-
-def die_with_parent(parent: int) -> None:
-    """Have the kernel SIGKILL this process when the application process dies."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:  # it died before the prctl took effect
-        os._exit(1)
 
 
 def main() -> int:

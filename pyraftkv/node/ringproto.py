@@ -26,7 +26,6 @@ MOVE_LEADER = 4  # u64 target member id, u64 request id
 SNAPSHOT_SAVED = 5  # u64 index, u64 term: the state machine is durable up to index
 SNAPSHOT_READY = 6  # u64 index, u64 term, path: a snapshot file a follower asked for
 SNAPSHOT_INSTALLED = 7  # u64 index: the state machine now holds the received snapshot
-APPLIED = 8  # u64 index: progress report for status
 STOP = 9  # flush and exit
 MEMBERS = 10  # MemberAttributesList: every member's peer URLs (at start, after a snapshot)
 

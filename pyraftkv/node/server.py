@@ -36,7 +36,9 @@ from .lessor import Lessor, min_ttl_s
 from .logging_setup import setup_logging
 from .members import MemberList
 from .metrics import MetricsServer
+from .process_entry import crash_on_error, stop_now
 from .python_command import module_command
+from .ring_link import RingLink
 from .watch_hub import WatchHub
 
 log = logging.getLogger("pyraftkv.server")
@@ -51,51 +53,6 @@ DRAIN_WAIT_S = 2.0
 
 class NodeStopped(PyraftkvError):
     """The node had to stop; the message says why."""
-
-
-class RingLink:
-    """The application side of the two rings: push down (with a backlog), pop up."""
-
-    def __init__(self, down, up, loop: asyncio.AbstractEventLoop, on_messages) -> None:
-        self.down, self.up = down, up
-        self.loop = loop
-        self._backlog: list[bytes] = []
-        self._on_messages = on_messages
-        loop.add_reader(up.readable_fd(), self._drain_up)
-        loop.call_soon(self._drain_up)  # popping until empty arms the ring's wake-up
-
-    def send(self, message: bytes) -> None:
-        if self._backlog or not self.down.push(message):
-            if not self._backlog:
-                self.loop.add_reader(self.down.writable_fd(), self._drain_backlog)
-            self._backlog.append(message)
-
-    def _drain_backlog(self) -> None:
-        pushed = self.down.push_batch(self._backlog)
-        del self._backlog[:pushed]
-        if not self._backlog:
-            self.loop.remove_reader(self.down.writable_fd())
-
-    def _drain_up(self) -> None:
-        while True:
-            messages = self.up.pop_batch(4096)
-            if not messages:
-                return
-            self._on_messages(messages)
-
-    def close(self) -> None:
-        self.loop.remove_reader(self.up.readable_fd())
-        if self._backlog:
-            self.loop.remove_reader(self.down.writable_fd())
-
-
-def crash_on_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-    """An exception escaped a callback: a bug. Stop at once (the Raft process dies with
-    us); a restart recovers from disk."""
-    loop.default_exception_handler(context)
-    log.critical("internal error, stopping the member")
-    logging.shutdown()
-    os._exit(70)
 
 
 def with_auto_certs(config: NodeConfig) -> NodeConfig:
@@ -152,7 +109,7 @@ async def run_node(config: NodeConfig) -> int:
     from ..ring import RingClosedError, ShmRing
 
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(crash_on_error)
+    loop.set_exception_handler(crash_on_error(log, "the member"))
     datadir = DataDir(config.data_dir)
     if config.initial_cluster_state == "existing":
         # The cluster's id is not derivable from the flags of a member added later: a
@@ -182,7 +139,6 @@ async def run_node(config: NodeConfig) -> int:
     raft_config = {
         "member_id": config.member_id,
         "cluster_id": config.cluster_id,
-        "name": config.name,
         "wal_dir": datadir.wal,
         "snap_dir": datadir.snap,
         "listen_peer_urls": [u.text for u in config.listen_peer_urls],
@@ -194,7 +150,6 @@ async def run_node(config: NodeConfig) -> int:
         "election_ticks": config.election_ticks,
         "snapshot_count": config.snapshot_count,
         "applied_index": store.applied_index,
-        "applied_term": store.applied_term,
         "log_level": config.log_level,
         "parent_pid": os.getpid(),
         "down_fds": list(down.fds),
@@ -218,7 +173,13 @@ async def run_node(config: NodeConfig) -> int:
         stopping.set()
 
     app_holder: list[Application] = []
-    link = RingLink(down, up, loop, lambda messages: app_holder[0].on_ring_messages(messages))
+    link = RingLink(
+        down,
+        up,
+        loop,
+        lambda messages: app_holder[0].on_ring_messages(messages),
+        lambda exc: stop_now(log, f"the Raft process stopped reading: {exc}"),
+    )
     app = Application(
         member_id=config.member_id,
         cluster_id=config.cluster_id,
@@ -237,6 +198,7 @@ async def run_node(config: NodeConfig) -> int:
         quota_bytes=config.quota_backend_bytes,
     )
     app_holder.append(app)
+    link.start()
     link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
     auth = AuthService(
         app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost

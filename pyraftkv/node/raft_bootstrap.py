@@ -1,0 +1,72 @@
+"""Opening the Raft core of a member: bootstrap a new member's WAL, or restore the core
+from an existing one (snapshot marker, entries, hard state), refusing a WAL that belongs
+to another member or a store that is ahead of a missing WAL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+
+from ..errors import PyraftkvError
+from ..proto import raft_internal_pb2 as internal
+from ..raft import codec
+from ..raft.core import Config, RaftCore
+from ..raft.types import Entry, EntryType, HardState, Membership, SnapshotMeta
+from ..wal import WriteAheadLog
+from .datadir import wal_metadata
+
+log = logging.getLogger("pyraftkv.raft")
+
+
+class RaftProcessError(PyraftkvError):
+    """The Raft process cannot go on; the message says why."""
+
+
+def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, WriteAheadLog, int]:
+    """Restore (or bootstrap) the core from the WAL; returns (core, wal, last index written)."""
+    member_id, cluster_id = cfg["member_id"], cfg["cluster_id"]
+    config = Config(election_ticks=cfg["election_ticks"], heartbeat_ticks=1)
+    metadata = wal_metadata(cluster_id, member_id)
+    wal_dir = cfg["wal_dir"]
+    if not WriteAheadLog.exists(wal_dir):
+        if cfg["applied_index"] > 0:
+            raise RaftProcessError(
+                f"the WAL in {wal_dir} is missing but the key-value store has applied index "
+                f"{cfg['applied_index']}: refusing to start as a new member"
+            )
+        wal = WriteAheadLog.create(wal_dir, metadata)
+        if cfg["initial_cluster_state"] == "new":
+            contexts = {}
+            for member, urls in cfg["initial_cluster"].items():
+                mid = int(member, 16)
+                contexts[mid] = internal.MemberAttributes(
+                    id=mid,
+                    name=cfg["initial_names"].get(member, ""),
+                    peer_urls=urls,
+                ).SerializeToString()
+            core = RaftCore.bootstrap(member_id, contexts, config, rng)
+        else:
+            core = RaftCore(member_id, config, rng)
+        return core, wal, 0
+    wal, recovery = WriteAheadLog.open(wal_dir)
+    if recovery.torn_tail:
+        log.warning("WAL had a torn tail (a crash mid-write), truncated: %s", recovery.torn_tail)
+    found = json.loads(recovery.metadata.decode())
+    if found != json.loads(metadata.decode()):
+        raise RaftProcessError(f"the WAL in {wal_dir} belongs to {found}, not to this member")
+    snapshot = SnapshotMeta(0, 0, Membership(frozenset()))
+    if recovery.snapshot is not None:
+        snapshot = codec.decode_snapshot_meta(recovery.snapshot_data)
+    entries = [Entry(t, i, EntryType(k), d) for t, i, k, d in recovery.entries]
+    core = RaftCore(
+        member_id,
+        config,
+        rng,
+        hard_state=HardState(*recovery.hard_state),
+        snapshot=snapshot,
+        entries=entries,
+        applied=cfg["applied_index"],
+    )
+    last = entries[-1].index if entries else snapshot.index
+    return core, wal, last

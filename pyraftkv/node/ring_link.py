@@ -1,0 +1,90 @@
+"""One side of the link between a member's two processes: push into the outgoing shared
+memory ring, pop from the incoming one.
+
+Both processes use this class. A push that does not fit waits in a backlog that drains as
+the other process reads. The backlog is bounded: a process that stopped reading its ring for
+that long is stuck, and since neither side may drop a message (a committed entry, a
+proposal, a read), the link reports the overflow and the member stops with a clear message
+rather than grow without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+# Bytes waiting in a backlog before the link gives up on the other process.
+BACKLOG_LIMIT_BYTES = 512 << 20
+# Messages taken from the incoming ring per C call.
+POP_BATCH = 4096
+
+
+class RingBacklogFull(Exception):
+    """The other process has not read its ring for BACKLOG_LIMIT_BYTES of messages."""
+
+
+class RingLink:
+    """Sends into ``out_ring`` and delivers batches popped from ``in_ring`` to
+    ``on_messages`` on the event loop."""
+
+    def __init__(
+        self,
+        out_ring,
+        in_ring,
+        loop: asyncio.AbstractEventLoop,
+        on_messages: Callable[[list[bytes]], None],
+        on_overflow: Callable[[RingBacklogFull], None],
+        backlog_limit: int = BACKLOG_LIMIT_BYTES,
+    ) -> None:
+        self.out_ring, self.in_ring = out_ring, in_ring
+        self.loop = loop
+        self._on_messages = on_messages
+        self._on_overflow = on_overflow
+        self._backlog: list[bytes] = []
+        self._backlog_bytes = 0
+        self._backlog_limit = backlog_limit
+        self._overflowed = False
+
+    def start(self) -> None:
+        """Deliver what is waiting and every later arrival. Popping until empty arms the
+        ring's wake-up (ring.py's contract)."""
+        self.loop.add_reader(self.in_ring.readable_fd(), self.receive)
+        self.receive()
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self._backlog_bytes
+
+    def send(self, message: bytes) -> None:
+        """Push ``message``, or queue it (in order) until the ring has room."""
+        if not self._backlog and self.out_ring.push(message):
+            return
+        if not self._backlog:
+            self.loop.add_reader(self.out_ring.writable_fd(), self._drain_backlog)
+        self._backlog.append(message)
+        self._backlog_bytes += len(message)
+        if self._backlog_bytes > self._backlog_limit and not self._overflowed:
+            self._overflowed = True
+            self._on_overflow(
+                RingBacklogFull(
+                    f"the other process has not read its ring for {self._backlog_bytes} bytes "
+                    f"of messages ({len(self._backlog)} waiting)"
+                )
+            )
+
+    def _drain_backlog(self) -> None:
+        pushed = self.out_ring.push_batch(self._backlog)
+        self._backlog_bytes -= sum(map(len, self._backlog[:pushed]))
+        del self._backlog[:pushed]
+        if not self._backlog:
+            self.loop.remove_reader(self.out_ring.writable_fd())
+
+    def receive(self) -> None:
+        """Deliver everything in the incoming ring, in batches."""
+        while messages := self.in_ring.pop_batch(POP_BATCH):
+            self._on_messages(messages)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.in_ring.readable_fd())
+        if self._backlog:
+            self.loop.remove_reader(self.out_ring.writable_fd())

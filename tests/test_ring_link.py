@@ -1,0 +1,62 @@
+"""The ring link both processes use: order kept through a backlog while the other side is
+slow, delivery on the event loop, and a bounded backlog that reports a stuck reader."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pyraftkv.node.ring_link import RingBacklogFull, RingLink
+from pyraftkv.ring import ShmRing
+
+
+def link_pair(capacity: int, limit: int, received: list[bytes], overflows: list[Exception]):
+    """Two links over one pair of real rings, as the two processes hold them."""
+    loop = asyncio.get_running_loop()
+    a_to_b = ShmRing.create(capacity, role="producer")
+    b_to_a = ShmRing.create(capacity, role="consumer")
+    b_in = ShmRing.attach(a_to_b.fds, "consumer")
+    b_out = ShmRing.attach(b_to_a.fds, "producer")
+    a = RingLink(a_to_b, b_to_a, loop, lambda m: None, overflows.append, limit)
+    b = RingLink(b_out, b_in, loop, received.extend, overflows.append, limit)
+    return a, b, (a_to_b, b_to_a, b_in, b_out)
+
+
+def test_backlog_keeps_order_and_drains_when_the_reader_starts() -> None:
+    async def run() -> None:
+        received: list[bytes] = []
+        overflows: list[Exception] = []
+        a, b, rings = link_pair(8192, 1 << 20, received, overflows)
+        a.start()
+        sent = [i.to_bytes(4, "big") * 100 for i in range(200)]  # 80 KB through an 8 KB ring
+        for message in sent:
+            a.send(message)
+        assert a.backlog_bytes > 0  # the reader has not started: most of it waits
+        b.start()
+        for _ in range(500):
+            if len(received) == len(sent):
+                break
+            await asyncio.sleep(0.01)
+        assert received == sent
+        assert a.backlog_bytes == 0 and overflows == []
+        a.close()
+        b.close()
+        for ring in rings:
+            ring.close()
+
+    asyncio.run(run())
+
+
+def test_a_reader_that_stops_reading_is_reported_once() -> None:
+    async def run() -> None:
+        overflows: list[Exception] = []
+        a, b, rings = link_pair(8192, 64 << 10, [], overflows)
+        for _ in range(300):  # 300 KB, nobody reading
+            a.send(b"x" * 1000)
+        assert len(overflows) == 1 and isinstance(overflows[0], RingBacklogFull)
+        assert "has not read its ring" in str(overflows[0])
+        a.close()
+        b.close()
+        for ring in rings:
+            ring.close()
+
+    asyncio.run(run())
