@@ -451,7 +451,13 @@ def _members(etcd: EtcdCluster) -> rpc.MemberListResponse:
 def test_member_add_and_remove_match_etcdctl(etcd):
     # Learners (one at a time: etcd's limit), so the cluster's quorum never changes.
     add = ["member", "add", "extra", "--peer-urls=http://127.0.0.1:9", "--learner"]
-    theirs_add = etcd.etcdctl(*add, "-w", "json")
+    # etcd refuses membership changes ("unhealthy cluster") until every member has been
+    # connected for 5 s, which a freshly started cluster may not yet be.
+    for _ in range(40):
+        theirs_add = etcd.etcdctl(*add, "-w", "json")
+        if b"unhealthy cluster" not in theirs_add.err:
+            break
+        time.sleep(0.25)
     added = message_from_json(theirs_add.out, rpc.MemberAddResponse)
     assert added.member.isLearner
     mine = printed("json", "member_add", added, "extra", ["http://127.0.0.1:9"])

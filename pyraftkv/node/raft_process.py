@@ -35,17 +35,14 @@ from ..errors import PyraftkvError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.core import RaftCore
-from ..raft.errors import ConfChangeInProgress, NoLeaderError, NotLeaderError, ProposalRefused
+from ..raft.errors import NoLeaderError, NotLeaderError, ProposalRefused
 from ..raft.ready import Ready
 from ..raft.types import (
-    ConfChange,
-    ConfChangeType,
     Entry,
     EntryType,
     Message,
     MessageType,
     Role,
-    SnapshotMeta,
 )
 from . import event_loop
 from . import ringproto as rp
@@ -54,8 +51,9 @@ from .logging_setup import setup_logging
 from .peer_transport import PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now
 from .raft_bootstrap import RaftProcessError, open_core
+from .raft_membership import MembershipChanges
+from .raft_snapshots import SnapshotShipper
 from .ring_link import RingBacklogFull, RingLink
-from .snapshot_transfer import receive_snapshot, send_snapshot
 from .tls import TlsSettings
 from .wal_writer import WalWriter
 
@@ -63,11 +61,6 @@ log = logging.getLogger("pyraftkv.raft")
 
 # How often the fdatasync histogram goes to the application process (for /metrics).
 LATENCY_REPORT_S = 1.0
-# Entries kept in memory below a snapshot so slightly lagging followers catch up from the
-# log instead of needing a whole snapshot (etcd keeps 5000 too).
-CATCH_UP_ENTRIES = 5000
-# How long a membership change may wait for an earlier one to commit.
-CONF_CHANGE_WAIT_S = 5.0
 # Committed entries travel up the ring in messages of about this size at most.
 MAX_COMMITTED_MESSAGE_BYTES = 4 << 20
 # Peer frame kinds (first byte of every frame on the messages channel).
@@ -103,22 +96,19 @@ class RaftProcess:
             cluster_id=self.cluster_id,
             on_message=self._on_peer_frame,
             on_unreachable=self._on_unreachable,
-            on_snapshot_connection=self._on_snapshot_conn,
+            on_snapshot_connection=lambda *args: self.snapshots.on_connection(*args),
             members=lambda: sorted(self.core.membership.members()),
         )
         self.peer_urls: dict[int, list[str]] = {}
+        self.membership = MembershipChanges(self)
+        self.snapshots = SnapshotShipper(self)
         self._last_written = last_written  # last entry index handed to the WAL writer
         self._scheduled = False
         self._awaiting_install: tuple[Ready, str] | None = None
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
-        self._conf_requests: dict[int, int] = {}  # entry index -> application request id
-        self._conf_waiting: list[tuple[ConfChange, int, float]] = []
-        self._move_requests: list[tuple[int, int, float]] = []  # (request id, target, deadline)
         self._reads_outstanding: set[int] = set()
-        self._received_snapshots: dict[int, str] = {}
-        self._snapshots_in_flight: dict[int, tuple[bytes, float]] = {}  # peer -> (message, t)
-        self._leader = 0
+        self.leader = 0
         self._role = Role.FOLLOWER
         self._stopping = False
         self.stopped = asyncio.Event()
@@ -148,7 +138,7 @@ class RaftProcess:
         interval = self.cfg["heartbeat_interval_ms"] / 1000
         self.loop.create_task(self._ticker(interval))
         self._push_status()
-        self._schedule()
+        self.schedule()
         log.info(
             "raft member %x started: term %d, commit %d, last index %d",
             self.id,
@@ -167,13 +157,11 @@ class RaftProcess:
             if next_at >= next_latency_report:
                 self._report_sync_latency()
                 next_latency_report = next_at + LATENCY_REPORT_S
-            self._expire_moves()
-            if self._conf_waiting:
-                self._propose_conf_changes()
+            self.membership.tick()
             if os.getppid() != self._parent:  # the application process is gone
                 log.error("the application process died; stopping")
                 self.stop()
-            self._schedule()
+            self.schedule()
 
     def stop(self) -> None:
         if self._stopping:
@@ -220,16 +208,16 @@ class RaftProcess:
             sender = int.from_bytes(frame[1:9], "big")
             self._propose(frame[9:], sender)
         elif kind == FRAME_REFUSED:
-            self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
+            self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
         else:
             log.warning("dropping a peer frame of unknown kind %d", kind)
-        self._schedule()
+        self.schedule()
 
     def _send_frames(self, messages: list[Message]) -> None:
         by_peer: dict[int, list[bytes]] = {}
         for message in messages:
             if message.type == MessageType.SNAP:
-                self._start_snapshot_send(message)
+                self.snapshots.start_send(message)
                 continue
             by_peer.setdefault(message.to, []).append(
                 bytes((FRAME_RAFT,)) + codec.encode_message(message)
@@ -257,7 +245,7 @@ class RaftProcess:
             self.transport.send(leader, [frame])
             return
         if origin == self.id:
-            self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, reason, 0, tail=data))
+            self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, reason, 0, tail=data))
         else:
             self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
 
@@ -270,7 +258,7 @@ class RaftProcess:
                     f"unknown message kind {message[0]} from the application"
                 )
             handler(message)
-        self._schedule()
+        self.schedule()
 
     def _down_handler_table(self) -> dict[int, Callable[[bytes], None]]:
         """What each ring message from the application does (one entry per kind)."""
@@ -281,7 +269,7 @@ class RaftProcess:
                 self.core.read_index(context.to_bytes(8, "big"))
                 self._reads_outstanding.add(context)
             except ProposalRefused:
-                self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
+                self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
 
         def members(message: bytes) -> None:
             listed = internal.MemberAttributesList.FromString(rp.tail(message, None))
@@ -295,184 +283,16 @@ class RaftProcess:
         return {
             rp.PROPOSE: lambda m: self._propose(m[1:], self.id),
             rp.READ_INDEX: read_index,
-            rp.CONF_CHANGE: self._on_conf_change,
-            rp.MOVE_LEADER: lambda m: self._move_leader(*rp.unpack(m, rp.U64x2)),
-            rp.SNAPSHOT_SAVED: lambda m: self._on_snapshot_saved(*rp.unpack(m, rp.U64x2)),
-            rp.SNAPSHOT_READY: lambda m: self._on_snapshot_ready(
+            rp.CONF_CHANGE: lambda m: self.membership.request(m),
+            rp.MOVE_LEADER: lambda m: self.membership.move_leader(*rp.unpack(m, rp.U64x2)),
+            rp.SNAPSHOT_SAVED: lambda m: self.snapshots.on_saved(*rp.unpack(m, rp.U64x2)),
+            rp.SNAPSHOT_READY: lambda m: self.snapshots.on_ready(
                 *rp.unpack(m, rp.U64x2), rp.tail(m, rp.U64x2)
             ),
             rp.SNAPSHOT_INSTALLED: lambda _m: self._on_snapshot_installed(),
             rp.MEMBERS: members,
             rp.STOP: stop,
         }
-
-    def _on_conf_change(self, message: bytes) -> None:
-        change_type, node_id, request_id = rp.unpack(message, rp.CONF)
-        try:
-            change = ConfChange(ConfChangeType(change_type), node_id, rp.tail(message, rp.CONF))
-        except ValueError:
-            self._push_up(
-                rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, rp.CONF_REFUSED)
-            )
-            return
-        self._conf_waiting.append((change, request_id, time.monotonic() + CONF_CHANGE_WAIT_S))
-        self._propose_conf_changes()
-
-    def _propose_conf_changes(self) -> None:
-        """Propose waiting membership changes. One that must wait for an earlier change (or
-        for a new leader's first commit) is tried again on later ticks, until its deadline."""
-        waiting, self._conf_waiting = self._conf_waiting, []
-        now = time.monotonic()
-        for change, request_id, deadline in waiting:
-            try:
-                index = self.core.propose_conf_change(change)
-            except ConfChangeInProgress:
-                if now < deadline:
-                    self._conf_waiting.append((change, request_id, deadline))
-                    continue
-                outcome = rp.CONF_REFUSED
-            except NotLeaderError:
-                outcome = rp.CONF_NOT_LEADER
-            except (ProposalRefused, ValueError) as exc:
-                log.info("membership change refused: %s", exc)
-                outcome = rp.CONF_REFUSED
-            else:
-                self._conf_requests[index] = request_id
-                continue
-            self._push_up(rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, outcome))
-
-    def _move_leader(self, target: int, request_id: int) -> None:
-        core = self.core
-        if target == 0:
-            target = self._best_transferee()
-        try:
-            if not target:
-                raise ProposalRefused("no other voter to hand leadership to")
-            core.transfer_leadership(target)
-        except (ProposalRefused, ValueError) as exc:
-            log.info("leader transfer refused: %s", exc)
-            if request_id:
-                self._push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 0))
-            return
-        log.info("transferring leadership to %x", target)
-        deadline = (
-            time.monotonic()
-            + self.cfg["election_ticks"] * 2 * self.cfg["heartbeat_interval_ms"] / 1000
-        )
-        self._move_requests.append((request_id, target, deadline))
-
-    def _best_transferee(self) -> int:
-        status = self.core.status()
-        voters = [v for v in status.membership.voters if v != self.id]
-        if not voters:
-            return 0
-        return max(
-            voters,
-            key=lambda v: (
-                status.progress[v][0] if v in status.progress else 0,  # match index
-                self.transport.is_connected(v),
-            ),
-        )
-
-    def _expire_moves(self) -> None:
-        if not self._move_requests:
-            return
-        now = time.monotonic()
-        keep = []
-        for request_id, target, deadline in self._move_requests:
-            if self._leader == target:
-                if request_id:
-                    self._push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 1))
-            elif now > deadline:
-                if request_id:
-                    self._push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 0))
-            else:
-                keep.append((request_id, target, deadline))
-        self._move_requests = keep
-
-    # -- snapshots ---------------------------------------------------------------------------
-
-    def _on_snapshot_saved(self, index: int, term: int) -> None:
-        """The application's state is durable up to index: compact the log and the WAL."""
-        core = self.core
-        meta = SnapshotMeta(index, term, core.membership_at(index))
-        keep_from = index - min(CATCH_UP_ENTRIES, self.cfg["snapshot_count"] // 2)
-        if keep_from > core.log.snapshot.index:
-            core.compact(keep_from)
-
-        def write(wal) -> None:
-            wal.append_snapshot(index, term, codec.encode_snapshot_meta(meta))
-            wal.release_before(index)
-
-        self.writer.submit(write, True, lambda: None)
-        log.info("snapshot at index %d: log compacted, WAL released below it", index)
-
-    def _start_snapshot_send(self, message: Message) -> None:
-        peer = message.to
-        if peer in self._snapshots_in_flight:
-            return
-        self._snapshots_in_flight[peer] = (codec.encode_message(message), time.monotonic())
-        log.info("member %x needs a snapshot; asking the application for one", peer)
-        self._push_up(rp.pack(rp.SNAPSHOT_WANTED, rp.U64, peer))
-
-    def _on_snapshot_ready(self, index: int, term: int, tail: bytes) -> None:
-        """The application made a snapshot file: send it to every peer waiting for one."""
-        path = tail.decode()
-        waiting = list(self._snapshots_in_flight)
-        if not waiting:
-            os.unlink(path)
-            return
-        meta = SnapshotMeta(index, term, self.core.membership_at(index))
-        remaining = [len(waiting)]
-
-        def finished() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0 and os.path.exists(path):
-                os.unlink(path)
-
-        for peer in waiting:
-            message = Message(MessageType.SNAP, peer, self.id, self.core.term, snapshot=meta)
-            self.loop.create_task(self._send_snapshot(peer, message, path, finished))
-
-    async def _send_snapshot(self, peer: int, message: Message, path: str, finished) -> None:
-        ok = False
-        try:
-            url = Url.parse(self.peer_urls[peer][0], "peer URL")
-            size = await send_snapshot(
-                url.host,
-                url.port,
-                ssl=self.peer_ssl if url.tls else None,
-                cluster_id=self.cluster_id,
-                sender=self.id,
-                receiver=peer,
-                message=codec.encode_message(message),
-                path=path,
-            )
-            ok = True
-            log.info(
-                "snapshot at index %d sent to member %x (%d bytes compressed)",
-                message.snapshot.index,
-                peer,
-                size,
-            )
-        except Exception as exc:  # any failure: the core retries later
-            log.warning("sending a snapshot to member %x failed: %s", peer, exc)
-        finally:
-            self._snapshots_in_flight.pop(peer, None)
-            finished()
-        self.core.report_snapshot(peer, ok)
-        self._schedule()
-
-    async def _on_snapshot_conn(self, sender: int, reader, writer) -> None:
-        async def stored(message_bytes: bytes, path: str) -> None:
-            message = codec.decode_message(message_bytes)
-            if message.type != MessageType.SNAP or message.snapshot is None:
-                raise RaftProcessError("snapshot channel carried a non-snapshot message")
-            self._received_snapshots[message.snapshot.index] = path
-            self.core.step(message)
-            self._schedule()
-
-        await receive_snapshot(reader, writer, self.cfg["snap_dir"], stored)
 
     def _on_snapshot_installed(self) -> None:
         if self._awaiting_install is None:
@@ -486,7 +306,7 @@ class RaftProcess:
 
     # -- the Ready loop -----------------------------------------------------------------------
 
-    def _schedule(self) -> None:
+    def schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._process_ready)
@@ -507,8 +327,8 @@ class RaftProcess:
         if ready.messages:
             self._send_frames(ready.messages)
         if ready.snapshot is not None:
-            path = self._received_snapshots.pop(ready.snapshot.index, "")
-            self._push_up(
+            path = self.snapshots.take_received(ready.snapshot.index)
+            self.push_up(
                 rp.pack(
                     rp.INSTALL_SNAPSHOT,
                     rp.U64x2,
@@ -533,17 +353,17 @@ class RaftProcess:
                 chunk.append(rp.Entry(*_entry_tuple(entry)))
                 size += len(entry.data)
                 if size >= MAX_COMMITTED_MESSAGE_BYTES:
-                    self._push_up(rp.encode_entries(chunk))
+                    self.push_up(rp.encode_entries(chunk))
                     chunk, size = [], 0
             if chunk:
-                self._push_up(rp.encode_entries(chunk))
+                self.push_up(rp.encode_entries(chunk))
             for entry in entries:
                 if entry.type == EntryType.CONF_CHANGE:
-                    self._on_conf_entry_committed(entry)
+                    self.membership.on_committed(entry)
         for read_state in ready.read_states:
             context = int.from_bytes(read_state.context, "big")
             self._reads_outstanding.discard(context)
-            self._push_up(rp.pack(rp.READ_STATE, rp.U64x2, read_state.index, context))
+            self.push_up(rp.pack(rp.READ_STATE, rp.U64x2, read_state.index, context))
         if ready.hard_state is not None or ready.soft_state is not None:
             self._push_status()
 
@@ -589,10 +409,10 @@ class RaftProcess:
             if ready.persisted_messages:
                 self._send_frames(ready.persisted_messages)
             self.core.advance(ready)
-        self._schedule()
+        self.schedule()
 
     def _on_soft_state(self, soft) -> None:
-        if soft.leader_id != self._leader:
+        if soft.leader_id != self.leader:
             if soft.leader_id == self.id:
                 log.info("elected leader at term %d", soft.term)
             elif soft.leader_id:
@@ -602,50 +422,16 @@ class RaftProcess:
             # Reads the old leader had not confirmed are never answered: fail them now
             # so their clients retry at once.
             for context in self._reads_outstanding:
-                self._push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
+                self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
             self._reads_outstanding.clear()
-        self._leader, self._role = soft.leader_id, soft.role
-
-    def _on_conf_entry_committed(self, entry: Entry) -> None:
-        change = codec.decode_conf_change(entry.data)
-        if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER) and change.context:
-            attributes = internal.MemberAttributes.FromString(change.context)
-            self.set_peer(change.node_id, list(attributes.peer_urls))
-        elif change.type == ConfChangeType.REMOVE_MEMBER:
-            if change.node_id == self.id:
-                log.warning("this member was removed from the cluster")
-            else:
-                self.transport.remove_peer(change.node_id)
-                self.peer_urls.pop(change.node_id, None)
-        request_id = self._conf_requests.pop(entry.index, None)
-        if request_id is not None:
-            self._push_up(
-                rp.pack(
-                    rp.CONF_CHANGE_APPLIED,
-                    rp.CONF_APPLIED,
-                    entry.index,
-                    request_id,
-                    rp.CONF_APPLIED_OK,
-                )
-            )
-        # A request whose entry was replaced by another leader's never commits.
-        for index in [i for i in self._conf_requests if i <= entry.index]:
-            self._push_up(
-                rp.pack(
-                    rp.CONF_CHANGE_APPLIED,
-                    rp.CONF_APPLIED,
-                    index,
-                    self._conf_requests.pop(index),
-                    rp.CONF_REFUSED,
-                )
-            )
+        self.leader, self._role = soft.leader_id, soft.role
 
     def _report_sync_latency(self) -> None:
         """Tell the application process the fdatasync histogram (for its metrics), if it grew."""
         latency = self.wal.sync_latency.snapshot()
         if latency.count != self._reported_syncs:
             self._reported_syncs = latency.count
-            self._push_up(
+            self.push_up(
                 rp.encode_sync_latency(
                     rp.SyncLatency(latency.count, latency.sum_seconds, latency.buckets)
                 )
@@ -654,7 +440,7 @@ class RaftProcess:
     def _push_status(self) -> None:
         core = self.core
         learner = 1 if self.id in core.membership.learners else 0
-        self._push_up(
+        self.push_up(
             rp.pack(
                 rp.STATUS,
                 rp.STATUS_FMT,
@@ -668,7 +454,7 @@ class RaftProcess:
 
     # -- the up ring -------------------------------------------------------------------------
 
-    def _push_up(self, message: bytes) -> None:
+    def push_up(self, message: bytes) -> None:
         self.link.send(message)
 
     @staticmethod

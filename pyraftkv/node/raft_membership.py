@@ -1,0 +1,157 @@
+"""Membership changes and leader moves as the Raft process tracks them: changes waiting for
+an earlier one to commit, which application request each proposed entry answers, and leader
+transfers with their deadlines."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..proto import raft_internal_pb2 as internal
+from ..raft import codec
+from ..raft.errors import ConfChangeInProgress, NotLeaderError, ProposalRefused
+from ..raft.types import ConfChange, ConfChangeType, Entry
+from . import ringproto as rp
+
+if TYPE_CHECKING:
+    from .raft_process import RaftProcess
+
+log = logging.getLogger("pyraftkv.raft")
+
+# How long a membership change may wait for an earlier one to commit.
+CONF_CHANGE_WAIT_S = 5.0
+
+
+class MembershipChanges:
+    """The Raft process's membership-change and leader-move requests from the application."""
+
+    def __init__(self, process: RaftProcess) -> None:
+        self.p = process
+        self._conf_requests: dict[int, int] = {}  # entry index -> application request id
+        self._conf_waiting: list[tuple[ConfChange, int, float]] = []
+        self._move_requests: list[tuple[int, int, float]] = []  # (request id, target, deadline)
+
+    def tick(self) -> None:
+        """Expire leader moves and retry waiting changes (called on every tick)."""
+        self.expire_moves()
+        if self._conf_waiting:
+            self.retry_waiting()
+
+    def request(self, message: bytes) -> None:
+        change_type, node_id, request_id = rp.unpack(message, rp.CONF)
+        try:
+            change = ConfChange(ConfChangeType(change_type), node_id, rp.tail(message, rp.CONF))
+        except ValueError:
+            self.p.push_up(
+                rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, rp.CONF_REFUSED)
+            )
+            return
+        self._conf_waiting.append((change, request_id, time.monotonic() + CONF_CHANGE_WAIT_S))
+        self.retry_waiting()
+
+    def retry_waiting(self) -> None:
+        """Propose waiting membership changes. One that must wait for an earlier change (or
+        for a new leader's first commit) is tried again on later ticks, until its deadline."""
+        waiting, self._conf_waiting = self._conf_waiting, []
+        now = time.monotonic()
+        for change, request_id, deadline in waiting:
+            try:
+                index = self.p.core.propose_conf_change(change)
+            except ConfChangeInProgress:
+                if now < deadline:
+                    self._conf_waiting.append((change, request_id, deadline))
+                    continue
+                outcome = rp.CONF_REFUSED
+            except NotLeaderError:
+                outcome = rp.CONF_NOT_LEADER
+            except (ProposalRefused, ValueError) as exc:
+                log.info("membership change refused: %s", exc)
+                outcome = rp.CONF_REFUSED
+            else:
+                self._conf_requests[index] = request_id
+                continue
+            self.p.push_up(rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, outcome))
+
+    def move_leader(self, target: int, request_id: int) -> None:
+        core = self.p.core
+        if target == 0:
+            target = self._best_transferee()
+        try:
+            if not target:
+                raise ProposalRefused("no other voter to hand leadership to")
+            core.transfer_leadership(target)
+        except (ProposalRefused, ValueError) as exc:
+            log.info("leader transfer refused: %s", exc)
+            if request_id:
+                self.p.push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 0))
+            return
+        log.info("transferring leadership to %x", target)
+        deadline = (
+            time.monotonic()
+            + self.p.cfg["election_ticks"] * 2 * self.p.cfg["heartbeat_interval_ms"] / 1000
+        )
+        self._move_requests.append((request_id, target, deadline))
+
+    def _best_transferee(self) -> int:
+        status = self.p.core.status()
+        voters = [v for v in status.membership.voters if v != self.p.id]
+        if not voters:
+            return 0
+        return max(
+            voters,
+            key=lambda v: (
+                status.progress[v][0] if v in status.progress else 0,  # match index
+                self.p.transport.is_connected(v),
+            ),
+        )
+
+    def expire_moves(self) -> None:
+        if not self._move_requests:
+            return
+        now = time.monotonic()
+        keep = []
+        for request_id, target, deadline in self._move_requests:
+            if self.p.leader == target:
+                if request_id:
+                    self.p.push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 1))
+            elif now > deadline:
+                if request_id:
+                    self.p.push_up(rp.pack(rp.MOVE_LEADER_DONE, rp.MOVE_DONE, request_id, 0))
+            else:
+                keep.append((request_id, target, deadline))
+        self._move_requests = keep
+
+    def on_committed(self, entry: Entry) -> None:
+        change = codec.decode_conf_change(entry.data)
+        if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER) and change.context:
+            attributes = internal.MemberAttributes.FromString(change.context)
+            self.p.set_peer(change.node_id, list(attributes.peer_urls))
+        elif change.type == ConfChangeType.REMOVE_MEMBER:
+            if change.node_id == self.p.id:
+                log.warning("this member was removed from the cluster")
+            else:
+                self.p.transport.remove_peer(change.node_id)
+                self.p.peer_urls.pop(change.node_id, None)
+        request_id = self._conf_requests.pop(entry.index, None)
+        if request_id is not None:
+            self.p.push_up(
+                rp.pack(
+                    rp.CONF_CHANGE_APPLIED,
+                    rp.CONF_APPLIED,
+                    entry.index,
+                    request_id,
+                    rp.CONF_APPLIED_OK,
+                )
+            )
+        # A request whose entry was replaced by another leader's never commits.
+        for index in [i for i in self._conf_requests if i <= entry.index]:
+            self.p.push_up(
+                rp.pack(
+                    rp.CONF_CHANGE_APPLIED,
+                    rp.CONF_APPLIED,
+                    index,
+                    self._conf_requests.pop(index),
+                    rp.CONF_REFUSED,
+                )
+            )

@@ -1,0 +1,121 @@
+"""Snapshots as the Raft process moves them: compacting the log once the application's
+state is durable, asking the application for a snapshot file when a follower needs one and
+sending it, and receiving one from the leader."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from ..raft import codec
+from ..raft.types import Message, MessageType, SnapshotMeta
+from . import ringproto as rp
+from .config import Url
+from .raft_bootstrap import RaftProcessError
+from .snapshot_transfer import receive_snapshot, send_snapshot
+
+if TYPE_CHECKING:
+    from .raft_process import RaftProcess
+
+log = logging.getLogger("pyraftkv.raft")
+
+# Entries kept in memory below a snapshot so slightly lagging followers catch up from the
+# log instead of needing a whole snapshot (etcd keeps 5000 too).
+CATCH_UP_ENTRIES = 5000
+
+
+class SnapshotShipper:
+    """Snapshot files to and from peers, and log compaction after a snapshot is saved."""
+
+    def __init__(self, process: RaftProcess) -> None:
+        self.p = process
+        self._received_snapshots: dict[int, str] = {}  # index -> received file
+        self._snapshots_in_flight: dict[int, tuple[bytes, float]] = {}  # peer -> (message, t)
+
+    def take_received(self, index: int) -> str:
+        """The file received for the snapshot at ``index`` ("" if none), now the caller's."""
+        return self._received_snapshots.pop(index, "")
+
+    def on_saved(self, index: int, term: int) -> None:
+        """The application's state is durable up to index: compact the log and the WAL."""
+        core = self.p.core
+        meta = SnapshotMeta(index, term, core.membership_at(index))
+        keep_from = index - min(CATCH_UP_ENTRIES, self.p.cfg["snapshot_count"] // 2)
+        if keep_from > core.log.snapshot.index:
+            core.compact(keep_from)
+
+        def write(wal) -> None:
+            wal.append_snapshot(index, term, codec.encode_snapshot_meta(meta))
+            wal.release_before(index)
+
+        self.p.writer.submit(write, True, lambda: None)
+        log.info("snapshot at index %d: log compacted, WAL released below it", index)
+
+    def start_send(self, message: Message) -> None:
+        peer = message.to
+        if peer in self._snapshots_in_flight:
+            return
+        self._snapshots_in_flight[peer] = (codec.encode_message(message), time.monotonic())
+        log.info("member %x needs a snapshot; asking the application for one", peer)
+        self.p.push_up(rp.pack(rp.SNAPSHOT_WANTED, rp.U64, peer))
+
+    def on_ready(self, index: int, term: int, tail: bytes) -> None:
+        """The application made a snapshot file: send it to every peer waiting for one."""
+        path = tail.decode()
+        waiting = list(self._snapshots_in_flight)
+        if not waiting:
+            os.unlink(path)
+            return
+        meta = SnapshotMeta(index, term, self.p.core.membership_at(index))
+        remaining = [len(waiting)]
+
+        def finished() -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0 and os.path.exists(path):
+                os.unlink(path)
+
+        for peer in waiting:
+            message = Message(MessageType.SNAP, peer, self.p.id, self.p.core.term, snapshot=meta)
+            self.p.loop.create_task(self._send(peer, message, path, finished))
+
+    async def _send(self, peer: int, message: Message, path: str, finished) -> None:
+        ok = False
+        try:
+            url = Url.parse(self.p.peer_urls[peer][0], "peer URL")
+            size = await send_snapshot(
+                url.host,
+                url.port,
+                ssl=self.p.peer_ssl if url.tls else None,
+                cluster_id=self.p.cluster_id,
+                sender=self.p.id,
+                receiver=peer,
+                message=codec.encode_message(message),
+                path=path,
+            )
+            ok = True
+            log.info(
+                "snapshot at index %d sent to member %x (%d bytes compressed)",
+                message.snapshot.index,
+                peer,
+                size,
+            )
+        except Exception as exc:  # any failure: the core retries later
+            log.warning("sending a snapshot to member %x failed: %s", peer, exc)
+        finally:
+            self._snapshots_in_flight.pop(peer, None)
+            finished()
+        self.p.core.report_snapshot(peer, ok)
+        self.p.schedule()
+
+    async def on_connection(self, sender: int, reader, writer) -> None:
+        async def stored(message_bytes: bytes, path: str) -> None:
+            message = codec.decode_message(message_bytes)
+            if message.type != MessageType.SNAP or message.snapshot is None:
+                raise RaftProcessError("snapshot channel carried a non-snapshot message")
+            self._received_snapshots[message.snapshot.index] = path
+            self.p.core.step(message)
+            self.p.schedule()
+
+        await receive_snapshot(reader, writer, self.p.cfg["snap_dir"], stored)
