@@ -2,7 +2,7 @@
 
 import pytest
 
-from pyraftkv.node.application import needs_space
+from pyraftkv.node.apply import needs_space
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.methods import BY_NAME
 

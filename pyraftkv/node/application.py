@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -34,94 +32,23 @@ from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from . import ringproto as rp
+from .admin_waiters import AdminWaiters
+from .apply import (
+    KV_APPLY,
+    LEASE_EXPIRE,
+    MEMBER_PUBLISH,
+    apply_conf_change,
+    apply_member_publish,
+    needs_space,
+)
 from .auth_store import AuthStore
 from .lessor import Lessor
 from .members import MemberList
+from .proposals import Proposals
+from .reads import ReadRounds
+from .reply import EventWaiter, LocalCaller, Reply
 
 log = logging.getLogger("pyraftkv.app")
-
-# Internal methods carried in the log next to client requests (never sent by clients).
-MEMBER_PUBLISH = 100
-LEASE_EXPIRE = 101
-AUTH_TOKEN = 102  # a simple auth token handed out (AuthTokenGrant)
-
-# A proposal batch is cut at about this size, so one entry stays a sensible WAL record.
-MAX_BATCH_BYTES = 1 << 20
-# Requests waiting for their entry to apply; above this, client connections stop being
-# read until it drains (a bound on memory and on latency).
-MAX_PENDING = 50_000
-
-# Writes that take space: refused with NoSpace while the store is over its quota (reads,
-# deletes, compaction and revokes still go through, so space can be won back).
-_PUT = BY_NAME["Put"].number
-_TXN = BY_NAME["Txn"].number
-_LEASE_GRANT = BY_NAME["LeaseGrant"].number
-
-
-def needs_space(method: int, body: bytes) -> bool:
-    """Whether a client write adds data: a Put, a LeaseGrant, a Txn with a Put anywhere."""
-    if method in (_PUT, _LEASE_GRANT):
-        return True
-    return method == _TXN and _txn_puts(rpc.TxnRequest.FromString(body))
-
-
-def _txn_puts(txn: rpc.TxnRequest) -> bool:
-    return any(
-        op.HasField("request_put") or (op.HasField("request_txn") and _txn_puts(op.request_txn))
-        for op in (*txn.success, *txn.failure)
-    )
-
-
-class Reply:
-    """Where an answer goes: one client stream on one connection."""
-
-    __slots__ = ("connection", "stream")
-
-    def __init__(self, connection: Any, stream: int) -> None:
-        self.connection = connection
-        self.stream = stream
-
-
-class LocalCaller:
-    """Stands in for a client connection when the member itself makes a request (the lock
-    and election services): the answer resolves a future instead of leaving on a socket."""
-
-    closed = False
-
-    def __init__(self, future: asyncio.Future, parse: Callable[[bytes], Message]) -> None:
-        self._future = future
-        self._parse = parse
-
-    def reply(self, stream: int, body: bytes) -> None:
-        if not self._future.done():
-            self._future.set_result(self._parse(body))
-
-    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
-        if not self._future.done():
-            self._future.set_exception(error)
-
-
-class EventWaiter:
-    """A watch sink that resolves a future with the first event it is sent."""
-
-    def __init__(self, future: asyncio.Future, deletes_only: bool) -> None:
-        self._future = future
-        self._deletes_only = deletes_only
-
-    def send_message(self, body: bytes) -> None:
-        if self._future.done():
-            return
-        response = rpc.WatchResponse.FromString(body)
-        if response.canceled:
-            self._future.set_exception(errors.Compacted())
-            return
-        for event in response.events:
-            if not self._deletes_only or event.type == kv_pb2.Event.DELETE:
-                self._future.set_result(event)
-                return
-
-    def backlog_bytes(self) -> int:
-        return 0
 
 
 class Application:
@@ -168,7 +95,7 @@ class Application:
         # Checks a request taken for a user again when it applies (set by the auth service).
         self.recheck: Callable[[str, int, bytes], None] | None = None
         self._apply_table: dict[int, Callable] = {
-            **APPLY,
+            **KV_APPLY,
             BY_NAME["LeaseGrant"].number: lambda b, body: (
                 lessor.grant(b, rpc.LeaseGrantRequest.FromString(body)),
                 None,
@@ -192,23 +119,10 @@ class Application:
         self.leader_changes = 0
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
 
-        # Request ids: a random boot nonce in the high bits, so an entry proposed before a
-        # restart can never complete a request of this boot.
-        self._next_id = random.getrandbits(23) << 40
-        self._pending: dict[int, tuple[Reply, int]] = {}  # id -> (reply, method)
-        self._deadlines: deque[tuple[float, int]] = deque()
-        self._batch = internal.RequestBatch()
-        self._batch_bytes = 0
-        self._reads: list[tuple[Reply, Callable[[], Message]]] = []
-        self._read_rounds: dict[int, list[tuple[Reply, Callable[[], Message]]]] = {}
-        self._read_deadlines: deque[tuple[float, int]] = deque()
-        self._reads_ready: deque[tuple[int, list]] = deque()  # (read index, reads) by index
-        self._next_read_context = 1
+        self.proposals = Proposals(member_id, send_down, request_timeout)
+        self.reads = ReadRounds(send_down, self._answer, request_timeout)
+        self.admin = AdminWaiters(self, send_down, self.proposals.new_id)
         self._flush_scheduled = False
-        self._pause_listeners: list[Callable[[bool], None]] = []
-        self._paused = False
-        self._conf_waiters: dict[int, tuple[Reply, int]] = {}
-        self._move_waiters: dict[int, Reply] = {}
         self._published = False
         self._catch_up_scheduled = False
         self._lease_counter = 0
@@ -217,7 +131,7 @@ class Application:
     @property
     def pending_writes(self) -> int:
         """Writes proposed (or batched to propose) and not yet applied."""
-        return len(self._pending)
+        return len(self.proposals.pending)
 
     # -- headers ---------------------------------------------------------------------------
 
@@ -253,19 +167,7 @@ class Application:
         Raises NoSpace for a write that adds data while the store is over its quota."""
         if self.over_quota and needs_space(method, body):
             raise errors.NoSpace()
-        request_id = self._next_id
-        self._next_id += 1
-        if reply is not None:
-            self._pending[request_id] = (reply, method)
-            self._deadlines.append((time.monotonic() + self.request_timeout, request_id))
-            if len(self._pending) > MAX_PENDING and not self._paused:
-                self._set_paused(True)
-        self._batch.requests.add(
-            member=self.member_id, id=request_id, method=method, body=body, user=user
-        )
-        self._batch_bytes += len(body) + 24
-        if self._batch_bytes >= MAX_BATCH_BYTES:
-            self._flush_proposals()
+        self.proposals.add(reply, method, body, user)
         self._schedule_flush()
 
     def read(self, reply: Reply, serve: Callable[[], Message], linearizable: bool) -> None:
@@ -273,8 +175,8 @@ class Application:
         if not linearizable:
             self._answer(reply, serve)
             return
-        self._reads.append((reply, serve))
-        self._schedule_flush()
+        if self.reads.add(reply, serve):
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -283,21 +185,8 @@ class Application:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self._flush_proposals()
-        if self._reads:
-            context = self._next_read_context
-            self._next_read_context += 1
-            self._read_rounds[context] = self._reads
-            self._read_deadlines.append((time.monotonic() + self.request_timeout, context))
-            self._reads = []
-            self._send_down(rp.pack(rp.READ_INDEX, rp.U64, context))
-
-    def _flush_proposals(self) -> None:
-        if self._batch.requests:
-            data = self._batch.SerializeToString()
-            self._batch = internal.RequestBatch()
-            self._batch_bytes = 0
-            self._send_down(bytes((rp.PROPOSE,)) + data)
+        self.proposals.flush()
+        self.reads.start_round()
 
     # -- requests the member makes itself -------------------------------------------------------
 
@@ -335,16 +224,9 @@ class Application:
         finally:
             self.watch_hub.remove(watcher)
 
-    # -- flow control -----------------------------------------------------------------------
-
     def on_pause(self, listener: Callable[[bool], None]) -> None:
         """Call listener(True) when clients must stop sending, listener(False) to resume."""
-        self._pause_listeners.append(listener)
-
-    def _set_paused(self, paused: bool) -> None:
-        self._paused = paused
-        for listener in self._pause_listeners:
-            listener(paused)
+        self.proposals.on_pause(listener)
 
     # -- messages from the Raft process ------------------------------------------------------
 
@@ -356,17 +238,17 @@ class Application:
                 self._apply(rp.decode_entries(message))
             elif kind == rp.READ_STATE:
                 index, context = rp.unpack(message, rp.U64x2)
-                self._on_read_state(index, context)
+                self.reads.confirmed(index, context, self.applied_index)
             elif kind == rp.STATUS:
                 self._on_status(*rp.unpack(message, rp.STATUS_FMT))
             elif kind == rp.REFUSED:
                 reason, ident = rp.unpack(message, rp.REFUSED_FMT)
                 self._on_refused(reason, ident, rp.tail(message, rp.REFUSED_FMT))
             elif kind == rp.CONF_CHANGE_APPLIED:
-                self._on_conf_change_applied(*rp.unpack(message, rp.CONF_APPLIED))
+                self.admin.conf_change_done(*rp.unpack(message, rp.CONF_APPLIED))
             elif kind == rp.MOVE_LEADER_DONE:
                 request_id, ok = rp.unpack(message, rp.MOVE_DONE)
-                self._on_move_leader_done(request_id, bool(ok))
+                self.admin.move_leader_done(request_id, bool(ok))
             elif kind == rp.WAL_SYNC_LATENCY:
                 self.wal_sync_latency = rp.decode_sync_latency(message)
             elif kind == rp.SNAPSHOT_WANTED:
@@ -376,7 +258,7 @@ class Application:
                 self._install_snapshot(index, term, rp.tail(message, rp.U64x2).decode())
             else:
                 raise rp.RingProtocolError(f"unknown message kind {kind} from the Raft process")
-        self._serve_ready_reads()
+        self.reads.serve_applied(self.applied_index)
 
     def _on_status(self, leader: int, term: int, commit: int, role: int, flags: int) -> None:
         if leader != self.leader_id:
@@ -415,8 +297,7 @@ class Application:
         else:
             error, leader_url = errors.NoLeader(), ""
         if ident:  # a read round
-            for reply, _serve in self._read_rounds.pop(ident, ()):
-                reply.connection.error(reply.stream, error, leader_url)
+            self.reads.refuse(ident, error, leader_url)
             return
         if not data:
             return
@@ -426,42 +307,19 @@ class Application:
             return
         for request in batch.requests:
             if request.member == self.member_id:
-                waiting = self._pending.pop(request.id, None)
+                waiting = self.proposals.take(request.id)
                 if waiting is not None:
-                    waiting[0].connection.error(waiting[0].stream, error, leader_url)
+                    waiting[0].fail(error, leader_url)
                 elif request.method == MEMBER_PUBLISH:
                     self._published = False
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def _on_read_state(self, index: int, context: int) -> None:
-        reads = self._read_rounds.pop(context, None)
-        if reads is None:
-            return
-        if index <= self.applied_index:
-            for reply, serve in reads:
-                self._answer(reply, serve)
-        else:
-            self._reads_ready.append((index, reads))
-
-    def _serve_ready_reads(self) -> None:
-        ready = self._reads_ready
-        while ready and ready[0][0] <= self.applied_index:
-            for reply, serve in ready.popleft()[1]:
-                self._answer(reply, serve)
-        if ready and len(ready) > 1:
-            # Rounds can confirm out of order; keep the queue sorted by index.
-            ordered = sorted(ready, key=lambda item: item[0])
-            ready.clear()
-            ready.extend(ordered)
 
     def _answer(self, reply: Reply, serve: Callable[[], Message]) -> None:
         try:
             response = serve()
         except errors.ApiError as exc:
-            reply.connection.error(reply.stream, exc)
+            reply.fail(exc)
             return
-        reply.connection.reply(reply.stream, self.stamp(response).SerializeToString())
+        reply.answer(self.stamp(response).SerializeToString())
 
     # -- applying ------------------------------------------------------------------------------
 
@@ -483,20 +341,19 @@ class Application:
                     if entry.data:
                         self._apply_requests(batch, entry.data, answers, events)
                 else:
-                    self._apply_conf_change(batch, entry)
+                    apply_conf_change(batch, self.members, entry)
         self.applied_index, self.applied_term = last.index, last.term
         self._check_quota()
         for reply, result in answers:
             if isinstance(result, errors.ApiError):
-                reply.connection.error(reply.stream, result)
+                reply.fail(result)
             else:
-                reply.connection.reply(reply.stream, self.stamp(result).SerializeToString())
+                reply.answer(self.stamp(result).SerializeToString())
         if events:
             self.watch_hub.notify(events, self.store.revision)
         if self.watch_hub.has_unsynced:
             self.schedule_catch_up()
-        if self._paused and len(self._pending) < MAX_PENDING // 2:
-            self._set_paused(False)
+        self.proposals.resume_if_drained()
         if self.applied_index - self.last_snapshot_index >= self.snapshot_count:
             self._save_snapshot()
 
@@ -515,7 +372,7 @@ class Application:
 
     def _apply_requests(self, batch: Any, data: bytes, answers: list, events: list) -> None:
         me = self.member_id
-        pending = self._pending
+        pending = self.proposals.pending
         table = self._apply_table
         on_events = self.lessor.on_events
         for request in internal.RequestBatch.FromString(data).requests:
@@ -546,29 +403,9 @@ class Application:
 
     def _apply_internal(self, batch: Any, request: internal.InternalRequest) -> None:
         if request.method == MEMBER_PUBLISH:
-            self.members.publish(internal.MemberAttributes.FromString(request.body))
-            batch.put_meta(b"members", self.members.encode())
+            apply_member_publish(batch, self.members, request.body)
             return None
         raise RuntimeError(f"unknown method {request.method} in a committed entry")
-
-    def _apply_conf_change(self, batch: Any, entry: rp.Entry) -> None:
-        from ..raft.codec import decode_conf_change
-        from ..raft.types import ConfChangeType
-
-        change = decode_conf_change(entry.data)
-        if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER):
-            attributes = internal.MemberAttributes.FromString(change.context)
-            attributes.id = change.node_id
-            attributes.is_learner = change.type == ConfChangeType.ADD_LEARNER
-            self.members.add(attributes)
-        elif change.type == ConfChangeType.PROMOTE_LEARNER:
-            self.members.promote(change.node_id)
-        else:
-            self.members.remove(change.node_id)
-        batch.put_meta(b"members", self.members.encode())
-        log.info(
-            "membership changed at index %d: %s %x", entry.index, change.type.name, change.node_id
-        )
 
     def schedule_catch_up(self) -> None:
         """Feed lagging watchers from history, one chunk per loop iteration, until synced."""
@@ -588,58 +425,10 @@ class Application:
         self, reply: Reply, method: int, change_type: int, node_id: int, context: bytes
     ) -> None:
         """Send a conf change down; answered when it applies (or is refused)."""
-        request_id = self._next_id
-        self._next_id += 1
-        self._conf_waiters[request_id] = (reply, method, node_id)
-        self._send_down(
-            rp.pack(rp.CONF_CHANGE, rp.CONF, change_type, node_id, request_id, tail=context)
-        )
-
-    def _on_conf_change_applied(self, index: int, request_id: int, ok: int) -> None:
-        waiting = self._conf_waiters.pop(request_id, None)
-        if waiting is None:
-            return
-        reply, method, node_id = waiting
-        if ok == rp.CONF_NOT_LEADER:
-            error = errors.NotLeader()
-            reply.connection.error(reply.stream, error, self.members.client_url(self.leader_id))
-            return
-        if ok != rp.CONF_APPLIED_OK:
-            reply.connection.error(
-                reply.stream,
-                errors.ApiError(
-                    "etcdserver: membership change refused (another change is in progress, "
-                    "or the member does not exist)"
-                ),
-            )
-            return
-        members = self.members.to_rpc()
-        response = BY_NUMBER_RESPONSE[method](members=members)
-        if method == BY_NAME["MemberAdd"].number:
-            response.member.CopyFrom(next((m for m in members if node_id == m.ID), rpc.Member()))
-        reply.connection.reply(reply.stream, self.stamp(response).SerializeToString())
+        self.admin.change_membership(reply, method, change_type, node_id, context)
 
     def move_leader(self, reply: Reply, target: int) -> None:
-        request_id = self._next_id
-        self._next_id += 1
-        self._move_waiters[request_id] = reply
-        self._send_down(rp.pack(rp.MOVE_LEADER, rp.U64x2, target, request_id))
-
-    def _on_move_leader_done(self, request_id: int, ok: bool) -> None:
-        reply = self._move_waiters.pop(request_id, None)
-        if reply is None:
-            return
-        if ok:
-            response = rpc.MoveLeaderResponse()
-            reply.connection.reply(reply.stream, self.stamp(response).SerializeToString())
-        else:
-            reply.connection.error(
-                reply.stream,
-                errors.ApiError(
-                    "etcdserver: leadership transfer failed (target is not a voting member, "
-                    "or it did not catch up in time)"
-                ),
-            )
+        self.admin.move_leader(reply, target)
 
     async def graceful_stop(self, transfer_wait_s: float, drain_wait_s: float) -> None:
         """Hand leadership over (if leading) and let requests in flight finish."""
@@ -652,7 +441,7 @@ class Application:
                 await asyncio.sleep(0.02)
         self._flush()
         deadline = time.monotonic() + drain_wait_s
-        while (self._pending or self._read_rounds) and time.monotonic() < deadline:
+        while (self.proposals.pending or self.reads) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     def expire_leases(self) -> None:
@@ -672,18 +461,10 @@ class Application:
     # -- timeouts ----------------------------------------------------------------------------
 
     def expire(self, now: float) -> None:
-        """Fail requests and read rounds older than the request timeout."""
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, request_id = self._deadlines.popleft()
-            waiting = self._pending.pop(request_id, None)
-            if waiting is not None:
-                waiting[0].connection.error(waiting[0].stream, errors.TimedOut())
-        while self._read_deadlines and self._read_deadlines[0][0] <= now:
-            _, context = self._read_deadlines.popleft()
-            for reply, _serve in self._read_rounds.pop(context, ()):
-                reply.connection.error(reply.stream, errors.TimedOut())
-        if self._paused and len(self._pending) < MAX_PENDING // 2:
-            self._set_paused(False)
+        """Fail requests, read rounds and admin waits older than the request timeout."""
+        self.proposals.expire(now)
+        self.reads.expire(now)
+        self.admin.expire(now)
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -717,7 +498,7 @@ class Application:
         self._send_down(rp.pack(rp.MEMBERS, tail=self.members.encode()))
         self._send_down(rp.pack(rp.SNAPSHOT_INSTALLED, rp.U64, self.applied_index))
         log.info("installed snapshot at index %d (term %d)", index, term)
-        self._serve_ready_reads()
+        self.reads.serve_applied(self.applied_index)
 
     # -- status ------------------------------------------------------------------------------
 
@@ -735,32 +516,3 @@ class Application:
             dbSizeInUse=self.store.db_size_in_use(),
             isLearner=self.is_learner,
         )
-
-
-def _apply_put(batch: Any, body: bytes):
-    return batch.put(rpc.PutRequest.FromString(body))
-
-
-def _apply_delete(batch: Any, body: bytes):
-    return batch.delete_range(rpc.DeleteRangeRequest.FromString(body))
-
-
-def _apply_txn(batch: Any, body: bytes):
-    return batch.txn(rpc.TxnRequest.FromString(body))
-
-
-def _apply_compact(batch: Any, body: bytes):
-    return batch.compact(rpc.CompactionRequest.FromString(body)), None
-
-
-APPLY: dict[int, Callable] = {
-    BY_NAME["Put"].number: _apply_put,
-    BY_NAME["DeleteRange"].number: _apply_delete,
-    BY_NAME["Txn"].number: _apply_txn,
-    BY_NAME["Compact"].number: _apply_compact,
-}
-
-BY_NUMBER_RESPONSE = {
-    BY_NAME[name].number: BY_NAME[name].response
-    for name in ("MemberAdd", "MemberRemove", "MemberPromote", "MemberUpdate")
-}

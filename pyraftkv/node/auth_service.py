@@ -22,8 +22,9 @@ from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election_pb2
 from ..proto import v3lock_pb2 as lock_pb2
 from ..protocol.methods import BY_NAME
-from .application import AUTH_TOKEN, LocalCaller, Reply
+from .apply import AUTH_TOKEN
 from .auth_store import APPLIED, READ, WRITE, AuthStore
+from .reply import LocalCaller, Reply
 
 # Calls for the root role only while auth is on.
 _ADMIN = (

@@ -41,10 +41,11 @@ from ..protocol.frames import (
     split_token,
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER
-from .application import Application, Reply
+from .application import Application
 from .auth_service import AuthService
 from .concurrency import Concurrency
 from .lessor import MAX_TTL_S, TooLargeTTL
+from .reply import Reply
 from .tls import common_name
 from .watch_hub import Watcher
 

@@ -1,0 +1,100 @@
+"""Proposing writes: request ids, the batch of one event-loop iteration sent down as one
+proposal, the requests waiting for their entry to apply, their deadlines, and the
+backpressure that stops reading clients while too many wait.
+
+Request ids carry a random boot nonce in their high bits, so an entry proposed before a
+restart can never complete a request of this boot.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .. import errors
+from ..proto import raft_internal_pb2 as internal
+from . import ringproto as rp
+from .reply import Reply
+
+# A proposal batch is cut at about this size, so one entry stays a sensible WAL record.
+MAX_BATCH_BYTES = 1 << 20
+# Requests waiting for their entry to apply; above this, client connections stop being
+# read until it drains (a bound on memory and on latency).
+MAX_PENDING = 50_000
+
+
+class Proposals:
+    """The writes this member proposed and has not yet seen applied."""
+
+    def __init__(
+        self, member_id: int, send_down: Callable[[bytes], None], request_timeout: float
+    ) -> None:
+        self.member_id = member_id
+        self._send_down = send_down
+        self._request_timeout = request_timeout
+        self._next_id = random.getrandbits(23) << 40
+        self.pending: dict[int, tuple[Reply, int]] = {}  # id -> (reply, method)
+        self._deadlines: deque[tuple[float, int]] = deque()
+        self._batch = internal.RequestBatch()
+        self._batch_bytes = 0
+        self._pause_listeners: list[Callable[[bool], None]] = []
+        self.paused = False
+
+    def new_id(self) -> int:
+        """A request id unique to this member and boot."""
+        request_id = self._next_id
+        self._next_id += 1
+        return request_id
+
+    def add(self, reply: Reply | None, method: int, body: bytes, user: str) -> None:
+        """Batch a write; ``reply`` (if any) waits for its result."""
+        request_id = self.new_id()
+        if reply is not None:
+            self.pending[request_id] = (reply, method)
+            self._deadlines.append((time.monotonic() + self._request_timeout, request_id))
+            if len(self.pending) > MAX_PENDING and not self.paused:
+                self._set_paused(True)
+        self._batch.requests.add(
+            member=self.member_id, id=request_id, method=method, body=body, user=user
+        )
+        self._batch_bytes += len(body) + 24
+        if self._batch_bytes >= MAX_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the batch down as one proposal."""
+        if self._batch.requests:
+            data = self._batch.SerializeToString()
+            self._batch = internal.RequestBatch()
+            self._batch_bytes = 0
+            self._send_down(bytes((rp.PROPOSE,)) + data)
+
+    def take(self, request_id: int) -> tuple[Reply, int] | None:
+        """The waiting request ``request_id`` (now answered by the caller), if still waiting."""
+        return self.pending.pop(request_id, None)
+
+    def expire(self, now: float) -> None:
+        """Fail requests older than the request timeout."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, request_id = self._deadlines.popleft()
+            waiting = self.pending.pop(request_id, None)
+            if waiting is not None:
+                waiting[0].fail(errors.TimedOut())
+        self.resume_if_drained()
+
+    # -- backpressure ------------------------------------------------------------------------
+
+    def on_pause(self, listener: Callable[[bool], None]) -> None:
+        """Call listener(True) when clients must stop sending, listener(False) to resume."""
+        self._pause_listeners.append(listener)
+
+    def resume_if_drained(self) -> None:
+        if self.paused and len(self.pending) < MAX_PENDING // 2:
+            self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        for listener in self._pause_listeners:
+            listener(paused)
