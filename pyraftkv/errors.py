@@ -28,6 +28,11 @@ class PyraftkvError(Exception):
     """Base of every error pyraftkv raises on purpose."""
 
 
+class ConfigError(PyraftkvError):
+    """A flag, environment variable, config file or data dir is wrong; the message says
+    which and why."""
+
+
 class ApiError(PyraftkvError):
     """An error that travels to the client: a gRPC status code and a message."""
 

@@ -20,6 +20,8 @@ FORBIDDEN_PACKAGES = {
     "raft": {"node", "mvcc", "client", "ctl", "admin", "protocol", "wal", "ring"},
     "mvcc": {"raft", "node", "client", "ctl", "admin"},
     "client": {"node", "mvcc", "raft", "ctl", "admin"},
+    "ctl": {"node", "mvcc", "raft"},
+    "admin": {"node", "client", "ctl"},
 }
 
 

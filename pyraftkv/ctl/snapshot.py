@@ -9,12 +9,12 @@ member's data dir; run it once per member of the new cluster with the same
 
 from __future__ import annotations
 
-import argparse
 import json
 
-from ..node.backup import restore as restore_data_dir
-from ..node.backup import status as backup_status
-from ..node.config import ConfigError, add_flags, config_from_args
+from ..admin.backup import restore as restore_data_dir
+from ..admin.backup import status as backup_status
+from ..admin.cluster import parse_urls, plan_cluster
+from ..errors import ConfigError
 from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
 from .flags import Flag
@@ -81,19 +81,15 @@ member of the new cluster from the same file, with the same --initial-cluster an
 async def restore(inv: Invocation) -> None:
     if len(inv.args) != 1:
         raise CtlError("snapshot restore requires exactly one argument", EXIT_BAD_ARGS)
-    parser = argparse.ArgumentParser()
-    add_flags(parser)
     opts = inv.opts
-    argv = [
-        "--name", opts.name,
-        "--initial-cluster-token", opts.initial_cluster_token,
-        "--initial-advertise-peer-urls", opts.initial_advertise_peer_urls,
-    ]  # fmt: skip
-    for flag, value in (("--initial-cluster", opts.initial_cluster), ("--data-dir", opts.data_dir)):
-        if value:
-            argv += [flag, value]
     try:
-        config = config_from_args(parser.parse_args(argv), {})
+        config = plan_cluster(
+            opts.name,
+            opts.initial_cluster,
+            opts.initial_cluster_token,
+            parse_urls(opts.initial_advertise_peer_urls, "--initial-advertise-peer-urls"),
+            opts.data_dir,
+        )
         revision, index = restore_data_dir(inv.args[0], config)
     except ConfigError as exc:
         raise CtlError(str(exc), EXIT_ERROR) from None

@@ -27,6 +27,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 
 from .. import errors
+from ..admin.members import MemberList
 from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
@@ -43,7 +44,6 @@ from .apply import (
 )
 from .auth_store import AuthStore
 from .lessor import Lessor
-from .members import MemberList
 from .proposals import Proposals
 from .reads import ReadRounds
 from .reply import EventWaiter, LocalCaller, Reply

@@ -11,13 +11,13 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from ..admin.members import MemberList
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from ..raft.codec import decode_conf_change
 from ..raft.types import ConfChangeType
 from . import ringproto as rp
-from .members import MemberList
 
 log = logging.getLogger("pyraftkv.app")
 

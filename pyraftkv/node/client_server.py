@@ -557,7 +557,7 @@ class ClientServer:
         connection.answer(stream, response)
 
     def _member_add(self, connection, stream, flags, body):
-        from ..node.config import Url, member_id
+        from ..admin.cluster import Url, member_id
         from ..raft.types import ConfChangeType
 
         request = rpc.MemberAddRequest.FromString(body)

@@ -10,54 +10,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import re
-import struct
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from ..errors import PyraftkvError
+from ..admin.cluster import (
+    MemberSpec,
+    Url,
+    cluster_id,
+    member_id,
+    parse_initial_cluster,
+    parse_urls,
+    plan_cluster,
+)
+from ..errors import ConfigError
 from .tls import CIPHER_SUITES, TlsError, TlsSettings
-
-
-class ConfigError(PyraftkvError):
-    """A flag or environment variable is wrong; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Url:
-    """A parsed http://host:port or https://host:port URL (https: TLS on that address)."""
-
-    text: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str, flag: str) -> Url:
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https"):
-            raise ConfigError(
-                f"{flag}: {text!r} must be an http://host:port or https://host:port URL"
-            )
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ConfigError(f"{flag}: {text!r} has an invalid port") from exc
-        if not parts.hostname or port is None:
-            raise ConfigError(f"{flag}: {text!r} must name a host and a port")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ConfigError(f"{flag}: {text!r} must not have a path or query")
-        return cls(f"{parts.scheme}://{parts.netloc}", parts.hostname, port)
-
-    @property
-    def hostport(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def tls(self) -> bool:
-        return self.text.startswith("https://")
-
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -72,51 +39,6 @@ def parse_duration(text: str, flag: str) -> float:
     if seconds <= 0:
         raise ConfigError(f"{flag}: must be positive, got {text!r}")
     return seconds
-
-
-def parse_urls(text: str, flag: str) -> tuple[Url, ...]:
-    """Parse a comma-separated URL list; at least one URL."""
-    urls = tuple(Url.parse(u.strip(), flag) for u in text.split(",") if u.strip())
-    if not urls:
-        raise ConfigError(f"{flag}: at least one URL is required")
-    return urls
-
-
-def member_id(peer_urls: list[str] | tuple[str, ...], cluster_token: str) -> int:
-    """etcd's member id: sha1 of the sorted peer URLs and the cluster token, first 8 bytes."""
-    digest = hashlib.sha1(("".join(sorted(peer_urls)) + cluster_token).encode()).digest()
-    return struct.unpack(">Q", digest[:8])[0] or 1
-
-
-def cluster_id(member_ids: list[int]) -> int:
-    """etcd's cluster id: sha1 of the sorted member ids (8 bytes big-endian each)."""
-    digest = hashlib.sha1(b"".join(struct.pack(">Q", m) for m in sorted(member_ids))).digest()
-    return struct.unpack(">Q", digest[:8])[0] or 1
-
-
-def parse_initial_cluster(text: str) -> dict[str, tuple[str, ...]]:
-    """Parse name=url,name=url (a name may repeat for several URLs) into name -> URLs."""
-    members: dict[str, list[str]] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        name, sep, url = item.partition("=")
-        if not sep or not name or not url:
-            raise ConfigError(f"--initial-cluster: {item!r} is not name=url")
-        members.setdefault(name, []).append(Url.parse(url, "--initial-cluster").text)
-    if not members:
-        raise ConfigError("--initial-cluster: no members given")
-    return {name: tuple(urls) for name, urls in members.items()}
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    """One member of the initial cluster."""
-
-    name: str
-    id: int
-    peer_urls: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -151,19 +73,10 @@ class NodeConfig:
     bcrypt_cost: int = 10
 
     def __post_init__(self) -> None:
-        me = [m for m in self.initial_cluster if m.name == self.name]
-        if not me:
-            raise ConfigError(
-                f"--initial-cluster has no member named {self.name!r} (--name); "
-                f"it lists {', '.join(m.name for m in self.initial_cluster)}"
-            )
-        advertised = sorted(u.text for u in self.initial_advertise_peer_urls)
-        if sorted(me[0].peer_urls) != advertised:
-            raise ConfigError(
-                f"--initial-cluster gives {self.name!r} the peer URLs {list(me[0].peer_urls)} "
-                f"but --initial-advertise-peer-urls is {advertised}"
-            )
-        object.__setattr__(self, "member_id", me[0].id)
+        me = next((m for m in self.initial_cluster if m.name == self.name), None)
+        if me is None:
+            raise ConfigError(f"--initial-cluster has no member named {self.name!r} (--name)")
+        object.__setattr__(self, "member_id", me.id)
         object.__setattr__(self, "cluster_id", cluster_id([m.id for m in self.initial_cluster]))
 
     def joining(self, cluster_id: int) -> NodeConfig:
@@ -425,8 +338,6 @@ def _tls(raw: dict, prefix: str, urls: tuple[Url, ...], url_flag: str) -> TlsSet
 
 def _build(raw: dict) -> NodeConfig:
     name = raw["name"]
-    if not name:
-        raise ConfigError("--name must not be empty")
     state = raw["initial-cluster-state"]
     if state not in ("new", "existing"):
         raise ConfigError(f"--initial-cluster-state must be 'new' or 'existing', not {state!r}")
@@ -445,14 +356,8 @@ def _build(raw: dict) -> NodeConfig:
     advertise_peers = parse_urls(
         raw["initial-advertise-peer-urls"], "--initial-advertise-peer-urls"
     )
-    initial = raw["initial-cluster"] or ",".join(f"{name}={u.text}" for u in advertise_peers)
     token = raw["initial-cluster-token"]
-    members = tuple(
-        MemberSpec(n, member_id(urls, token), urls)
-        for n, urls in parse_initial_cluster(initial).items()
-    )
-    if len({m.id for m in members}) != len(members):
-        raise ConfigError("--initial-cluster: two members share the same peer URLs")
+    plan = plan_cluster(name, raw["initial-cluster"], token, advertise_peers, raw["data-dir"])
     listen_client_urls = parse_urls(raw["listen-client-urls"], "--listen-client-urls")
     listen_peer_urls = parse_urls(raw["listen-peer-urls"], "--listen-peer-urls")
     metrics_urls = (
@@ -462,12 +367,12 @@ def _build(raw: dict) -> NodeConfig:
     )
     return NodeConfig(
         name=name,
-        data_dir=raw["data-dir"] or f"{name}.pyraftkv",
+        data_dir=plan.data_dir,
         listen_client_urls=listen_client_urls,
         advertise_client_urls=parse_urls(raw["advertise-client-urls"], "--advertise-client-urls"),
         listen_peer_urls=listen_peer_urls,
         initial_advertise_peer_urls=advertise_peers,
-        initial_cluster=members,
+        initial_cluster=plan.initial_cluster,
         initial_cluster_state=state,
         initial_cluster_token=token,
         heartbeat_interval_ms=heartbeat,
@@ -512,3 +417,17 @@ def _retention(mode: str, text: str) -> float:
     if mode == "revision":
         raise ConfigError(f"{flag}: {text!r} is not a number of revisions")
     return parse_duration(text, flag)
+
+
+__all__ = [
+    "ConfigError",
+    "MemberSpec",
+    "NodeConfig",
+    "Url",
+    "add_flags",
+    "config_from_args",
+    "member_id",
+    "parse_duration",
+    "parse_initial_cluster",
+    "parse_urls",
+]

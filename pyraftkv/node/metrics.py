@@ -13,8 +13,8 @@ import asyncio
 from ssl import SSLContext
 from typing import Any
 
+from ..admin.cluster import Url
 from ..proto import rpc_pb2 as rpc
-from .config import Url
 from .ringproto import SyncLatency
 
 # etcd's buckets for etcd_disk_wal_fsync_duration_seconds: 1 ms doubling to 8.192 s.

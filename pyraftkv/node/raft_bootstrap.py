@@ -8,13 +8,13 @@ import json
 import logging
 import random
 
+from ..admin.datadir import wal_metadata
 from ..errors import PyraftkvError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.core import Config, RaftCore
 from ..raft.types import Entry, EntryType, HardState, Membership, SnapshotMeta
 from ..wal import WriteAheadLog
-from .datadir import wal_metadata
 
 log = logging.getLogger("pyraftkv.raft")
 

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..admin.cluster import Url
 from ..errors import PyraftkvError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
@@ -46,7 +47,6 @@ from ..raft.types import (
 )
 from . import event_loop
 from . import ringproto as rp
-from .config import Url
 from .logging_setup import setup_logging
 from .peer_transport import PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now

@@ -9,10 +9,10 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from ..admin.cluster import Url
 from ..raft import codec
 from ..raft.types import Message, MessageType, SnapshotMeta
 from . import ringproto as rp
-from .config import Url
 from .raft_bootstrap import RaftProcessError
 from .snapshot_transfer import receive_snapshot, send_snapshot
 

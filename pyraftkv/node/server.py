@@ -21,6 +21,8 @@ import sys
 import time
 
 from .. import errors
+from ..admin.datadir import DataDir
+from ..admin.members import MemberList
 from ..errors import PyraftkvError
 from ..proto import rpc_pb2 as rpc
 from . import event_loop
@@ -31,10 +33,8 @@ from .auth_tokens import token_provider
 from .client_server import ClientConnection, ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
-from .datadir import DataDir
 from .lessor import Lessor, min_ttl_s
 from .logging_setup import setup_logging
-from .members import MemberList
 from .metrics import MetricsServer
 from .process_entry import crash_on_error, stop_now
 from .python_command import module_command
@@ -73,7 +73,7 @@ def with_auto_certs(config: NodeConfig) -> NodeConfig:
 async def find_cluster(config: NodeConfig) -> int:
     """Ask the other members listed in --initial-cluster which cluster this member joins,
     and check that it was added to it (``member add``) first."""
-    from .config import Url
+    from ..admin.cluster import Url
     from .peer_transport import query_cluster
 
     problems = []

@@ -17,13 +17,14 @@ import shutil
 import tempfile
 from typing import NamedTuple
 
+from ..errors import ConfigError
 from ..mvcc import MVCCStore
 from ..mvcc.records import DATA_FILE
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.types import HardState, Membership, SnapshotMeta
 from ..wal import WriteAheadLog
-from .config import ConfigError, NodeConfig
+from .cluster import ClusterPlan
 from .datadir import DataDir, wal_metadata
 from .members import MemberList
 
@@ -55,7 +56,7 @@ def _position(backup: str) -> tuple[int, int]:
         raise ConfigError(f"{backup} is not a pyraftkv snapshot: {exc}") from None
 
 
-def restore(backup: str, config: NodeConfig) -> tuple[int, int]:
+def restore(backup: str, config: ClusterPlan) -> tuple[int, int]:
     """Make ``config.data_dir`` a member of a new cluster holding ``backup``'s data;
     returns (revision, applied index) of the restored store."""
     index, term = _position(backup)
@@ -70,7 +71,7 @@ def restore(backup: str, config: NodeConfig) -> tuple[int, int]:
         raise
 
 
-def _fill(datadir: DataDir, backup: str, index: int, term: int, config: NodeConfig):
+def _fill(datadir: DataDir, backup: str, index: int, term: int, config: ClusterPlan):
     shutil.copyfile(backup, os.path.join(datadir.db, DATA_FILE))
     members = MemberList()
     for spec in config.initial_cluster:

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from .config import ConfigError
+from ..errors import ConfigError
 
 
 def wal_metadata(cluster_id: int, member_id: int) -> bytes:
