@@ -30,7 +30,8 @@ from . import ringproto as rp
 from .application import Application
 from .auth_service import AuthService
 from .auth_tokens import token_provider
-from .client_server import ClientConnection, ClientServer
+from .client_connection import ClientConnection
+from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
 from .lessor import Lessor, min_ttl_s

@@ -1,0 +1,161 @@
+"""The Cluster and Maintenance calls on the native protocol: the member list and its
+changes, status, leader moves, HashKV, and backups streamed from a consistent copy."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from typing import TYPE_CHECKING
+
+from .. import errors
+from ..proto import raft_internal_pb2 as internal
+from ..proto import rpc_pb2 as rpc
+from ..protocol.frames import FLAG_END
+from ..protocol.methods import BY_NAME
+from .lease_calls import require_leader
+from .reply import Reply
+
+if TYPE_CHECKING:
+    from .client_connection import ClientConnection
+
+# A backup (Snapshot call) travels in messages of this many bytes of the database.
+SNAPSHOT_CHUNK_BYTES = 1 << 20
+
+
+class ClusterCalls:
+    """Handlers of the Cluster service and of Status, MoveLeader, HashKV and Snapshot."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def handlers(self) -> dict:
+        return {
+            "MemberList": self.member_list,
+            "MemberAdd": self.member_add,
+            "MemberRemove": self.member_remove,
+            "MemberPromote": self.member_promote,
+            "MemberUpdate": self.member_update,
+            "Status": self.status,
+            "MoveLeader": self.move_leader,
+            "HashKV": self.hash_kv,
+            "Snapshot": self.snapshot,
+        }
+
+    def member_list(self, connection, stream, flags, body):
+        rpc.MemberListRequest.FromString(body)
+        response = rpc.MemberListResponse(members=self.app.members.to_rpc())
+        connection.answer(stream, response)
+
+    def member_add(self, connection, stream, flags, body):
+        from ..admin.cluster import Url, member_id
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberAddRequest.FromString(body)
+        if not request.peerURLs:
+            raise errors.InvalidArgument("etcdserver: member peer URLs are not provided")
+        urls = [Url.parse(u, "peerURLs").text for u in request.peerURLs]
+        for member in self.app.members.to_rpc():
+            if set(member.peerURLs) & set(urls):
+                raise errors.InvalidArgument("etcdserver: peerURL exists")
+        # The id the new member computes for itself from its flags (etcd derives it the same way).
+        new_id = member_id(urls, self.app.cluster_token)
+        attributes = internal.MemberAttributes(
+            id=new_id, peer_urls=urls, is_learner=request.isLearner
+        )
+        change = ConfChangeType.ADD_LEARNER if request.isLearner else ConfChangeType.ADD_VOTER
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberAdd"].number,
+            int(change),
+            new_id,
+            attributes.SerializeToString(),
+        )
+
+    def member_remove(self, connection, stream, flags, body):
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberRemoveRequest.FromString(body)
+        if request.ID not in self.app.members:
+            raise errors.ApiError("etcdserver: member not found")
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberRemove"].number,
+            int(ConfChangeType.REMOVE_MEMBER),
+            request.ID,
+            b"",
+        )
+
+    def member_promote(self, connection, stream, flags, body):
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberPromoteRequest.FromString(body)
+        member = self.app.members.get(request.ID)
+        if member is None:
+            raise errors.ApiError("etcdserver: member not found")
+        if not member.is_learner:
+            raise errors.ApiError("etcdserver: can only promote a learner member")
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberPromote"].number,
+            int(ConfChangeType.PROMOTE_LEARNER),
+            request.ID,
+            b"",
+        )
+
+    def member_update(self, connection, stream, flags, body):
+        raise errors.ApiError("etcdserver: member update is not supported by pyraftkv yet")
+
+    def status(self, connection, stream, flags, body):
+        rpc.StatusRequest.FromString(body)
+        connection.answer(stream, self.app.status())
+
+    def move_leader(self, connection, stream, flags, body):
+        request = rpc.MoveLeaderRequest.FromString(body)
+        require_leader(self.app)
+        if request.targetID not in self.app.members:
+            raise errors.ApiError("etcdserver: bad leader transferee")
+        self.app.move_leader(Reply(connection, stream), request.targetID)
+
+    def hash_kv(self, connection, stream, flags, body):
+        request = rpc.HashKVRequest.FromString(body)
+        value, compact_revision = self.app.store.hash_kv(request.revision)
+        response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
+        connection.answer(stream, response)
+
+    def snapshot(self, connection, stream, flags, body):
+        if flags & FLAG_END:
+            connection.cancel_task(stream)
+            return
+        rpc.SnapshotRequest.FromString(body)
+        connection.start_task(stream, self._stream_snapshot(connection, stream))
+
+    async def _stream_snapshot(self, connection: ClientConnection, stream: int) -> None:
+        """A consistent copy of the store (made off the loop), in chunks, then its SHA-256
+        (etcd's format: the database bytes followed by their digest), then the stream end."""
+        app = self.app
+        os.makedirs(app.snapshot_dir, exist_ok=True)
+        path = os.path.join(app.snapshot_dir, f"backup-{stream:x}-{id(connection):x}.db")
+        await app.loop.run_in_executor(None, app.store.snapshot_to, path)
+        try:
+            size = os.path.getsize(path)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                remaining = size + digest.digest_size
+                while remaining:
+                    chunk = f.read(SNAPSHOT_CHUNK_BYTES)
+                    digest.update(chunk)
+                    if not chunk:
+                        chunk = digest.digest()
+                    remaining -= len(chunk)
+                    response = rpc.SnapshotResponse(
+                        header=app.header(), remaining_bytes=remaining, blob=chunk
+                    )
+                    connection.message(stream, response.SerializeToString())
+                    while connection.backlog_bytes() > 4 * SNAPSHOT_CHUNK_BYTES:
+                        if connection.closed:
+                            return
+                        await asyncio.sleep(0.005)
+            connection.end(stream)
+        finally:
+            os.unlink(path)
