@@ -4,9 +4,11 @@ to another member or a store that is ahead of a missing WAL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
+from dataclasses import dataclass
 
 from ..admin.datadir import wal_metadata
 from ..errors import PyraftkvError
@@ -19,31 +21,66 @@ from ..wal import WriteAheadLog
 log = logging.getLogger("pyraftkv.raft")
 
 
+@dataclass(frozen=True)
+class RaftProcessConfig:
+    """What the application process tells the Raft process it starts (as JSON in its
+    environment)."""
+
+    member_id: int
+    cluster_id: int
+    wal_dir: str
+    snap_dir: str
+    listen_peer_urls: tuple[str, ...]
+    peer_tls: dict
+    initial_cluster: dict[int, tuple[str, ...]]  # member id -> peer URLs
+    initial_names: dict[int, str]  # member id -> name
+    initial_cluster_state: str
+    heartbeat_interval_ms: int
+    election_ticks: int
+    snapshot_count: int
+    applied_index: int  # of the key-value store, which must not be ahead of the WAL
+    log_level: str
+    parent_pid: int
+    down_fds: tuple[int, int, int]
+    up_fds: tuple[int, int, int]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RaftProcessConfig:
+        raw = json.loads(text)
+        raw["initial_cluster"] = {int(k): tuple(v) for k, v in raw["initial_cluster"].items()}
+        raw["initial_names"] = {int(k): v for k, v in raw["initial_names"].items()}
+        for key in ("listen_peer_urls", "down_fds", "up_fds"):
+            raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+
 class RaftProcessError(PyraftkvError):
     """The Raft process cannot go on; the message says why."""
 
 
-def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, WriteAheadLog, int]:
+def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, WriteAheadLog, int]:
     """Restore (or bootstrap) the core from the WAL; returns (core, wal, last index written)."""
-    member_id, cluster_id = cfg["member_id"], cfg["cluster_id"]
-    config = Config(election_ticks=cfg["election_ticks"], heartbeat_ticks=1)
+    member_id, cluster_id = cfg.member_id, cfg.cluster_id
+    config = Config(election_ticks=cfg.election_ticks, heartbeat_ticks=1)
     metadata = wal_metadata(cluster_id, member_id)
-    wal_dir = cfg["wal_dir"]
+    wal_dir = cfg.wal_dir
     if not WriteAheadLog.exists(wal_dir):
-        if cfg["applied_index"] > 0:
+        if cfg.applied_index > 0:
             raise RaftProcessError(
                 f"the WAL in {wal_dir} is missing but the key-value store has applied index "
-                f"{cfg['applied_index']}: refusing to start as a new member"
+                f"{cfg.applied_index}: refusing to start as a new member"
             )
         wal = WriteAheadLog.create(wal_dir, metadata)
-        if cfg["initial_cluster_state"] == "new":
+        if cfg.initial_cluster_state == "new":
             contexts = {}
-            for member, urls in cfg["initial_cluster"].items():
-                mid = int(member, 16)
+            for mid, urls in cfg.initial_cluster.items():
                 contexts[mid] = internal.MemberAttributes(
                     id=mid,
-                    name=cfg["initial_names"].get(member, ""),
-                    peer_urls=urls,
+                    name=cfg.initial_names.get(mid, ""),
+                    peer_urls=list(urls),
                 ).SerializeToString()
             core = RaftCore.bootstrap(member_id, contexts, config, rng)
         else:
@@ -66,7 +103,7 @@ def open_core(cfg: dict, rng: random.Random) -> tuple[RaftCore, WriteAheadLog, i
         hard_state=HardState(*recovery.hard_state),
         snapshot=snapshot,
         entries=entries,
-        applied=cfg["applied_index"],
+        applied=cfg.applied_index,
     )
     last = entries[-1].index if entries else snapshot.index
     return core, wal, last

@@ -89,7 +89,7 @@ class MembershipChanges:
         log.info("transferring leadership to %x", target)
         deadline = (
             time.monotonic()
-            + self.p.cfg["election_ticks"] * 2 * self.p.cfg["heartbeat_interval_ms"] / 1000
+            + self.p.cfg.election_ticks * 2 * self.p.cfg.heartbeat_interval_ms / 1000
         )
         self._move_requests.append((request_id, target, deadline))
 

@@ -21,7 +21,6 @@ back so the client learns of it at once.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -50,7 +49,7 @@ from . import ringproto as rp
 from .logging_setup import setup_logging
 from .peer_transport import PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now
-from .raft_bootstrap import RaftProcessError, open_core
+from .raft_bootstrap import RaftProcessConfig, RaftProcessError, open_core
 from .raft_membership import MembershipChanges
 from .raft_snapshots import SnapshotShipper
 from .ring_link import RingBacklogFull, RingLink
@@ -76,17 +75,19 @@ def _entry_tuple(entry: Entry) -> tuple[int, int, int, bytes]:
 class RaftProcess:
     """Everything the Raft process does, driven by its event loop."""
 
-    def __init__(self, cfg: dict, core: RaftCore, wal, down, up, last_written: int) -> None:
+    def __init__(
+        self, cfg: RaftProcessConfig, core: RaftCore, wal, down, up, last_written: int
+    ) -> None:
         self.cfg = cfg
-        self.id = cfg["member_id"]
-        self.cluster_id = cfg["cluster_id"]
+        self.id = cfg.member_id
+        self.cluster_id = cfg.cluster_id
         self.core = core
         self.wal = wal
         self.loop = asyncio.get_running_loop()
         self._down_handlers = self._down_handler_table()
         self.link = RingLink(up, down, self.loop, self._on_down_messages, self._on_ring_overflow)
         self.writer = WalWriter(wal, self.loop)
-        tls = TlsSettings.from_json(cfg["peer_tls"])
+        tls = TlsSettings.from_json(cfg.peer_tls)
         self.peer_ssl = tls.client_context()
         self.transport = PeerTransport(
             server_ssl=tls.server_context() if tls.has_cert else None,
@@ -118,24 +119,24 @@ class RaftProcess:
     # -- start and stop -------------------------------------------------------------------
 
     async def start(self) -> None:
-        for member, urls in self.cfg["initial_cluster"].items():
-            self.set_peer(int(member, 16), urls)
-        listen = [Url.parse(text, "--listen-peer-urls") for text in self.cfg["listen_peer_urls"]]
+        for member, urls in self.cfg.initial_cluster.items():
+            self.set_peer(member, list(urls))
+        listen = [Url.parse(text, "--listen-peer-urls") for text in self.cfg.listen_peer_urls]
         try:
             await self.transport.listen([(u.host, u.port, u.tls) for u in listen])
         except OSError as exc:
             raise RaftProcessError(
-                f"cannot listen for peers on {self.cfg['listen_peer_urls']}: {exc.strerror or exc}"
+                f"cannot listen for peers on {self.cfg.listen_peer_urls}: {exc.strerror or exc}"
             ) from exc
         self.link.start()
         if self.core.membership.voters == {self.id}:
             # A single voter needs nobody's vote: campaign now instead of after a timeout.
-            for _ in range(2 * self.cfg["election_ticks"]):
+            for _ in range(2 * self.cfg.election_ticks):
                 if self.core.leader_id == self.id:
                     break
                 self.core.tick()
                 self._process_ready()
-        interval = self.cfg["heartbeat_interval_ms"] / 1000
+        interval = self.cfg.heartbeat_interval_ms / 1000
         self.loop.create_task(self._ticker(interval))
         self._push_status()
         self.schedule()
@@ -462,11 +463,11 @@ class RaftProcess:
         stop_now(log, f"the application process stopped reading: {exc}")
 
 
-async def amain(cfg: dict) -> int:
+async def amain(cfg: RaftProcessConfig) -> int:
     from ..ring import ShmRing
 
-    down = ShmRing.attach(tuple(cfg["down_fds"]), "consumer")
-    up = ShmRing.attach(tuple(cfg["up_fds"]), "producer")
+    down = ShmRing.attach(cfg.down_fds, "consumer")
+    up = ShmRing.attach(cfg.up_fds, "producer")
     core, wal, last = open_core(cfg, random.Random())
     process = RaftProcess(cfg, core, wal, down, up, last)
     loop = asyncio.get_running_loop()
@@ -481,9 +482,9 @@ async def amain(cfg: dict) -> int:
 
 
 def main() -> int:
-    cfg = json.loads(os.environ["PYRAFTKV_RAFT_CONFIG"])
-    die_with_parent(cfg["parent_pid"])
-    setup_logging(cfg["log_level"], "raft")
+    cfg = RaftProcessConfig.from_json(os.environ["PYRAFTKV_RAFT_CONFIG"])
+    die_with_parent(cfg.parent_pid)
+    setup_logging(cfg.log_level, "raft")
     try:
         return event_loop.run(amain(cfg))
     except (RaftProcessError, PyraftkvError) as exc:

@@ -42,7 +42,7 @@ class SnapshotShipper:
         """The application's state is durable up to index: compact the log and the WAL."""
         core = self.p.core
         meta = SnapshotMeta(index, term, core.membership_at(index))
-        keep_from = index - min(CATCH_UP_ENTRIES, self.p.cfg["snapshot_count"] // 2)
+        keep_from = index - min(CATCH_UP_ENTRIES, self.p.cfg.snapshot_count // 2)
         if keep_from > core.log.snapshot.index:
             core.compact(keep_from)
 
@@ -118,4 +118,4 @@ class SnapshotShipper:
             self.p.core.step(message)
             self.p.schedule()
 
-        await receive_snapshot(reader, writer, self.p.cfg["snap_dir"], stored)
+        await receive_snapshot(reader, writer, self.p.cfg.snap_dir, stored)

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -39,6 +38,7 @@ from .logging_setup import setup_logging
 from .metrics import MetricsServer
 from .process_entry import crash_on_error, stop_now
 from .python_command import module_command
+from .raft_bootstrap import RaftProcessConfig
 from .ring_link import RingLink
 from .watch_hub import WatchHub
 
@@ -105,169 +105,178 @@ async def find_cluster(config: NodeConfig) -> int:
     )
 
 
-async def run_node(config: NodeConfig) -> int:
-    from ..mvcc import MVCCStore
-    from ..ring import RingClosedError, ShmRing
+class Node:
+    """One member: its store, its Raft process, the application and its listeners.
 
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(crash_on_error(log, "the member"))
-    datadir = DataDir(config.data_dir)
-    if config.initial_cluster_state == "existing":
-        # The cluster's id is not derivable from the flags of a member added later: a
-        # restart takes it from the data dir, a first start asks the running members.
-        known = datadir.cluster_id()
-        config = config.joining(known if known is not None else await find_cluster(config))
-    datadir.claim(config.cluster_id, config.member_id, config.name)
-    config = with_auto_certs(config)
-    # The quota is enforced when writes are accepted; the map is twice as large, so that
-    # writes already accepted (and every member applies them alike) always fit.
-    store = MVCCStore(
-        datadir.db,
-        map_size=2 * config.quota_backend_bytes,
-        max_request_bytes=config.max_request_bytes,
-    )
-    stored_members = store.get_meta(b"members")
-    # A new member learns the members by applying the log's first (bootstrap) entries.
-    members = MemberList.decode(stored_members) if stored_members else MemberList()
-    if config.member_id in members.removed:
-        raise NodeStopped(
-            f"member {config.member_id:x} was removed from the cluster; "
-            f"it cannot rejoin with this data dir"
+    ``start`` opens the data dir and the store, starts the Raft process and the listeners;
+    ``run`` serves until SIGTERM/SIGINT or a failure and returns the exit code; ``stop``
+    asks for that from inside (a failure names its exit code)."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.exit_code = 0
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._tasks: list[asyncio.Task] = []
+
+    def stop(self, code: int = 0) -> None:
+        """Stop serving; the first non-zero code given is the exit code."""
+        self.exit_code = self.exit_code or code
+        self._stopping.set()
+
+    async def start(self) -> None:
+        from ..mvcc import MVCCStore
+        from ..ring import ShmRing
+
+        self.loop.set_exception_handler(crash_on_error(log, "the member"))
+        config = self.config
+        datadir = DataDir(config.data_dir)
+        if config.initial_cluster_state == "existing":
+            # The cluster's id is not derivable from the flags of a member added later: a
+            # restart takes it from the data dir, a first start asks the running members.
+            known = datadir.cluster_id()
+            config = config.joining(known if known is not None else await find_cluster(config))
+        datadir.claim(config.cluster_id, config.member_id, config.name)
+        self.config = config = with_auto_certs(config)
+        # The quota is enforced when writes are accepted; the map is twice as large, so that
+        # writes already accepted (and every member applies them alike) always fit.
+        store = MVCCStore(
+            datadir.db,
+            map_size=2 * config.quota_backend_bytes,
+            max_request_bytes=config.max_request_bytes,
+        )
+        stored_members = store.get_meta(b"members")
+        # A new member learns the members by applying the log's first (bootstrap) entries.
+        members = MemberList.decode(stored_members) if stored_members else MemberList()
+        if config.member_id in members.removed:
+            raise NodeStopped(
+                f"member {config.member_id:x} was removed from the cluster; "
+                f"it cannot rejoin with this data dir"
+            )
+
+        down = ShmRing.create(RING_BYTES, role="producer")
+        up = ShmRing.create(RING_BYTES, role="consumer")
+        self._start_raft_process(datadir, store.applied_index, down, up)
+        self.link = RingLink(
+            down,
+            up,
+            self.loop,
+            lambda messages: self.app.on_ring_messages(messages),
+            lambda exc: stop_now(log, f"the Raft process stopped reading: {exc}"),
+        )
+        self.app = app = Application(
+            member_id=config.member_id,
+            cluster_id=config.cluster_id,
+            cluster_token=config.initial_cluster_token,
+            name=config.name,
+            client_urls=[u.text for u in config.advertise_client_urls],
+            store=store,
+            members=members,
+            send_down=self.link.send,
+            request_timeout=5.0 + 2 * config.election_timeout_ms / 1000,
+            snapshot_count=config.snapshot_count,
+            snapshot_dir=datadir.snap,
+            watch_hub_factory=lambda a: WatchHub(a.store, a.header),
+            lessor=Lessor(min_ttl_s(config.election_timeout_ms)),
+            election_timeout_s=config.election_timeout_ms / 1000,
+            quota_bytes=config.quota_backend_bytes,
+        )
+        self.link.start()
+        self.link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
+        auth = AuthService(
+            app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost
+        )
+        self.server = ClientServer(app, config.max_request_bytes, auth)
+        await self._listen()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stop, 0)
+        self._tasks.append(self.loop.create_task(self._tick()))
+
+    def _start_raft_process(self, datadir: DataDir, applied_index: int, down, up) -> None:
+        config = self.config
+        raft_config = RaftProcessConfig(
+            member_id=config.member_id,
+            cluster_id=config.cluster_id,
+            wal_dir=datadir.wal,
+            snap_dir=datadir.snap,
+            listen_peer_urls=tuple(u.text for u in config.listen_peer_urls),
+            peer_tls=config.peer_tls.to_json(),
+            initial_cluster={m.id: m.peer_urls for m in config.initial_cluster},
+            initial_names={m.id: m.name for m in config.initial_cluster},
+            initial_cluster_state=config.initial_cluster_state,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            election_ticks=config.election_ticks,
+            snapshot_count=config.snapshot_count,
+            applied_index=applied_index,
+            log_level=config.log_level,
+            parent_pid=os.getpid(),
+            down_fds=down.fds,
+            up_fds=up.fds,
+        )
+        self.process = subprocess.Popen(
+            module_command("pyraftkv.node.raft_process"),
+            pass_fds=[*down.fds, *up.fds],
+            env={**os.environ, "PYRAFTKV_RAFT_CONFIG": raft_config.to_json()},
+            # Its own session: a terminal's Ctrl-C or a group SIGTERM reaches only this
+            # process, which then stops the Raft process in order (STOP on the ring).
+            start_new_session=True,
+        )
+        self._pidfd = os.pidfd_open(self.process.pid)
+        self.loop.add_reader(self._pidfd, self._on_raft_exit)
+
+    def _on_raft_exit(self) -> None:
+        self.loop.remove_reader(self._pidfd)
+        code = self.process.wait()
+        if not self._stopping.is_set():
+            log.error("the Raft process exited unexpectedly (status %s); stopping", code)
+            self.stop(3)
+
+    async def _listen(self) -> None:
+        config, server = self.config, self.server
+        # TLS ends here, below every protocol spoken on the port.
+        client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
+        try:
+            for url in config.listen_client_urls:
+                self._listeners.append(
+                    await self.loop.create_server(
+                        lambda: ClientConnection(server),
+                        url.host,
+                        url.port,
+                        reuse_address=True,
+                        ssl=client_ssl if url.tls else None,
+                    )
+                )
+        except OSError as exc:
+            self.process.terminate()
+            raise NodeStopped(f"cannot listen for clients on {url.text}: {exc}") from exc
+        self.metrics = MetricsServer(self.app)
+        try:
+            await self.metrics.listen(config.listen_metrics_urls, client_ssl)
+        except OSError as exc:
+            self.process.terminate()
+            urls = ", ".join(u.text for u in config.listen_metrics_urls)
+            raise NodeStopped(f"cannot listen for metrics on {urls}: {exc}") from exc
+        if config.listen_metrics_urls:
+            urls = ", ".join(u.text for u in config.listen_metrics_urls)
+            log.info("metrics and health on %s", urls)
+        log.info(
+            "member %x (%s) of cluster %x serving clients on %s",
+            config.member_id,
+            config.name,
+            config.cluster_id,
+            ", ".join(u.text for u in config.listen_client_urls),
         )
 
-    down = ShmRing.create(RING_BYTES, role="producer")
-    up = ShmRing.create(RING_BYTES, role="consumer")
-    raft_config = {
-        "member_id": config.member_id,
-        "cluster_id": config.cluster_id,
-        "wal_dir": datadir.wal,
-        "snap_dir": datadir.snap,
-        "listen_peer_urls": [u.text for u in config.listen_peer_urls],
-        "peer_tls": config.peer_tls.to_json(),
-        "initial_cluster": {f"{m.id:x}": list(m.peer_urls) for m in config.initial_cluster},
-        "initial_cluster_state": config.initial_cluster_state,
-        "initial_names": {f"{m.id:x}": m.name for m in config.initial_cluster},
-        "heartbeat_interval_ms": config.heartbeat_interval_ms,
-        "election_ticks": config.election_ticks,
-        "snapshot_count": config.snapshot_count,
-        "applied_index": store.applied_index,
-        "log_level": config.log_level,
-        "parent_pid": os.getpid(),
-        "down_fds": list(down.fds),
-        "up_fds": list(up.fds),
-    }
-    process = subprocess.Popen(
-        module_command("pyraftkv.node.raft_process"),
-        pass_fds=[*down.fds, *up.fds],
-        env={**os.environ, "PYRAFTKV_RAFT_CONFIG": json.dumps(raft_config)},
-        # Its own session: a terminal's Ctrl-C or a group SIGTERM reaches only this
-        # process, which then stops the Raft process in order (STOP on the ring).
-        start_new_session=True,
-    )
-
-    stopping = asyncio.Event()
-    exit_code = 0
-
-    def stop(code: int) -> None:
-        nonlocal exit_code
-        exit_code = exit_code or code
-        stopping.set()
-
-    app_holder: list[Application] = []
-    link = RingLink(
-        down,
-        up,
-        loop,
-        lambda messages: app_holder[0].on_ring_messages(messages),
-        lambda exc: stop_now(log, f"the Raft process stopped reading: {exc}"),
-    )
-    app = Application(
-        member_id=config.member_id,
-        cluster_id=config.cluster_id,
-        cluster_token=config.initial_cluster_token,
-        name=config.name,
-        client_urls=[u.text for u in config.advertise_client_urls],
-        store=store,
-        members=members,
-        send_down=link.send,
-        request_timeout=5.0 + 2 * config.election_timeout_ms / 1000,
-        snapshot_count=config.snapshot_count,
-        snapshot_dir=datadir.snap,
-        watch_hub_factory=lambda a: WatchHub(a.store, a.header),
-        lessor=Lessor(min_ttl_s(config.election_timeout_ms)),
-        election_timeout_s=config.election_timeout_ms / 1000,
-        quota_bytes=config.quota_backend_bytes,
-    )
-    app_holder.append(app)
-    link.start()
-    link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
-    auth = AuthService(
-        app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost
-    )
-    server = ClientServer(app, config.max_request_bytes, auth)
-
-    # TLS ends here, below every protocol spoken on the port.
-    client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
-    listeners = []
-    try:
-        for url in config.listen_client_urls:
-            listeners.append(
-                await loop.create_server(
-                    lambda: ClientConnection(server),
-                    url.host,
-                    url.port,
-                    reuse_address=True,
-                    ssl=client_ssl if url.tls else None,
-                )
-            )
-    except OSError as exc:
-        process.terminate()
-        raise NodeStopped(f"cannot listen for clients on {url.text}: {exc}") from exc
-    metrics = MetricsServer(app)
-    try:
-        await metrics.listen(config.listen_metrics_urls, client_ssl)
-    except OSError as exc:
-        process.terminate()
-        urls = ", ".join(u.text for u in config.listen_metrics_urls)
-        raise NodeStopped(f"cannot listen for metrics on {urls}: {exc}") from exc
-    if config.listen_metrics_urls:
-        log.info("metrics and health on %s", ", ".join(u.text for u in config.listen_metrics_urls))
-    log.info(
-        "member %x (%s) of cluster %x serving clients on %s",
-        config.member_id,
-        config.name,
-        config.cluster_id,
-        ", ".join(u.text for u in config.listen_client_urls),
-    )
-
-    pidfd = os.pidfd_open(process.pid)
-
-    def on_raft_exit() -> None:
-        loop.remove_reader(pidfd)
-        code = process.wait()
-        if not stopping.is_set():
-            log.error("the Raft process exited unexpectedly (status %s); stopping", code)
-            stop(3)
-
-    loop.add_reader(pidfd, on_raft_exit)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop, 0)
-
-    compactor = (
-        Compactor(config.auto_compaction_mode, config.auto_compaction_retention)
-        if config.auto_compaction_retention
-        else None
-    )
-
-    async def auto_compact(revision: int) -> None:
-        try:
-            await app.local_write("Compact", rpc.CompactionRequest(revision=revision))
-        except errors.ApiError as exc:
-            log.warning("auto-compaction to revision %d failed: %s", revision, exc)
-        else:
-            log.info("auto-compacted to revision %d", revision)
-
-    async def tick() -> None:
+    async def _tick(self) -> None:
+        """Request and lease deadlines, lagging watchers, progress notifications and
+        auto-compaction, every TICK_S."""
+        app, config = self.app, self.config
+        compactor = (
+            Compactor(config.auto_compaction_mode, config.auto_compaction_retention)
+            if config.auto_compaction_retention
+            else None
+        )
         progress_interval = config.watch_progress_notify_interval_s
         next_progress = time.monotonic() + progress_interval
         while True:
@@ -284,36 +293,59 @@ async def run_node(config: NodeConfig) -> int:
                 if app.leader_id != app.member_id:
                     compactor.reset()
                 elif (target := compactor.due(now, app.store.revision)) is not None:
-                    loop.create_task(auto_compact(target))
+                    self._tasks.append(self.loop.create_task(self._auto_compact(target)))
+            self._tasks = [t for t in self._tasks if not t.done()]
 
-    ticker = loop.create_task(tick())
-    await stopping.wait()
-    log.info("stopping")
+    async def _auto_compact(self, revision: int) -> None:
+        try:
+            await self.app.local_write("Compact", rpc.CompactionRequest(revision=revision))
+        except errors.ApiError as exc:
+            log.warning("auto-compaction to revision %d failed: %s", revision, exc)
+        else:
+            log.info("auto-compacted to revision %d", revision)
 
-    for listener in listeners:
-        listener.close()
-    metrics.close()
-    if process.poll() is None:
-        await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
-    if process.poll() is None:
-        with contextlib.suppress(RingClosedError):  # the Raft process is already leaving
-            link.send(rp.pack(rp.STOP))
-        for _ in range(100):
-            if process.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
+    async def run(self) -> int:
+        """Serve until stopped, then stop in order; the exit code."""
+        await self._stopping.wait()
+        log.info("stopping")
+        await self._shutdown()
+        log.info("stopped")
+        return self.exit_code
+
+    async def _shutdown(self) -> None:
+        from ..ring import RingClosedError
+
+        process, app = self.process, self.app
+        for listener in self._listeners:
+            listener.close()
+        self.metrics.close()
         if process.poll() is None:
-            log.warning("the Raft process did not stop in time; killing it")
-            process.kill()
-            process.wait()
-    ticker.cancel()
-    link.close()
-    for connection in list(server.connections):
-        connection.close_with(errors.UNAVAILABLE, "etcdserver: server stopped")
-    app.store.close()
-    os.close(pidfd)
-    log.info("stopped")
-    return exit_code
+            await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
+        if process.poll() is None:
+            with contextlib.suppress(RingClosedError):  # the Raft process is already leaving
+                self.link.send(rp.pack(rp.STOP))
+            for _ in range(100):
+                if process.poll() is not None:
+                    break
+                await asyncio.sleep(0.05)
+            if process.poll() is None:
+                log.warning("the Raft process did not stop in time; killing it")
+                process.kill()
+                process.wait()
+        for task in self._tasks:
+            task.cancel()
+        self.link.close()
+        for connection in list(self.server.connections):
+            connection.close_with(errors.UNAVAILABLE, "etcdserver: server stopped")
+        app.store.close()
+        os.close(self._pidfd)
+
+
+async def run_node(config: NodeConfig) -> int:
+    """Start a member and serve until it stops; the exit code."""
+    node = Node(config)
+    await node.start()
+    return await node.run()
 
 
 def main(argv: list[str] | None = None) -> int:
