@@ -47,6 +47,7 @@ from .lessor import Lessor
 from .proposals import Proposals
 from .reads import ReadRounds
 from .reply import EventWaiter, LocalCaller, Reply
+from .write_trace import WriteTrace
 
 log = logging.getLogger("pyraftkv.app")
 
@@ -72,6 +73,7 @@ class Application:
         lessor: Lessor,
         election_timeout_s: float,
         quota_bytes: int,
+        trace_interval_ms: float = 0.0,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -119,7 +121,8 @@ class Application:
         self.leader_changes = 0
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
 
-        self.proposals = Proposals(member_id, send_down, request_timeout)
+        self.proposals = Proposals(member_id, send_down, request_timeout, trace_interval_ms)
+        self.trace = WriteTrace(self.loop.call_soon)
         self.reads = ReadRounds(send_down, self._answer, request_timeout)
         self.admin = AdminWaiters(self, send_down, self.proposals.new_id)
         self._flush_scheduled = False
@@ -249,8 +252,14 @@ class Application:
             elif kind == rp.MOVE_LEADER_DONE:
                 request_id, ok = rp.unpack(message, rp.MOVE_DONE)
                 self.admin.move_leader_done(request_id, bool(ok))
+            elif kind == rp.TRACE:
+                index, *readings = rp.unpack(message, rp.TRACE_FMT)
+                self.trace.arrived(index, readings)
             elif kind == rp.WAL_SYNC_LATENCY:
                 self.wal_sync_latency = rp.decode_sync_latency(message)
+            elif kind == rp.PEER_RTT:
+                for peer, seconds in rp.decode_peer_rtt(message):
+                    self.trace.observe_rtt(peer, seconds)
             elif kind == rp.SNAPSHOT_WANTED:
                 self.loop.create_task(self._make_snapshot_file())
             elif kind == rp.INSTALL_SNAPSHOT:
@@ -335,13 +344,19 @@ class Application:
         answers: list[tuple[Reply, Message | errors.ApiError]] = []
         events: list = []
         last = entries[-1]
+        traced = self.trace.open
+        done: list[tuple[int, int]] = []  # traced entries applied: (index, writes)
         with self.store.write_batch(last.index, last.term) as batch:
             for entry in entries:
                 if entry.type == 0:
                     if entry.data:
-                        self._apply_requests(batch, entry.data, answers, events)
+                        writes = self._apply_requests(batch, entry.data, answers, events)
+                        if traced and entry.index in traced:
+                            done.append((entry.index, writes))
                 else:
                     apply_conf_change(batch, self.members, entry)
+            commit_started = time.perf_counter()
+        self.trace.backend_commit.observe(time.perf_counter() - commit_started)
         self.applied_index, self.applied_term = last.index, last.term
         self._check_quota()
         for reply, result in answers:
@@ -349,6 +364,8 @@ class Application:
                 reply.fail(result)
             else:
                 reply.answer(self.stamp(result).SerializeToString())
+        if done:
+            self.trace.applied(done)
         if events:
             self.watch_hub.notify(events, self.store.revision)
         if self.watch_hub.has_unsynced:
@@ -370,12 +387,14 @@ class Application:
             else:
                 log.info("the store is back under its quota; writes are accepted again")
 
-    def _apply_requests(self, batch: Any, data: bytes, answers: list, events: list) -> None:
+    def _apply_requests(self, batch: Any, data: bytes, answers: list, events: list) -> int:
+        """Apply one entry's requests; how many there were."""
         me = self.member_id
         pending = self.proposals.pending
         table = self._apply_table
         on_events = self.lessor.on_events
-        for request in internal.RequestBatch.FromString(data).requests:
+        requests = internal.RequestBatch.FromString(data).requests
+        for request in requests:
             apply = table.get(request.method)
             try:
                 if request.user and self.recheck is not None:
@@ -393,6 +412,7 @@ class Application:
                 waiting = pending.pop(request.id, None)
                 if waiting is not None and result is not None:
                     answers.append((waiting[0], result))
+        return len(requests)
 
     def _apply_expire(self, batch: Any, body: bytes):
         """A lease the leader found expired: revoked unless it is already gone."""

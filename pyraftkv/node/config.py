@@ -71,6 +71,7 @@ class NodeConfig:
     auth_token: str = "simple"
     auth_token_ttl_s: int = 300
     bcrypt_cost: int = 10
+    write_trace_interval_ms: float = 1.0
 
     def __post_init__(self) -> None:
         me = next((m for m in self.initial_cluster if m.name == self.name), None)
@@ -93,7 +94,7 @@ class NodeConfig:
         return next((m for m in self.initial_cluster if m.id == member_id), None)
 
 
-# flag name, kind (str, int, bool or parse_duration), default, help
+# flag name, kind (str, int, float, bool or parse_duration), default, help
 _FLAGS: tuple[tuple[str, object, object, str], ...] = (
     ("name", str, "default", "Human-readable name of this member."),
     (
@@ -244,6 +245,13 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "How often watchers that asked for progress notifications (and got no events "
         "meanwhile) are told the current revision.",
     ),
+    (
+        "write-trace-interval",
+        float,
+        1.0,
+        "Milliseconds between two traced proposal batches (the per-write stage histograms "
+        "pyraftkv_write_stage_duration_seconds on /metrics); 0 turns the trace off.",
+    ),
 )
 
 
@@ -287,6 +295,13 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = 
                 raise ConfigError(f"{source}: {value!r} is not an integer") from None
             if value <= 0:
                 raise ConfigError(f"{source}: must be positive, got {value}")
+        elif kind is float:
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{source}: {value!r} is not a number") from None
+            if not value >= 0:  # NaN too
+                raise ConfigError(f"{source}: must be 0 or more, got {value}")
         elif kind is bool and not isinstance(value, bool):
             value = _boolean(value, source)
         elif kind is parse_duration:
@@ -393,6 +408,7 @@ def _build(raw: dict) -> NodeConfig:
         auth_token=_auth_token(raw["auth-token"], raw["auth-token-ttl"]),
         auth_token_ttl_s=raw["auth-token-ttl"],
         bcrypt_cost=_bcrypt_cost(raw["bcrypt-cost"]),
+        write_trace_interval_ms=raw["write-trace-interval"],
     )
 
 

@@ -1,10 +1,12 @@
 """Metrics and health over HTTP (``--listen-metrics-urls``), named as etcd's.
 
 ``GET /metrics`` answers in the Prometheus text format with the figures operators of etcd
-watch: the WAL's fdatasync latency histogram, leadership, proposals, database size, keys
-and watchers. ``GET /health`` answers ``{"health":"true"}`` once this member knows a leader
-and a linearizable read through it succeeds, as etcd's does. The server reads one request
-per connection, answers and closes; it is for scrapers and probes, not for load.
+watch: the WAL's fdatasync, the backend commit and the peer round trip latency histograms,
+leadership, proposals, database size, keys and watchers; and pyraftkv's per-write stage
+trace (write_trace.py). ``GET /health`` answers ``{"health":"true"}`` once this member
+knows a leader and a linearizable read through it succeeds, as etcd's does. The server
+reads one request per connection, answers and closes; it is for scrapers and probes, not
+for load.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from ..admin.cluster import Url
 from ..proto import rpc_pb2 as rpc
 from .ringproto import SyncLatency
+from .write_trace import STAGES
 
 # etcd's buckets for etcd_disk_wal_fsync_duration_seconds: 1 ms doubling to 8.192 s.
 WAL_FSYNC_BUCKETS = tuple(0.001 * 2**k for k in range(14))
@@ -48,6 +51,25 @@ def render(app: Any) -> str:
         "fdatasync latencies of the write-ahead log.",
         app.wal_sync_latency,
     )
+    trace = app.trace
+    lines += _head(
+        "etcd_disk_backend_commit_duration_seconds",
+        "The latency distributions of commit called by backend.",
+    )
+    lines += trace.backend_commit.lines("etcd_disk_backend_commit_duration_seconds")
+    lines += _head(
+        "etcd_network_peer_round_trip_time_seconds",
+        "Round-Trip-Time histogram between peers (heartbeat to its answer).",
+    )
+    for peer, histogram in sorted(trace.peer_rtt.items()):
+        lines += histogram.lines("etcd_network_peer_round_trip_time_seconds", f'To="{peer:x}"')
+    name = "pyraftkv_write_stage_duration_seconds"
+    lines += _head(name, "Time traced writes spent in each stage, per write.")
+    for stage, histogram in zip(STAGES, trace.stages, strict=True):
+        lines += histogram.lines(name, f'stage="{stage}"')
+    name = "pyraftkv_write_duration_seconds"
+    lines += _head(name, "Whole time of traced writes, from batched to reply written.")
+    lines += trace.total.lines(name)
     store = app.store
     figures = (
         ("etcd_server_has_leader", "gauge", "1 if this member knows a leader, else 0.",
@@ -76,6 +98,10 @@ def render(app: Any) -> str:
     for name, kind, help_text, value in figures:
         lines += (f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}")
     return "\n".join(lines) + "\n"
+
+
+def _head(name: str, help_text: str) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
 
 
 async def healthy(app: Any) -> bool:

@@ -29,7 +29,11 @@ class Proposals:
     """The writes this member proposed and has not yet seen applied."""
 
     def __init__(
-        self, member_id: int, send_down: Callable[[bytes], None], request_timeout: float
+        self,
+        member_id: int,
+        send_down: Callable[[bytes], None],
+        request_timeout: float,
+        trace_interval_ms: float = 0.0,
     ) -> None:
         self.member_id = member_id
         self._send_down = send_down
@@ -41,6 +45,10 @@ class Proposals:
         self._batch_bytes = 0
         self._pause_listeners: list[Callable[[bool], None]] = []
         self.paused = False
+        # The stage trace (write_trace.py): at most one traced batch per interval; off at 0.
+        self._trace_interval_ns = int(trace_interval_ms * 1e6) if trace_interval_ms > 0 else 0
+        self._trace_next_ns = 0
+        self._batch_started_ns = 0  # when the batch's first write joined it (if traced)
 
     def new_id(self) -> int:
         """A request id unique to this member and boot."""
@@ -56,6 +64,8 @@ class Proposals:
             self._deadlines.append((time.monotonic() + self._request_timeout, request_id))
             if len(self.pending) > MAX_PENDING and not self.paused:
                 self._set_paused(True)
+        if self._trace_interval_ns and not self._batch.requests:
+            self._batch_started_ns = time.monotonic_ns()
         self._batch.requests.add(
             member=self.member_id, id=request_id, method=method, body=body, user=user
         )
@@ -69,6 +79,13 @@ class Proposals:
             data = self._batch.SerializeToString()
             self._batch = internal.RequestBatch()
             self._batch_bytes = 0
+            started, self._batch_started_ns = self._batch_started_ns, 0
+            if started:
+                now = time.monotonic_ns()
+                if now >= self._trace_next_ns:
+                    self._trace_next_ns = now + self._trace_interval_ns
+                    self._send_down(rp.pack(rp.PROPOSE_TRACED, rp.TRACED, started, now, tail=data))
+                    return
             self._send_down(bytes((rp.PROPOSE,)) + data)
 
     def take(self, request_id: int) -> tuple[Reply, int] | None:

@@ -52,9 +52,11 @@ from .process_entry import crash_on_error, die_with_parent, stop_now
 from .raft_bootstrap import RaftProcessConfig, RaftProcessError, open_core
 from .raft_membership import MembershipChanges
 from .raft_snapshots import SnapshotShipper
+from .raft_trace import RaftTrace
 from .ring_link import RingBacklogFull, RingLink
 from .tls import TlsSettings
 from .wal_writer import WalWriter
+from .write_trace import SENT
 
 log = logging.getLogger("pyraftkv.raft")
 
@@ -115,6 +117,7 @@ class RaftProcess:
         self.stopped = asyncio.Event()
         self._parent = os.getppid()
         self._reported_syncs = 0  # fdatasyncs already reported up
+        self.trace = RaftTrace()
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -157,6 +160,8 @@ class RaftProcess:
             self.core.tick()
             if next_at >= next_latency_report:
                 self._report_sync_latency()
+                if samples := self.trace.take_rtt():
+                    self.push_up(rp.encode_peer_rtt(samples))
                 next_latency_report = next_at + LATENCY_REPORT_S
             self.membership.tick()
             if os.getppid() != self._parent:  # the application process is gone
@@ -204,7 +209,11 @@ class RaftProcess:
                 return
             if message.type == MessageType.SNAP:
                 return  # snapshots only arrive on the snapshot channel, with their data
+            if message.type == MessageType.HEARTBEAT_RESP:
+                self.trace.heartbeat_answered(message.sender)
             self.core.step(message)
+            if self.trace.open:
+                self.trace.check_quorum(self.core.commit_index)
         elif kind == FRAME_FORWARD and len(frame) > 9:
             sender = int.from_bytes(frame[1:9], "big")
             self._propose(frame[9:], sender)
@@ -220,6 +229,8 @@ class RaftProcess:
             if message.type == MessageType.SNAP:
                 self.snapshots.start_send(message)
                 continue
+            if message.type == MessageType.HEARTBEAT:
+                self.trace.heartbeat_sent(message.to)
             by_peer.setdefault(message.to, []).append(
                 bytes((FRAME_RAFT,)) + codec.encode_message(message)
             )
@@ -228,12 +239,12 @@ class RaftProcess:
 
     # -- proposals from the application -------------------------------------------------
 
-    def _propose(self, data: bytes, origin: int) -> None:
-        """Propose on the leader, forward from a follower, refuse without a leader."""
+    def _propose(self, data: bytes, origin: int) -> int:
+        """Propose on the leader (the entry's index), forward from a follower, refuse
+        without a leader (0 for both)."""
         core = self.core
         try:
-            core.propose([data])
-            return
+            return core.propose([data])
         except NotLeaderError as exc:
             leader = exc.leader_id
             reason = rp.NOT_LEADER
@@ -244,11 +255,12 @@ class RaftProcess:
         if origin == self.id and leader and leader != self.id:
             frame = bytes((FRAME_FORWARD,)) + self.id.to_bytes(8, "big") + data
             self.transport.send(leader, [frame])
-            return
+            return 0
         if origin == self.id:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, reason, 0, tail=data))
         else:
             self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
+        return 0
 
     def _on_down_messages(self, messages: list[bytes]) -> None:
         handlers = self._down_handlers
@@ -281,8 +293,16 @@ class RaftProcess:
             log.info("stopping on request")
             self.stop()
 
+        def propose_traced(message: bytes) -> None:
+            popped = time.monotonic_ns()
+            received, batched = rp.unpack(message, rp.TRACED)
+            index = self._propose(rp.tail(message, rp.TRACED), self.id)
+            if index:
+                self.trace.proposed(index, received, batched, popped)
+
         return {
             rp.PROPOSE: lambda m: self._propose(m[1:], self.id),
+            rp.PROPOSE_TRACED: propose_traced,
             rp.READ_INDEX: read_index,
             rp.CONF_CHANGE: lambda m: self.membership.request(m),
             rp.MOVE_LEADER: lambda m: self.membership.move_leader(*rp.unpack(m, rp.U64x2)),
@@ -327,6 +347,8 @@ class RaftProcess:
             self._on_soft_state(ready.soft_state)
         if ready.messages:
             self._send_frames(ready.messages)
+        if self.trace.open and ready.entries:
+            self.trace.stamp(ready.entries, SENT)
         if ready.snapshot is not None:
             path = self.snapshots.take_received(ready.snapshot.index)
             self.push_up(
@@ -347,6 +369,9 @@ class RaftProcess:
     def _push_committed(self, ready: Ready) -> None:
         if ready.committed_entries:
             entries = ready.committed_entries
+            if self.trace.open:
+                for message in self.trace.committed(entries[0].index, entries[-1].index):
+                    self.push_up(message)
             # Several ring messages when there is a lot: each stays far below the ring's size.
             chunk: list[rp.Entry] = []
             size = 0
@@ -383,6 +408,7 @@ class RaftProcess:
             self._last_written = entries[-1].index
         elif snapshot is not None:
             self._last_written = snapshot.index
+        traced = self.trace.within(entries[0].index, entries[-1].index) if entries else None
 
         def write(wal) -> None:
             if snapshot is not None:
@@ -395,8 +421,12 @@ class RaftProcess:
                 [_entry_tuple(e) for e in entries],
                 tuple(hard_state) if hard_state is not None else None,
             )
+            if traced:
+                RaftTrace.written(traced)
 
-        def durable() -> None:
+        def durable(synced_ns: int) -> None:
+            if traced:
+                RaftTrace.synced(traced, synced_ns)
             slot[1] = True
             self._advance_durable()
 
@@ -410,6 +440,8 @@ class RaftProcess:
             if ready.persisted_messages:
                 self._send_frames(ready.persisted_messages)
             self.core.advance(ready)
+        if self.trace.open:
+            self.trace.check_quorum(self.core.commit_index)
         self.schedule()
 
     def _on_soft_state(self, soft) -> None:

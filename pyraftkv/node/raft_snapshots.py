@@ -50,7 +50,7 @@ class SnapshotShipper:
             wal.append_snapshot(index, term, codec.encode_snapshot_meta(meta))
             wal.release_before(index)
 
-        self.p.writer.submit(write, True, lambda: None)
+        self.p.writer.submit(write, True, lambda _durable_ns: None)
         log.info("snapshot at index %d: log compacted, WAL released below it", index)
 
     def start_send(self, message: Message) -> None:

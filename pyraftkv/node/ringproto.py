@@ -28,6 +28,7 @@ SNAPSHOT_READY = 6  # u64 index, u64 term, path: a snapshot file a follower aske
 SNAPSHOT_INSTALLED = 7  # u64 index: the state machine now holds the received snapshot
 STOP = 9  # flush and exit
 MEMBERS = 10  # MemberAttributesList: every member's peer URLs (at start, after a snapshot)
+PROPOSE_TRACED = 11  # i64 received, i64 batched (monotonic ns), data: as PROPOSE, traced
 
 # ---- up: raft -> application -------------------------------------------------------------
 COMMITTED = 101  # a run of committed entries (see encode_entries)
@@ -39,6 +40,8 @@ INSTALL_SNAPSHOT = 106  # u64 index, u64 term, path: replace the state machine w
 MOVE_LEADER_DONE = 107  # u64 request id, u8 ok
 CONF_CHANGE_APPLIED = 108  # u64 index, u64 request id, u8 outcome (CONF_*)
 WAL_SYNC_LATENCY = 109  # the WAL's fdatasync histogram (see encode_sync_latency)
+TRACE = 110  # u64 index, 8 x i64 readings: a traced proposal's entry (write_trace.py)
+PEER_RTT = 111  # (u64 peer, f64 seconds) pairs: heartbeat round trips measured
 
 # outcomes of a membership change (CONF_CHANGE_APPLIED)
 CONF_REFUSED = 0
@@ -60,6 +63,9 @@ _MOVE_DONE = struct.Struct("<QB")
 _CONF_APPLIED = struct.Struct("<QQB")
 _LATENCY = struct.Struct("<Qd")  # samples, sum of seconds
 _BUCKET = struct.Struct("<dQ")  # upper bound in seconds (exclusive), samples
+_TRACED = struct.Struct("<qq")  # PROPOSE_TRACED: received, batched
+_TRACE = struct.Struct("<Q8q")  # TRACE: index, readings
+_RTT = struct.Struct("<Qd")  # one PEER_RTT sample
 
 
 class Entry(NamedTuple):
@@ -138,6 +144,18 @@ def decode_sync_latency(message: bytes) -> SyncLatency:
     return SyncLatency(count, sum_seconds, tuple(_BUCKET.iter_unpack(body)))
 
 
+def encode_peer_rtt(samples: list[tuple[int, float]]) -> bytes:
+    return bytes((PEER_RTT,)) + b"".join(_RTT.pack(peer, s) for peer, s in samples)
+
+
+def decode_peer_rtt(message: bytes) -> list[tuple[int, float]]:
+    body = tail(message, None)
+    if len(body) % _RTT.size:
+        raise RingProtocolError("truncated sample in PEER_RTT")
+    return list(_RTT.iter_unpack(body))
+
+
+TRACED, TRACE_FMT = _TRACED, _TRACE
 U64, U64x2, CONF, STATUS_FMT, REFUSED_FMT, MOVE_DONE, CONF_APPLIED = (
     _U64,
     _U64x2,

@@ -181,6 +181,7 @@ class Node:
             lessor=Lessor(min_ttl_s(config.election_timeout_ms)),
             election_timeout_s=config.election_timeout_ms / 1000,
             quota_bytes=config.quota_backend_bytes,
+            trace_interval_ms=config.write_trace_interval_ms,
         )
         self.link.start()
         self.link.send(rp.pack(rp.MEMBERS, tail=members.encode()))

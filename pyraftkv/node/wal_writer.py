@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -22,16 +23,17 @@ class WalWriter:
     def __init__(self, wal, loop: asyncio.AbstractEventLoop) -> None:
         self.wal = wal
         self.loop = loop
-        self._jobs: deque[tuple[Callable, bool, Callable[[], None]]] = deque()
+        self._jobs: deque[tuple[Callable, bool, Callable[[int], None]]] = deque()
         self._cond = threading.Condition()
         self._stopped = False
         self.failed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Callable, sync: bool, done: Callable[[], None]) -> None:
+    def submit(self, write: Callable, sync: bool, done: Callable[[int], None]) -> None:
         """Run write(wal) on the writer thread, fdatasync if any job in its group needs it,
-        then call done() on the event loop."""
+        then call done(when) on the event loop, ``when`` being the time.monotonic_ns() at
+        which the group was durable."""
         with self._cond:
             self._jobs.append((write, sync, done))
             self._cond.notify()
@@ -55,12 +57,15 @@ class WalWriter:
                 self.failed = exc
                 self.loop.call_soon_threadsafe(self._fail, exc)
                 return
-            self.loop.call_soon_threadsafe(self._complete, [done for _w, _s, done in jobs])
+            durable_ns = time.monotonic_ns()
+            self.loop.call_soon_threadsafe(
+                self._complete, [done for _w, _s, done in jobs], durable_ns
+            )
 
     @staticmethod
-    def _complete(callbacks) -> None:
+    def _complete(callbacks, durable_ns: int) -> None:
         for callback in callbacks:
-            callback()
+            callback(durable_ns)
 
     @staticmethod
     def _fail(exc: BaseException) -> None:

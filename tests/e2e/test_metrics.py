@@ -116,3 +116,49 @@ def test_health_fails_when_the_member_loses_its_quorum(make_cluster):
     while metrics(port)["etcd_server_has_leader"] != 0:  # a lone member knows no leader
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def stage_figures(seen: dict[str, float], suffix: str) -> dict[str, float]:
+    prefix = f'pyraftkv_write_stage_duration_seconds_{suffix}{{stage="'
+    return {k[len(prefix) : -2]: v for k, v in seen.items() if k.startswith(prefix)}
+
+
+def test_the_stage_trace_counts_every_traced_write_in_every_stage(make_cluster):
+    cluster = make_cluster(3)
+    ports = [with_metrics(cluster, i) for i in range(3)]
+    cluster.start()
+    with cluster.client() as client:
+        client.put("warm", "up")
+    at = next(i for i, p in enumerate(ports) if metrics(p)["etcd_server_is_leader"] == 1)
+    leader = ports[at]
+    before = metrics(leader)
+    with cluster.client([cluster.members[at]]) as client:
+        for i in range(20):
+            client.put(f"t/{i}", "v")
+    deadline = time.monotonic() + 10
+    while (seen := metrics(leader))["pyraftkv_write_duration_seconds_count"] < before[
+        "pyraftkv_write_duration_seconds_count"
+    ] + 20 or not any(k.startswith("etcd_network_peer_round_trip") for k in seen):
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    # One write at a time to the leader, one trace per millisecond at most: every write
+    # was traced.
+    counts, sums = stage_figures(seen, "count"), stage_figures(seen, "sum")
+    assert list(counts) == [
+        "batch", "ring_down", "propose", "wal_write", "wal_fsync",
+        "quorum", "commit", "ring_up", "apply", "reply",
+    ]  # fmt: skip
+    total = seen["pyraftkv_write_duration_seconds_count"]
+    assert set(counts.values()) == {total}
+    # The stages of a write add up to its whole time.
+    assert abs(sum(sums.values()) - seen["pyraftkv_write_duration_seconds_sum"]) < 1e-6
+    assert sums["wal_fsync"] > 0 and sums["quorum"] + sums["wal_fsync"] > 0
+    assert 0 < seen["pyraftkv_write_duration_seconds_sum"] < total * 1.0
+    grew = seen["etcd_disk_backend_commit_duration_seconds_count"]
+    assert grew >= before["etcd_disk_backend_commit_duration_seconds_count"] + 20
+    peers = {k.split('To="')[1].split('"')[0] for k in seen if k.startswith("etcd_network_peer")}
+    assert len(peers) == 2
+    for peer in peers:
+        assert seen[f'etcd_network_peer_round_trip_time_seconds_count{{To="{peer}"}}'] > 0
+        inf = f'etcd_network_peer_round_trip_time_seconds_bucket{{To="{peer}",le="+Inf"}}'
+        assert seen[inf] == seen[f'etcd_network_peer_round_trip_time_seconds_count{{To="{peer}"}}']

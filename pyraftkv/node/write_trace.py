@@ -1,0 +1,164 @@
+"""The per-write stage trace: where a write's time goes, stage by stage, across both
+processes of the member that took it.
+
+A sampled proposal batch (at most one per ``--write-trace-interval`` ms, so a single
+writer has every write traced while heavy load pays for a small share) carries clock
+readings with it: the application process stamps it when its first write joined the batch
+and when the batch went down the ring; the Raft process when it popped it, sent the
+AppendEntries, finished the WAL write and the fdatasync, learned the entry committed on a
+majority and pushed it up the ring; the application process again when it popped it,
+applied it (LMDB commit) and wrote the replies. The readings are CLOCK_MONOTONIC
+(``time.monotonic_ns``), which is one clock for every process on Linux.
+
+The differences between consecutive readings are the stages. A leader sends to its
+followers while its own WAL write runs, and a majority may answer before the leader's own
+fdatasync ends: a reading earlier than the one before it counts as that one, so no stage is
+negative and the stages of a write add up to its whole time. Every write of a traced batch
+is counted once per stage: the histograms are per write. Writes a follower forwards to the
+leader are not traced.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+
+# The readings, in order. The first two are the application's, the next six the Raft
+# process's (they travel down and back up the ring), the last three the application's.
+RECEIVED, BATCHED, RAFT_IN, SENT, WAL_WRITTEN, WAL_SYNCED, QUORUM, COMMITTED = range(8)
+RAFT_READINGS = 8  # readings carried up in a TRACE message
+READINGS = 11  # with ring-up arrival, applied, reply written
+
+# Stage i lasts from reading i to reading i + 1.
+STAGES = (
+    "batch",  # first write joined the proposal batch -> batch sent down the ring
+    "ring_down",  # -> the Raft process popped it
+    "propose",  # -> appended to the Raft log and AppendEntries sent to the followers
+    "wal_write",  # -> the leader's WAL write done (waits for an fdatasync in progress)
+    "wal_fsync",  # -> the leader's fdatasync done
+    "quorum",  # -> a majority has it (followers' write, fsync, acknowledgement)
+    "commit",  # -> committed entry pushed up the ring
+    "ring_up",  # -> the application process popped it
+    "apply",  # -> applied and committed to LMDB
+    "reply",  # -> replies written to the client sockets
+)
+
+# 10 us doubling to about 1.3 s: wide enough for a loopback hop and a slow fsync.
+STAGE_BUCKETS = tuple(0.00001 * 2**k for k in range(18))
+# etcd's buckets (checked against etcd 3.4's /metrics).
+ETCD_DISK_BUCKETS = tuple(0.001 * 2**k for k in range(14))
+ETCD_RTT_BUCKETS = tuple(0.0001 * 2**k for k in range(16))
+# Traces waiting for their entry; a leader change can orphan some, so keep a bound.
+MAX_OPEN_TRACES = 256
+
+
+class Histogram:
+    """Prometheus-style histogram with fixed upper bounds; ``observe`` may weigh a sample."""
+
+    __slots__ = ("bounds", "counts", "count", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket, the last one unbounded
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float, weight: int = 1) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += weight
+        self.count += weight
+        self.sum += seconds * weight
+
+    def lines(self, name: str, labels: str = "") -> list[str]:
+        """Bucket, sum and count lines (no HELP/TYPE); ``labels`` like ``To="1"``."""
+        sep = "," if labels else ""
+        out = []
+        running = 0
+        for bound, n in zip(self.bounds, self.counts, strict=False):
+            running += n
+            out.append(f'{name}_bucket{{{labels}{sep}le="{bound:g}"}} {running}')
+        out.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.count}')
+        tail = f"{{{labels}}}" if labels else ""
+        out.append(f"{name}_sum{tail} {self.sum!r}")
+        out.append(f"{name}_count{tail} {self.count}")
+        return out
+
+
+def stage_seconds(readings: list[int]) -> list[float]:
+    """Each stage's length from the readings; a missing (0) or early reading counts as the
+    one before it, so the stages are never negative and add up to the whole."""
+    out = []
+    previous = readings[0]
+    for reading in readings[1:]:
+        if reading > previous:
+            out.append((reading - previous) / 1e9)
+            previous = reading
+        else:
+            out.append(0.0)
+    return out
+
+
+def quantile(bounds: Iterable[float], counts: list[int], q: float) -> float:
+    """The q-quantile of a bucketed distribution (linear within a bucket; a sample in the
+    unbounded bucket reads as the last bound)."""
+    bounds = list(bounds)
+    total = sum(counts)
+    if not total:
+        return 0.0
+    rank = q * total
+    seen = 0
+    lower = 0.0
+    for i, n in enumerate(counts):
+        upper = bounds[i] if i < len(bounds) else bounds[-1]
+        if n and seen + n >= rank:
+            return lower + (upper - lower) * (rank - seen) / n
+        seen += n
+        lower = upper
+    return bounds[-1]
+
+
+class WriteTrace:
+    """The application side: open traces by entry index, and the stage histograms."""
+
+    def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
+        self._schedule = schedule
+        self.open: dict[int, list[int]] = {}  # entry index -> readings so far
+        self.stages = [Histogram(STAGE_BUCKETS) for _ in STAGES]
+        self.total = Histogram(STAGE_BUCKETS)
+        self.backend_commit = Histogram(ETCD_DISK_BUCKETS)
+        self.peer_rtt: dict[int, Histogram] = {}
+
+    def arrived(self, index: int, readings: tuple[int, ...]) -> None:
+        """The Raft process's readings for entry ``index``, just popped from the ring."""
+        if len(self.open) >= MAX_OPEN_TRACES:
+            self.open.pop(next(iter(self.open)))
+        self.open[index] = [*readings, time.monotonic_ns()]
+
+    def applied(self, done: list[tuple[int, int]]) -> None:
+        """Entries (index, writes) just applied and their replies queued: stamp them, and
+        once the replies are written (the connections flush on the next callbacks),
+        record them."""
+        now = time.monotonic_ns()
+        taken = []
+        for index, writes in done:
+            readings = self.open.pop(index, None)
+            if readings is not None and writes:
+                readings.append(now)
+                taken.append((readings, writes))
+        if taken:
+            self._schedule(lambda: self._record(taken))
+
+    def _record(self, taken: list[tuple[list[int], int]]) -> None:
+        now = time.monotonic_ns()
+        for readings, writes in taken:
+            readings.append(now)
+            seconds = stage_seconds(readings)
+            for histogram, value in zip(self.stages, seconds, strict=True):
+                histogram.observe(value, writes)
+            self.total.observe(sum(seconds), writes)
+
+    def observe_rtt(self, peer: int, seconds: float) -> None:
+        histogram = self.peer_rtt.get(peer)
+        if histogram is None:
+            histogram = self.peer_rtt[peer] = Histogram(ETCD_RTT_BUCKETS)
+        histogram.observe(seconds)
