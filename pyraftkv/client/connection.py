@@ -25,6 +25,7 @@ from ..protocol.frames import (
     encode_frame,
     with_token,
 )
+from ..protocol.streams import AWAITING_REPLY, IDLE, OPEN, REPLY_KIND_MOVES, TRANSITIONS
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -206,35 +207,47 @@ class Connection(asyncio.Protocol):
             self._fail_all(ConnectionLost(f"bad reply from {self.endpoint}: {exc}"))
             self._transport.close()
             return
+        calls, streams = self._calls, self._streams
         for stream_id, kind, _flags, body in frames:
-            if kind in (REPLY, ERROR):
-                if stream_id == 0:
-                    # The server is closing this connection (stopping, or it found our
-                    # bytes malformed): everything on it is lost, failover may follow.
-                    reason = _api_error(body).message if kind == ERROR else "no reason given"
-                    self._fail_all(
-                        ConnectionLost(f"{self.endpoint} closed the connection: {reason}")
-                    )
-                    self._transport.close()
-                    return
-                future = self._calls.pop(stream_id, None)
-                if future is not None:
-                    if future.done():
-                        continue
+            if stream_id == 0 and kind in (REPLY, ERROR):
+                # The server is closing this connection (stopping, or it found our bytes
+                # malformed): everything on it is lost, failover may follow.
+                reason = _api_error(body).message if kind == ERROR else "no reason given"
+                self._fail_all(ConnectionLost(f"{self.endpoint} closed the connection: {reason}"))
+                self._transport.close()
+                return
+            state = AWAITING_REPLY if stream_id in calls else OPEN if stream_id in streams else IDLE
+            if state is IDLE:
+                continue  # a reply to something we already gave up on
+            move = REPLY_KIND_MOVES[kind]  # the decoder lets only reply kinds through
+            if TRANSITIONS.get((state, move)) is None:
+                self._stream_failed(stream_id, f"{move.name} frame")
+            elif state is AWAITING_REPLY:
+                future = calls.pop(stream_id)
+                if not future.done():
                     if kind == REPLY:
                         future.set_result(body)
                     else:
                         future.set_exception(_api_error(body))
-                    continue
-            stream = self._streams.get(stream_id)
-            if stream is None:
-                continue  # a reply to something we already gave up on
-            if kind == MESSAGE:
-                stream._push(body)
+            elif kind == MESSAGE:
+                streams[stream_id]._push(body)
             else:
-                self._streams.pop(stream_id, None)
+                stream = streams.pop(stream_id)
                 stream._closed = True
                 stream._push(_api_error(body) if kind == ERROR else ConnectionLost("stream ended"))
+
+    def _stream_failed(self, stream_id: int, what: str) -> None:
+        """The server broke the stream rules on one stream: fail that call alone."""
+        error = ConnectionLost(
+            f"protocol error from {self.endpoint}: a {what} on stream {stream_id}"
+        )
+        future = self._calls.pop(stream_id, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream._closed = True
+            stream._push(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc else "closed"

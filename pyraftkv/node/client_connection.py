@@ -10,8 +10,10 @@ import logging
 from google.protobuf.message import DecodeError, Message
 
 from .. import errors
+from ..protocol import streams as st
 from ..protocol.frames import (
     END,
+    FLAG_END,
     FLAG_TOKEN,
     FLAG_USER,
     FRAME_OVERHEAD_BYTES,
@@ -23,11 +25,13 @@ from ..protocol.frames import (
     encode_frame,
     split_token,
 )
-from ..protocol.methods import BY_NUMBER
+from ..protocol.methods import BY_NUMBER, METHODS
 from .tls import common_name
 from .watch_stream import WatchStream
 
 log = logging.getLogger("pyraftkv.clients")
+
+STREAMING = frozenset(m.number for m in METHODS if m.streaming)
 
 
 class ClientConnection(asyncio.Protocol):
@@ -41,6 +45,7 @@ class ClientConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_bytes = 0
         self.closed = False
+        self.streams = st.Streams()
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         # CN of the client certificate the TLS layer verified ('' without one): the user
@@ -81,10 +86,19 @@ class ClientConnection(asyncio.Protocol):
         server = self.server
         handlers = server.handlers
         auth = server.app.auth
+        streams = self.streams
         for stream, method, flags, body in frames:
             if stream == 0:
                 self.abort("stream id 0 is reserved")
                 return
+            move = st.request_move(method in STREAMING, bool(flags & FLAG_END))
+            before = streams.move(stream, move)
+            if before is None:
+                self._illegal(stream, move)
+                continue
+            if move is st.CLIENT_END and before is not st.OPEN:
+                self.cancel_task(stream)  # a unary call given up on, or nothing left to end
+                continue
             handler = handlers.get(method)
             if handler is None:
                 self.error(stream, errors.UnknownMethod(f"unknown method {method}"))
@@ -168,21 +182,35 @@ class ClientConnection(asyncio.Protocol):
         self._out.clear()
         self._out_bytes = 0
 
+    def _illegal(self, stream: int, move: st.Move) -> None:
+        """A request the stream's state does not allow: an error on that stream only."""
+        state = self.streams.state(stream).name
+        log.debug("stream %d: %s while %s", stream, move.name, state)
+        error = errors.InvalidArgument(f"protocol error: {move.name} on a stream that is {state}")
+        self._queue(encode_error(stream, error.code, error.message, ""))
+
+    # Every frame out moves its stream by the table; one the table forbids (an answer to a
+    # call the client gave up on, a message after the stream ended) is not sent.
+
     def reply(self, stream: int, body: bytes) -> None:
-        self._queue(encode_frame(stream, REPLY, body))
+        if self.streams.move(stream, st.REPLY) is not None:
+            self._queue(encode_frame(stream, REPLY, body))
 
     def answer(self, stream: int, response: Message) -> None:
         """Reply with a response message, its header filled in for this member."""
         self.reply(stream, self.app.stamp(response).SerializeToString())
 
     def message(self, stream: int, body: bytes) -> None:
-        self._queue(encode_frame(stream, MESSAGE, body))
+        if self.streams.move(stream, st.MESSAGE) is not None:
+            self._queue(encode_frame(stream, MESSAGE, body))
 
     def end(self, stream: int) -> None:
-        self._queue(encode_frame(stream, END))
+        if self.streams.move(stream, st.END) is not None:
+            self._queue(encode_frame(stream, END))
 
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
-        self._queue(encode_error(stream, error.code, error.message, leader_url))
+        if self.streams.move(stream, st.ERROR) is not None:
+            self._queue(encode_error(stream, error.code, error.message, leader_url))
 
     def backlog_bytes(self) -> int:
         if self.closed or self._transport is None:

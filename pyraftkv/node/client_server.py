@@ -156,7 +156,7 @@ class ClientServer:
             if watch_stream is not None:
                 watch_stream.close()
                 del connection.watch_streams[stream]
-                connection.end(stream)
+            connection.end(stream)
             return
         if watch_stream is None:
             watch_stream = connection.watch_streams[stream] = WatchStream(connection, stream)

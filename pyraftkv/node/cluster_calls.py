@@ -126,6 +126,7 @@ class ClusterCalls:
     def snapshot(self, connection, stream, flags, body):
         if flags & FLAG_END:
             connection.cancel_task(stream)
+            connection.end(stream)
             return
         rpc.SnapshotRequest.FromString(body)
         connection.start_task(stream, self._stream_snapshot(connection, stream))

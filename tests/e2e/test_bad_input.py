@@ -10,9 +10,13 @@ import pytest
 from pyraftkv import errors
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.frames import (
+    END,
     ERROR,
+    FLAG_END,
     FLAG_TOKEN,
     FLAG_USER,
+    MESSAGE,
+    REPLY,
     FrameDecoder,
     decode_error,
     encode_frame,
@@ -218,3 +222,32 @@ def test_a_user_field_from_a_connection_that_is_no_relay_is_refused(cluster):
     assert code == errors.PERMISSION_DENIED and "not a trusted relay" in message
     with cluster.client([member]) as c:
         assert c.get("k").kvs == []
+
+
+def test_illegal_stream_moves_are_errors_on_that_stream_only(cluster):
+    """A second request on a call in flight is an error on that stream; the first call is
+    answered, the connection and the member go on; a stream id is reusable once ended."""
+    put = BY_NAME["Put"].number
+    watch = BY_NAME["Watch"].number
+    body = rpc.PutRequest(key=b"moves", value=b"1").SerializeToString()
+    create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=b"w")).SerializeToString()
+    sock = raw_connection(cluster.members[0])
+    sock.sendall(
+        encode_frame(5, put, body)
+        + encode_frame(5, put, body)  # while stream 5 awaits its reply
+        + encode_frame(9, watch, create)
+        + encode_frame(9, watch, b"", FLAG_END)
+        + encode_frame(9, watch, create)  # after the half-close
+    )
+    frames = read_frames(sock, 5)
+    errors_by_stream = {
+        f.stream: decode_error(f.body)[1] for f in frames if f.code == ERROR and f.stream
+    }
+    assert "protocol error: CALL on a stream that is AWAITING_REPLY" in errors_by_stream[5]
+    assert [f.code for f in frames if f.stream == 5 and f.code != ERROR] == [REPLY]
+    # The server ends a watch stream as soon as the client half-closes it, so the third
+    # watch frame finds the id idle again and opens a new stream (created, no error).
+    assert [f.code for f in frames if f.stream == 9] == [MESSAGE, END, MESSAGE]
+    sock.sendall(encode_frame(11, put, body))
+    (answer,) = [f for f in read_frames(sock, 1) if f.stream == 11]
+    assert answer.code == REPLY
