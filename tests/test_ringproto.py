@@ -3,10 +3,15 @@
 import pytest
 
 from pyraftkv.node import ringproto as rp
+from pyraftkv.raft.types import Entry, EntryType
 
 
 def test_committed_entries_round_trip():
-    entries = [rp.Entry(1, 1, 1, b"conf"), rp.Entry(2, 2, 0, b""), rp.Entry(2, 3, 0, b"x" * 5000)]
+    entries = [
+        Entry(1, 1, EntryType.CONF_CHANGE, b"conf"),
+        Entry(2, 2, EntryType.NORMAL, b""),
+        Entry(2, 3, EntryType.NORMAL, b"x" * 5000),
+    ]
     message = rp.encode_entries(entries)
     assert message[0] == rp.COMMITTED
     assert rp.decode_entries(message) == entries
@@ -14,7 +19,7 @@ def test_committed_entries_round_trip():
 
 @pytest.mark.parametrize("cut", [1, 5, 21, 22, 30])
 def test_truncated_committed_messages_are_refused(cut):
-    message = rp.encode_entries([rp.Entry(1, 1, 0, b"abcdefghijklmnop")])
+    message = rp.encode_entries([Entry(1, 1, EntryType.NORMAL, b"abcdefghijklmnop")])
     with pytest.raises(rp.RingProtocolError):
         rp.decode_entries(message[: len(message) - cut])
 

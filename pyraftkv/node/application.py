@@ -32,6 +32,7 @@ from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
+from ..raft.types import Entry
 from . import ringproto as rp
 from .admin_waiters import AdminWaiters
 from .apply import (
@@ -332,7 +333,7 @@ class Application:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def _apply(self, entries: list[rp.Entry]) -> None:
+    def _apply(self, entries: list[Entry]) -> None:
         """Apply committed entries in one store transaction, then answer and notify."""
         entries = [e for e in entries if e.index > self.applied_index]
         if not entries:

@@ -16,8 +16,7 @@ from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from ..raft.codec import decode_conf_change
-from ..raft.types import ConfChangeType
-from . import ringproto as rp
+from ..raft.types import ConfChangeType, Entry
 
 log = logging.getLogger("pyraftkv.app")
 
@@ -55,7 +54,7 @@ def apply_member_publish(batch: Any, members: MemberList, body: bytes) -> None:
     batch.put_meta(b"members", members.encode())
 
 
-def apply_conf_change(batch: Any, members: MemberList, entry: rp.Entry) -> None:
+def apply_conf_change(batch: Any, members: MemberList, entry: Entry) -> None:
     """A membership change committed: the member list follows it."""
     change = decode_conf_change(entry.data)
     if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER):

@@ -70,10 +70,6 @@ FRAME_FORWARD = 2  # a follower forwards a proposal payload to the leader
 FRAME_REFUSED = 3  # the leader could not take a forwarded proposal: u8 reason + payload
 
 
-def _entry_tuple(entry: Entry) -> tuple[int, int, int, bytes]:
-    return (entry.term, entry.index, int(entry.type), entry.data)
-
-
 class RaftProcess:
     """Everything the Raft process does, driven by its event loop."""
 
@@ -373,10 +369,10 @@ class RaftProcess:
                 for message in self.trace.committed(entries[0].index, entries[-1].index):
                     self.push_up(message)
             # Several ring messages when there is a lot: each stays far below the ring's size.
-            chunk: list[rp.Entry] = []
+            chunk: list[Entry] = []
             size = 0
             for entry in entries:
-                chunk.append(rp.Entry(*_entry_tuple(entry)))
+                chunk.append(entry)
                 size += len(entry.data)
                 if size >= MAX_COMMITTED_MESSAGE_BYTES:
                     self.push_up(rp.encode_entries(chunk))
@@ -418,7 +414,7 @@ class RaftProcess:
             if truncate_from:
                 wal.truncate_from(truncate_from)
             wal.append(
-                [_entry_tuple(e) for e in entries],
+                entries,
                 tuple(hard_state) if hard_state is not None else None,
             )
             if traced:

@@ -12,6 +12,7 @@ import struct
 from typing import NamedTuple
 
 from ..errors import PyraftkvError
+from ..raft.types import Entry, EntryType
 
 
 class RingProtocolError(PyraftkvError):
@@ -68,15 +69,6 @@ _TRACE = struct.Struct("<Q8q")  # TRACE: index, readings
 _RTT = struct.Struct("<Qd")  # one PEER_RTT sample
 
 
-class Entry(NamedTuple):
-    """A committed Raft entry as the application sees it."""
-
-    term: int
-    index: int
-    type: int
-    data: bytes
-
-
 def pack(kind: int, fmt: struct.Struct | None = None, *values, tail: bytes = b"") -> bytes:
     """One ring message: the kind byte, a fixed struct, then optional trailing bytes."""
     head = bytes((kind,))
@@ -117,7 +109,7 @@ def decode_entries(message: bytes) -> list[Entry]:
         offset += size
         if offset + length > end:
             raise RingProtocolError("truncated entry data in COMMITTED")
-        entries.append(Entry(term, index, type_, bytes(view[offset : offset + length])))
+        entries.append(Entry(term, index, EntryType(type_), bytes(view[offset : offset + length])))
         offset += length
     return entries
 
