@@ -11,7 +11,9 @@ after a majority fsynced it.
 
 Prints throughput and latency p50/p90/p99/max; ``--save FILE`` writes raw latencies (one
 per line, microseconds). ``--procs N`` runs N generator processes and merges their results.
-``--plot PREFIX`` draws the latency CDF and the throughput over time (needs matplotlib).
+``--plot PREFIX`` draws the latency CDF and the throughput over time (needs matplotlib),
+and where the writes' time went (PREFIX-stages.png: p50/p99 of each stage of the members'
+per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyraftkv.client.aio import normalize_endpoint  # noqa: E402
+from pyraftkv.client.aio import AsyncClient, normalize_endpoint  # noqa: E402
 from pyraftkv.client.tls import TLS  # noqa: E402
+from pyraftkv.ctl.check import Stages, stage_histograms, stage_percentiles  # noqa: E402
 from pyraftkv.node.event_loop import run  # noqa: E402
 from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
 from pyraftkv.protocol.frames import (  # noqa: E402
@@ -253,6 +256,18 @@ async def run_load(args: argparse.Namespace, seed: int) -> dict:
     }
 
 
+def read_stages(args: argparse.Namespace) -> Stages:
+    """The members' stage trace histograms, added together."""
+    endpoints = tuple(normalize_endpoint(e) for e in args.endpoints.split(","))
+    tls = TLS(ca_file=args.cacert, cert_file=args.cert, key_file=args.key) if args.cacert else None
+
+    async def read() -> Stages:
+        async with AsyncClient(endpoints, tls=tls) as client:
+            return await stage_histograms(client, endpoints)
+
+    return run(read())
+
+
 def _worker(args: argparse.Namespace, seed: int, queue) -> None:
     queue.put(run(run_load(args, seed)))
 
@@ -283,11 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", help="write raw latencies (microseconds) here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
-        "--plot", metavar="PREFIX", help="write PREFIX-cdf.png and PREFIX-throughput.png"
+        "--plot",
+        metavar="PREFIX",
+        help="write PREFIX-cdf.png, PREFIX-throughput.png and PREFIX-stages.png",
     )
     args = parser.parse_args(argv)
     if args.duration == 0 and args.count == 0:
         parser.error("give --duration or --count")
+    stages_before = read_stages(args) if args.plot else {}
     if args.procs > 1:
         if args.count:
             args.count //= args.procs
@@ -328,7 +346,14 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.save, "w") as f:
             f.writelines(f"{x * 1e6:.1f}\n" for x in latencies)
     if args.plot:
-        from plots import latency_cdf, throughput_over_time
+        from plots import latency_cdf, stage_breakdown, throughput_over_time
+
+        traced, stages = stage_percentiles(stages_before, read_stages(args))
+        if traced:
+            stage_breakdown(
+                f"{args.plot}-stages.png",
+                {name: (p50 * 1000, p99 * 1000) for name, (p50, p99) in stages.items()},
+            )
 
         label = f"{summary['mode']}, {summary['throughput_per_s']:.0f}/s"
         latency_cdf(f"{args.plot}-cdf.png", {label: latencies})

@@ -50,7 +50,8 @@ def test_stages_never_go_negative_and_add_up_to_the_whole():
 
 
 def test_a_weighted_histogram_renders_cumulative_buckets_and_reads_back_quantiles():
-    from pyraftkv.node.write_trace import Histogram, quantile
+    from pyraftkv.ctl.check import quantile
+    from pyraftkv.node.write_trace import Histogram
 
     histogram = Histogram((0.001, 0.002, 0.004))
     histogram.observe(0.0005, 3)  # a batch of three writes

@@ -4,7 +4,9 @@ The workloads, the keys (the prefix followed by 256 bytes starting with a random
 the 1 KiB values, the progress line and the pass rule (throughput above 90% of the cap,
 slowest write under 0.5 s, standard deviation under 0.1 s, no errors) are etcdctl's, so
 figures compare with etcd's directly. pyraftkv adds ``--duration`` (etcdctl's is fixed at
-60 s) and, when the cluster reports them, where each write's time went.
+60 s) and, when the cluster reports them, where each write's time went: the members' stage
+trace histograms (the Status call's ``write_stages``) read before and after the load, p50
+and p99 of each stage over the writes traced meanwhile.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..client.aio import AsyncClient
 from ..client.requests import delete_request
-from ..errors import ApiError
+from ..errors import ApiError, PyraftkvError
 from ..proto import rpc_pb2 as rpc
 from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, CtlError
@@ -175,6 +178,77 @@ async def run_load(
     return Result(latencies, errors, time.monotonic() - started)
 
 
+def quantile(bounds: Iterable[float], counts: list[int], q: float) -> float:
+    """The q-quantile of a bucketed distribution (linear within a bucket; a sample in the
+    unbounded bucket reads as the last bound)."""
+    bounds = list(bounds)
+    total = sum(counts)
+    if not total:
+        return 0.0
+    rank = q * total
+    seen = 0
+    lower = 0.0
+    for i, n in enumerate(counts):
+        upper = bounds[i] if i < len(bounds) else bounds[-1]
+        if n and seen + n >= rank:
+            return lower + (upper - lower) * (rank - seen) / n
+        seen += n
+        lower = upper
+    return bounds[-1]
+
+
+Stages = dict[str, tuple[tuple[float, ...], list[int]]]  # stage -> (bounds, counts)
+
+
+async def stage_histograms(client: AsyncClient, endpoints: tuple[str, ...]) -> Stages:
+    """The stage trace histograms of every member that answers, added together."""
+    total: Stages = {}
+    for endpoint in endpoints:
+        try:
+            status = await client.status(endpoint)
+        except (ApiError, PyraftkvError, OSError, asyncio.TimeoutError):
+            continue  # a member that cannot say contributes nothing
+        for stage in status.write_stages:
+            bounds = tuple(stage.upper_bounds)
+            if stage.stage not in total:
+                total[stage.stage] = (bounds, [0] * len(stage.counts))
+            if total[stage.stage][0] == bounds and len(stage.counts) == len(bounds) + 1:
+                counts = total[stage.stage][1]
+                for i, n in enumerate(stage.counts):
+                    counts[i] += n
+    return total
+
+
+def stage_percentiles(before: Stages, after: Stages) -> tuple[int, dict[str, tuple[float, float]]]:
+    """Writes traced between the two readings, and each stage's (p50, p99) in seconds
+    over them, in the order a write passes the stages (``total`` last)."""
+    rows = {}
+    writes = 0
+    for stage, (bounds, counts) in after.items():
+        earlier = before.get(stage, (bounds, [0] * len(counts)))[1]
+        delta = [n - m for n, m in zip(counts, earlier, strict=True)]
+        if stage == "total":
+            writes = sum(delta)
+        rows[stage] = (quantile(bounds, delta, 0.5), quantile(bounds, delta, 0.99))
+    return writes, rows
+
+
+def stage_lines(before: Stages, after: Stages) -> list[str]:
+    """The stage breakdown as check perf prints it (nothing if no write was traced)."""
+    writes, rows = stage_percentiles(before, after)
+    if not writes:
+        return []
+    lines = [
+        "",
+        f"Where each write's time went ({writes} writes traced; per-stage percentiles, "
+        "which do not add up):",
+        f"{'stage':<10} {'p50':>10} {'p99':>10}",
+    ]
+    for stage, (p50, p99) in rows.items():
+        lines.append(f"{stage:<10} {p50 * 1000:>7.3f} ms {p99 * 1000:>7.3f} ms")
+    return lines
+
+
 async def _show_progress(inv: Invocation, total_s: int) -> None:
     started = time.monotonic()
     for done in range(total_s + 1):
@@ -234,17 +308,20 @@ async def check_perf(inv: Invocation) -> int | None:
     connections = min(load.clients, MAX_CONNECTIONS)
     clients = [first] + [inv.new_client() for _ in range(connections - 1)]
     duration_s = inv.opts.duration
+    endpoints = inv.settings.endpoints
+    before = await stage_histograms(first, endpoints)
     progress = asyncio.ensure_future(_show_progress(inv, max(1, round(duration_s))))
     try:
         result = await run_load(clients, load, prefix, duration_s, seed=time.time_ns())
         await progress
     finally:
         progress.cancel()
+    after = await stage_histograms(first, endpoints)
     deleted = await first.call("DeleteRange", delete_request(prefix, prefix=True), 30.0)
     if inv.opts.auto_compact:
         compaction = rpc.CompactionRequest(revision=deleted.header.revision, physical=True)
         await first.call("Compact", compaction)
     lines, ok = verdict(result, load)
-    for line in lines:
+    for line in lines + stage_lines(before, after):
         inv.write(line)
     return None if ok else EXIT_ERROR

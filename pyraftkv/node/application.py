@@ -536,4 +536,5 @@ class Application:
             raftAppliedIndex=self.applied_index,
             dbSizeInUse=self.store.db_size_in_use(),
             isLearner=self.is_learner,
+            write_stages=self.trace.status(),
         )

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+
+from ..proto import rpc_pb2 as rpc
 
 # The readings, in order. The first two are the application's, the next six the Raft
 # process's (they travel down and back up the ring), the last three the application's.
@@ -98,25 +100,6 @@ def stage_seconds(readings: list[int]) -> list[float]:
     return out
 
 
-def quantile(bounds: Iterable[float], counts: list[int], q: float) -> float:
-    """The q-quantile of a bucketed distribution (linear within a bucket; a sample in the
-    unbounded bucket reads as the last bound)."""
-    bounds = list(bounds)
-    total = sum(counts)
-    if not total:
-        return 0.0
-    rank = q * total
-    seen = 0
-    lower = 0.0
-    for i, n in enumerate(counts):
-        upper = bounds[i] if i < len(bounds) else bounds[-1]
-        if n and seen + n >= rank:
-            return lower + (upper - lower) * (rank - seen) / n
-        seen += n
-        lower = upper
-    return bounds[-1]
-
-
 class WriteTrace:
     """The application side: open traces by entry index, and the stage histograms."""
 
@@ -156,6 +139,19 @@ class WriteTrace:
             for histogram, value in zip(self.stages, seconds, strict=True):
                 histogram.observe(value, writes)
             self.total.observe(sum(seconds), writes)
+
+    def status(self) -> list[rpc.WriteStageHistogram]:
+        """The stage histograms for the Status call (``pyraftkvctl check perf`` reads them),
+        then the whole (stage ``total``); nothing until a write was traced."""
+        if not self.total.count:
+            return []
+        named = [*zip(STAGES, self.stages, strict=True), ("total", self.total)]
+        return [
+            rpc.WriteStageHistogram(
+                stage=name, upper_bounds=h.bounds, counts=h.counts, sum_seconds=h.sum
+            )
+            for name, h in named
+        ]
 
     def observe_rtt(self, peer: int, seconds: float) -> None:
         histogram = self.peer_rtt.get(peer)

@@ -1,0 +1,194 @@
+"""One writer, one put at a time: pyraftkv against real etcd 3.4, in one run.
+
+Starts a fresh 3-member pyraftkv cluster and a fresh 3-member etcd cluster (``--etcd``,
+default /usr/bin/etcd) on loopback, both with a 100 ms heartbeat and a 1 s election
+timeout, and sends sequential puts (16-byte keys, 128-byte values) to each leader from a
+blocking Python client: pyraftkv's ``Client`` (native protocol) and a grpcio stub for etcd
+(etcd's gRPC API). Rounds alternate between the two so both see the same machine. Prints
+p50/p99 per round and over all rounds, and pyraftkv's stage breakdown (the member's
+per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it).
+
+    python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+import grpc  # noqa: E402
+
+from pyraftkv.client.aio import AsyncClient  # noqa: E402
+from pyraftkv.ctl.check import stage_histograms, stage_lines  # noqa: E402
+from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
+from tests.e2e.harness import LocalCluster, free_ports  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Etcd:
+    """Three etcd members on free loopback ports."""
+
+    def __init__(self, binary: str, root: str) -> None:
+        ports = free_ports(6)
+        self.clients, peers = ports[0::2], ports[1::2]
+        cluster = ",".join(f"e{i}=http://127.0.0.1:{p}" for i, p in enumerate(peers))
+        self.processes = []
+        for i, (client, peer) in enumerate(zip(self.clients, peers, strict=True)):
+            argv = [
+                binary,
+                *("--name", f"e{i}", "--data-dir", os.path.join(root, f"etcd-{i}")),
+                *("--listen-client-urls", f"http://127.0.0.1:{client}"),
+                *("--advertise-client-urls", f"http://127.0.0.1:{client}"),
+                *("--listen-peer-urls", f"http://127.0.0.1:{peer}"),
+                *("--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"),
+                *(
+                    "--initial-cluster",
+                    cluster,
+                    "--initial-cluster-token",
+                    f"seq-{self.clients[0]}",
+                ),
+                *("--heartbeat-interval", "100", "--election-timeout", "1000"),
+            ]
+            log = open(os.path.join(root, f"etcd-{i}.log"), "wb")  # noqa: SIM115
+            self.processes.append(subprocess.Popen(argv, stdout=log, stderr=log))
+
+    def leader_channel(self) -> grpc.Channel:
+        deadline = time.monotonic() + 30
+        while True:
+            for port in self.clients:
+                channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+                status = channel.unary_unary(
+                    "/etcdserverpb.Maintenance/Status",
+                    request_serializer=rpc.StatusRequest.SerializeToString,
+                    response_deserializer=rpc.StatusResponse.FromString,
+                )
+                try:
+                    answer = status(rpc.StatusRequest(), timeout=1)
+                    if answer.leader and answer.leader == answer.header.member_id:
+                        return channel
+                except grpc.RpcError:
+                    pass
+                channel.close()
+            if time.monotonic() > deadline:
+                raise TimeoutError("etcd elected no leader")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(10)
+
+
+def etcd_round(channel: grpc.Channel, count: int, value: bytes, base: int) -> list[float]:
+    put = channel.unary_unary(
+        "/etcdserverpb.KV/Put",
+        request_serializer=rpc.PutRequest.SerializeToString,
+        response_deserializer=rpc.PutResponse.FromString,
+    )
+    latencies = []
+    for i in range(count):
+        request = rpc.PutRequest(key=b"seq/%012d" % (base + i), value=value)
+        start = time.perf_counter()
+        put(request, timeout=10)
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def pyraftkv_round(client, count: int, value: bytes, base: int) -> list[float]:
+    latencies = []
+    for i in range(count):
+        key = b"seq/%012d" % (base + i)
+        start = time.perf_counter()
+        client.put(key, value)
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def read_stages(endpoints: tuple[str, ...]):
+    async def read():
+        async with AsyncClient(endpoints) as client:
+            return await stage_histograms(client, endpoints)
+
+    return asyncio.run(read())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000, help="puts per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--value-size", type=int, default=128)
+    parser.add_argument("--etcd", default="/usr/bin/etcd")
+    parser.add_argument("--plot", metavar="PREFIX", help="write PREFIX-cdf.png (both)")
+    parser.add_argument("--no-etcd", action="store_true", help="pyraftkv only")
+    args = parser.parse_args()
+    value = os.urandom(args.value_size // 2).hex().encode()[: args.value_size]
+    root = tempfile.mkdtemp(prefix="pyraftkv-seq-")
+    cluster = LocalCluster(root, 3)
+    etcd = None if args.no_etcd else Etcd(args.etcd, root)
+    results: dict[str, list[float]] = {"pyraftkv": [], "etcd 3.4": []}
+    try:
+        cluster.start()
+        leader = cluster.wait_leader()
+        channel = etcd.leader_channel() if etcd else None
+        endpoints = tuple(m.endpoint for m in cluster.members)
+        with cluster.client([leader]) as client:
+            # Warm both up (connections, first LMDB pages), then measure.
+            pyraftkv_round(client, 200, value, 10**9)
+            if channel is not None:
+                etcd_round(channel, 200, value, 10**9)
+            before = read_stages(endpoints)
+            for r in range(args.rounds):
+                base = r * args.count
+                runs = [("pyraftkv", lambda b=base: pyraftkv_round(client, args.count, value, b))]
+                if channel is not None:
+                    runs.append(
+                        ("etcd 3.4", lambda b=base: etcd_round(channel, args.count, value, b))
+                    )
+                for name, measure in runs if r % 2 == 0 else runs[::-1]:
+                    latencies = measure()
+                    results[name] += latencies
+                    print(
+                        f"round {r + 1} {name:<9} p50 {percentile(latencies, 0.5) * 1000:.3f} ms"
+                        f"  p99 {percentile(latencies, 0.99) * 1000:.3f} ms",
+                        flush=True,
+                    )
+            after = read_stages(endpoints)
+    finally:
+        cluster.stop_all()
+        if etcd is not None:
+            etcd.close()
+        shutil.rmtree(root, ignore_errors=True)
+    for name, latencies in results.items():
+        if latencies:
+            print(
+                f"all rounds {name:<9} p50 {percentile(latencies, 0.5) * 1000:.3f} ms"
+                f"  p99 {percentile(latencies, 0.99) * 1000:.3f} ms  ({len(latencies)} puts)"
+            )
+    for line in stage_lines(before, after):
+        print(line)
+    if args.plot:
+        from plots import latency_cdf
+
+        latency_cdf(
+            f"{args.plot}-cdf.png",
+            {f"{k}, sequential puts": sorted(v) for k, v in results.items() if v},
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
