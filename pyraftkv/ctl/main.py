@@ -24,6 +24,7 @@ from . import (  # noqa: F401  (each registers its commands)
     endpoint,
     kv,
     lease,
+    linearizability,
     lock,
     member,
     snapshot,
