@@ -394,6 +394,8 @@ int ring_pop(shm_ring *r, size_t max_messages, uint8_t *out, size_t out_len, uin
                 r->other = atomic_load_explicit(&r->hdr->head, memory_order_acquire);
                 if (tail == r->other)
                     break;
+                if (r->other - tail > r->capacity)
+                    return -EPROTO; /* the producer is never more than a ring ahead */
             }
             const uint8_t *slot = r->data + (tail & mask);
             uint32_t len;

@@ -153,6 +153,8 @@ static int check_usable(const wal_writer *w)
         return WAL_E_FAILED;
     if (w->fd < 0)
         return -EBADF;
+    if (w->offset > w->limit) /* the append position never passes the segment's end */
+        return WAL_E_INVARIANT;
     return 0;
 }
 
@@ -275,6 +277,10 @@ int wal_append_entries(wal_writer *w, size_t count, uint64_t first_index, const 
     }
     if (hard_state)
         rec = frame_hard_state(rec, hard_state, &chain);
+    if ((size_t)(rec - w->buf) != total) { /* framed exactly what was sized */
+        w->failed = WAL_E_INVARIANT;
+        return WAL_E_INVARIANT;
+    }
     return commit_buffer(w, total, chain);
 }
 
@@ -296,7 +302,10 @@ int wal_append_record(wal_writer *w, uint32_t type, const uint8_t *payload, size
     if (rc < 0)
         return rc;
     uint32_t chain = w->crc;
-    frame_record(w->buf, type, payload, payload_len, &chain);
+    if ((size_t)(frame_record(w->buf, type, payload, payload_len, &chain) - w->buf) != total) {
+        w->failed = WAL_E_INVARIANT;
+        return WAL_E_INVARIANT;
+    }
     return commit_buffer(w, total, chain);
 }
 

@@ -47,6 +47,7 @@
 
 #define WAL_E_FULL (-30001)   /* the batch does not fit in this segment: start a new one */
 #define WAL_E_FAILED (-30002) /* an earlier write or fdatasync failed: the writer refuses */
+#define WAL_E_INVARIANT (-30003) /* an impossible writer state (a bug): the writer refuses */
 
 /* Latency histogram: 8 buckets per power of two of nanoseconds (at most 12.5 % wide). */
 #define WAL_HISTOGRAM_BUCKETS 496

@@ -761,6 +761,8 @@ def _describe(rc: int) -> str:
         return "an earlier write or fdatasync failed"
     if rc == lib.WAL_E_FULL:
         return "batch does not fit in the segment"
+    if rc == lib.WAL_E_INVARIANT:
+        return "the writer reached an impossible state (a bug)"
     return os.strerror(-rc)
 
 

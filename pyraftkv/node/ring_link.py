@@ -76,6 +76,7 @@ class RingLink:
         pushed = self.out_ring.push_batch(self._backlog)
         self._backlog_bytes -= sum(map(len, self._backlog[:pushed]))
         del self._backlog[:pushed]
+        assert (self._backlog_bytes == 0) == (not self._backlog), self._backlog_bytes
         if not self._backlog:
             self.loop.remove_reader(self.out_ring.writable_fd())
 

@@ -27,6 +27,22 @@ class RaftLog:
         self.persisted = snapshot.index
         self.unstable_from = snapshot.index + 1
 
+    def check(self) -> None:
+        """Assert the cursor order in this module's docstring and that the entries are
+        contiguous after the snapshot (a broken one is a bug in the core: stop)."""
+        snap, last = self.snapshot.index, self.last_index
+        assert snap <= self.applied <= self.committed <= last, (
+            snap,
+            self.applied,
+            self.committed,
+            last,
+        )
+        assert self.applied <= self.persisted <= last, (self.applied, self.persisted, last)
+        assert snap < self.unstable_from <= last + 1, (snap, self.unstable_from, last)
+        assert not self.entries or (
+            self.entries[0].index == snap + 1 and self.entries[-1].index == last
+        ), (snap, self.entries[0].index, self.entries[-1].index, last)
+
     @property
     def first_index(self) -> int:
         """The first index still held as an entry (snapshot.index + 1)."""
@@ -79,6 +95,7 @@ class RaftLog:
         """Append entries that directly follow the last one (the leader's path)."""
         assert entries[0].index == self.last_index + 1, (entries[0].index, self.last_index)
         self.entries.extend(entries)
+        self.check()
 
     def truncate_and_append(self, entries: tuple[Entry, ...]) -> None:
         """Replace everything from entries[0].index on with entries (the follower's path)."""
@@ -88,6 +105,7 @@ class RaftLog:
         self.entries.extend(entries)
         self.unstable_from = min(self.unstable_from, start)
         self.persisted = min(self.persisted, start - 1)
+        self.check()
 
     def find_conflict(self, entries: tuple[Entry, ...]) -> int:
         """Index of the first of entries whose term differs from ours (or which we lack);
@@ -128,6 +146,7 @@ class RaftLog:
         assert self.snapshot.index < snapshot.index <= self.applied, snapshot
         del self.entries[: snapshot.index - self.snapshot.index]
         self.snapshot = snapshot
+        self.check()
 
     def take_unstable(self) -> list[Entry]:
         """The entries not yet handed out for persistence; marks them handed out."""
@@ -158,5 +177,6 @@ class RaftLog:
         if hi <= self.applied:
             return ()
         out = self.slice(self.applied + 1, hi + 1, max_bytes)
+        assert out[0].index == self.applied + 1, (out[0].index, self.applied)
         self.applied = out[-1].index
         return out
