@@ -49,12 +49,16 @@ class ClusterCalls:
 
     def member_add(self, connection, stream, flags, body):
         from ..admin.cluster import Url, member_id
+        from ..errors import ConfigError
         from ..raft.types import ConfChangeType
 
         request = rpc.MemberAddRequest.FromString(body)
         if not request.peerURLs:
             raise errors.InvalidArgument("etcdserver: member peer URLs are not provided")
-        urls = [Url.parse(u, "peerURLs").text for u in request.peerURLs]
+        try:
+            urls = [Url.parse(u, "peerURLs").text for u in request.peerURLs]
+        except ConfigError:
+            raise errors.InvalidArgument("etcdserver: given member URLs are invalid") from None
         for member in self.app.members.to_rpc():
             if set(member.peerURLs) & set(urls):
                 raise errors.InvalidArgument("etcdserver: peerURL exists")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.errors import ConfChangeInProgress, NotLeaderError, ProposalRefused
-from ..raft.types import ConfChange, ConfChangeType, Entry
+from ..raft.types import ConfChange, ConfChangeType, Entry, EntryType
 from . import ringproto as rp
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ class MembershipChanges:
         self._conf_requests: dict[int, int] = {}  # entry index -> application request id
         self._conf_waiting: list[tuple[ConfChange, int, float]] = []
         self._move_requests: list[tuple[int, int, float]] = []  # (request id, target, deadline)
+        # entry index -> member first known from that appended, not yet committed entry
+        self._added_at: dict[int, int] = {}
 
     def tick(self) -> None:
         """Expire leader moves and retry waiting changes (called on every tick)."""
@@ -122,11 +124,38 @@ class MembershipChanges:
                 keep.append((request_id, target, deadline))
         self._move_requests = keep
 
-    def on_committed(self, entry: Entry) -> None:
+    def on_appended(self, entries: list[Entry], truncate_from: int) -> None:
+        """Entries are being appended to the log (from ``truncate_from`` on, replacing what
+        was there, when it is not 0). The core counts a member added by such an entry from
+        now on, so its address must be known now too: growing 1 -> 2 voters needs the
+        newcomer's vote to commit the very entry that adds it. A member added only by
+        entries that were replaced is forgotten again."""
+        if truncate_from:
+            members = self.p.core.membership.members()
+            for index in [i for i in self._added_at if i >= truncate_from]:
+                node_id = self._added_at.pop(index)
+                if node_id not in members:
+                    self.p.transport.remove_peer(node_id)
+                    self.p.peer_urls.pop(node_id, None)
+        for entry in entries:
+            if entry.type == EntryType.CONF_CHANGE:
+                self._learn_address(entry)
+
+    def _learn_address(self, entry: Entry) -> None:
         change = codec.decode_conf_change(entry.data)
         if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER) and change.context:
             attributes = internal.MemberAttributes.FromString(change.context)
+            if change.node_id not in self.p.peer_urls:
+                self._added_at[entry.index] = change.node_id
             self.p.set_peer(change.node_id, list(attributes.peer_urls))
+
+    def on_committed(self, entry: Entry) -> None:
+        change = codec.decode_conf_change(entry.data)
+        for index in [i for i in self._added_at if i <= entry.index]:
+            del self._added_at[index]
+        if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER):
+            self._learn_address(entry)
+            self._added_at.pop(entry.index, None)
         elif change.type == ConfChangeType.REMOVE_MEMBER:
             if change.node_id == self.p.id:
                 log.warning("this member was removed from the cluster")

@@ -401,6 +401,7 @@ class RaftProcess:
         if entries and entries[0].index <= self._last_written:
             truncate_from = entries[0].index
         if entries:
+            self.membership.on_appended(entries, truncate_from)
             self._last_written = entries[-1].index
         elif snapshot is not None:
             self._last_written = snapshot.index

@@ -287,6 +287,10 @@ class WatchHub:
         store = self._store
         if watcher.next_revision < store.compact_revision:
             raise Compacted()
+        if watcher.next_revision < 1:
+            # etcd 3.4: a start revision not below the compaction point (-1 on a store never
+            # compacted) but below the first revision has no history: it watches from now.
+            return [], store.revision
         args = (watcher.next_revision, watcher.key, watcher.range_end, watcher.prev_kv)
         events = store.events(*args, CATCH_UP_CHUNK)
         if len(events) < CATCH_UP_CHUNK:
