@@ -272,6 +272,13 @@ class PeerTransport:
         if sender is None or not sender.send(frames):
             self.on_unreachable(peer_id)
 
+    def flush(self) -> None:
+        """Write every peer's queued frames now rather than later in this loop iteration
+        (before the loop blocks on a WAL fdatasync, so the peers work meanwhile)."""
+        for sender in self.senders.values():
+            if sender._flush_scheduled:
+                sender._flush()
+
     def is_connected(self, peer_id: int) -> bool:
         sender = self.senders.get(peer_id)
         return sender is not None and sender.connected

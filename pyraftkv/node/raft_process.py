@@ -84,7 +84,6 @@ class RaftProcess:
         self.loop = asyncio.get_running_loop()
         self._down_handlers = self._down_handler_table()
         self.link = RingLink(up, down, self.loop, self._on_down_messages, self._on_ring_overflow)
-        self.writer = WalWriter(wal, self.loop)
         tls = TlsSettings.from_json(cfg.peer_tls)
         self.peer_ssl = tls.client_context()
         self.transport = PeerTransport(
@@ -98,6 +97,7 @@ class RaftProcess:
             on_snapshot_connection=lambda *args: self.snapshots.on_connection(*args),
             members=lambda: sorted(self.core.membership.members()),
         )
+        self.writer = WalWriter(wal, self.loop, self.transport.flush)
         self.peer_urls: dict[int, list[str]] = {}
         self.membership = MembershipChanges(self)
         self.snapshots = SnapshotShipper(self)
