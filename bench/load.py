@@ -30,6 +30,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from pyraftkv.client.aio import AsyncClient, normalize_endpoint  # noqa: E402
+from pyraftkv.client.connection import split_endpoint  # noqa: E402
 from pyraftkv.client.tls import TLS  # noqa: E402
 from pyraftkv.ctl.check import Stages, stage_histograms, stage_percentiles  # noqa: E402
 from pyraftkv.node.event_loop import run  # noqa: E402
@@ -233,7 +234,7 @@ async def run_load(args: argparse.Namespace, seed: int) -> dict:
     began = time.perf_counter()
     protocols = []
     for i, clients in enumerate(per_conn):
-        host, _, port = endpoints[i % len(endpoints)].rpartition(":")
+        host, port = split_endpoint(endpoints[i % len(endpoints)])
         if args.rate:
             make = lambda n=i: OpenLoop(plan, args.rate / args.conns, seed * 1000 + n)  # noqa: E731
         else:

@@ -40,7 +40,9 @@ class Url:
 
     @property
     def hostport(self) -> str:
-        return f"{self.host}:{self.port}"
+        """host:port, an IPv6 host in brackets (as in the URL)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def tls(self) -> bool:

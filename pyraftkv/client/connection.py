@@ -29,15 +29,26 @@ from ..protocol.streams import AWAITING_REPLY, IDLE, OPEN, REPLY_KIND_MOVES, TRA
 
 
 def normalize_endpoint(endpoint: str) -> str:
-    """Accept host:port or http://host:port; return host:port."""
+    """Accept host:port or http://host:port (an IPv6 host in brackets, [::1]:2379); return
+    host:port."""
     for scheme in ("http://", "https://"):
         if endpoint.startswith(scheme):
             endpoint = endpoint[len(scheme) :]
     endpoint = endpoint.rstrip("/")
+    split_endpoint(endpoint)
+    return endpoint
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """(host, port) of host:port; an IPv6 host comes without its brackets."""
     host, sep, port = endpoint.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"endpoint {endpoint!r}: an IPv6 address goes in brackets, [::1]:2379")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"endpoint {endpoint!r} is not host:port")
-    return endpoint
+    return host, int(port)
 
 
 class ConnectionLost(PyraftkvError):
@@ -128,14 +139,14 @@ class Connection(asyncio.Protocol):
         server_name: str | None = None,
     ) -> Connection:
         """Connect to host:port within ``timeout`` seconds (TLS with ``ssl``)."""
-        host, _, port = endpoint.rpartition(":")
+        host, port = split_endpoint(endpoint)
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
                     lambda: cls(endpoint),
                     host,
-                    int(port),
+                    port,
                     ssl=ssl,
                     server_hostname=(server_name or host) if ssl else None,
                 ),

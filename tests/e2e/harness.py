@@ -23,11 +23,11 @@ HEARTBEAT_MS = 50
 ELECTION_MS = 500
 
 
-def free_ports(count: int) -> list[int]:
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     sockets, ports = [], []
     for _ in range(count):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        s.bind((host, 0))
         sockets.append(s)
         ports.append(s.getsockname()[1])
     for s in sockets:
@@ -43,10 +43,19 @@ class Member:
     data_dir: str
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
+    host: str = "127.0.0.1"  # an IPv6 address (::1) goes in brackets in URLs
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.address}:{self.client_port}"
+
+    @property
+    def peer_url_host(self) -> str:
+        return f"{self.address}:{self.peer_port}"
 
     @property
     def log_path(self) -> str:
@@ -91,8 +100,9 @@ class LocalCluster:
         peer_scheme: str = "http",
         client_scheme: str = "http",
         client_options: dict | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
-        ports = free_ports(2 * size)
+        ports = free_ports(2 * size, host)
         self.members = [
             Member(
                 f"m{i + 1}",
@@ -100,6 +110,7 @@ class LocalCluster:
                 ports[2 * i + 1],
                 os.path.join(root, f"m{i + 1}.pyraftkv"),
                 list(extra_args or []),
+                host=host,
             )
             for i in range(size)
         ]
@@ -109,7 +120,7 @@ class LocalCluster:
         # what every Client this harness makes is given (e.g. tls=...)
         self.client_options = dict(client_options or {})
         self.initial_cluster = ",".join(
-            f"{m.name}={peer_scheme}://127.0.0.1:{m.peer_port}" for m in self.members
+            f"{m.name}={peer_scheme}://{m.peer_url_host}" for m in self.members
         )
         self._clients: list[Client] = []
 
@@ -131,9 +142,9 @@ class LocalCluster:
             "--advertise-client-urls",
             f"{self.client_scheme}://{member.endpoint}",
             "--listen-peer-urls",
-            f"{self.peer_scheme}://127.0.0.1:{member.peer_port}",
+            f"{self.peer_scheme}://{member.peer_url_host}",
             "--initial-advertise-peer-urls",
-            f"{self.peer_scheme}://127.0.0.1:{member.peer_port}",
+            f"{self.peer_scheme}://{member.peer_url_host}",
             "--initial-cluster",
             self.initial_cluster,
             "--initial-cluster-token",
