@@ -222,13 +222,14 @@ class PeerTransport:
         server_ssl: SSLContext | None = None,
         client_ssl: SSLContext | None = None,
         allowed_cn: str = "",
-        on_message: Callable[[bytes], None],
+        on_message: Callable[[int, bytes], None],
         on_unreachable: Callable[[int], None],
         on_snapshot_connection: Callable[
             [int, asyncio.StreamReader, asyncio.StreamWriter], asyncio.Future
         ]
         | None = None,
         members: Callable[[], list[int]] | None = None,
+        is_peer: Callable[[int], bool] | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -239,6 +240,7 @@ class PeerTransport:
         self.on_unreachable = on_unreachable
         self.on_snapshot_connection = on_snapshot_connection
         self.members = members
+        self.is_peer = is_peer
         self.senders: dict[int, PeerSender] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._readers: set[asyncio.Task] = set()
@@ -303,6 +305,10 @@ class PeerTransport:
                 log.warning("refused a peer connection: %s", exc)
                 writer.write(b"\x00" + str(exc).encode()[:255])
                 return
+            if channel != CHANNEL_QUERY and self.is_peer is not None and not self.is_peer(sender):
+                log.warning("refused a peer connection: %x is not a member", sender)
+                writer.write(b"\x00" + f"{sender:x} is not a member of this cluster".encode())
+                return
             writer.write(ACCEPT)
             if channel == CHANNEL_QUERY:
                 members = self.members() if self.members is not None else []
@@ -331,7 +337,7 @@ class PeerTransport:
                     end = offset + FRAME.size + length
                     if end > len(buffer):
                         break
-                    on_message(bytes(buffer[offset + FRAME.size : end]))
+                    on_message(sender, bytes(buffer[offset + FRAME.size : end]))
                     offset = end
                 del buffer[:offset]
         except (asyncio.IncompleteReadError, OSError, asyncio.TimeoutError):
@@ -342,6 +348,9 @@ class PeerTransport:
             log.warning("closing a peer connection: %s", exc)
         except asyncio.CancelledError:
             pass  # closing: ending quietly keeps asyncio from logging the cancellation
+        except Exception:
+            # Handling one peer's message failed: that connection ends, the member goes on.
+            log.exception("closing a peer connection: error handling what it sent")
         finally:
             self._readers.discard(task)
             writer.close()

@@ -38,6 +38,7 @@ class RaftProcessConfig:
     heartbeat_interval_ms: int
     election_ticks: int
     snapshot_count: int
+    max_snapshot_bytes: int  # a received snapshot larger than this is refused
     applied_index: int  # of the key-value store, which must not be ahead of the WAL
     log_level: str
     parent_pid: int

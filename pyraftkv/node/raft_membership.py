@@ -8,6 +8,9 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from google.protobuf.message import DecodeError
+
+from ..errors import ConfigError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.errors import ConfChangeInProgress, NotLeaderError, ProposalRefused
@@ -144,10 +147,15 @@ class MembershipChanges:
     def _learn_address(self, entry: Entry) -> None:
         change = codec.decode_conf_change(entry.data)
         if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER) and change.context:
-            attributes = internal.MemberAttributes.FromString(change.context)
-            if change.node_id not in self.p.peer_urls:
-                self._added_at[entry.index] = change.node_id
-            self.p.set_peer(change.node_id, list(attributes.peer_urls))
+            try:
+                attributes = internal.MemberAttributes.FromString(change.context)
+                if change.node_id not in self.p.peer_urls:
+                    self._added_at[entry.index] = change.node_id
+                self.p.set_peer(change.node_id, list(attributes.peer_urls))
+            except (DecodeError, ConfigError) as exc:
+                # MemberAdd validated the URLs; an entry that still has bad ones only
+                # leaves that member unreachable.
+                log.error("member %x added with unusable peer URLs: %s", change.node_id, exc)
 
     def on_committed(self, entry: Entry) -> None:
         change = codec.decode_conf_change(entry.data)

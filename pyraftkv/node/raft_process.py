@@ -47,8 +47,9 @@ from ..raft.types import (
 from . import event_loop
 from . import ringproto as rp
 from .logging_setup import setup_logging
-from .peer_transport import PeerTransport
+from .peer_transport import PeerProtocolError, PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now
+from .proposal_check import batch_problem
 from .raft_bootstrap import RaftProcessConfig, RaftProcessError, open_core
 from .raft_membership import MembershipChanges
 from .raft_snapshots import SnapshotShipper
@@ -96,6 +97,7 @@ class RaftProcess:
             on_unreachable=self._on_unreachable,
             on_snapshot_connection=lambda *args: self.snapshots.on_connection(*args),
             members=lambda: sorted(self.core.membership.members()),
+            is_peer=self._is_peer,
         )
         self.writer = WalWriter(wal, self.loop, self.transport.flush)
         self.peer_urls: dict[int, list[str]] = {}
@@ -187,20 +189,31 @@ class RaftProcess:
         self.peer_urls[member] = urls
         self.transport.set_peer(member, [(u.host, u.port, u.tls) for u in parsed])
 
+    def _is_peer(self, member: int) -> bool:
+        """Whether ``member`` may talk to this one: in the membership (appended entries
+        count), or a peer this member was told of (the initial cluster, a member added)."""
+        return member in self.core.membership.members() or member in self.peer_urls
+
     def _on_unreachable(self, peer: int) -> None:
         self.core.report_unreachable(peer)
 
-    def _on_peer_frame(self, frame: bytes) -> None:
+    def _on_peer_frame(self, sender: int, frame: bytes) -> None:
+        """One frame from member ``sender`` (the transport checked it is a member). A frame
+        that breaks the protocol raises PeerProtocolError: the transport closes that
+        connection, and the Raft core never sees it."""
         if len(frame) < 2:
-            log.warning("dropping a peer frame of %d bytes", len(frame))
-            return
+            raise PeerProtocolError(f"a peer frame of {len(frame)} bytes")
         kind = frame[0]
         if kind == FRAME_RAFT:
             try:
                 message = codec.decode_message(frame[1:])
+                for entry in message.entries:
+                    if entry.type == EntryType.CONF_CHANGE:
+                        codec.decode_conf_change(entry.data)
             except codec.CodecError as exc:
-                log.warning("dropping a malformed raft message: %s", exc)
-                return
+                raise PeerProtocolError(f"a malformed raft message: {exc}") from exc
+            if message.sender != sender:
+                raise PeerProtocolError(f"member {sender:x} sent a message from {message.sender:x}")
             if message.to != self.id:
                 return
             if message.type == MessageType.SNAP:
@@ -211,12 +224,17 @@ class RaftProcess:
             if self.trace.open:
                 self.trace.check_quorum(self.core.commit_index)
         elif kind == FRAME_FORWARD and len(frame) > 9:
-            sender = int.from_bytes(frame[1:9], "big")
+            origin = int.from_bytes(frame[1:9], "big")
+            if origin != sender:
+                raise PeerProtocolError(f"member {sender:x} forwarded for {origin:x}")
+            problem = batch_problem(frame[9:])
+            if problem:
+                raise PeerProtocolError(f"member {sender:x} forwarded a bad proposal: {problem}")
             self._propose(frame[9:], sender)
         elif kind == FRAME_REFUSED:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
         else:
-            log.warning("dropping a peer frame of unknown kind %d", kind)
+            raise PeerProtocolError(f"a peer frame of unknown kind {kind}")
         self.schedule()
 
     def _send_frames(self, messages: list[Message]) -> None:

@@ -118,4 +118,6 @@ class SnapshotShipper:
             self.p.core.step(message)
             self.p.schedule()
 
-        await receive_snapshot(reader, writer, self.p.cfg.snap_dir, stored)
+        await receive_snapshot(
+            reader, writer, self.p.cfg.snap_dir, stored, max_bytes=self.p.cfg.max_snapshot_bytes
+        )

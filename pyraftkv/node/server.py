@@ -209,6 +209,8 @@ class Node:
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             election_ticks=config.election_ticks,
             snapshot_count=config.snapshot_count,
+            # the store's map size: no larger store could be opened here
+            max_snapshot_bytes=2 * config.quota_backend_bytes,
             applied_index=applied_index,
             log_level=config.log_level,
             parent_pid=os.getpid(),

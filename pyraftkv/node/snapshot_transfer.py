@@ -30,6 +30,7 @@ from .peer_transport import (
     ACCEPT,
     CHANNEL_SNAPSHOT,
     FRAME,
+    MAX_FRAME_BYTES,
     PeerProtocolError,
     encode_handshake,
     read_frame,
@@ -41,6 +42,8 @@ CHUNK_BYTES = 1 << 20
 TRAILER = struct.Struct("!QI")
 # A compressed chunk of 1 MiB input never grows past this.
 MAX_CHUNK_FRAME = 2 << 20
+# A receiver gives up on a sender that sends nothing for this long.
+IDLE_TIMEOUT_S = 30.0
 
 
 class SnapshotTransferError(Exception):
@@ -107,9 +110,23 @@ async def receive_snapshot(
     writer: asyncio.StreamWriter,
     directory: str,
     on_stored: Callable[[bytes, str], Awaitable[None] | None],
+    *,
+    max_bytes: int,
+    idle_timeout_s: float = IDLE_TIMEOUT_S,
 ) -> None:
-    """Receive one snapshot into ``directory``; then call on_stored(message, path)."""
-    message = await read_frame(reader)
+    """Receive one snapshot into ``directory``; then call on_stored(message, path).
+    SnapshotTransferError when it would be larger than ``max_bytes`` uncompressed (no store
+    this member can open is larger) or nothing arrives for ``idle_timeout_s``."""
+
+    async def next_frame(limit: int = MAX_FRAME_BYTES) -> bytes:
+        try:
+            return await asyncio.wait_for(read_frame(reader, limit), idle_timeout_s)
+        except asyncio.TimeoutError:
+            raise SnapshotTransferError(
+                f"nothing arrived for {idle_timeout_s:g} s; giving up"
+            ) from None
+
+    message = await next_frame()
     os.makedirs(directory, exist_ok=True)
     temporary = os.path.join(directory, f"receiving-{os.getpid()}-{id(writer):x}.tmp")
     decompressor = zstandard.ZstdDecompressor()
@@ -117,7 +134,7 @@ async def receive_snapshot(
     try:
         with open(temporary, "wb") as out:
             while True:
-                packed = await read_frame(reader, MAX_CHUNK_FRAME)
+                packed = await next_frame(MAX_CHUNK_FRAME)
                 if not packed:
                     break
                 try:
@@ -126,8 +143,15 @@ async def receive_snapshot(
                     raise SnapshotTransferError(f"corrupt compressed chunk: {exc}") from exc
                 crc = crc32c(chunk, crc)
                 size += len(chunk)
+                if size > max_bytes:
+                    raise SnapshotTransferError(
+                        f"snapshot larger than the {max_bytes} byte limit; refused"
+                    )
                 out.write(chunk)
-            expected_size, expected_crc = TRAILER.unpack(await read_frame(reader, TRAILER.size))
+            trailer = await next_frame(TRAILER.size)
+            if len(trailer) != TRAILER.size:
+                raise SnapshotTransferError(f"a trailer of {len(trailer)} bytes")
+            expected_size, expected_crc = TRAILER.unpack(trailer)
             if (expected_size, expected_crc) != (size, crc):
                 raise SnapshotTransferError(
                     f"snapshot damaged in transit: got {size} bytes crc {crc:08x}, "

@@ -8,17 +8,32 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import zstandard
 
 from pyraftkv import Client
 from pyraftkv.ctl import run
 from pyraftkv.errors import ApiError
+from pyraftkv.node.peer_transport import (
+    ACCEPT,
+    CHANNEL_MESSAGES,
+    CHANNEL_SNAPSHOT,
+    FRAME,
+    encode_handshake,
+)
+from pyraftkv.node.raft_process import FRAME_FORWARD, FRAME_RAFT
+from pyraftkv.node.snapshot_transfer import TRAILER
+from pyraftkv.proto import raft_internal_pb2 as internal
 from pyraftkv.proto import rpc_pb2 as rpc
+from pyraftkv.protocol.methods import BY_NAME
+from pyraftkv.raft import codec
+from pyraftkv.raft.types import Membership, Message, MessageType, SnapshotMeta
 
 from ..ctl_etcd_cluster import Result, wait_until
 from .harness import LocalCluster, Member, free_ports
@@ -45,6 +60,8 @@ def all_running(cluster: LocalCluster) -> None:
         assert member.running, f"{member.name} died:\n{member.log_text()[-3000:]}"
 
 
+PUT = BY_NAME["Put"].number
+
 COMPACTED = (
     b"watch was canceled (etcdserver: mvcc: required revision has been compacted)\n"
     b"Error: watch is canceled by the server\n"
@@ -66,9 +83,14 @@ def test_a_watch_from_a_negative_revision_is_answered_as_etcd_does(cluster, tmp_
             env={**os.environ, "ETCDCTL_API": "3"},
         )
     try:
-        time.sleep(1.0)  # the watch is created before the put
-        assert ctl(cluster, "put", "neg/a", "1").code == 0
-        wait_until(lambda: out_path.read_bytes() == b"PUT\nneg/a\n1\n", what="the event")
+        # Put until the watcher (a process still starting) prints an event: it watches
+        # from "now", whenever its watch was created.
+        def seen() -> bool:
+            assert ctl(cluster, "put", "neg/a", "x").code == 0
+            time.sleep(0.2)
+            return out_path.read_bytes().startswith(b"PUT\nneg/a\nx\n")
+
+        wait_until(seen, timeout=30, what="the event")
     finally:
         watcher.send_signal(signal.SIGINT)
         watcher.communicate(timeout=10)
@@ -148,3 +170,101 @@ def test_a_cluster_grows_from_one_voter_to_three_one_at_a_time(make_cluster):
             got = c.get("grow/", prefix=True, serializable=True)
             assert {kv.key: kv.value for kv in got.kvs} == written, member.name
             assert len(c.member_list().members) == 3
+
+
+# -- the peer port ---------------------------------------------------------------------------
+
+
+def _ids(cluster: LocalCluster) -> tuple[int, dict[str, int]]:
+    """The cluster id and each member's id (by name), as anyone can learn them."""
+    ids = {m.name: cluster.status(m).header.member_id for m in cluster.members}
+    return cluster.status(cluster.members[0]).header.cluster_id, ids
+
+
+def _peer_socket(member: Member, channel: int, cluster_id: int, sender: int, receiver: int):
+    sock = socket.create_connection(("127.0.0.1", member.peer_port), timeout=5)
+    sock.sendall(encode_handshake(channel, cluster_id, sender, receiver))
+    return sock
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the member closed the connection (reading anything it sent first)."""
+    sock.settimeout(5)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+def _send_frames(sock: socket.socket, *frames: bytes) -> None:
+    sock.sendall(b"".join(FRAME.pack(len(f)) + f for f in frames))
+
+
+def test_a_stranger_is_refused_at_the_handshake(cluster):
+    cluster_id, ids = _ids(cluster)
+    with _peer_socket(cluster.members[0], CHANNEL_MESSAGES, cluster_id, 0x5EED, ids["m1"]) as s:
+        answer = s.recv(200)
+    assert answer[:1] == b"\x00" and b"5eed is not a member" in answer
+
+
+def test_bad_peer_messages_close_that_connection_and_the_member_serves_on(cluster):
+    cluster_id, ids = _ids(cluster)
+    leader = cluster.wait_leader()
+    follower = next(m for m in cluster.members if m is not leader)
+    term = cluster.status(leader).header.raft_term
+    leader_id, follower_id = ids[leader.name], ids[follower.name]
+    # A heartbeat claiming a commit index past the follower's log (an assert in the core).
+    heartbeat = Message(MessageType.HEARTBEAT, follower_id, leader_id, term, commit=1 << 40)
+    with _peer_socket(follower, CHANNEL_MESSAGES, cluster_id, leader_id, follower_id) as s:
+        assert s.recv(1) == ACCEPT
+        _send_frames(s, bytes((FRAME_RAFT,)) + codec.encode_message(heartbeat))
+        assert _closed(s)
+    # A raft message naming another sender than the connection's.
+    forged = heartbeat._replace(sender=ids[next(n for n in ids if n not in (leader.name,))])
+    with _peer_socket(follower, CHANNEL_MESSAGES, cluster_id, leader_id, follower_id) as s:
+        assert s.recv(1) == ACCEPT
+        _send_frames(s, bytes((FRAME_RAFT,)) + codec.encode_message(forged))
+        assert _closed(s)
+    # Forwarded proposals the leader must not propose: garbage, an unknown method, a put
+    # without a key. Any of them committed would fail to apply on every member.
+    bad_batches = [
+        b"\xff\xfe garbage",
+        internal.RequestBatch(
+            requests=[internal.InternalRequest(member=follower_id, id=1, method=77)]
+        ).SerializeToString(),
+        internal.RequestBatch(
+            requests=[
+                internal.InternalRequest(
+                    member=follower_id,
+                    id=2,
+                    method=PUT,
+                    body=b"\x12\x01v",  # value, no key
+                )
+            ]
+        ).SerializeToString(),
+    ]
+    for batch in bad_batches:
+        with _peer_socket(leader, CHANNEL_MESSAGES, cluster_id, follower_id, leader_id) as s:
+            assert s.recv(1) == ACCEPT
+            _send_frames(s, bytes((FRAME_FORWARD,)) + follower_id.to_bytes(8, "big") + batch)
+            assert _closed(s)
+    # A snapshot whose checksum does not match what arrived.
+    meta = SnapshotMeta(1 << 30, term, Membership(frozenset(ids.values())))
+    snap = Message(MessageType.SNAP, follower_id, leader_id, term, snapshot=meta)
+    chunk = zstandard.ZstdCompressor().compress(b"not a store" * 100)
+    with _peer_socket(follower, CHANNEL_SNAPSHOT, cluster_id, leader_id, follower_id) as s:
+        assert s.recv(1) == ACCEPT
+        _send_frames(s, codec.encode_message(snap), chunk, b"", TRAILER.pack(1100, 12345))
+        assert s.recv(1) == b"\x00"
+    all_running(cluster)
+    with cluster.client() as c:
+        c.put("after-bad-peers", "ok")
+        revision = c.get("after-bad-peers").header.revision
+    for member in cluster.members:
+        cluster.wait_applied(member, cluster.status(leader).raftIndex)
+        with Client([member.endpoint]) as c:
+            got = c.get("after-bad-peers", serializable=True)
+            assert got.kvs[0].value == b"ok" and got.header.revision == revision
+    all_running(cluster)
