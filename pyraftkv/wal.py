@@ -219,23 +219,31 @@ def _list_segments(directory: Path) -> list[_Segment]:
     return segments
 
 
-def _lock_directory(directory: Path) -> int:
-    """Take the directory's flock; the holder's pid goes into the file for the error message."""
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def take_flock(path: str | os.PathLike) -> int:
+    """Hold an exclusive flock on ``path`` for as long as the returned descriptor is open,
+    with this process's pid in the file; BlockingIOError naming the holder's pid if
+    another process has it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise WALLockedError(
-            f"write-ahead log {directory} is in use (lock held by pid {holder})"
-        ) from None
+        raise BlockingIOError(f"lock held by pid {holder}") from None
     except BaseException:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _lock_directory(directory: Path) -> int:
+    """Take the directory's flock."""
+    try:
+        return take_flock(directory / LOCK_NAME)
+    except BlockingIOError as exc:
+        raise WALLockedError(f"write-ahead log {directory} is in use ({exc})") from None
 
 
 def _corrupt(segment: _Segment, payload_start: int, reason: str) -> WALCorruptError:

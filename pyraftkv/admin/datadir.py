@@ -15,6 +15,10 @@ import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..wal import take_flock
+
+# Held by the member's application process for its whole life (see DataDir.lock).
+LOCK_FILE = "LOCK"
 
 
 def wal_metadata(cluster_id: int, member_id: int) -> bytes:
@@ -47,6 +51,23 @@ class DataDir:
     @property
     def snap(self) -> str:
         return os.path.join(self.member, "snap")
+
+    def lock(self) -> int:
+        """Hold this data dir for this process (released when it exits), checked before a
+        member opens anything: a second member on the same directory is refused at once,
+        naming the holder. A non-empty directory that is not a data dir is left untouched."""
+        if os.path.isdir(self.root) and os.listdir(self.root) and not os.path.isdir(self.member):
+            raise ConfigError(
+                f"data dir {self.root!r} is not empty and is not a pyraftkv data dir "
+                f"(it holds {', '.join(sorted(os.listdir(self.root))[:5])})"
+            )
+        os.makedirs(self.member, exist_ok=True)
+        try:
+            return take_flock(os.path.join(self.member, LOCK_FILE))
+        except BlockingIOError as exc:
+            raise ConfigError(
+                f"data dir {self.root!r} is in use by another member ({exc})"
+            ) from None
 
     def exists(self) -> bool:
         return os.path.exists(self.identity)
@@ -85,7 +106,7 @@ class DataDir:
             return False
         if os.path.isdir(self.root) and os.listdir(self.root):
             entries = sorted(os.listdir(self.root))
-            if entries != ["member"] or os.listdir(self.member):
+            if entries != ["member"] or set(os.listdir(self.member)) - {LOCK_FILE}:
                 raise ConfigError(
                     f"data dir {self.root!r} is not empty and is not a pyraftkv data dir "
                     f"(it holds {', '.join(entries[:5])})"

@@ -109,7 +109,8 @@ class Application:
             LEASE_EXPIRE: self._apply_expire,
         }
 
-        # What the Raft process last told us.
+        # What the Raft process last told us (its first status says it started).
+        self.raft_started = asyncio.Event()
         self.leader_id = 0
         self.term = 0
         self.commit_index = 0
@@ -284,6 +285,7 @@ class Application:
             self.lessor.demote()
         self.leader_id, self.term, self.commit_index, self.role = leader, term, commit, role
         self.is_learner = bool(flags & 1)
+        self.raft_started.set()
         if leader and not self._published:
             self._publish_attributes()
 

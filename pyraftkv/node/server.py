@@ -118,6 +118,7 @@ class Node:
         self._stopping = asyncio.Event()
         self.exit_code = 0
         self._listeners: list[asyncio.AbstractServer] = []
+        self._raft_exited = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
     def stop(self, code: int = 0) -> None:
@@ -132,6 +133,9 @@ class Node:
         self.loop.set_exception_handler(crash_on_error(log, "the member"))
         config = self.config
         datadir = DataDir(config.data_dir)
+        # Everything that can refuse a start is checked before any listener opens: the
+        # data dir's lock first, the Raft process's own start (its WAL, its peer port) last.
+        self._lock_fd = datadir.lock()
         if config.initial_cluster_state == "existing":
             # The cluster's id is not derivable from the flags of a member added later: a
             # restart takes it from the data dir, a first start asks the running members.
@@ -189,6 +193,7 @@ class Node:
             app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost
         )
         self.server = ClientServer(app, config.max_request_bytes, auth)
+        await self._wait_raft_started()
         await self._listen()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop, 0)
@@ -228,9 +233,23 @@ class Node:
         self._pidfd = os.pidfd_open(self.process.pid)
         self.loop.add_reader(self._pidfd, self._on_raft_exit)
 
+    async def _wait_raft_started(self) -> None:
+        """Wait for the Raft process's first status; refuse to serve if it exits first."""
+        started = self.loop.create_task(self.app.raft_started.wait())
+        exited = self.loop.create_task(self._raft_exited.wait())
+        await asyncio.wait((started, exited), return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        exited.cancel()
+        if not self.app.raft_started.is_set():
+            raise NodeStopped(
+                f"the Raft process could not start (exit status {self.process.returncode}; "
+                "its reason is logged above)"
+            )
+
     def _on_raft_exit(self) -> None:
         self.loop.remove_reader(self._pidfd)
         code = self.process.wait()
+        self._raft_exited.set()
         if not self._stopping.is_set():
             log.error("the Raft process exited unexpectedly (status %s); stopping", code)
             self.stop(3)
