@@ -30,6 +30,8 @@ from pathlib import Path
 
 from ._native import ffi, lib
 from .errors import PyraftkvError
+from .failpoints import ENABLED as FAILPOINTS
+from .failpoints import hit
 
 __all__ = [
     "LatencySnapshot",
@@ -655,6 +657,8 @@ class WriteAheadLog:
             _raise_for(rc, "starting a segment")
             moved = True
             os.fdatasync(fd)
+            if FAILPOINTS and seq:
+                hit("walSegmentRollover")
             os.rename(temporary, path)
             _fsync_dir(self._directory)
         except BaseException as exc:

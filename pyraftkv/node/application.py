@@ -28,6 +28,8 @@ from google.protobuf.message import DecodeError, Message
 
 from .. import errors
 from ..admin.members import MemberList
+from ..failpoints import ENABLED as FAILPOINTS
+from ..failpoints import hit
 from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
@@ -351,6 +353,8 @@ class Application:
         done: list[tuple[int, int]] = []  # traced entries applied: (index, writes)
         with self.store.write_batch(last.index, last.term) as batch:
             for entry in entries:
+                if FAILPOINTS and entry is not entries[0]:
+                    hit("appApplyMidBatch")
                 if entry.type == 0:
                     if entry.data:
                         writes = self._apply_requests(batch, entry.data, answers, events)
@@ -519,6 +523,8 @@ class Application:
         self.watch_hub.store_replaced(self.store)
         self.schedule_catch_up()
         self._send_down(rp.pack(rp.MEMBERS, tail=self.members.encode()))
+        if FAILPOINTS:
+            hit("appAfterSnapshotInstall")
         self._send_down(rp.pack(rp.SNAPSHOT_INSTALLED, rp.U64, self.applied_index))
         log.info("installed snapshot at index %d (term %d)", index, term)
         self.reads.serve_applied(self.applied_index)

@@ -10,6 +10,8 @@ import logging
 from google.protobuf.message import DecodeError, Message
 
 from .. import errors
+from ..failpoints import ENABLED as FAILPOINTS
+from ..failpoints import hit
 from ..protocol import streams as st
 from ..protocol.frames import (
     END,
@@ -178,6 +180,8 @@ class ClientConnection(asyncio.Protocol):
     def _flush(self) -> None:
         # A transport can close (peer reset) before connection_lost runs: check both.
         if self._out and not self.closed and not self._transport.is_closing():
+            if FAILPOINTS:
+                hit("appBeforeReply")
             self._transport.write(b"".join(self._out))
         self._out.clear()
         self._out_bytes = 0

@@ -32,6 +32,8 @@ from collections.abc import Callable
 
 from ..admin.cluster import Url
 from ..errors import PyraftkvError
+from ..failpoints import ENABLED as FAILPOINTS
+from ..failpoints import hit
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.core import RaftCore
@@ -250,6 +252,8 @@ class RaftProcess:
             )
         for peer, frames in by_peer.items():
             self.transport.send(peer, frames)
+        if FAILPOINTS and by_peer:
+            hit("raftAfterSend")
 
     # -- proposals from the application -------------------------------------------------
 
@@ -334,6 +338,8 @@ class RaftProcess:
             return
         ready, _path = self._awaiting_install
         self._awaiting_install = None
+        if FAILPOINTS:
+            hit("raftBeforeSnapshotMarker")
         self._persist(ready)
         held, self._held = self._held, []
         for later in held:

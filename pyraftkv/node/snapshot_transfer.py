@@ -26,6 +26,8 @@ from ssl import SSLContext
 import zstandard
 
 from ..crc32c import crc32c
+from ..failpoints import ENABLED as FAILPOINTS
+from ..failpoints import hit
 from .peer_transport import (
     ACCEPT,
     CHANNEL_SNAPSHOT,
@@ -91,6 +93,8 @@ async def send_snapshot(
             size += len(chunk)
             packed = await loop.run_in_executor(None, compressor.compress, chunk)
             writer.write(FRAME.pack(len(packed)) + packed)
+            if FAILPOINTS:
+                hit("raftSnapshotSendChunk")
             sent += len(packed)
             await writer.drain()
         writer.write(FRAME.pack(0))
@@ -148,6 +152,8 @@ async def receive_snapshot(
                         f"snapshot larger than the {max_bytes} byte limit; refused"
                     )
                 out.write(chunk)
+                if FAILPOINTS:
+                    hit("raftSnapshotReceiveChunk")
             trailer = await next_frame(TRAILER.size)
             if len(trailer) != TRAILER.size:
                 raise SnapshotTransferError(f"a trailer of {len(trailer)} bytes")

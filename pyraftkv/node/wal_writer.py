@@ -20,6 +20,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from ..failpoints import ENABLED as FAILPOINTS
+from ..failpoints import hit
+
 log = logging.getLogger("pyraftkv.raft")
 
 # A WAL fdatasync slower than this is logged (users profile fsync latency).
@@ -69,16 +72,25 @@ class WalWriter:
                     self._cond.notify()
                 return
         try:
+            if FAILPOINTS:
+                hit("raftBeforeWalAppend")
             write(self.wal)
+            if FAILPOINTS:
+                hit("raftAfterWalAppend")
             if sync:
                 self._before_blocking()
-                self._synced(self.wal.sync())
+                self._sync()
         except BaseException as exc:  # the WAL is unusable: the process must stop
             self.failed = exc
             self._fail(exc)
         done(time.monotonic_ns())
 
-    def _synced(self, seconds: float) -> None:
+    def _sync(self) -> None:
+        if FAILPOINTS:
+            hit("raftBeforeFsync")
+        seconds = self.wal.sync()
+        if FAILPOINTS:
+            hit("raftAfterFsync")
         if seconds > SLOW_FSYNC_S:
             log.warning("slow WAL fdatasync: %.1f ms", seconds * 1000)
         self._idle_since_ns = time.monotonic_ns()
@@ -94,10 +106,14 @@ class WalWriter:
                 jobs, self._jobs = list(self._jobs), deque()
                 self._busy = True
             try:
+                if FAILPOINTS:
+                    hit("raftBeforeWalAppend")
                 for write, _sync, _done in jobs:
                     write(self.wal)
+                if FAILPOINTS:
+                    hit("raftAfterWalAppend")
                 if any(sync for _w, sync, _d in jobs):
-                    self._synced(self.wal.sync())
+                    self._sync()
             except BaseException as exc:  # the WAL is unusable: the process must stop
                 self.failed = exc
                 self.loop.call_soon_threadsafe(self._fail, exc)

@@ -44,6 +44,8 @@ class Member:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     host: str = "127.0.0.1"  # an IPv6 address (::1) goes in brackets in URLs
+    # added to the environment of the member's next start (e.g. PYRAFTKV_FAILPOINTS)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -167,7 +169,11 @@ class LocalCluster:
     def start_member(self, member: Member, wait: bool = True) -> None:
         with open(member.log_path, "a") as log:
             member.process = subprocess.Popen(
-                self.argv(member), stdout=log, stderr=log, start_new_session=True
+                self.argv(member),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, **member.env},
             )
         if wait:
             self.wait_serving(member)

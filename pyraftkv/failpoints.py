@@ -1,0 +1,126 @@
+"""Failpoints, as etcd's gofail: named places in both processes of a member where a test
+can make it crash, pause, sleep or fail, to check what survives.
+
+Switched on only by the environment at start:
+
+    PYRAFTKV_FAILPOINTS="raftBeforeFsync=crash;appBeforeReply=20*off->sleep(50)"
+
+Each point takes a chain of terms separated by ``->``; a term is
+``[<percent>%][<count>*]<action>[(<arg>)]`` and applies ``count`` times (forever if no
+count; the last term of a chain is kept), each hit with ``percent`` probability. Actions:
+
+- ``off``: nothing (with a count: let the first hits pass, e.g. ``100*off->crash``);
+- ``crash``: ``os._exit(CRASH_EXIT_CODE)`` at once, no cleanup, nothing flushed;
+- ``pause``: SIGSTOP the whole process (a test resumes it with SIGCONT);
+- ``sleep(ms)``: block the calling thread that long;
+- ``error``: raise FailpointError (an OSError) where the point is.
+
+When the variable is unset, ``ENABLED`` is False and every call site is guarded by
+``if ENABLED:``, a module-constant check: nothing else runs. Names are checked at start
+against POINTS, so a typo fails loudly instead of never firing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+ENV = "PYRAFTKV_FAILPOINTS"
+CRASH_EXIT_CODE = 86
+
+# Every failpoint, with where it is. Raft process (r) and application process (a).
+POINTS = {
+    "raftBeforeWalAppend": "r: WAL writer thread, before a group's records are appended",
+    "raftAfterWalAppend": "r: after the append, before its fdatasync",
+    "raftBeforeFsync": "r: before the WAL fdatasync",
+    "raftAfterFsync": "r: after the fdatasync, before the Ready is advanced",
+    "raftAfterSend": "r: after a Ready's messages were handed to the peer transport",
+    "raftBeforeSnapshotMarker": "r: a received snapshot installed, its WAL marker not written",
+    "walSegmentRollover": "r: the next WAL segment written and synced but not yet renamed",
+    "raftSnapshotSendChunk": "r: leader, between chunks of a snapshot being sent",
+    "raftSnapshotReceiveChunk": "r: follower, between chunks of a snapshot being received",
+    "appAfterSnapshotInstall": "a: store replaced by a received snapshot, Raft not yet told",
+    "appApplyMidBatch": "a: between two entries of one apply batch (store transaction open)",
+    "appBeforeReply": "a: replies ready, before they are written to the client's socket",
+}
+
+
+class FailpointError(OSError):
+    """Raised by a failpoint set to ``error``."""
+
+
+@dataclass
+class _Term:
+    action: str
+    arg: int
+    count: int | None  # None: forever
+    percent: float
+
+
+_TERM = re.compile(
+    r"^(?:(\d+(?:\.\d+)?)%)?(?:(\d+)\*)?(off|crash|pause|sleep|error)(?:\((\d+)\))?$"
+)
+
+
+def parse(spec: str) -> dict[str, list[_Term]]:
+    """``name=terms;name=terms`` into each point's chain; ValueError says what is wrong."""
+    points: dict[str, list[_Term]] = {}
+    for item in filter(None, (part.strip() for part in spec.split(";"))):
+        name, sep, chain = item.partition("=")
+        name = name.strip()
+        if not sep or name not in POINTS:
+            raise ValueError(f"{ENV}: unknown failpoint {name!r} (known: {', '.join(POINTS)})")
+        terms = []
+        for text in chain.split("->"):
+            match = _TERM.match(text.strip())
+            if match is None:
+                raise ValueError(f"{ENV}: bad term {text!r} for {name}")
+            percent, count, action, arg = match.groups()
+            if action == "sleep" and arg is None:
+                raise ValueError(f"{ENV}: sleep needs milliseconds, as sleep(100)")
+            terms.append(
+                _Term(action, int(arg or 0), int(count) if count else None, float(percent or 100))
+            )
+        points[name] = terms
+    return points
+
+
+_SPEC = os.environ.get(ENV, "")
+_CHAINS = parse(_SPEC)
+ENABLED = bool(_CHAINS)
+_lock = threading.Lock()
+
+
+def hit(name: str) -> None:
+    """Run the failpoint ``name``'s current term (call only under ``if ENABLED:``)."""
+    assert name in POINTS, name
+    with _lock:
+        chain = _CHAINS.get(name)
+        if not chain:
+            return
+        term = chain[0]
+        if term.count is not None:
+            term.count -= 1
+            if term.count <= 0 and len(chain) > 1:
+                chain.pop(0)
+            elif term.count < 0:
+                return  # a counted last term is used up
+        if term.percent < 100 and random.random() * 100 >= term.percent:
+            return
+    if term.action == "off":
+        return
+    print(f"failpoint {name}: {term.action}", file=sys.stderr, flush=True)
+    if term.action == "crash":
+        os._exit(CRASH_EXIT_CODE)
+    if term.action == "pause":
+        os.kill(os.getpid(), signal.SIGSTOP)
+    elif term.action == "sleep":
+        time.sleep(term.arg / 1000)
+    elif term.action == "error":
+        raise FailpointError(f"failpoint {name}")
