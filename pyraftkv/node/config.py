@@ -261,6 +261,14 @@ def _env_name(flag: str) -> str:
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """Declare the server flags on ``parser``."""
+    parser.add_argument(
+        "--config-file",
+        metavar="FILE",
+        default=None,
+        help="Path to a configuration file in etcd's YAML format. When one is given, the "
+        f"other flags and environment variables are ignored, as with etcd [env "
+        f"{_env_name('config-file')}].",
+    )
     for flag, kind, default, text in _FLAGS:
         shown = f" (default: {default})" if default is not None and "default:" not in text else ""
         # etcd's boolean flags: "--client-cert-auth" alone, or "--client-cert-auth=false".
@@ -275,14 +283,25 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> NodeConfig:
-    """Merge flags over PYRAFTKV_* environment over defaults; validate everything."""
+    """Merge flags over PYRAFTKV_* environment over defaults; validate everything. With a
+    config file (--config-file or its environment variable), the file alone gives the
+    settings, over the defaults, as with etcd."""
     environ = os.environ if environ is None else environ
+    config_file = getattr(args, "config_file", None) or environ.get(_env_name("config-file"))
+    from_file = None
+    if config_file:
+        from .config_file import read_config_file
+
+        from_file = read_config_file(config_file, {f: k for f, k, _d, _t in _FLAGS})
     raw: dict[str, object] = {}
     for flag, kind, default, _text in _FLAGS:
-        value = getattr(args, flag.replace("-", "_"))
-        source = f"--{flag}"
-        if value is None and _env_name(flag) in environ:
-            value, source = environ[_env_name(flag)], _env_name(flag)
+        if from_file is not None:
+            value, source = from_file.get(flag), f"config file: {flag}"
+        else:
+            value = getattr(args, flag.replace("-", "_"))
+            source = f"--{flag}"
+            if value is None and _env_name(flag) in environ:
+                value, source = environ[_env_name(flag)], _env_name(flag)
         if value is None:
             value = default
             if value is None:

@@ -67,3 +67,33 @@ def test_a_taken_peer_port_stops_the_start_before_the_client_port_opens(tmp_path
     assert "cannot listen for peers" in result.stderr
     assert "the Raft process could not start" in result.stderr
     assert "serving clients" not in result.stderr
+
+
+def test_a_member_runs_from_a_config_file_alone(tmp_path):
+    """Flags that contradict the file are ignored, as etcd ignores them."""
+    client_port, peer_port = free_ports(2)
+    config = tmp_path / "member.yml"
+    config.write_text(
+        f"name: from-file\n"
+        f"data-dir: {tmp_path / 'data'}\n"
+        f"listen-client-urls: http://127.0.0.1:{client_port}\n"
+        f"advertise-client-urls: http://127.0.0.1:{client_port}\n"
+        f"listen-peer-urls: http://127.0.0.1:{peer_port}\n"
+        f"initial-advertise-peer-urls: http://127.0.0.1:{peer_port}\n"
+        f"client-transport-security:\n  auto-tls: false\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyraftkv", "--config-file", str(config), "--name", "ignored"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        from pyraftkv.client import Client
+
+        with Client([f"127.0.0.1:{client_port}"], timeout=20) as client:
+            assert client.put("k", "v").header.revision > 0
+            (member,) = client.member_list().members
+            assert member.name == "from-file"
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0
