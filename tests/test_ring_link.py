@@ -60,3 +60,30 @@ def test_a_reader_that_stops_reading_is_reported_once() -> None:
             ring.close()
 
     asyncio.run(run())
+
+
+def test_send_many_keeps_order_with_sends_and_through_the_backlog() -> None:
+    async def run() -> None:
+        received: list[bytes] = []
+        overflows: list[Exception] = []
+        a, b, rings = link_pair(8192, 1 << 20, received, overflows)
+        a.start()
+        sent = [i.to_bytes(4, "big") * 50 for i in range(300)]  # 60 KB through an 8 KB ring
+        a.send(sent[0])
+        a.send_many(sent[1:100])  # part fits, the rest waits in the backlog
+        assert a.backlog_bytes > 0
+        a.send_many(sent[100:299])  # behind the backlog, never before it
+        a.send(sent[299])
+        b.start()
+        for _ in range(500):
+            if len(received) == len(sent):
+                break
+            await asyncio.sleep(0.01)
+        assert received == sent
+        assert a.backlog_bytes == 0 and overflows == []
+        a.close()
+        b.close()
+        for ring in rings:
+            ring.close()
+
+    asyncio.run(run())

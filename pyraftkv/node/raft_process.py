@@ -101,7 +101,8 @@ class RaftProcess:
             members=lambda: sorted(self.core.membership.members()),
             is_peer=self._is_peer,
         )
-        self.writer = WalWriter(wal, self.loop, self.transport.flush)
+        self.writer = WalWriter(wal, self.loop, self._before_blocking)
+        self._up_batch: list[bytes] | None = None  # messages up, while taking Readies
         self.peer_urls: dict[int, list[str]] = {}
         self.membership = MembershipChanges(self)
         self.snapshots = SnapshotShipper(self)
@@ -289,7 +290,7 @@ class RaftProcess:
                     f"unknown message kind {message[0]} from the application"
                 )
             handler(message)
-        self.schedule()
+        self._process_ready()  # now, not next iteration: proposals leave at once
 
     def _down_handler_table(self) -> dict[int, Callable[[bytes], None]]:
         """What each ring message from the application does (one entry per kind)."""
@@ -355,12 +356,17 @@ class RaftProcess:
     def _process_ready(self) -> None:
         self._scheduled = False
         core = self.core
-        while core.has_ready():
-            ready = core.ready()
-            if self._awaiting_install is not None:
-                self._held.append(ready)
-            else:
-                self._handle_ready(ready)
+        # What the Readies send up goes as one ring push: the application wakes once.
+        self._up_batch = []
+        try:
+            while core.has_ready():
+                ready = core.ready()
+                if self._awaiting_install is not None:
+                    self._held.append(ready)
+                else:
+                    self._handle_ready(ready)
+        finally:
+            self._flush_up()
 
     def _handle_ready(self, ready: Ready) -> None:
         if ready.soft_state is not None:
@@ -509,7 +515,22 @@ class RaftProcess:
     # -- the up ring -------------------------------------------------------------------------
 
     def push_up(self, message: bytes) -> None:
-        self.link.send(message)
+        if self._up_batch is not None:
+            self._up_batch.append(message)
+        else:
+            self.link.send(message)
+
+    def _flush_up(self) -> None:
+        batch, self._up_batch = self._up_batch, None
+        if batch:
+            self.link.send_many(batch)
+
+    def _before_blocking(self) -> None:
+        """Before an fdatasync on the loop: what this iteration queued goes out first."""
+        self.transport.flush()
+        if self._up_batch:
+            self.link.send_many(self._up_batch)
+            self._up_batch = []
 
     @staticmethod
     def _on_ring_overflow(exc: RingBacklogFull) -> None:

@@ -72,6 +72,12 @@ class RingLink:
                 )
             )
 
+    def send_many(self, messages: list[bytes]) -> None:
+        """Push ``messages`` in order with one ring push (one wake-up of the reader)."""
+        pushed = 0 if self._backlog else self.out_ring.push_batch(messages)
+        for message in messages[pushed:]:
+            self.send(message)
+
     def _drain_backlog(self) -> None:
         pushed = self.out_ring.push_batch(self._backlog)
         self._backlog_bytes -= sum(map(len, self._backlog[:pushed]))
