@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from .. import errors
 from ..failpoints import ENABLED as FAILPOINTS
@@ -27,7 +28,7 @@ from ..protocol.frames import (
     encode_frame,
     split_token,
 )
-from ..protocol.methods import BY_NUMBER, METHODS
+from ..protocol.methods import METHODS
 from .tls import common_name
 from .watch_stream import WatchStream
 
@@ -36,7 +37,42 @@ log = logging.getLogger("pyraftkv.clients")
 STREAMING = frozenset(m.number for m in METHODS if m.streaming)
 
 
-class ClientConnection(asyncio.Protocol):
+class CallTasks:
+    """Calls that wait (a lock, a campaign, a bcrypt hash) run as tasks of the connection
+    that made them, answered through its ``answer`` and ``error``."""
+
+    app: Any
+    tasks: dict[int, asyncio.Task]
+
+    def start_task(self, stream: int, coroutine) -> None:
+        """Run a call that may wait (a lock, a campaign) and answer when it finishes; it is
+        cancelled if the connection goes."""
+        task = self.app.loop.create_task(coroutine)
+        self.tasks[stream] = task
+
+        def done(task) -> None:
+            self.tasks.pop(stream, None)
+            if task.cancelled():
+                return
+            error = task.exception()
+            if error is None:
+                result = task.result()
+                if result is not None:  # None: the call streamed its own answer
+                    self.answer(stream, result)
+            elif isinstance(error, errors.ApiError):
+                self.error(stream, error, getattr(error, "leader_url", ""))
+            else:
+                raise error  # a bug: let the loop's handler stop the member
+
+        task.add_done_callback(done)
+
+    def cancel_task(self, stream: int) -> None:
+        task = self.tasks.pop(stream, None)
+        if task is not None:
+            task.cancel()
+
+
+class ClientConnection(CallTasks, asyncio.Protocol):
     """One client's connection."""
 
     def __init__(self, server) -> None:
@@ -86,8 +122,6 @@ class ClientConnection(asyncio.Protocol):
             self.abort(str(exc))
             return
         server = self.server
-        handlers = server.handlers
-        auth = server.app.auth
         streams = self.streams
         for stream, method, flags, body in frames:
             if stream == 0:
@@ -101,64 +135,17 @@ class ClientConnection(asyncio.Protocol):
             if move is st.CLIENT_END and before is not st.OPEN:
                 self.cancel_task(stream)  # a unary call given up on, or nothing left to end
                 continue
-            handler = handlers.get(method)
-            if handler is None:
-                self.error(stream, errors.UnknownMethod(f"unknown method {method}"))
-                continue
-            try:
-                if flags & (FLAG_TOKEN | FLAG_USER) or auth.enabled:
-                    token, relayed = "", None
-                    try:
-                        if flags & FLAG_USER:
-                            relayed, body = split_token(body)
-                        if flags & FLAG_TOKEN:
-                            token, body = split_token(body)
-                    except ProtocolError as exc:
-                        self.abort(str(exc))
-                        return
-                    if relayed is not None and not self.trusted_relay:
-                        raise errors.PermissionDenied(
-                            "etcdserver: permission denied (a user field from a connection "
-                            "that is not a trusted relay)"
-                        )
-                    self.user = server.auth.admit(self, method, token, body, relayed)
-                else:
-                    self.user = ""
-                handler(self, stream, flags, body)
-            except DecodeError:
-                name = BY_NUMBER[method].name if method in BY_NUMBER else method
-                self.error(
-                    stream, errors.InvalidArgument(f"etcdserver: malformed {name} request message")
-                )
-            except errors.ApiError as exc:
-                self.error(stream, exc, getattr(exc, "leader_url", ""))
-
-    def start_task(self, stream: int, coroutine) -> None:
-        """Run a call that may wait (a lock, a campaign) and answer when it finishes; it is
-        cancelled if the connection goes."""
-        task = self.app.loop.create_task(coroutine)
-        self.tasks[stream] = task
-
-        def done(task) -> None:
-            self.tasks.pop(stream, None)
-            if task.cancelled():
-                return
-            error = task.exception()
-            if error is None:
-                result = task.result()
-                if result is not None:  # None: the call streamed its own answer
-                    self.answer(stream, result)
-            elif isinstance(error, errors.ApiError):
-                self.error(stream, error, getattr(error, "leader_url", ""))
-            else:
-                raise error  # a bug: let the loop's handler stop the member
-
-        task.add_done_callback(done)
-
-    def cancel_task(self, stream: int) -> None:
-        task = self.tasks.pop(stream, None)
-        if task is not None:
-            task.cancel()
+            token, relayed = "", None
+            if flags & (FLAG_TOKEN | FLAG_USER):
+                try:
+                    if flags & FLAG_USER:
+                        relayed, body = split_token(body)
+                    if flags & FLAG_TOKEN:
+                        token, body = split_token(body)
+                except ProtocolError as exc:
+                    self.abort(str(exc))
+                    return
+            server.dispatch(self, stream, method, flags, body, token, relayed)
 
     def pause(self, paused: bool) -> None:
         if self._transport is not None and not self.closed:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from .. import errors
 from ..mvcc import validation
@@ -25,7 +26,7 @@ from ..proto import v3election_pb2 as election_pb2
 from ..protocol.frames import (
     FLAG_END,
 )
-from ..protocol.methods import BY_NAME
+from ..protocol.methods import BY_NAME, BY_NUMBER
 from .application import Application
 from .auth_service import AuthService
 from .client_connection import ClientConnection
@@ -108,6 +109,42 @@ class ClientServer:
             connection.message(stream, response.SerializeToString())
 
         connection.start_task(stream, self.concurrency.observe(request, send))
+
+    def dispatch(
+        self,
+        connection: Any,
+        stream: int,
+        method: int,
+        flags: int,
+        body: bytes,
+        token: str = "",
+        relayed: str | None = None,
+    ) -> None:
+        """Run one request of any protocol: auth decides its user (from ``token``, a relay's
+        ``relayed`` user, or the connection's certificate), then its method's handler; an
+        error fails that request only."""
+        handler = self.handlers.get(method)
+        if handler is None:
+            connection.error(stream, errors.UnknownMethod(f"unknown method {method}"))
+            return
+        try:
+            if token or relayed is not None or self.app.auth.enabled:
+                if relayed is not None and not connection.trusted_relay:
+                    raise errors.PermissionDenied(
+                        "etcdserver: permission denied (a user field from a connection "
+                        "that is not a trusted relay)"
+                    )
+                connection.user = self.auth.admit(connection, method, token, body, relayed)
+            else:
+                connection.user = ""
+            handler(connection, stream, flags, body)
+        except DecodeError:
+            name = BY_NUMBER[method].name if method in BY_NUMBER else method
+            connection.error(
+                stream, errors.InvalidArgument(f"etcdserver: malformed {name} request message")
+            )
+        except errors.ApiError as exc:
+            connection.error(stream, exc, getattr(exc, "leader_url", ""))
 
     def register(self, name: str, handler: Callable[[ClientConnection, int, int, bytes], None]):
         """Route a method (by name) to ``handler(connection, stream, flags, body)``."""

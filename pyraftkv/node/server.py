@@ -24,15 +24,18 @@ from ..admin.datadir import DataDir
 from ..admin.members import MemberList
 from ..errors import PyraftkvError
 from ..proto import rpc_pb2 as rpc
+from ..protocol.sniff import Kind
 from . import event_loop
 from . import ringproto as rp
 from .application import Application
 from .auth_service import AuthService
 from .auth_tokens import token_provider
 from .client_connection import ClientConnection
+from .client_port import ClientPort
 from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
+from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
 from .logging_setup import setup_logging
 from .metrics import MetricsServer
@@ -258,11 +261,16 @@ class Node:
         config, server = self.config, self.server
         # TLS ends here, below every protocol spoken on the port.
         client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
+        # Each connection's first bytes pick its protocol (client_port.py).
+        protocols = {
+            Kind.NATIVE: lambda: ClientConnection(server),
+            Kind.HTTP1: lambda: HttpConnection(server),
+        }
         try:
             for url in config.listen_client_urls:
                 self._listeners.append(
                     await self.loop.create_server(
-                        lambda: ClientConnection(server),
+                        lambda: ClientPort(protocols),
                         url.host,
                         url.port,
                         reuse_address=True,

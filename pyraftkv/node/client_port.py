@@ -1,0 +1,57 @@
+"""A client URL's listener serves three protocols: each new connection is read until its
+first bytes say which (protocol/sniff.py), then handed to that protocol's connection
+object, which gets the transport and the bytes read so far. After the handoff the
+transport talks to the chosen protocol directly: the native path pays nothing per frame.
+TLS ends below this, so all three see plain bytes and the verified client certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from ..protocol.sniff import Kind, classify
+
+log = logging.getLogger("pyraftkv.clients")
+
+
+class ClientPort(asyncio.Protocol):
+    """The first moments of one client connection, until its protocol is known.
+
+    ``factories`` maps each protocol to a callable making its connection object (an
+    asyncio.Protocol); a protocol without one gets the connection closed.
+    """
+
+    def __init__(self, factories: dict[Kind, Callable[[], asyncio.Protocol]]) -> None:
+        self._factories = factories
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        head = self._head + data if self._head else data
+        kind = classify(head)
+        if kind is None:
+            self._head = head
+            return
+        self._head = b""
+        factory = self._factories.get(kind)
+        transport = self._transport
+        assert transport is not None
+        if factory is None:
+            log.info("closing a client connection speaking %s: not served here", kind.value)
+            transport.close()
+            return
+        protocol = factory()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if not transport.is_closing():
+            protocol.data_received(head)
+
+    def eof_received(self) -> bool:
+        return False  # closed before saying anything (or mid-preface)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None

@@ -1,0 +1,322 @@
+"""HTTP/1.1 on the client port, as etcd 3.4 serves it there: the JSON gateway (``POST
+/v3/...``), ``GET /health``, ``/version`` and ``/metrics``.
+
+h11 parses and frames HTTP; this module only translates. A gateway request becomes the
+native request message and goes through ClientServer.dispatch to the same handler a native
+frame reaches (auth, validation, proposals, reads, watches, leases are not written again);
+the handler answers through this connection's ``reply``/``message``/``end``/``error``,
+which turn the response message back into JSON. One request is served at a time per
+connection, so pipelined requests are answered in order (h11 holds the next one until the
+answer to the current one is out). Streamed calls (watch, keep-alive, snapshot, observe)
+answer one ``{"result": ...}`` line per message, each in a chunk of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+from typing import Any
+
+import h11
+from google.protobuf.message import Message
+
+from .. import errors
+from ..protocol import gateway
+from ..protocol.frames import FLAG_END
+from ..protocol.methods import Method
+from .client_connection import CallTasks
+from .metrics import healthy, render
+from .tls import common_name
+from .watch_stream import WatchStream
+
+log = logging.getLogger("pyraftkv.clients")
+
+# The etcd API version this gateway implements: clients (etcd3gw) pick their paths by it.
+ETCD_API_VERSION = "3.4.0"
+MAX_HEAD_BYTES = 64 * 1024
+CORS_HEADERS = (
+    (b"Access-Control-Allow-Headers", b"accept, content-type, authorization"),
+    (b"Access-Control-Allow-Methods", b"POST, GET, OPTIONS, PUT, DELETE"),
+    (b"Access-Control-Allow-Origin", b"*"),
+)
+JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+REASONS = {code: reason.encode() for code, reason in gateway.REASONS.items()}
+REASONS[405] = b"Method Not Allowed"
+
+
+class HttpConnection(CallTasks, asyncio.Protocol):
+    """One HTTP/1.1 client connection on the client port."""
+
+    trusted_relay = False  # HTTP clients never name users for others
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.app = server.app
+        self._limit = server.max_request_bytes
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+        self.cert_user = ""
+        self.user = ""
+        self.watch_streams: dict[int, WatchStream] = {}
+        self.tasks: dict[int, asyncio.Task] = {}
+        self._stream = 0  # the request being answered (each request gets the next number)
+        self._request: h11.Request | None = None
+        self._body = bytearray()
+        self._too_large = False
+        self._route: Method | None = None
+        self._streaming = False  # a streamed answer's head is out
+        self._busy = False  # a request is being answered
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self.cert_user = common_name(transport.get_extra_info("peercert"))
+        self.server.connections.add(self)
+        if self.server.paused:
+            transport.pause_reading()  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        for stream in self.watch_streams.values():
+            stream.close()
+        self.watch_streams.clear()
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for closer in list(self.server.on_connection_lost):
+            closer(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._h11.receive_data(data)
+        except RuntimeError:  # bytes after the client's close, or after an error
+            return
+        self._next()
+
+    def eof_received(self) -> bool:
+        self._h11.receive_data(b"")
+        self._next()
+        return True  # keep writing: a watch may still be answering
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Take events until a whole request is read (then serve it) or more bytes are
+        needed; nothing while an answer is still being written."""
+        while not self._busy and not self.closed:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._bad_request(exc)
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if isinstance(event, h11.Request):
+                self._request, self._too_large = event, False
+                self._body.clear()
+            elif isinstance(event, h11.Data):
+                if len(self._body) + len(event.data) > self._limit:
+                    self._too_large = True
+                    self._body.clear()
+                elif not self._too_large:
+                    self._body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                self._busy = True
+                self._stream += 1
+                self._serve(self._request, bytes(self._body))
+                self._body.clear()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._close()
+                return
+
+    def _serve(self, request: h11.Request, body: bytes) -> None:
+        target = request.target.decode("ascii", "replace")
+        path = target.split("?", 1)[0]
+        method = request.method
+        if path.startswith(("/v3/", gateway.OLD_PREFIX)):
+            self._gateway(path, method, request, body)
+        elif method == b"OPTIONS":
+            self._respond(200, b"", None)
+        elif path == "/version":
+            if self._only_get(method):
+                version = {"etcdserver": ETCD_API_VERSION, "etcdcluster": ETCD_API_VERSION}
+                self._respond(200, json.dumps(version, separators=(",", ":")).encode(), JSON)
+        elif path == "/metrics":
+            if self._only_get(method):
+                content = b"text/plain; version=0.0.4; charset=utf-8"
+                self._respond(200, render(self.app).encode(), content)
+        elif path == "/health":
+            if self._only_get(method):
+                self.app.loop.create_task(self._health(self._stream))
+        else:
+            self._respond(404, b"404 page not found\n", TEXT)
+
+    def _only_get(self, method: bytes) -> bool:
+        if method in (b"GET", b"HEAD"):
+            return True
+        self._respond(405, b"Method Not Allowed\n", TEXT)
+        return False
+
+    async def _health(self, stream: int) -> None:
+        ok = await healthy(self.app)
+        if stream == self._stream and not self.closed:
+            body = b'{"health":"true"}' if ok else b'{"health":"false"}'
+            self._respond(200 if ok else 503, body, TEXT)
+
+    def _gateway(self, path: str, method: bytes, request: h11.Request, body: bytes) -> None:
+        if method == b"OPTIONS":  # a browser's CORS preflight
+            self._respond(200, b"", None)
+            return
+        route = gateway.route(path)
+        if route is None:
+            self._respond(404, b"Not Found\n", TEXT)
+            return
+        if method != b"POST":
+            self._respond(405, b"Method Not Allowed\n", TEXT)
+            return
+        if self._too_large:
+            self._fail(errors.RequestTooLarge())
+            return
+        try:
+            messages = gateway.parse_requests(body, route.request)
+        except gateway.BadJson as exc:
+            self._fail(exc)
+            return
+        token = ""
+        for name, value in request.headers:
+            if name in (b"authorization", b"grpc-metadata-token"):
+                token = value.decode("latin-1")
+        self._route = route
+        stream, number, dispatch = self._stream, route.number, self.server.dispatch
+        for message in messages if route.streaming else messages[:1]:
+            dispatch(self, stream, number, 0, message.SerializeToString(), token)
+            if stream != self._stream or self.closed:
+                return  # answered (an error ends a stream)
+        if route.name == "LeaseKeepAlive":
+            # The request body is the client's side of the stream: its end ends the call.
+            dispatch(self, stream, number, FLAG_END, b"", token)
+
+    # -- answers (the handler table's connection interface) -----------------------------------
+
+    def reply(self, stream: int, body: bytes) -> None:
+        if stream == self._stream and self._busy and self._route is not None:
+            self._respond(200, gateway.to_json(self._route.response.FromString(body)), JSON)
+
+    def answer(self, stream: int, response: Message) -> None:
+        self.reply(stream, self.app.stamp(response).SerializeToString())
+
+    def message(self, stream: int, body: bytes) -> None:
+        if stream != self._stream or not self._busy or self._route is None:
+            return
+        if not self._streaming:
+            self._streaming = True
+            self._send(h11.Response(status_code=200, headers=self._headers(JSON), reason=b"OK"))
+        self._send(h11.Data(data=gateway.stream_result(self._route.response.FromString(body))))
+
+    def end(self, stream: int) -> None:
+        if stream != self._stream or not self._busy:
+            return
+        if not self._streaming:  # a stream that ended before its first message
+            self._streaming = True
+            self._send(h11.Response(status_code=200, headers=self._headers(JSON), reason=b"OK"))
+        self._finish()
+
+    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
+        if stream != self._stream or not self._busy:
+            return
+        if self._streaming:
+            self._send(h11.Data(data=gateway.stream_error(error.code, error.message)))
+            self._finish()
+        else:
+            self._fail(error)
+
+    def backlog_bytes(self) -> int:
+        if self.closed or self._transport is None:
+            return 0
+        return self._transport.get_write_buffer_size()
+
+    def pause(self, paused: bool) -> None:
+        if self._transport is not None and not self.closed:
+            if paused:
+                self._transport.pause_reading()
+            else:
+                self._transport.resume_reading()
+
+    def close_with(self, code: int, message: str) -> None:
+        """The member is stopping: answer the request in hand with the error, then close."""
+        if self._busy:
+            error = errors.ApiError(message)
+            error.code = code
+            self.error(self._stream, error)
+        self._close()
+
+    # -- output -------------------------------------------------------------------------------
+
+    def _headers(self, content_type: bytes | None) -> list[tuple[bytes, bytes]]:
+        headers = [*CORS_HEADERS, (b"Date", email.utils.formatdate(usegmt=True).encode())]
+        if content_type is not None:
+            headers.append((b"Content-Type", content_type))
+        return headers
+
+    def _fail(self, error: errors.ApiError) -> None:
+        status, _ = gateway.status_line(error.code)
+        self._respond(status, gateway.error_body(error.code, error.message), JSON)
+
+    def _respond(self, status: int, body: bytes, content_type: bytes | None) -> None:
+        """A whole answer to the request in hand."""
+        headers = self._headers(content_type)
+        headers.append((b"Content-Length", str(len(body)).encode()))
+        self._send(
+            h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
+        )
+        if self._request is None or self._request.method != b"HEAD":
+            self._send(h11.Data(data=body))
+        self._finish()
+
+    def _finish(self) -> None:
+        """The answer is complete: take the next request (pipelined ones wait in h11)."""
+        self._send(h11.EndOfMessage())
+        self._busy = self._streaming = False
+        self._route = None
+        self._stream += 1  # late answers to the finished request are dropped
+        if self._h11.our_state is h11.MUST_CLOSE or self._h11.their_state is h11.MUST_CLOSE:
+            self._close()
+            return
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+            self.app.loop.call_soon(self._next)
+
+    def _send(self, event: Any) -> None:
+        if self.closed or self._transport is None or self._transport.is_closing():
+            return
+        try:
+            data = self._h11.send(event)
+        except h11.LocalProtocolError:
+            log.exception("gateway answer broke HTTP/1.1; closing the connection")
+            self._close()
+            return
+        if data:
+            self._transport.write(data)
+
+    def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
+        """Bytes that are not HTTP/1.1: answer 400 (as Go's server does) unless an answer is
+        already under way, then close."""
+        log.info("closing an HTTP client connection: %s", exc)
+        if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._streaming:
+            status = exc.error_status_hint
+            reason = {431: b"Request Header Fields Too Large"}.get(status, b"Bad Request")
+            line = b"%d %s" % (status, reason)
+            self._transport.write(
+                b"HTTP/1.1 " + line + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Connection: close\r\n\r\n" + line
+            )
+        self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
