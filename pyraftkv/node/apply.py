@@ -17,6 +17,7 @@ from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from ..raft.codec import decode_conf_change
 from ..raft.types import ConfChangeType, Entry
+from .logging_setup import fields
 
 log = logging.getLogger("pyraftkv.app")
 
@@ -67,7 +68,13 @@ def apply_conf_change(batch: Any, members: MemberList, entry: Entry) -> None:
     else:
         members.remove(change.node_id)
     batch.put_meta(b"members", members.encode())
-    log.info("membership changed at index %d: %s %x", entry.index, change.type.name, change.node_id)
+    log.info(
+        "membership changed at index %d: %s %x",
+        entry.index,
+        change.type.name,
+        change.node_id,
+        extra=fields(index=entry.index, change=change.type.name, member_id=f"{change.node_id:x}"),
+    )
 
 
 def _apply_put(batch: Any, body: bytes) -> ApplyResult:

@@ -60,6 +60,8 @@ class NodeConfig:
     max_request_bytes: int
     quota_backend_bytes: int
     log_level: str
+    logger: str
+    log_outputs: str
     watch_progress_notify_interval_s: float
     listen_metrics_urls: tuple[Url, ...]
     auto_compaction_mode: str
@@ -164,6 +166,19 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "('database space exceeded') until deletes and compaction free space.",
     ),
     ("log-level", str, "info", "debug, info, warning or error."),
+    (
+        "logger",
+        str,
+        "capnslog",
+        "'capnslog': plain log lines; 'zap': one JSON object per line (level, ts, caller, "
+        "msg and the event's fields, as etcd's zap logger).",
+    ),
+    (
+        "log-outputs",
+        str,
+        "stderr",
+        "Comma-separated: stderr, stdout, or file paths (both processes append to them).",
+    ),
     (
         "listen-metrics-urls",
         str,
@@ -415,6 +430,8 @@ def _build(raw: dict) -> NodeConfig:
         max_request_bytes=raw["max-request-bytes"],
         quota_backend_bytes=raw["quota-backend-bytes"],
         log_level=level,
+        logger=_logger(raw["logger"]),
+        log_outputs=_log_outputs(raw["log-outputs"]),
         watch_progress_notify_interval_s=raw["experimental-watch-progress-notify-interval"],
         auto_compaction_mode=mode,
         auto_compaction_retention=_retention(mode, retention),
@@ -429,6 +446,28 @@ def _build(raw: dict) -> NodeConfig:
         bcrypt_cost=_bcrypt_cost(raw["bcrypt-cost"]),
         write_trace_interval_ms=raw["write-trace-interval"],
     )
+
+
+def _logger(name: str) -> str:
+    from .logging_setup import LOGGERS
+
+    if name not in LOGGERS:
+        raise ConfigError(f"--logger must be one of {', '.join(LOGGERS)}, not {name!r}")
+    return name
+
+
+def _log_outputs(text: str) -> str:
+    outputs = [o.strip() for o in text.split(",") if o.strip()]
+    if not outputs:
+        raise ConfigError("--log-outputs: at least one output is required")
+    for output in outputs:
+        if output not in ("stderr", "stdout", "default"):
+            try:
+                with open(output, "a"):
+                    pass
+            except OSError as exc:
+                raise ConfigError(f"--log-outputs: cannot write {output}: {exc.strerror}") from None
+    return ",".join(outputs)
 
 
 def _auth_token(spec: str, ttl_s: int) -> str:

@@ -41,6 +41,8 @@ class RaftProcessConfig:
     max_snapshot_bytes: int  # a received snapshot larger than this is refused
     applied_index: int  # of the key-value store, which must not be ahead of the WAL
     log_level: str
+    logger: str
+    log_outputs: str
     parent_pid: int
     down_fds: tuple[int, int, int]
     up_fds: tuple[int, int, int]

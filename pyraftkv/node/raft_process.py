@@ -48,7 +48,7 @@ from ..raft.types import (
 )
 from . import event_loop
 from . import ringproto as rp
-from .logging_setup import setup_logging
+from .logging_setup import fields, setup_logging
 from .peer_transport import PeerProtocolError, PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now
 from .proposal_check import batch_problem
@@ -150,6 +150,12 @@ class RaftProcess:
             self.core.term,
             self.core.commit_index,
             self.core.log.last_index,
+            extra=fields(
+                local_member_id=f"{self.id:x}",
+                term=self.core.term,
+                commit_index=self.core.commit_index,
+                last_index=self.core.log.last_index,
+            ),
         )
 
     async def _ticker(self, interval: float) -> None:
@@ -474,9 +480,18 @@ class RaftProcess:
     def _on_soft_state(self, soft) -> None:
         if soft.leader_id != self.leader:
             if soft.leader_id == self.id:
-                log.info("elected leader at term %d", soft.term)
+                log.info(
+                    "elected leader at term %d",
+                    soft.term,
+                    extra=fields(local_member_id=f"{self.id:x}", term=soft.term),
+                )
             elif soft.leader_id:
-                log.info("leader changed to %x at term %d", soft.leader_id, soft.term)
+                log.info(
+                    "leader changed to %x at term %d",
+                    soft.leader_id,
+                    soft.term,
+                    extra=fields(leader=f"{soft.leader_id:x}", term=soft.term),
+                )
             else:
                 log.info("lost the leader at term %d", soft.term)
             # Reads the old leader had not confirmed are never answered: fail them now
@@ -558,7 +573,7 @@ async def amain(cfg: RaftProcessConfig) -> int:
 def main() -> int:
     cfg = RaftProcessConfig.from_json(os.environ["PYRAFTKV_RAFT_CONFIG"])
     die_with_parent(cfg.parent_pid)
-    setup_logging(cfg.log_level, "raft")
+    setup_logging(cfg.log_level, "raft", cfg.logger, cfg.log_outputs)
     try:
         return event_loop.run(amain(cfg))
     except (RaftProcessError, PyraftkvError) as exc:

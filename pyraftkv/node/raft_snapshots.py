@@ -13,6 +13,7 @@ from ..admin.cluster import Url
 from ..raft import codec
 from ..raft.types import Message, MessageType, SnapshotMeta
 from . import ringproto as rp
+from .logging_setup import fields
 from .raft_bootstrap import RaftProcessError
 from .snapshot_transfer import receive_snapshot, send_snapshot
 
@@ -51,7 +52,11 @@ class SnapshotShipper:
             wal.release_before(index)
 
         self.p.writer.submit(write, True, lambda _durable_ns: None)
-        log.info("snapshot at index %d: log compacted, WAL released below it", index)
+        log.info(
+            "snapshot at index %d: log compacted, WAL released below it",
+            index,
+            extra=fields(index=index, term=term),
+        )
 
     def start_send(self, message: Message) -> None:
         peer = message.to

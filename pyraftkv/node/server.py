@@ -37,7 +37,7 @@ from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
 from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
-from .logging_setup import setup_logging
+from .logging_setup import fields, setup_logging
 from .metrics import MetricsServer
 from .process_entry import crash_on_error, stop_now
 from .python_command import module_command
@@ -221,6 +221,8 @@ class Node:
             max_snapshot_bytes=2 * config.quota_backend_bytes,
             applied_index=applied_index,
             log_level=config.log_level,
+            logger=config.logger,
+            log_outputs=config.log_outputs,
             parent_pid=os.getpid(),
             down_fds=down.fds,
             up_fds=up.fds,
@@ -296,6 +298,12 @@ class Node:
             config.name,
             config.cluster_id,
             ", ".join(u.text for u in config.listen_client_urls),
+            extra=fields(
+                local_member_id=f"{config.member_id:x}",
+                cluster_id=f"{config.cluster_id:x}",
+                name=config.name,
+                client_urls=[u.text for u in config.listen_client_urls],
+            ),
         )
 
     async def _tick(self) -> None:
@@ -405,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pyraftkv: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, "app")
+    setup_logging(config.log_level, "app", config.logger, config.log_outputs)
     try:
         return event_loop.run(run_node(config))
     except (ConfigError, NodeStopped) as exc:
