@@ -121,6 +121,7 @@ class Application:
         self.applied_index = store.applied_index
         self.applied_term = store.applied_term
         self.last_snapshot_index = self.applied_index
+        self._snapshot_files = 0  # snapshot files made for peers (names them uniquely)
         # For metrics: leaders seen (changes to a known leader), the Raft process's WAL.
         self.leader_changes = 0
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
@@ -505,7 +506,11 @@ class Application:
     async def _make_snapshot_file(self) -> None:
         """A consistent copy of the store for a lagging follower (made off the loop)."""
         os.makedirs(self.snapshot_dir, exist_ok=True)
-        path = os.path.join(self.snapshot_dir, f"send-{self.applied_index:016x}.db")
+        # Unique: a file made at the same applied index may still be on its way to a peer
+        # (or left by an earlier incarnation that stopped mid-send).
+        self._snapshot_files += 1
+        name = f"send-{self.applied_index:016x}-{os.getpid():x}-{self._snapshot_files:x}.db"
+        path = os.path.join(self.snapshot_dir, name)
         index = await self.loop.run_in_executor(None, self.store.snapshot_to, path)
         term = self.store.term_of_snapshot(path)
         self._send_down(rp.pack(rp.SNAPSHOT_READY, rp.U64x2, index, term, tail=path.encode()))

@@ -39,7 +39,12 @@ class RaftProcessConfig:
     election_ticks: int
     snapshot_count: int
     max_snapshot_bytes: int  # a received snapshot larger than this is refused
-    applied_index: int  # of the key-value store, which must not be ahead of the WAL
+    applied_index: int  # of the key-value store
+    # The key-value store's applied term and membership: a store ahead of the WAL (a crash
+    # between installing a received snapshot and recording it) is recorded as a snapshot.
+    applied_term: int
+    applied_voters: list[int]
+    applied_learners: list[int]
     log_level: str
     logger: str
     log_outputs: str
@@ -99,14 +104,46 @@ def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, Wri
     if recovery.snapshot is not None:
         snapshot = codec.decode_snapshot_meta(recovery.snapshot_data)
     entries = [Entry(t, i, EntryType(k), d) for t, i, k, d in recovery.entries]
+    hard_state = HardState(*recovery.hard_state)
+    last = entries[-1].index if entries else snapshot.index
+    if cfg.applied_index > last:
+        snapshot, hard_state = _record_store_as_snapshot(cfg, wal, hard_state)
+        entries = []
     core = RaftCore(
         member_id,
         config,
         rng,
-        hard_state=HardState(*recovery.hard_state),
+        hard_state=hard_state,
         snapshot=snapshot,
         entries=entries,
         applied=cfg.applied_index,
     )
     last = entries[-1].index if entries else snapshot.index
     return core, wal, last
+
+
+def _record_store_as_snapshot(
+    cfg: RaftProcessConfig, wal: WriteAheadLog, hard_state: HardState
+) -> tuple[SnapshotMeta, HardState]:
+    """The key-value store applied entries the WAL does not hold: a received snapshot was
+    installed and the member stopped before the WAL recorded it (or it applied committed
+    entries its own WAL had not yet made durable). Everything the store holds was committed,
+    so its position is a snapshot: record it in the WAL, and the log goes on from there."""
+    snapshot = SnapshotMeta(
+        cfg.applied_index,
+        cfg.applied_term,
+        Membership(frozenset(cfg.applied_voters), frozenset(cfg.applied_learners)),
+    )
+    log.warning(
+        "the key-value store is at index %d, past the WAL's last entry: recording its "
+        "state as a snapshot (a stop while a snapshot was being installed)",
+        snapshot.index,
+    )
+    if hard_state.term < snapshot.term:  # the vote was for an older term
+        hard_state = HardState(snapshot.term, 0, hard_state.commit)
+    hard_state = hard_state._replace(commit=max(hard_state.commit, snapshot.index))
+    wal.append_snapshot(snapshot.index, snapshot.term, codec.encode_snapshot_meta(snapshot))
+    wal.append([], tuple(hard_state))
+    wal.sync()
+    wal.release_before(snapshot.index)
+    return snapshot, hard_state

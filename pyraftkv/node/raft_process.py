@@ -42,10 +42,13 @@ from ..raft.ready import Ready
 from ..raft.types import (
     Entry,
     EntryType,
+    HardState,
     Message,
     MessageType,
     Role,
+    SnapshotMeta,
 )
+from ..wal import WriteAheadLog
 from . import event_loop
 from . import ringproto as rp
 from .logging_setup import fields, setup_logging
@@ -71,6 +74,25 @@ MAX_COMMITTED_MESSAGE_BYTES = 4 << 20
 FRAME_RAFT = 1
 FRAME_FORWARD = 2  # a follower forwards a proposal payload to the leader
 FRAME_REFUSED = 3  # the leader could not take a forwarded proposal: u8 reason + payload
+
+
+def write_ready(
+    wal: WriteAheadLog,
+    snapshot: SnapshotMeta | None,
+    truncate_from: int,
+    entries: list[Entry],
+    hard_state: HardState | None,
+) -> None:
+    """Write what a Ready makes durable. A snapshot replaces the whole log up to its index:
+    entries the WAL holds past it (a longer, conflicting tail the core dropped) go too, so
+    the next append continues right after the snapshot."""
+    if snapshot is not None:
+        wal.append_snapshot(snapshot.index, snapshot.term, codec.encode_snapshot_meta(snapshot))
+        if wal.last_index > snapshot.index:
+            wal.truncate_from(snapshot.index + 1)
+    if truncate_from:
+        wal.truncate_from(truncate_from)
+    wal.append(entries, tuple(hard_state) if hard_state is not None else None)
 
 
 class RaftProcess:
@@ -444,16 +466,7 @@ class RaftProcess:
         traced = self.trace.within(entries[0].index, entries[-1].index) if entries else None
 
         def write(wal) -> None:
-            if snapshot is not None:
-                wal.append_snapshot(
-                    snapshot.index, snapshot.term, codec.encode_snapshot_meta(snapshot)
-                )
-            if truncate_from:
-                wal.truncate_from(truncate_from)
-            wal.append(
-                entries,
-                tuple(hard_state) if hard_state is not None else None,
-            )
+            write_ready(wal, snapshot, truncate_from, entries, hard_state)
             if traced:
                 RaftTrace.written(traced)
 

@@ -34,6 +34,7 @@ class SnapshotShipper:
         self.p = process
         self._received_snapshots: dict[int, str] = {}  # index -> received file
         self._snapshots_in_flight: dict[int, tuple[bytes, float]] = {}  # peer -> (message, t)
+        self._sending: set[int] = set()  # peers a snapshot file is on its way to
 
     def take_received(self, index: int) -> str:
         """The file received for the snapshot at ``index`` ("" if none), now the caller's."""
@@ -69,11 +70,22 @@ class SnapshotShipper:
     def on_ready(self, index: int, term: int, tail: bytes) -> None:
         """The application made a snapshot file: send it to every peer waiting for one."""
         path = tail.decode()
-        waiting = list(self._snapshots_in_flight)
+        waiting = [peer for peer in self._snapshots_in_flight if peer not in self._sending]
         if not waiting:
             os.unlink(path)
             return
-        meta = SnapshotMeta(index, term, self.p.core.membership_at(index))
+        try:
+            membership = self.p.core.membership_at(index)
+        except ValueError:
+            # The log was compacted past the file's index while it was made: its membership
+            # is no longer known here. Ask for a newer file (the applied index is never
+            # below the log's start).
+            log.info("snapshot file at index %d is older than the log; making another", index)
+            os.unlink(path)
+            self.p.push_up(rp.pack(rp.SNAPSHOT_WANTED, rp.U64, waiting[0]))
+            return
+        meta = SnapshotMeta(index, term, membership)
+        self._sending.update(waiting)
         remaining = [len(waiting)]
 
         def finished() -> None:
@@ -110,6 +122,7 @@ class SnapshotShipper:
             log.warning("sending a snapshot to member %x failed: %s", peer, exc)
         finally:
             self._snapshots_in_flight.pop(peer, None)
+            self._sending.discard(peer)
             finished()
         self.p.core.report_snapshot(peer, ok)
         self.p.schedule()

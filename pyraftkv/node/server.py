@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from .. import errors
 from ..admin.datadir import DataDir
@@ -44,6 +45,9 @@ from .python_command import module_command
 from .raft_bootstrap import RaftProcessConfig
 from .ring_link import RingLink
 from .watch_hub import WatchHub
+
+if TYPE_CHECKING:
+    from ..mvcc import MVCCStore
 
 log = logging.getLogger("pyraftkv.server")
 
@@ -164,7 +168,7 @@ class Node:
 
         down = ShmRing.create(RING_BYTES, role="producer")
         up = ShmRing.create(RING_BYTES, role="consumer")
-        self._start_raft_process(datadir, store.applied_index, down, up)
+        self._start_raft_process(datadir, store, members, down, up)
         self.link = RingLink(
             down,
             up,
@@ -202,8 +206,11 @@ class Node:
             self.loop.add_signal_handler(sig, self.stop, 0)
         self._tasks.append(self.loop.create_task(self._tick()))
 
-    def _start_raft_process(self, datadir: DataDir, applied_index: int, down, up) -> None:
+    def _start_raft_process(
+        self, datadir: DataDir, store: MVCCStore, members: MemberList, down, up
+    ) -> None:
         config = self.config
+        learners = [m for m in members.ids() if members.get(m).is_learner]
         raft_config = RaftProcessConfig(
             member_id=config.member_id,
             cluster_id=config.cluster_id,
@@ -219,7 +226,10 @@ class Node:
             snapshot_count=config.snapshot_count,
             # the store's map size: no larger store could be opened here
             max_snapshot_bytes=2 * config.quota_backend_bytes,
-            applied_index=applied_index,
+            applied_index=store.applied_index,
+            applied_term=store.applied_term,
+            applied_voters=[m for m in members.ids() if m not in learners],
+            applied_learners=learners,
             log_level=config.log_level,
             logger=config.logger,
             log_outputs=config.log_outputs,

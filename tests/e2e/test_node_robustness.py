@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -268,3 +269,67 @@ def test_bad_peer_messages_close_that_connection_and_the_member_serves_on(cluste
             got = c.get("after-bad-peers", serializable=True)
             assert got.kvs[0].value == b"ok" and got.header.revision == revision
     all_running(cluster)
+
+
+# -- snapshots ----------------------------------------------------------------------------
+
+
+def _fill(client: Client, prefix: str, count: int) -> dict[bytes, bytes]:
+    written = {}
+    for i in range(count):
+        key, value = f"{prefix}{i:04d}", f"v{i}"
+        client.put(key, value)
+        written[key.encode()] = value.encode()
+    return written
+
+
+def _has_all(cluster: LocalCluster, member: Member, prefix: str, written: dict) -> None:
+    cluster.wait_applied(member, cluster.status(cluster.wait_leader()).raftIndex)
+    with Client([member.endpoint]) as c:
+        got = c.get(prefix, prefix=True, serializable=True)
+    assert {kv.key: kv.value for kv in got.kvs} == written, member.name
+
+
+def test_two_followers_needing_a_snapshot_at_once_both_get_one(make_cluster):
+    """Both ask at the same applied index: the leader makes (or shares) files without a
+    name collision, and stays up."""
+    cluster = make_cluster(5, snapshot_count=40)
+    cluster.start()
+    leader = cluster.wait_leader()
+    behind = [m for m in cluster.members if m is not leader][:2]
+    for member in behind:
+        cluster.kill(member)
+    with cluster.client([leader]) as c:
+        written = _fill(c, "two/", 150)
+    for member in behind:
+        cluster.start_member(member, wait=False)
+    for member in behind:
+        cluster.wait_serving(member)
+        _has_all(cluster, member, "two/", written)
+    assert "installed snapshot" in behind[0].log_text()
+    all_running(cluster)
+
+
+def test_a_store_ahead_of_its_wal_restarts_from_the_store(make_cluster):
+    """A stop between installing a received snapshot into the store and recording it in the
+    WAL leaves the store ahead of the WAL: the member restarts from its store. Made here by
+    giving a lagging member the store of one that applied more (they are all alike)."""
+    cluster = make_cluster(3)
+    cluster.start()
+    leader = cluster.wait_leader()
+    lagging = next(m for m in cluster.members if m is not leader)
+    with cluster.client([leader]) as c:
+        written = _fill(c, "ahead/", 5)
+        cluster.kill(lagging)
+        written.update(_fill(c, "ahead/x", 20))
+    for member in cluster.members:
+        if member.running:
+            cluster.kill(member)
+    source = os.path.join(leader.data_dir, "member", "db", "data.mdb")
+    shutil.copyfile(source, os.path.join(lagging.data_dir, "member", "db", "data.mdb"))
+    cluster.start()
+    with cluster.client() as c:
+        c.put("ahead/z", "after")
+    written[b"ahead/z"] = b"after"
+    _has_all(cluster, lagging, "ahead/", written)
+    assert "recording its state as a snapshot" in lagging.log_text()

@@ -1,0 +1,63 @@
+"""The Raft process's snapshot handling: what it writes to the WAL for a Ready (on a real
+WAL file), and a snapshot file made at an index the log has since dropped."""
+
+from __future__ import annotations
+
+import random
+
+from pyraftkv.node import ringproto as rp
+from pyraftkv.node.raft_process import write_ready
+from pyraftkv.node.raft_snapshots import SnapshotShipper
+from pyraftkv.raft import codec
+from pyraftkv.raft.core import Config, RaftCore
+from pyraftkv.raft.types import Entry, EntryType, HardState, Membership, SnapshotMeta
+from pyraftkv.wal import WriteAheadLog
+
+
+def _entry(term: int, index: int) -> Entry:
+    return Entry(term, index, EntryType.NORMAL, f"e{index}".encode())
+
+
+def test_a_snapshot_drops_a_longer_conflicting_tail_so_the_next_append_follows_it(tmp_path):
+    """A follower whose WAL runs past a snapshot it installs (entries of an old leader)
+    appends the new leader's next entry right after the snapshot."""
+    wal_dir = str(tmp_path / "wal")
+    with WriteAheadLog.create(wal_dir, b"m") as wal:
+        write_ready(wal, None, 0, [_entry(1, i) for i in range(1, 11)], HardState(1, 0, 3))
+        wal.sync()
+        snapshot = SnapshotMeta(5, 2, Membership(frozenset({1, 2, 3})))
+        write_ready(wal, snapshot, 0, [], HardState(2, 0, 5))
+        write_ready(wal, None, 0, [_entry(2, 6), _entry(2, 7)], HardState(2, 0, 6))
+        wal.sync()
+    wal, recovery = WriteAheadLog.open(wal_dir)
+    wal.close()
+    assert recovery.snapshot == (5, 2)
+    assert codec.decode_snapshot_meta(recovery.snapshot_data) == snapshot
+    assert [(e[0], e[1]) for e in recovery.entries] == [(2, 6), (2, 7)]
+    assert tuple(recovery.hard_state) == (2, 0, 6)
+
+
+class _Process:
+    """What the snapshot shipper reads of its Raft process: a real core, the up ring."""
+
+    def __init__(self, core: RaftCore) -> None:
+        self.core, self.id, self.up = core, 1, []
+
+    def push_up(self, message: bytes) -> None:
+        self.up.append(message)
+
+
+def test_a_snapshot_file_older_than_the_log_start_is_replaced_not_fatal(tmp_path):
+    """The file was made at applied index A off the loop; the log start moved past A
+    meanwhile, so the membership at A is unknown: the file goes and a newer one is asked
+    for (the leader's Raft process used to stop on the ValueError)."""
+    start = SnapshotMeta(100, 3, Membership(frozenset({1, 2, 3})))
+    core = RaftCore(1, Config(), random.Random(1), hard_state=HardState(3, 0, 100), snapshot=start)
+    process = _Process(core)
+    shipper = SnapshotShipper(process)  # type: ignore[arg-type]
+    shipper._snapshots_in_flight[2] = (b"", 0.0)
+    path = tmp_path / "send-old.db"
+    path.write_bytes(b"store")
+    shipper.on_ready(50, 2, str(path).encode())
+    assert not path.exists()
+    assert process.up == [rp.pack(rp.SNAPSHOT_WANTED, rp.U64, 2)]
