@@ -220,6 +220,21 @@ class InvalidAuthMgmt(ApiError):
     default_message = "etcdserver: invalid auth management"
 
 
+class MemberNotFound(ApiError):
+    code = NOT_FOUND
+    default_message = "etcdserver: member not found"
+
+
+class MemberNotLearner(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: can only promote a learner member"
+
+
+class BadLeaderTransferee(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: bad leader transferee"
+
+
 class UnknownMethod(ApiError):
     code = UNIMPLEMENTED
     default_message = "unknown method"

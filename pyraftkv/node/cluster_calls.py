@@ -81,7 +81,7 @@ class ClusterCalls:
 
         request = rpc.MemberRemoveRequest.FromString(body)
         if request.ID not in self.app.members:
-            raise errors.ApiError("etcdserver: member not found")
+            raise errors.MemberNotFound()
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberRemove"].number,
@@ -96,9 +96,9 @@ class ClusterCalls:
         request = rpc.MemberPromoteRequest.FromString(body)
         member = self.app.members.get(request.ID)
         if member is None:
-            raise errors.ApiError("etcdserver: member not found")
+            raise errors.MemberNotFound()
         if not member.is_learner:
-            raise errors.ApiError("etcdserver: can only promote a learner member")
+            raise errors.MemberNotLearner()
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberPromote"].number,
@@ -118,7 +118,7 @@ class ClusterCalls:
         request = rpc.MoveLeaderRequest.FromString(body)
         require_leader(self.app)
         if request.targetID not in self.app.members:
-            raise errors.ApiError("etcdserver: bad leader transferee")
+            raise errors.BadLeaderTransferee()
         self.app.move_leader(Reply(connection, stream), request.targetID)
 
     def hash_kv(self, connection, stream, flags, body):
