@@ -24,9 +24,10 @@ from google.protobuf.message import Message
 
 from .. import errors
 from ..protocol import gateway
-from ..protocol.frames import FLAG_END
+from ..protocol.frames import END, FLAG_END, MESSAGE, REPLY
 from ..protocol.methods import Method
 from .client_connection import CallTasks
+from .leader_relay import call_leader, raise_if_error
 from .metrics import healthy, render
 from .tls import common_name
 from .watch_stream import WatchStream
@@ -36,6 +37,8 @@ log = logging.getLogger("pyraftkv.clients")
 # The etcd API version this gateway implements: clients (etcd3gw) pick their paths by it.
 ETCD_API_VERSION = "3.4.0"
 MAX_HEAD_BYTES = 64 * 1024
+# Answered by the leader only: a follower passes them on (etcd's members do the same).
+LEADER_CALLS = frozenset(("LeaseKeepAlive", "LeaseTimeToLive"))
 CORS_HEADERS = (
     (b"Access-Control-Allow-Headers", b"accept, content-type, authorization"),
     (b"Access-Control-Allow-Methods", b"POST, GET, OPTIONS, PUT, DELETE"),
@@ -43,6 +46,7 @@ CORS_HEADERS = (
 )
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
+GRPC_JSON = b"application/json (from gRPC)"  # a marker, sent as JSON
 REASONS = {code: reason.encode() for code, reason in gateway.REASONS.items()}
 REASONS[405] = b"Method Not Allowed"
 
@@ -193,6 +197,14 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 token = value.decode("latin-1")
         self._route = route
         stream, number, dispatch = self._stream, route.number, self.server.dispatch
+        leader = self.app.leader_id
+        if route.name in LEADER_CALLS and leader not in (0, self.app.member_id):
+            bodies = [
+                m.SerializeToString() for m in messages[: len(messages) if route.streaming else 1]
+            ]
+            url = self.app.members.client_url(leader)
+            self.start_task(stream, self._relay(stream, url, route, bodies, token))
+            return
         for message in messages if route.streaming else messages[:1]:
             dispatch(self, stream, number, 0, message.SerializeToString(), token)
             if stream != self._stream or self.closed:
@@ -201,11 +213,24 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             # The request body is the client's side of the stream: its end ends the call.
             dispatch(self, stream, number, FLAG_END, b"", token)
 
+    async def _relay(
+        self, stream: int, url: str, route: Method, bodies: list[bytes], token: str
+    ) -> None:
+        """A lease call the leader answers, passed on to it (leader_relay.py)."""
+        for kind, body in await call_leader(url, route.number, bodies, token, route.streaming):
+            raise_if_error(kind, body)
+            if kind == MESSAGE:
+                self.message(stream, body)
+            elif kind == REPLY:
+                self.reply(stream, body)
+            elif kind == END:
+                self.end(stream)
+
     # -- answers (the handler table's connection interface) -----------------------------------
 
     def reply(self, stream: int, body: bytes) -> None:
         if stream == self._stream and self._busy and self._route is not None:
-            self._respond(200, gateway.to_json(self._route.response.FromString(body)), JSON)
+            self._respond(200, gateway.to_json(self._route.response.FromString(body)), GRPC_JSON)
 
     def answer(self, stream: int, response: Message) -> None:
         self.reply(stream, self.app.stamp(response).SerializeToString())
@@ -215,7 +240,9 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             return
         if not self._streaming:
             self._streaming = True
-            self._send(h11.Response(status_code=200, headers=self._headers(JSON), reason=b"OK"))
+            self._send(
+                h11.Response(status_code=200, headers=self._headers(GRPC_JSON), reason=b"OK")
+            )
         self._send(h11.Data(data=gateway.stream_result(self._route.response.FromString(body))))
 
     def end(self, stream: int) -> None:
@@ -223,17 +250,26 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             return
         if not self._streaming:  # a stream that ended before its first message
             self._streaming = True
-            self._send(h11.Response(status_code=200, headers=self._headers(JSON), reason=b"OK"))
+            self._send(
+                h11.Response(status_code=200, headers=self._headers(GRPC_JSON), reason=b"OK")
+            )
         self._finish()
 
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
         if stream != self._stream or not self._busy:
             return
-        if self._streaming:
-            self._send(h11.Data(data=gateway.stream_error(error.code, error.message)))
-            self._finish()
-        else:
+        if self._route is None or not self._route.streaming:
             self._fail(error)
+            return
+        # A streamed call ends with an error line; before its first message the status
+        # is the error's (etcd's gateway does the same).
+        if not self._streaming:
+            self._streaming = True
+            status, reason = gateway.status_line(error.code)
+            headers = self._headers(JSON)
+            self._send(h11.Response(status_code=status, headers=headers, reason=reason))
+        self._send(h11.Data(data=gateway.stream_error(error.code, error.message)))
+        self._finish()
 
     def backlog_bytes(self) -> int:
         if self.closed or self._transport is None:
@@ -259,6 +295,9 @@ class HttpConnection(CallTasks, asyncio.Protocol):
 
     def _headers(self, content_type: bytes | None) -> list[tuple[bytes, bytes]]:
         headers = [*CORS_HEADERS, (b"Date", email.utils.formatdate(usegmt=True).encode())]
+        if content_type is GRPC_JSON:  # a gateway call's success, marked as etcd's
+            headers.append((b"Grpc-Metadata-Content-Type", b"application/grpc"))
+            content_type = JSON
         if content_type is not None:
             headers.append((b"Content-Type", content_type))
         return headers

@@ -116,3 +116,22 @@ def raw_exchange(endpoint: str, data: bytes, timeout: float = 5.0) -> bytes:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+class Stream:
+    """A streamed call (watch, keep-alive, observe, snapshot): its answer, line by line."""
+
+    def __init__(self, endpoint: str, path: str, body: object, headers: dict | None = None):
+        host, port = endpoint.rsplit(":", 1)
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        data = body if isinstance(body, bytes | str) else json.dumps(body)
+        self.connection.request("POST", path, data, headers or {})
+        self.response = self.connection.getresponse()
+
+    def line(self):
+        text = self.response.readline()
+        assert text, "the stream ended"
+        return json.loads(text)
+
+    def close(self) -> None:
+        self.connection.close()
