@@ -16,10 +16,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..client.aio import AsyncClient
+from ..client.connection import ConnectionLost
 from ..client.requests import Compare
 from ..client.requests import Op as TxnOp
 from ..errors import ApiError
 from .linearizability import CAS, READ, WRITE, Op
+
+# What a call may raise when the cluster is in trouble.
+FAILURES = (ApiError, ConnectionLost, OSError, asyncio.TimeoutError)
 
 # Share of each kind (the rest are compare-and-sets).
 READ_SHARE = 0.5
@@ -60,7 +64,7 @@ async def _client_loop(
         if roll < READ_SHARE:
             try:
                 reply = await client.get(key, serializable=work.serializable)
-            except (ApiError, OSError, asyncio.TimeoutError):
+            except FAILURES:
                 await asyncio.sleep(0.05)
                 continue
             found = reply.kvs[0].value if reply.kvs else None
@@ -69,7 +73,7 @@ async def _client_loop(
         elif roll < READ_SHARE + WRITE_SHARE:
             try:
                 await client.put(key, value)
-            except (ApiError, OSError, asyncio.TimeoutError):
+            except FAILURES:
                 history.append(Op(number, key, WRITE, call, None, value=value))
                 await asyncio.sleep(0.05)
                 continue
@@ -84,7 +88,7 @@ async def _client_loop(
                 reply = await client.txn(
                     compare=[compare], success=[TxnOp.put(key, value)], failure=[TxnOp.get(key)]
                 )
-            except (ApiError, OSError, asyncio.TimeoutError):
+            except FAILURES:
                 history.append(Op(number, key, CAS, call, None, value=value, expected=expected))
                 await asyncio.sleep(0.05)
                 continue

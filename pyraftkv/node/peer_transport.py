@@ -27,6 +27,7 @@ from collections.abc import Callable
 from ssl import SSLContext
 
 from ..errors import PyraftkvError
+from .peer_faults import FAULTS
 from .tls import common_name
 
 log = logging.getLogger("pyraftkv.peers")
@@ -269,10 +270,15 @@ class PeerTransport:
         if sender is not None:
             sender.close()
 
-    def send(self, peer_id: int, frames: list[bytes]) -> None:
+    def send(self, peer_id: int, frames: list[bytes], faulted: bool = True) -> None:
+        if faulted and FAULTS is not None and FAULTS.intercept(peer_id, frames, self._late):
+            return  # (tests only: dropped, or delivered later)
         sender = self.senders.get(peer_id)
         if sender is None or not sender.send(frames):
             self.on_unreachable(peer_id)
+
+    def _late(self, peer_id: int, frames: list[bytes]) -> None:
+        self.send(peer_id, frames, faulted=False)
 
     def flush(self) -> None:
         """Write every peer's queued frames now rather than later in this loop iteration

@@ -1,14 +1,18 @@
 """Faults a test injects into a LocalCluster's members: find a member's two processes,
-pause and resume either one alone (SIGSTOP/SIGCONT)."""
+pause and resume either one alone (SIGSTOP/SIGCONT); cut, slow and heal the network
+between members (Network)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 from collections.abc import Iterator
 
-from .harness import Member
+from pyraftkv.node.peer_faults import ENV as PEER_FAULTS_ENV
+
+from .harness import LocalCluster, Member
 
 
 def raft_pid(member: Member) -> int:
@@ -35,3 +39,65 @@ def paused(pid: int) -> Iterator[None]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
+
+
+class Network:
+    """The peer links of a LocalCluster's members, cut or slowed on demand through each
+    member's peer-faults file (pyraftkv/node/peer_faults.py). Make it before the cluster
+    starts: the file's path goes into each member's environment."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.paths = {m.name: m.data_dir + ".faults.json" for m in cluster.members}
+        for m in cluster.members:
+            m.env[PEER_FAULTS_ENV] = self.paths[m.name]
+        self._ids: dict[str, int] = {}
+        self.rules: dict[str, dict] = {m.name: {} for m in cluster.members}
+
+    def member_id(self, member: Member) -> int:
+        if member.name not in self._ids:
+            status = self.cluster.status(member)
+            assert status is not None, f"{member.name} does not answer"
+            self._ids[member.name] = status.header.member_id
+        return self._ids[member.name]
+
+    def _write(self, member: Member) -> None:
+        path = self.paths[member.name]
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.rules[member.name], f)
+        os.replace(path + ".tmp", path)
+
+    def cut(self, sender: Member, receiver: Member) -> None:
+        """Lose everything ``sender`` sends to ``receiver`` (one way)."""
+        drop = set(self.rules[sender.name].get("drop", ()))
+        drop.add(self.member_id(receiver))
+        self.rules[sender.name]["drop"] = sorted(drop)
+        self._write(sender)
+
+    def partition(self, *groups: list[Member]) -> None:
+        """Members talk only within their group (every link between groups cut both ways)."""
+        for group in groups:
+            for other in groups:
+                if other is not group:
+                    for a in group:
+                        for b in other:
+                            self.cut(a, b)
+
+    def isolate(self, member: Member) -> None:
+        self.partition([member], [m for m in self.cluster.members if m is not member])
+
+    def bridge(self, left: Member, right: Member) -> None:
+        """``left`` and ``right`` cannot talk; everyone else talks to both."""
+        self.cut(left, right)
+        self.cut(right, left)
+
+    def delay(self, sender: Member, receiver: Member, ms: int, jitter_ms: int = 0) -> None:
+        rules = self.rules[sender.name]
+        rules.setdefault("delay_ms", {})[str(self.member_id(receiver))] = ms
+        rules["jitter_ms"] = jitter_ms
+        self._write(sender)
+
+    def heal(self) -> None:
+        for m in self.cluster.members:
+            self.rules[m.name] = {}
+            self._write(m)

@@ -1,0 +1,71 @@
+"""Network partitions on loopback through the peer fault layer: an isolated leader loses
+its leadership to the majority, serves no linearizable read while cut off (only stale
+serializable ones), and catches up once the network heals; a one-way cut is one way."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pyraftkv.errors import ApiError
+
+from .harness import LocalCluster
+from .nemesis import Network
+
+
+@pytest.fixture
+def net_cluster(tmp_path):
+    cluster = LocalCluster(str(tmp_path), 3)
+    network = Network(cluster)
+    cluster.start()
+    yield cluster, network
+    cluster.stop_all()
+
+
+def test_isolated_leader_loses_to_the_majority_then_heals(net_cluster):
+    cluster, network = net_cluster
+    old = cluster.wait_leader()
+    others = [m for m in cluster.members if m is not old]
+    with cluster.client() as c:
+        c.put("k", "before")
+    network.isolate(old)
+    new = cluster.wait_leader(among=others)
+    assert new is not old
+    with cluster.client(others) as c:
+        c.put("k", "during")
+    with cluster.client([old], timeout=1.0) as c:
+        with pytest.raises(ApiError):
+            c.get("k")  # no quorum behind it: no linearizable read
+        assert c.get("k", serializable=True).kvs[0].value == b"before"  # stale
+    network.heal()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with cluster.client([old], timeout=1.0) as c:
+            try:
+                if c.get("k").kvs[0].value == b"during":
+                    break
+            except ApiError:
+                pass
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the healed member never caught up")
+    assert cluster.wait_leader() is not None
+
+
+def test_one_way_cut_stops_only_that_direction(net_cluster):
+    cluster, network = net_cluster
+    leader = cluster.wait_leader()
+    follower = next(m for m in cluster.members if m is not leader)
+    with cluster.client([leader]) as c:
+        c.put("k", "1")
+    network.cut(follower, leader)  # the follower's answers are lost; it still hears
+    with cluster.client([leader]) as c:
+        c.put("k", "2")  # the third member acknowledges
+        status = c.status()
+    # it still receives entries and learns they are committed
+    cluster.wait_applied(follower, max(status.raftIndex, status.raftAppliedIndex))
+    with cluster.client([follower], timeout=1.0) as c:
+        assert c.get("k", serializable=True).kvs[0].value == b"2"
+        with pytest.raises(ApiError):
+            c.put("k", "3")  # its forwarded proposal cannot reach the leader
