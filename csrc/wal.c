@@ -370,16 +370,34 @@ int wal_sync_histogram(const wal_writer *w, uint64_t *buckets, uint64_t *count, 
  *      - its header is bad, and by 1 nothing follows the header: a complete record always
  *        has its non-zero commit mark after the header, so this is a partly written header, or
  *      - its commit mark, written last, is a strict prefix of the mark followed by zeros.
- * Anything else is CORRUPT: a complete record (commit mark intact) whose checksum fails, a bad
- * header with data after it, a checksummed header with impossible fields, zeros followed by data.
- * A byte flipped anywhere in a complete record therefore always reads as corruption, even in the
- * very last record, and acknowledged (synced) data is never dropped silently. The price: a power
- * loss that persisted a later sector of an unsynced write but not an earlier one is also reported
- * as corruption, and the log refuses to open rather than guess.
+ * A failing record at X is also TORN (a lost sector) when a whole disk sector that overlaps it
+ * (from X on) reads as zeros and non-zero bytes follow that sector: a power loss persisted a
+ * later sector of an unsynced write but not an earlier one. Written data never reads back as a
+ * zeroed sector, so that sector was never persisted, nor was anything after it: it cannot have
+ * been acknowledged. (etcd treats a record holding a zeroed sector as torn the same way.)
+ * Anything else is CORRUPT: a complete record (commit mark intact) whose checksum fails with no
+ * zeroed sector in it, a bad header with data after it, a checksummed header with impossible
+ * fields. A byte flipped in a complete record therefore reads as corruption, even in the very
+ * last record, and acknowledged (synced) data is not dropped silently.
  *
  * The caller applies this to the last segment only: a segment is fdatasync'ed in full before the
  * next one is created, so any failure in an earlier segment is corruption.
  */
+#define SECTOR_BYTES 512
+
+/* Whether a sector overlapping [x, record_end) is zero from x on and data follows it. */
+static int lost_sector(const uint8_t *buf, size_t len, size_t x, size_t record_end)
+{
+    for (size_t s = x / SECTOR_BYTES * SECTOR_BYTES; s < record_end; s += SECTOR_BYTES) {
+        size_t lo = s > x ? s : x, hi = s + SECTOR_BYTES;
+        if (hi >= len)
+            return 0;
+        if (all_zero(buf + lo, hi - lo))
+            return !all_zero(buf + hi, len - hi);
+    }
+    return 0;
+}
+
 static void stop_at_failure(const uint8_t *buf, size_t len, wal_scan_state *st, int reason,
                             size_t record_end, int incomplete)
 {
@@ -389,6 +407,15 @@ static void stop_at_failure(const uint8_t *buf, size_t len, wal_scan_state *st, 
     if (record_end >= len) {
         st->status = incomplete ? WAL_SCAN_TORN : WAL_SCAN_CORRUPT;
         st->data_end = len;
+        return;
+    }
+    if (lost_sector(buf, len, x, record_end)) {
+        st->reason = WAL_BAD_LOST_SECTOR;
+        st->status = WAL_SCAN_TORN;
+        size_t end = len;
+        while (end > x && buf[end - 1] == 0)
+            end--;
+        st->data_end = end;
         return;
     }
     if (!incomplete || !all_zero(buf + record_end, len - record_end))

@@ -66,6 +66,7 @@
 #define WAL_BAD_COMMIT_MARK 5    /* commit mark missing or damaged */
 #define WAL_BAD_CRC 6            /* payload checksum mismatch in a complete record */
 #define WAL_BAD_DATA_AFTER_END 7 /* a zero header followed by non-zero bytes */
+#define WAL_BAD_LOST_SECTOR 8    /* a zeroed sector inside an unsynced write, data after it */
 
 typedef struct wal_writer wal_writer;
 

@@ -67,6 +67,7 @@ _SCAN_REASONS = {
     lib.WAL_BAD_COMMIT_MARK: "record commit mark missing or damaged",
     lib.WAL_BAD_CRC: "record checksum mismatch",
     lib.WAL_BAD_DATA_AFTER_END: "non-zero bytes after the end of the log",
+    lib.WAL_BAD_LOST_SECTOR: "a zeroed sector inside an unsynced write (lost in a power cut)",
 }
 
 Entry = tuple[int, int, int, bytes]  # (term, index, entry_type, data)

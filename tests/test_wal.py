@@ -550,3 +550,60 @@ def test_closed_log_refuses_appends(wal_dir: Path) -> None:
         wal.append(entries(1, 1))
     with pytest.raises(WALError, match="closed"):
         wal.sync()
+
+
+# ---- lost sectors -------------------------------------------------------------------------
+
+SECTOR = 512
+
+
+def _log_with_unsynced_batch(wal_dir: Path) -> tuple[Path, int, int]:
+    """A synced batch, then one write of many records spanning several sectors; returns the
+    segment and where the second write starts and ends."""
+    with WriteAheadLog.create(wal_dir, META, segment_bytes=SEGMENT) as wal:
+        wal.append(entries(1, 2), hard_state=(1, 1, 2))
+        wal.sync()
+        segment = wal.segment_paths[-1]
+        before = data_end(segment)
+        wal.append(entries(3, 14, size=100), hard_state=(1, 1, 14))
+        wal.sync()
+    return segment, before, data_end(segment)
+
+
+def test_a_zeroed_sector_inside_an_unsynced_batch_is_a_torn_tail(tmp_path: Path) -> None:
+    """A power cut kept later sectors of an unsynced write but not an earlier one: nothing
+    from the hole on was acknowledged, so the log opens with the records before the hole."""
+    wal_dir = tmp_path / "wal"
+    segment, before, after = _log_with_unsynced_batch(wal_dir)
+    first = -(-before // SECTOR) * SECTOR
+    sectors = range(first - SECTOR if first - before >= 16 else first, after - SECTOR, SECTOR)
+    assert len(sectors) >= 2
+    pristine = segment.read_bytes()
+    for sector in sectors:
+        with open(segment, "r+b") as file:
+            file.seek(max(sector, before))
+            file.write(bytes(sector + SECTOR - max(sector, before)))
+        recovery = reopen(wal_dir)
+        assert 2 <= len(recovery.entries) < 14, sector
+        assert recovery.entries == entries(1, 2) + entries(3, len(recovery.entries), size=100)
+        assert recovery.torn_tail is not None
+        assert "zeroed sector" in recovery.torn_tail.reason
+        assert recovery.torn_tail.offset <= max(sector, before)
+        shutil.rmtree(wal_dir)
+        segment, _, _ = _log_with_unsynced_batch(wal_dir)
+        assert segment.read_bytes() == pristine
+
+
+def test_a_zeroed_sector_in_an_older_segment_is_corruption(wal_dir: Path) -> None:
+    """Segments before the last were synced in full: a hole there lost acknowledged data."""
+    with WriteAheadLog.create(wal_dir, META, segment_bytes=SEGMENT) as wal:
+        for i in range(1, 40):
+            wal.append(entries(i, i, size=100))
+        wal.sync()
+        segments = wal.segment_paths
+    assert len(segments) >= 2
+    with open(segments[0], "r+b") as file:
+        file.seek(SECTOR * 2)
+        file.write(bytes(SECTOR))
+    with pytest.raises(WALCorruptError):
+        WriteAheadLog.open(wal_dir, segment_bytes=SEGMENT)
