@@ -4,6 +4,22 @@ The lock is held by a key ``name/<lease id>``; waiters are served in the order t
 were created (FIFO). The key lives on a lease: if the holder's process dies, its lease
 expires and the next waiter gets the lock. Without a lease of its own the lock grants one
 (kept alive while held) and revokes it on release, which deletes the key in the same step.
+
+What the lock guarantees, and what it cannot: at any revision of the store, at most one
+key of the lock is first in line, so at most one client is granted the lock at a time *as
+the store sees it*. A holder cannot know that it still holds it: a process paused (GC,
+SIGSTOP, a swapped-out VM) or cut off for longer than the lease's TTL loses the lease and
+the lock, the next waiter gets it, and the old holder, when it runs again, still believes
+it holds it (``held`` only turns False once its keep-alive learns the lease is gone).
+Jepsen showed exactly this with etcd's locks. So anything the lock protects must check a
+fencing token, as etcd's own documentation advises with the key's revision:
+
+- ``fencing_token`` is the create revision of the lock's key. Every later grant of the same
+  lock has a larger one (revisions only grow). A resource that remembers the largest token
+  it has seen and refuses smaller ones can never be written by a stale holder.
+- For data kept in this store, ``guard()`` is the compare that makes a transaction apply
+  only while this holder's key still exists with that revision:
+  ``client.txn(compare=[lock.guard()], success=[Op.put(...)])``.
 """
 
 from __future__ import annotations
@@ -19,7 +35,7 @@ from ..proto import rpc_pb2 as rpc
 from ..proto import v3lock_pb2 as lock_pb2
 from .connection import ConnectionLost
 from .leases import AsyncLease, check_ttl
-from .requests import Bytesish, to_bytes
+from .requests import Bytesish, Compare, to_bytes
 
 if TYPE_CHECKING:
     from .aio import AsyncClient
@@ -62,6 +78,10 @@ async def lock_call(
     return response.key
 
 
+class LockLost(ApiError):
+    """The lock's lease ended before the holder could use the lock."""
+
+
 class AsyncLock:
     """A distributed lock: ``async with client.lock("name", ttl=10): ...``.
 
@@ -89,6 +109,8 @@ class AsyncLock:
         self.timeout = timeout
         # The key that exists while the lock is held (None when not held).
         self.key: bytes | None = None
+        # Its create revision: the fencing token (0 when not held).
+        self.fencing_token = 0
         # The lease the lock granted itself (None when the caller gave one).
         self.lease: AsyncLease | None = None
 
@@ -111,13 +133,24 @@ class AsyncLock:
             own = await AsyncLease(self._client, self.ttl).grant()
             lease_id = own.id
         try:
-            self.key = await lock_call(self._client, self.name, lease_id, timeout)
+            key = await lock_call(self._client, self.name, lease_id, timeout)
+            found = await self._client.get(key)
+            if not found.kvs:  # the lease ran out between the grant and now
+                raise LockLost(f"lock {self.name!r} was lost as soon as it was granted")
         except BaseException:
             if own is not None:  # the waiter's key goes with its lease
                 await asyncio.shield(own.revoke())
             raise
+        self.key, self.fencing_token = key, found.kvs[0].create_revision
         self.lease = own
         return self.key
+
+    def guard(self) -> rpc.Compare:
+        """A Txn compare that holds only while this holder still has the lock: its key
+        exists with the create revision it was granted with."""
+        if self.key is None:
+            raise RuntimeError(f"lock {self.name!r} is not held by this object")
+        return Compare.create_revision(self.key) == self.fencing_token
 
     async def release(self) -> None:
         """Give the lock up (revoking its own lease, or deleting its key)."""
@@ -125,6 +158,7 @@ class AsyncLock:
         if key is None:
             raise RuntimeError(f"lock {self.name!r} is not held by this object")
         self.key = self.lease = None
+        self.fencing_token = 0
         if lease is not None:
             await lease.revoke()  # deletes the key with the lease, in one revision
         else:
@@ -169,6 +203,15 @@ class Lock:
     @property
     def held(self) -> bool:
         return self._lock.held
+
+    @property
+    def fencing_token(self) -> int:
+        """The lock key's create revision (see the module's docstring); 0 when not held."""
+        return self._lock.fencing_token
+
+    def guard(self) -> rpc.Compare:
+        """A Txn compare that holds only while this holder still has the lock."""
+        return self._lock.guard()
 
     def acquire(self, timeout: float | None = None) -> bytes:
         """Block until the lock is ours (FIFO); returns its key."""
