@@ -230,6 +230,11 @@ class MemberNotLearner(ApiError):
     default_message = "etcdserver: can only promote a learner member"
 
 
+class LearnerNotReady(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: can only promote a learner member which is in sync with leader"
+
+
 class BadLeaderTransferee(ApiError):
     code = FAILED_PRECONDITION
     default_message = "etcdserver: bad leader transferee"

@@ -58,6 +58,9 @@ class AdminWaiters:
         if outcome == rp.CONF_NOT_LEADER:
             reply.fail(errors.NotLeader(), app.members.client_url(app.leader_id))
             return
+        if outcome == rp.CONF_LEARNER_NOT_READY:
+            reply.fail(errors.LearnerNotReady())
+            return
         if outcome != rp.CONF_APPLIED_OK:
             reply.fail(errors.ApiError(CHANGE_REFUSED))
             return

@@ -24,6 +24,8 @@ log = logging.getLogger("pyraftkv.raft")
 
 # How long a membership change may wait for an earlier one to commit.
 CONF_CHANGE_WAIT_S = 5.0
+# A learner is in sync (may be promoted) when it matches this fraction of the leader's log.
+LEARNER_READY_FRACTION = 0.9
 
 
 class MembershipChanges:
@@ -61,6 +63,14 @@ class MembershipChanges:
         waiting, self._conf_waiting = self._conf_waiting, []
         now = time.monotonic()
         for change, request_id, deadline in waiting:
+            if change.type == ConfChangeType.PROMOTE_LEARNER and not self._learner_ready(
+                change.node_id
+            ):
+                outcome = rp.CONF_LEARNER_NOT_READY
+                self.p.push_up(
+                    rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, outcome)
+                )
+                continue
             try:
                 index = self.p.core.propose_conf_change(change)
             except ConfChangeInProgress:
@@ -77,6 +87,14 @@ class MembershipChanges:
                 self._conf_requests[index] = request_id
                 continue
             self.p.push_up(rp.pack(rp.CONF_CHANGE_APPLIED, rp.CONF_APPLIED, 0, request_id, outcome))
+
+    def _learner_ready(self, learner: int) -> bool:
+        """etcd's rule on the leader: a learner may be promoted once its log matches at least
+        90% of the leader's. Elsewhere (no progress known) the core refuses anyway."""
+        progress = self.p.core.status().progress
+        if learner not in progress or self.p.id not in progress:
+            return True
+        return progress[learner][0] >= LEARNER_READY_FRACTION * progress[self.p.id][0]
 
     def move_leader(self, target: int, request_id: int) -> None:
         core = self.p.core

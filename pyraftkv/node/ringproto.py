@@ -48,6 +48,7 @@ PEER_RTT = 111  # (u64 peer, f64 seconds) pairs: heartbeat round trips measured
 CONF_REFUSED = 0
 CONF_APPLIED_OK = 1
 CONF_NOT_LEADER = 2
+CONF_LEARNER_NOT_READY = 3  # a promote of a learner far behind the leader
 
 # reasons for REFUSED
 NO_LEADER = 1

@@ -124,6 +124,29 @@ def test_member_add_with_https_is_accepted_and_bad_urls_refused_as_etcd_does(clu
     all_running(cluster)
 
 
+def test_promoting_a_learner_that_is_not_in_sync_is_refused_as_etcd_does(cluster):
+    _, peer_port = free_ports(2)  # nobody listens there: the learner never catches up
+    with cluster.client() as c:
+        added = c.call(
+            "MemberAdd",
+            rpc.MemberAddRequest(peerURLs=[f"http://127.0.0.1:{peer_port}"], isLearner=True),
+            timeout=10,
+        )
+        try:
+            for _ in range(2):  # whichever member takes it, the leader decides
+                with pytest.raises(
+                    ApiError,
+                    match="^etcdserver: can only promote a learner member which is in sync "
+                    "with leader$",
+                ):
+                    c.call("MemberPromote", rpc.MemberPromoteRequest(ID=added.member.ID))
+            learner = next(m for m in c.member_list().members if m.ID == added.member.ID)
+            assert learner.isLearner
+        finally:
+            c.call("MemberRemove", rpc.MemberRemoveRequest(ID=added.member.ID), timeout=10)
+    all_running(cluster)
+
+
 def _add_and_start(cluster: LocalCluster, name: str) -> Member:
     """MemberAdd, and start the newcomer while the add waits: adding the second voter
     commits only once the newcomer votes for it (the core counts a member from the moment
