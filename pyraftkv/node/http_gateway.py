@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from .. import errors
 from ..protocol import gateway
-from ..protocol.frames import END, FLAG_END, MESSAGE, REPLY
+from ..protocol.frames import END, FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import Method
 from .client_connection import CallTasks
 from .leader_relay import call_leader, raise_if_error
@@ -37,6 +37,7 @@ log = logging.getLogger("pyraftkv.clients")
 # The etcd API version this gateway implements: clients (etcd3gw) pick their paths by it.
 ETCD_API_VERSION = "3.4.0"
 MAX_HEAD_BYTES = 64 * 1024
+DISCARD_S = 10.0
 # Answered by the leader only: a follower passes them on (etcd's members do the same).
 LEADER_CALLS = frozenset(("LeaseKeepAlive", "LeaseTimeToLive"))
 CORS_HEADERS = (
@@ -59,7 +60,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def __init__(self, server: Any) -> None:
         self.server = server
         self.app = server.app
-        self._limit = server.max_request_bytes
+        # A request message may be up to the request limit plus the frame overhead (as a
+        # gRPC message to etcd may); its JSON (base64, quoting) up to about twice that.
+        self._max_message = server.max_request_bytes + FRAME_OVERHEAD_BYTES
+        self._max_body = 2 * self._max_message + MAX_HEAD_BYTES
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._transport: asyncio.Transport | None = None
         self.closed = False
@@ -70,10 +74,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._stream = 0  # the request being answered (each request gets the next number)
         self._request: h11.Request | None = None
         self._body = bytearray()
-        self._too_large = False
         self._route: Method | None = None
         self._streaming = False  # a streamed answer's head is out
         self._busy = False  # a request is being answered
+        self._discarding = False  # the rest of a refused body: read and dropped
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -96,6 +100,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             closer(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         try:
             self._h11.receive_data(data)
         except RuntimeError:  # bytes after the client's close, or after an error
@@ -121,14 +127,19 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
-                self._request, self._too_large = event, False
+                self._request = event
                 self._body.clear()
+                if event.http_version not in (b"1.0", b"1.1"):
+                    self._bad_request(h11.RemoteProtocolError("HTTP Version Not Supported", 505))
+                    return
+                if _content_length(event) > self._max_body:
+                    self._refuse_body()
+                    return
             elif isinstance(event, h11.Data):
-                if len(self._body) + len(event.data) > self._limit:
-                    self._too_large = True
-                    self._body.clear()
-                elif not self._too_large:
-                    self._body += event.data
+                if len(self._body) + len(event.data) > self._max_body:
+                    self._refuse_body()
+                    return
+                self._body += event.data
             elif isinstance(event, h11.EndOfMessage):
                 self._busy = True
                 self._stream += 1
@@ -183,9 +194,6 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         if method != b"POST":
             self._respond(405, b"Method Not Allowed\n", TEXT)
             return
-        if self._too_large:
-            self._fail(errors.RequestTooLarge())
-            return
         try:
             messages = gateway.parse_requests(body, route.request)
         except gateway.BadJson as exc:
@@ -195,6 +203,11 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         for name, value in request.headers:
             if name in (b"authorization", b"grpc-metadata-token"):
                 token = value.decode("latin-1")
+        for message in messages:
+            size = message.ByteSize()
+            if size > self._max_message:
+                self._fail(gateway.MessageTooLarge(size, self._max_message))
+                return
         self._route = route
         stream, number, dispatch = self._stream, route.number, self.server.dispatch
         leader = self.app.leader_id
@@ -342,13 +355,34 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         if data:
             self._transport.write(data)
 
+    def _refuse_body(self) -> None:
+        """A body larger than any request may be: refused without reading it. The answer
+        goes out, then the write side closes; what the client still sends is dropped until
+        it closes too (closing at once could reset the connection before the client reads
+        the answer), for at most DISCARD_S."""
+        self._busy = True
+        self._stream += 1
+        self._body.clear()
+        self._fail(gateway.MessageTooLarge(None, self._max_body))
+        self._discarding = True
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if transport.can_write_eof():
+                transport.write_eof()
+            self.app.loop.call_later(DISCARD_S, self._close)
+        else:
+            self._close()
+
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         """Bytes that are not HTTP/1.1: answer 400 (as Go's server does) unless an answer is
         already under way, then close."""
         log.info("closing an HTTP client connection: %s", exc)
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not self._streaming:
             status = exc.error_status_hint
-            reason = {431: b"Request Header Fields Too Large"}.get(status, b"Bad Request")
+            reason = {
+                431: b"Request Header Fields Too Large",
+                505: b"HTTP Version Not Supported",
+            }.get(status, b"Bad Request")
             line = b"%d %s" % (status, reason)
             self._transport.write(
                 b"HTTP/1.1 " + line + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -359,3 +393,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def _close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+
+
+def _content_length(request: h11.Request) -> int:
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)  # h11 has checked it is a number
+    return 0

@@ -114,6 +114,18 @@ class BadJson(errors.InvalidArgument):
     """A request body that is not the method's message in JSON."""
 
 
+class MessageTooLarge(errors.ApiError):
+    """A request message above what the member takes at all (etcd's gRPC limit: the request
+    limit plus 512 KiB); between that limit and the request limit, writes are refused with
+    "etcdserver: request is too large" by their handlers, as in etcd."""
+
+    code = errors.RESOURCE_EXHAUSTED
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        what = f"{size} vs. {limit}" if size is not None else f"the body is over {limit} bytes"
+        super().__init__(f"grpc: received message larger than max ({what})")
+
+
 def route(path: str) -> Method | None:
     """The route of a request path (its query string already cut off)."""
     if path.startswith(OLD_PREFIX):

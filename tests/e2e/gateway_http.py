@@ -107,14 +107,17 @@ def start_etcd(directory: Path) -> tuple[subprocess.Popen, str]:
 
 
 def raw_exchange(endpoint: str, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send raw bytes, half-close, and read everything the server sends until it closes."""
+    """Send raw bytes and read everything the server sends until it closes (a half-close
+    would make etcd cancel the requests in hand)."""
     host, port = endpoint.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
         chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass  # what came before the reset is the answer
     return b"".join(chunks)
 
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
+import h11
 import pytest
 
+from pyraftkv import Client
+
 from ..ctl_etcd_cluster import ETCD, MISSING
-from .gateway_http import Stream, b64, call, normalise, start_etcd
+from .gateway_http import Stream, b64, call, normalise, raw_exchange, start_etcd
 from .harness import LocalCluster
 
 pytestmark = pytest.mark.skipif(ETCD is None, reason=MISSING)
@@ -299,3 +303,88 @@ def test_auth_over_the_gateway_with_the_token_header(both):
         assert (ours.status, normalise(ours.json)) == (etcd.status, normalise(etcd.json)), path
     differences = _compare(both, "/v3/kv/range", {"key": A})  # auth is off again
     assert not differences, "\n".join(differences)
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+
+def _put_of(value_bytes: int) -> str:
+    return json.dumps({"key": A, "value": base64.b64encode(b"x" * value_bytes).decode()})
+
+
+def test_request_size_limits_as_etcds(both):
+    """Up to --max-request-bytes (1.5 MiB): served; above it: etcd's "request is too
+    large"; above it plus 512 KiB: etcd's gRPC "larger than max"; a body far larger is
+    refused before it is read."""
+    for size, status, code in ((1_200_000, 200, None), (1_700_000, 400, 3), (2_200_000, 429, 8)):
+        etcd, ours = (call(e, "/v3/kv/put", _put_of(size)) for e in both)
+        assert ours.status == etcd.status == status, size
+        if code is not None:
+            assert ours.json["code"] == etcd.json["code"] == code
+            if code == 3:
+                assert ours.json == etcd.json
+            else:
+                assert ours.json["error"].startswith("grpc: received message larger than max (")
+    answer = call(both[1], "/v3/kv/put", b"{" + b" " * 20_000_000 + b"}")
+    assert answer.status == 429 and answer.json["code"] == 8
+    assert call(both[1], "/v3/kv/range", {"key": A}).status == 200
+    with Client([both[1]]) as client:  # the native protocol on the same port too
+        assert client.get(b"a").header.revision > 0
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        (b"GARBAGE\r\n\r\n", b"400 Bad Request"),  # etcd hangs up without a word
+        (b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", b"400 Bad Request"),
+        (b"POST /v3/kv/range HTTP/1.1\r\nContent-Length: x\r\n\r\n", b"400 Bad Request"),
+        (b"GET /health HTTP/9.9\r\nHost: x\r\n\r\n", b"505 HTTP Version Not Supported"),
+    ],
+)
+def test_malformed_http_gets_an_error_and_the_member_keeps_serving(both, data, status):
+    etcd, ours = (raw_exchange(e, data) for e in both)
+    assert ours.startswith(b"HTTP/1.1 " + status + b"\r\n"), ours
+    assert not etcd or etcd.split(b"\r\n", 1)[0] == ours.split(b"\r\n", 1)[0]
+    assert call(both[1], "/v3/kv/range", {"key": A}).status == 200
+
+
+def _request(method: str, path: str, body: object = None, close: bool = False) -> bytes:
+    data = json.dumps(body).encode() if body is not None else b""
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n"
+    return head.encode() + (b"Connection: close\r\n" if close else b"") + b"\r\n" + data
+
+
+def _pipelined(endpoint: str, requests: list[bytes]) -> list[tuple[int, object]]:
+    """The requests in one write on one connection; the answers, parsed in order."""
+    client = h11.Connection(h11.CLIENT)
+    client.receive_data(raw_exchange(endpoint, b"".join(requests)))
+    client.receive_data(b"")
+    answers: list[tuple[int, object]] = []
+    for _ in requests:
+        # the client's own bookkeeping: these bytes were sent above
+        client.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+        client.send(h11.EndOfMessage())
+        status, body = 0, b""
+        while not isinstance(event := client.next_event(), h11.EndOfMessage):
+            assert isinstance(event, h11.Response | h11.Data), event
+            if isinstance(event, h11.Response):
+                status = event.status_code
+            else:
+                body += event.data
+        answers.append((status, normalise(json.loads(body)) if body[:1] == b"{" else body))
+        if client.our_state is h11.DONE and client.their_state is h11.DONE:
+            client.start_next_cycle()
+    return answers
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_in_order(both):
+    requests = [
+        _request("POST", "/v3/kv/put", {"key": b64("p"), "value": B}),
+        _request("POST", "/v3/kv/range", {"key": b64("p")}),
+        _request("GET", "/nothing"),
+        _request("POST", "/v3/kv/range", {"key": ""}),
+        _request("GET", "/health", close=True),
+    ]
+    etcd, ours = (_pipelined(e, requests) for e in both)
+    assert [status for status, _ in ours] == [200, 200, 404, 400, 200]
+    assert ours == etcd
