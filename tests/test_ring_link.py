@@ -87,3 +87,62 @@ def test_send_many_keeps_order_with_sends_and_through_the_backlog() -> None:
             ring.close()
 
     asyncio.run(run())
+
+
+CHILD = """
+import asyncio, logging, sys
+from pyraftkv.node import ringproto as rp
+from pyraftkv.node.process_entry import stop_now
+from pyraftkv.node.ring_link import RingLink
+from pyraftkv.ring import ShmRing
+
+log = logging.getLogger("child")
+
+async def main():
+    ring = ShmRing.attach(tuple(int(fd) for fd in sys.argv[1:4]), "consumer")
+    back = ShmRing.create(8192, role="producer")
+
+    def apply(messages):
+        for message in messages:
+            entries = rp.decode_entries(message)
+            print("applied", [e.index for e in entries], flush=True)
+
+    link = RingLink(back, ring, asyncio.get_running_loop(), apply, lambda e: None,
+                    on_malformed=lambda what: stop_now(log, "from the parent: " + what))
+    link.start()
+    print("ready", flush=True)
+    await asyncio.sleep(30)
+
+logging.basicConfig(stream=sys.stderr)
+asyncio.run(main())
+"""
+
+
+def test_a_malformed_ring_message_stops_the_process_naming_it() -> None:
+    """Real processes: the good message is applied, the malformed one never is, and the
+    receiving process exits at once with the message's kind and offset."""
+    import subprocess
+    import sys
+
+    from pyraftkv.node import ringproto as rp
+    from pyraftkv.raft.types import Entry, EntryType
+
+    with ShmRing.create(8192, role="producer") as ring:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, *map(str, ring.fds)],
+            pass_fds=ring.fds,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "ready"
+        good = rp.encode_entries([Entry(1, 1, EntryType.NORMAL, b"ok")])
+        bad = rp.encode_entries([Entry(1, 2, EntryType.NORMAL, b"cut short")])[:-3]
+        assert ring.push(good)
+        assert child.stdout.readline().strip() == "applied [1]"
+        assert ring.push(bad)
+        out, err = child.communicate(timeout=20)
+    assert child.returncode == 70
+    assert "applied" not in out
+    assert "malformed ring message (truncated entry data in COMMITTED)" in err
+    assert f"after message 1 (byte offset {len(good)}" in err

@@ -44,6 +44,9 @@ _ADMIN = (
 )
 # What a failed password check costs a guesser even for an unknown user (a hash to check).
 _DUMMY_HASH = bcrypt.hashpw(b"", bcrypt.gensalt(4))
+# bcrypt reads at most 72 bytes of a password; like etcd 3.4 (whose bcrypt ignored the
+# rest), longer passwords are cut there rather than refused.
+BCRYPT_MAX_BYTES = 72
 
 
 class AuthService:
@@ -145,7 +148,10 @@ class AuthService:
 
     async def _with_hash(self, request, spec, user: str):
         hashed = await asyncio.get_running_loop().run_in_executor(
-            None, bcrypt.hashpw, request.password.encode(), bcrypt.gensalt(self.bcrypt_cost)
+            None,
+            bcrypt.hashpw,
+            request.password.encode()[:BCRYPT_MAX_BYTES],
+            bcrypt.gensalt(self.bcrypt_cost),
         )
         request.password = hashed.decode()
         return await self._propose(spec.number, request.SerializeToString(), spec.response, user)
@@ -222,7 +228,7 @@ class AuthService:
 
 def _password_matches(password: bytes, hashed: bytes) -> bool:
     try:
-        return bcrypt.checkpw(password, hashed)
+        return bcrypt.checkpw(password[:BCRYPT_MAX_BYTES], hashed)
     except ValueError:  # not a bcrypt hash (a user added without a password)
         return False
 

@@ -108,7 +108,14 @@ class RaftProcess:
         self.wal = wal
         self.loop = asyncio.get_running_loop()
         self._down_handlers = self._down_handler_table()
-        self.link = RingLink(up, down, self.loop, self._on_down_messages, self._on_ring_overflow)
+        self.link = RingLink(
+            up,
+            down,
+            self.loop,
+            self._on_down_messages,
+            self._on_ring_overflow,
+            on_malformed=lambda what: stop_now(log, f"from the application process: {what}"),
+        )
         tls = TlsSettings.from_json(cfg.peer_tls)
         self.peer_ssl = tls.client_context()
         self.transport = PeerTransport(

@@ -11,7 +11,12 @@ rather than grow without limit.
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
+
+from google.protobuf.message import DecodeError
+
+from .ringproto import RingProtocolError
 
 # Bytes waiting in a backlog before the link gives up on the other process.
 BACKLOG_LIMIT_BYTES = 512 << 20
@@ -35,6 +40,7 @@ class RingLink:
         on_messages: Callable[[list[bytes]], None],
         on_overflow: Callable[[RingBacklogFull], None],
         backlog_limit: int = BACKLOG_LIMIT_BYTES,
+        on_malformed: Callable[[str], None] | None = None,
     ) -> None:
         self.out_ring, self.in_ring = out_ring, in_ring
         self.loop = loop
@@ -44,6 +50,11 @@ class RingLink:
         self._backlog_bytes = 0
         self._backlog_limit = backlog_limit
         self._overflowed = False
+        # A malformed message from the other process is a broken invariant (a bug on one
+        # side, never outside input): the process stops, saying which message it was.
+        self._on_malformed = on_malformed
+        self.received_messages = 0
+        self.received_bytes = 0
 
     def start(self) -> None:
         """Deliver what is waiting and every later arrival. Popping until empty arms the
@@ -89,7 +100,19 @@ class RingLink:
     def receive(self) -> None:
         """Deliver everything in the incoming ring, in batches."""
         while messages := self.in_ring.pop_batch(POP_BATCH):
-            self._on_messages(messages)
+            try:
+                self._on_messages(messages)
+            except (RingProtocolError, DecodeError, struct.error) as exc:
+                if self._on_malformed is None:
+                    raise
+                self._on_malformed(
+                    f"malformed ring message ({exc}) in a batch of {len(messages)} starting "
+                    f"after message {self.received_messages} (byte offset "
+                    f"{self.received_bytes} of the ring's stream)"
+                )
+                return
+            self.received_messages += len(messages)
+            self.received_bytes += sum(map(len, messages))
 
     def close(self) -> None:
         self.loop.remove_reader(self.in_ring.readable_fd())

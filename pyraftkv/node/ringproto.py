@@ -97,6 +97,9 @@ def encode_entries(entries: list[Entry]) -> bytes:
     return b"".join(parts)
 
 
+_ENTRY_TYPES = frozenset(EntryType)
+
+
 def decode_entries(message: bytes) -> list[Entry]:
     """Inverse of encode_entries; raises RingProtocolError on a truncated message."""
     entries = []
@@ -110,6 +113,8 @@ def decode_entries(message: bytes) -> list[Entry]:
         offset += size
         if offset + length > end:
             raise RingProtocolError("truncated entry data in COMMITTED")
+        if type_ not in _ENTRY_TYPES:
+            raise RingProtocolError(f"unknown entry type {type_} in COMMITTED")
         entries.append(Entry(term, index, EntryType(type_), bytes(view[offset : offset + length])))
         offset += length
     return entries

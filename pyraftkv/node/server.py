@@ -175,6 +175,7 @@ class Node:
             self.loop,
             lambda messages: self.app.on_ring_messages(messages),
             lambda exc: stop_now(log, f"the Raft process stopped reading: {exc}"),
+            on_malformed=lambda what: stop_now(log, f"from the Raft process: {what}"),
         )
         self.app = app = Application(
             member_id=config.member_id,

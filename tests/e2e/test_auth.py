@@ -247,3 +247,22 @@ def test_auth_state_travels_in_a_backup(tmp_path):
     finally:
         old.stop_all()
         new.stop_all()
+
+
+def test_passwords_past_bcrypts_72_bytes_are_cut_there_as_etcd_34_does(make_cluster):
+    """Found by the client-port fuzzer: a long password stopped the member."""
+    cluster = make_cluster(1)
+    cluster.start()
+    client = cluster.client()
+    long_password = "p" * 100
+    call(client, "UserAdd", rpc.AuthUserAddRequest(name="root", password=long_password))
+    call(client, "UserGrantRole", rpc.AuthUserGrantRoleRequest(user="root", role="root"))
+    call(client, "AuthEnable", rpc.AuthEnableRequest())
+    for password in (long_password, "p" * 72, "p" * 72 + "anything"):
+        with Client([cluster.members[0].endpoint], user="root", password=password) as root:
+            assert root.put("k", "v").header.revision > 0
+    with (
+        pytest.raises(AuthFailed),
+        Client([cluster.members[0].endpoint], user="root", password="p" * 71) as c,
+    ):
+        c.put("k", "v")
