@@ -34,7 +34,14 @@ from pyraftkv.proto import raft_internal_pb2 as internal
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.methods import BY_NAME
 from pyraftkv.raft import codec
-from pyraftkv.raft.types import Membership, Message, MessageType, SnapshotMeta
+from pyraftkv.raft.types import (
+    Entry,
+    EntryType,
+    Membership,
+    Message,
+    MessageType,
+    SnapshotMeta,
+)
 
 from ..ctl_etcd_cluster import Result, wait_until
 from .harness import LocalCluster, Member, free_ports
@@ -244,6 +251,23 @@ def test_bad_peer_messages_close_that_connection_and_the_member_serves_on(cluste
     with _peer_socket(follower, CHANNEL_MESSAGES, cluster_id, leader_id, follower_id) as s:
         assert s.recv(1) == ACCEPT
         _send_frames(s, bytes((FRAME_RAFT,)) + codec.encode_message(heartbeat))
+        assert _closed(s)
+    # An append whose conf-change entry does not decode (it would follow the log exactly).
+    at = cluster.status(follower)
+    garbage = Entry(term, at.raftIndex + 1, EntryType.CONF_CHANGE, b"\xff\xff not a change")
+    append = Message(
+        MessageType.APP,
+        follower_id,
+        leader_id,
+        term,
+        log_term=term,
+        index=at.raftIndex,
+        commit=at.raftIndex,
+        entries=(garbage,),
+    )
+    with _peer_socket(follower, CHANNEL_MESSAGES, cluster_id, leader_id, follower_id) as s:
+        assert s.recv(1) == ACCEPT
+        _send_frames(s, bytes((FRAME_RAFT,)) + codec.encode_message(append))
         assert _closed(s)
     # A raft message naming another sender than the connection's.
     forged = heartbeat._replace(sender=ids[next(n for n in ids if n not in (leader.name,))])
