@@ -4,8 +4,10 @@ changes, status, leader moves, HashKV, and backups streamed from a consistent co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+import secrets
 from typing import TYPE_CHECKING
 
 from .. import errors
@@ -140,8 +142,15 @@ class ClusterCalls:
         (etcd's format: the database bytes followed by their digest), then the stream end."""
         app = self.app
         os.makedirs(app.snapshot_dir, exist_ok=True)
-        path = os.path.join(app.snapshot_dir, f"backup-{stream:x}-{id(connection):x}.db")
-        await app.loop.run_in_executor(None, app.store.snapshot_to, path)
+        # A name of its own: the same client may ask again on the same stream id, and a
+        # file of an earlier incarnation may be left over.
+        path = os.path.join(app.snapshot_dir, f"backup-{secrets.token_hex(8)}.db")
+        copying = app.loop.run_in_executor(None, app.store.snapshot_to, path)
+        try:
+            await asyncio.shield(copying)
+        except asyncio.CancelledError:  # the copy runs on: remove its file once it is made
+            copying.add_done_callback(lambda _: _remove(path))
+            raise
         try:
             size = os.path.getsize(path)
             digest = hashlib.sha256()
@@ -163,4 +172,9 @@ class ClusterCalls:
                         await asyncio.sleep(0.005)
             connection.end(stream)
         finally:
-            os.unlink(path)
+            _remove(path)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -4,6 +4,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -251,3 +252,25 @@ def test_illegal_stream_moves_are_errors_on_that_stream_only(cluster):
     sock.sendall(encode_frame(11, put, body))
     (answer,) = [f for f in read_frames(sock, 1) if f.stream == 11]
     assert answer.code == REPLY
+
+
+def test_a_backup_asked_for_again_on_the_same_stream_keeps_the_member_up(cluster):
+    """Found by the client-port fuzzer: a Snapshot cancelled and asked for again on the
+    same stream id wrote the same scratch file twice and stopped the member."""
+    snapshot = BY_NAME["Snapshot"].number
+    body = rpc.SnapshotRequest().SerializeToString()
+    member = cluster.members[0]
+    client = cluster.client([member])
+    for i in range(300):  # a store that takes a moment to copy
+        client.put(f"bulk/{i}", "x" * 20000)
+    sock = raw_connection(member)
+    for _ in range(5):  # cancelled while the copy is being made, then asked for again
+        sock.sendall(encode_frame(1, snapshot, body))
+        time.sleep(0.003)
+        sock.sendall(encode_frame(1, snapshot, b"", FLAG_END))
+    sock.sendall(encode_frame(1, snapshot, body))
+    frames = read_frames(sock, 3)
+    assert frames and all(f.stream == 1 for f in frames)
+    sock.close()
+    assert client.put("after-backups", "1").header.revision > 0
+    assert member.running

@@ -188,15 +188,13 @@ def track_writes(client: Client, count: int = 20) -> Tracked:
 
 def session(endpoint: tuple[str, int], rng: random.Random, inputs: int, compact_below: int):
     """One connection: ``inputs`` inputs sent in a few writes, the answers drained."""
-    parts = []
-    for _ in range(inputs):
-        roll = rng.random()
-        if roll < 0.85:
-            parts.append(structured(rng, compact_below))
-        elif roll < 0.95:
-            parts.append(cancelled_streams(rng))
-        else:
-            parts.append(malformed(rng))
+    # Bytes that break the framing end a connection, so they come last in a session (one
+    # session in five), after the inputs the member should answer one by one.
+    tail = [malformed(rng)] if rng.random() < 0.2 else []
+    parts = [
+        structured(rng, compact_below) if rng.random() < 0.9 else cancelled_streams(rng)
+        for _ in range(inputs - len(tail))
+    ] + tail
     back, closed = 0, False
     with socket.create_connection(endpoint, timeout=5) as sock:  # refused: the caller's
         sock.settimeout(0.3)
