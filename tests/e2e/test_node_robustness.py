@@ -154,7 +154,7 @@ def test_promoting_a_learner_that_is_not_in_sync_is_refused_as_etcd_does(cluster
     all_running(cluster)
 
 
-def _add_and_start(cluster: LocalCluster, name: str) -> Member:
+def _add_and_start(cluster: LocalCluster, name: str, learner: bool = False) -> Member:
     """MemberAdd, and start the newcomer while the add waits: adding the second voter
     commits only once the newcomer votes for it (the core counts a member from the moment
     its entry is appended)."""
@@ -168,7 +168,8 @@ def _add_and_start(cluster: LocalCluster, name: str) -> Member:
         ["--initial-cluster-state", "existing"],
     )
     with cluster.client() as c, ThreadPoolExecutor(1) as pool:
-        adding = pool.submit(c.call, "MemberAdd", rpc.MemberAddRequest(peerURLs=[url]), timeout=20)
+        request = rpc.MemberAddRequest(peerURLs=[url], isLearner=learner)
+        adding = pool.submit(c.call, "MemberAdd", request, timeout=20)
         time.sleep(1.0)  # the entry is appended: the newcomer's peer query finds itself
         cluster.initial_cluster += f",{name}={url}"
         cluster.members.append(newcomer)
@@ -179,7 +180,7 @@ def _add_and_start(cluster: LocalCluster, name: str) -> Member:
     return newcomer
 
 
-def test_a_cluster_grows_from_one_voter_to_three_one_at_a_time(make_cluster):
+def test_a_cluster_grows_one_voter_at_a_time_then_by_a_promoted_learner(make_cluster):
     cluster = make_cluster(1)
     cluster.start()
     written = {}
@@ -194,13 +195,21 @@ def test_a_cluster_grows_from_one_voter_to_three_one_at_a_time(make_cluster):
         for i in range(5):
             c.put(f"grow/last/{i}", "3")
             written[f"grow/last/{i}".encode()] = b"3"
+        # A fourth as a learner, promoted once it has caught up (etcd's safer way).
+        learner = _add_and_start(cluster, "m4", learner=True)
+        cluster.wait_applied(learner, cluster.status(cluster.wait_leader()).raftIndex)
+        learner_id = cluster.status(learner).header.member_id
+        promoted = c.call("MemberPromote", rpc.MemberPromoteRequest(ID=learner_id), timeout=20)
+        assert {m.ID: m.isLearner for m in promoted.members}[learner_id] is False
+        c.put("grow/last/after", "4")
+        written[b"grow/last/after"] = b"4"
         index = cluster.status(cluster.wait_leader()).raftIndex
     for member in cluster.members:
         cluster.wait_applied(member, index)
         with Client([member.endpoint]) as c:
             got = c.get("grow/", prefix=True, serializable=True)
             assert {kv.key: kv.value for kv in got.kvs} == written, member.name
-            assert len(c.member_list().members) == 3
+            assert len(c.member_list().members) == 4
 
 
 # -- the peer port ---------------------------------------------------------------------------
