@@ -61,3 +61,22 @@ def test_a_snapshot_file_older_than_the_log_start_is_replaced_not_fatal(tmp_path
     shipper.on_ready(50, 2, str(path).encode())
     assert not path.exists()
     assert process.up == [rp.pack(rp.SNAPSHOT_WANTED, rp.U64, 2)]
+
+
+def test_a_save_older_than_a_snapshot_received_meanwhile_is_ignored() -> None:
+    """The application saved its state at index 50 while the core installed the leader's
+    snapshot at 100: there is nothing to compact (this stopped the Raft process)."""
+    start = SnapshotMeta(100, 3, Membership(frozenset({1, 2, 3})))
+    core = RaftCore(1, Config(), random.Random(1), hard_state=HardState(3, 0, 100), snapshot=start)
+    process = _Process(core)
+    process.writer = _Writer()  # type: ignore[attr-defined]
+    SnapshotShipper(process).on_saved(50, 2)  # type: ignore[arg-type]
+    assert process.writer.submitted == [] and core.log.snapshot == start  # type: ignore[attr-defined]
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.submitted: list = []
+
+    def submit(self, write, must_sync, durable) -> None:
+        self.submitted.append(write)

@@ -43,6 +43,8 @@ class SnapshotShipper:
     def on_saved(self, index: int, term: int) -> None:
         """The application's state is durable up to index: compact the log and the WAL."""
         core = self.p.core
+        if index < core.log.snapshot.index:
+            return  # a snapshot received from the leader meanwhile already covers it
         meta = SnapshotMeta(index, term, core.membership_at(index))
         keep_from = index - min(CATCH_UP_ENTRIES, self.p.cfg.snapshot_count // 2)
         if keep_from > core.log.snapshot.index:
