@@ -116,9 +116,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     # -- requests -----------------------------------------------------------------------------
 
     def _next(self) -> None:
-        """Take events until a whole request is read (then serve it) or more bytes are
-        needed; nothing while an answer is still being written."""
-        while not self._busy and not self.closed:
+        """Take events until more bytes are needed, serving each request once its body is
+        read (as etcd's gateway does, a streamed call's requests too). h11 holds a
+        pipelined request back (PAUSED) until the answer to the one before is out."""
+        while not self.closed:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -127,11 +128,13 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
-                self._request = event
-                self._body.clear()
                 if event.http_version not in (b"1.0", b"1.1"):
                     self._bad_request(h11.RemoteProtocolError("HTTP Version Not Supported", 505))
                     return
+                self._request = event
+                self._body.clear()
+                self._stream += 1
+                self._busy = True
                 if _content_length(event) > self._max_body:
                     self._refuse_body()
                     return
@@ -139,12 +142,14 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 if len(self._body) + len(event.data) > self._max_body:
                     self._refuse_body()
                     return
-                self._body += event.data
+                if self._busy:
+                    self._body += event.data
             elif isinstance(event, h11.EndOfMessage):
-                self._busy = True
-                self._stream += 1
-                self._serve(self._request, bytes(self._body))
-                self._body.clear()
+                if self._busy:
+                    self._serve(self._request, bytes(self._body))
+                    self._body.clear()
+                else:  # answered before its body ended
+                    self._cycle()
             elif isinstance(event, h11.ConnectionClosed):
                 self._close()
                 return
@@ -195,14 +200,13 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             self._respond(405, b"Method Not Allowed\n", TEXT)
             return
         try:
-            messages = gateway.parse_requests(body, route.request)
+            # A bidirectional stream's body holds any number of requests, none included.
+            bidirectional = route.name in ("Watch", "LeaseKeepAlive")
+            messages = gateway.parse_requests(body, route.request, not bidirectional)
         except gateway.BadJson as exc:
             self._fail(exc)
             return
-        token = ""
-        for name, value in request.headers:
-            if name in (b"authorization", b"grpc-metadata-token"):
-                token = value.decode("latin-1")
+        token = _token(request)
         for message in messages:
             size = message.ByteSize()
             if size > self._max_message:
@@ -336,10 +340,15 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._busy = self._streaming = False
         self._route = None
         self._stream += 1  # late answers to the finished request are dropped
-        if self._h11.our_state is h11.MUST_CLOSE or self._h11.their_state is h11.MUST_CLOSE:
+        self._cycle()
+
+    def _cycle(self) -> None:
+        """After an answer: close if either side asked to, else take the next request once
+        this one's body has been read too."""
+        ours, theirs = self._h11.our_state, self._h11.their_state
+        if ours is h11.MUST_CLOSE or theirs is h11.MUST_CLOSE:
             self._close()
-            return
-        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+        elif ours is h11.DONE and theirs is h11.DONE:
             self._h11.start_next_cycle()
             self.app.loop.call_soon(self._next)
 
@@ -360,8 +369,6 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         goes out, then the write side closes; what the client still sends is dropped until
         it closes too (closing at once could reset the connection before the client reads
         the answer), for at most DISCARD_S."""
-        self._busy = True
-        self._stream += 1
         self._body.clear()
         self._fail(gateway.MessageTooLarge(None, self._max_body))
         self._discarding = True
@@ -400,3 +407,12 @@ def _content_length(request: h11.Request) -> int:
         if name == b"content-length":
             return int(value)  # h11 has checked it is a number
     return 0
+
+
+def _token(request: h11.Request) -> str:
+    """The auth token of a request: etcd's gateway takes it from either header."""
+    token = ""
+    for name, value in request.headers:
+        if name in (b"authorization", b"grpc-metadata-token"):
+            token = value.decode("latin-1")
+    return token

@@ -133,34 +133,38 @@ def route(path: str) -> Method | None:
     return ROUTES.get(path)
 
 
-def parse_requests(body: bytes, request_type: type[Message]) -> list[Message]:
-    """The request messages of a body: one JSON object per message, one after another
-    (a streamed call may send several); an empty body is one empty request."""
+def parse_requests(
+    body: bytes, request_type: type[Message], at_least_one: bool = True
+) -> list[Message]:
+    """The request messages of a body: JSON objects one after another (a streamed call
+    may send several); with ``at_least_one`` an empty body is one empty request."""
     try:
         text = body.decode()
     except UnicodeDecodeError as exc:
         raise BadJson(f"request body is not UTF-8: {exc}") from None
-    decoder = json.JSONDecoder()
-    messages: list[Message] = []
-    at = _skip_space(text, 0)
-    while at < len(text) or not messages:
-        if at >= len(text):
-            value = None
-        else:
-            try:
-                value, at = decoder.raw_decode(text, at)
-            except json.JSONDecodeError as exc:
-                raise BadJson(str(exc)) from None
-        if value is not None and not isinstance(value, dict):
-            raise BadJson(f"a request must be a JSON object, not {type(value).__name__}")
-        message = request_type()
+    messages, at = [], _skip_space(text, 0)
+    while at < len(text):
         try:
-            json_format.ParseDict(value or {}, message, ignore_unknown_fields=True)
-        except (json_format.ParseError, ValueError, TypeError) as exc:
+            value, at = _DECODER.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
             raise BadJson(str(exc)) from None
-        messages.append(message)
+        messages.append(_message(value, request_type))
         at = _skip_space(text, at)
-    return messages
+    return messages or ([request_type()] if at_least_one else [])
+
+
+def _message(value: object, request_type: type[Message]) -> Message:
+    if value is not None and not isinstance(value, dict):
+        raise BadJson(f"a request must be a JSON object, not {type(value).__name__}")
+    message = request_type()
+    try:
+        json_format.ParseDict(value or {}, message, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise BadJson(str(exc)) from None
+    return message
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _skip_space(text: str, at: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import requests
 
 etcd3gw = pytest.importorskip("etcd3gw")
 from etcd3gw.client import Etcd3Client  # noqa: E402
@@ -70,3 +71,39 @@ def test_etcd3gw_through_a_follower_and_across_its_restart(cluster):
     cluster.wait_leader()
     _kv_round(client, "after")
     assert client.lease(ttl=30).refresh() == 30
+
+
+def test_etcd3gw_over_tls_with_the_certificates_name_as_its_user(make_cluster, certs):
+    """TLS ends at the listener, below HTTP: the verified client certificate's CN reaches
+    auth for gateway requests as for native ones (--client-cert-auth)."""
+    cluster = make_cluster(
+        1,
+        client_scheme="https",
+        extra_args=certs.client_args(),
+        client_options={"tls": certs.tls("root")},
+    )
+    cluster.start()
+    port = cluster.members[0].client_port
+
+    def client(name: str) -> Etcd3Client:
+        files = certs.issue(name)
+        session = requests.Session()
+        session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA
+        session.verify, session.cert = certs.ca, (files.cert, files.key)
+        return Etcd3Client(
+            host="127.0.0.1", port=port, protocol="https", session=session, timeout=10
+        )
+
+    root, alice = client("root"), client("alice")
+    for path, body in (
+        ("/auth/user/add", {"name": "root", "password": "pw"}),
+        ("/auth/user/add", {"name": "alice", "password": "pw"}),
+        ("/auth/role/add", {"name": "root"}),
+        ("/auth/user/grant", {"user": "root", "role": "root"}),
+        ("/auth/enable", {}),
+    ):
+        root.post(root.get_url(path), json=body)
+    assert root.put("secret", "1") and root.get("secret") == [b"1"]
+    with pytest.raises(etcd3gw.exceptions.Etcd3Exception) as refused:
+        alice.get("secret")
+    assert "etcdserver: permission denied" in refused.value.detail_text

@@ -215,6 +215,8 @@ def test_lease_keep_alive_streams_one_answer_per_request(both):
     assert ours.status == etcd.status == 200
     assert normalise(ours.lines()) == normalise(etcd.lines())
     assert len(ours.lines()) == 3
+    etcd, ours = (call(endpoint, "/v3/lease/keepalive", "") for endpoint in both)
+    assert (ours.status, ours.body) == (etcd.status, etcd.body) == (200, b"")
 
 
 def test_lease_lock_election_cluster_calls_answer_as_etcd(both):
