@@ -138,6 +138,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 if _content_length(event) > self._max_body:
                     self._refuse_body()
                     return
+                if self._h11.they_are_waiting_for_100_continue:  # curl, for bodies > 1 KiB
+                    self._send(
+                        h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                    )
             elif isinstance(event, h11.Data):
                 if len(self._body) + len(event.data) > self._max_body:
                     self._refuse_body()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 
 import h11
 import pytest
@@ -348,6 +349,20 @@ def test_malformed_http_gets_an_error_and_the_member_keeps_serving(both, data, s
     assert ours.startswith(b"HTTP/1.1 " + status + b"\r\n"), ours
     assert not etcd or etcd.split(b"\r\n", 1)[0] == ours.split(b"\r\n", 1)[0]
     assert call(both[1], "/v3/kv/range", {"key": A}).status == 200
+
+
+def test_expect_100_continue_is_answered_before_the_body(both):
+    """curl sends bodies over 1 KiB only after "100 Continue" (or a second's wait)."""
+    body = json.dumps({"key": A, "value": base64.b64encode(b"v" * 4000).decode()}).encode()
+    head = (
+        b"POST /v3/kv/range HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    for endpoint in both:
+        host, port = endpoint.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=0.5) as sock:
+            sock.sendall(head)
+            assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n"), endpoint
 
 
 def _request(method: str, path: str, body: object = None, close: bool = False) -> bytes:
