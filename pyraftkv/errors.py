@@ -95,6 +95,11 @@ class NoSpace(ApiError):
     default_message = "etcdserver: mvcc: database space exceeded"
 
 
+class ResponseTooLarge(ApiError):
+    code = RESOURCE_EXHAUSTED
+    default_message = "etcdserver: the response is too large"
+
+
 class LeaseNotFound(ApiError):
     code = NOT_FOUND
     default_message = "etcdserver: requested lease not found"

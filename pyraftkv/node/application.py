@@ -129,6 +129,7 @@ class Application:
         self.proposals = Proposals(member_id, send_down, request_timeout, trace_interval_ms)
         self.trace = WriteTrace(self.loop.call_soon)
         self.reads = ReadRounds(send_down, self._answer, request_timeout)
+        self.proposals.also_waiting = lambda: self.reads.waiting
         self.admin = AdminWaiters(self, send_down, self.proposals.new_id)
         self._flush_scheduled = False
         self._published = False
@@ -185,6 +186,7 @@ class Application:
             return
         if self.reads.add(reply, serve):
             self._schedule_flush()
+        self.proposals.pause_if_full()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -273,6 +275,8 @@ class Application:
             else:
                 raise rp.RingProtocolError(f"unknown message kind {kind} from the Raft process")
         self.reads.serve_applied(self.applied_index)
+        if self.proposals.paused:
+            self.proposals.resume_if_drained()
 
     def _on_status(self, leader: int, term: int, commit: int, role: int, flags: int) -> None:
         if leader != self.leader_id:

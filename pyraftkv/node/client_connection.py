@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from typing import Any
 
 from google.protobuf.message import Message
@@ -20,6 +22,7 @@ from ..protocol.frames import (
     FLAG_TOKEN,
     FLAG_USER,
     FRAME_OVERHEAD_BYTES,
+    HEADER_BYTES,
     MESSAGE,
     REPLY,
     FrameDecoder,
@@ -28,13 +31,34 @@ from ..protocol.frames import (
     encode_frame,
     split_token,
 )
-from ..protocol.methods import METHODS
+from ..protocol.methods import BY_NAME, METHODS
 from .tls import common_name
 from .watch_stream import WatchStream
 
 log = logging.getLogger("pyraftkv.clients")
 
 STREAMING = frozenset(m.number for m in METHODS if m.streaming)
+
+# While the member has too many requests waiting (Application pauses the clients), these
+# are still served at once: none waits on the log, and keep-alives must not let leases
+# expire because of other clients' load. Every other request waits, in order, per connection.
+SERVED_WHILE_PAUSED = frozenset(
+    BY_NAME[name].number
+    for name in (
+        "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases", "Watch", "Observe", "Leader",
+        "Status", "HashKV", "MemberList", "AuthStatus",
+    )
+)  # fmt: skip
+# Requests a paused connection may hold before it stops being read.
+MAX_PARKED_BYTES = 4 << 20
+# Replies queued to a client that does not read them: past this, its requests stop being
+# read until the client catches up (asyncio's write-buffer high-water mark).
+MAX_UNREAD_REPLY_BYTES = 16 << 20
+# A frame's body cannot pass what its u32 length field holds; clients accept 1 GiB by
+# default (protocol/frames.py), so a reply larger than that fails instead.
+MAX_REPLY_BYTES = (1 << 30) - HEADER_BYTES
+# Native connections a member keeps at once; more are closed with an error at once.
+MAX_CONNECTIONS = 20_000
 
 
 class CallTasks:
@@ -94,15 +118,44 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         # A local relay (the gRPC front end) may name the user of each request it forwards
         # (FLAG_USER); whoever accepts the relay's connection marks it trusted.
         self.trusted_relay = False
+        self._parked: deque[tuple] = deque()  # requests held while the member is paused
+        self._parked_bytes = 0
+        self._output_full = False  # the client is not reading its replies
+        self.last_active = time.monotonic()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self.cert_user = common_name(transport.get_extra_info("peercert"))
+        if len(self.server.connections) >= MAX_CONNECTIONS:
+            log.warning("refusing a client connection: %d are open", len(self.server.connections))
+            self.close_with(errors.RESOURCE_EXHAUSTED, "etcdserver: too many connections")
+            return
         self.server.connections.add(self)
-        if self.server.paused:
-            transport.pause_reading()  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=MAX_UNREAD_REPLY_BYTES)  # type: ignore[attr-defined]
+
+    def pause_writing(self) -> None:
+        self._output_full = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._output_full = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read while the client reads its replies and what waits for the member is small."""
+        if self._transport is None or self.closed:
+            return
+        if self._output_full or self._parked_bytes > MAX_PARKED_BYTES:
+            self._transport.pause_reading()
+        else:
+            self._transport.resume_reading()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight: no stream open, no call waiting, no watch, no keep-alive."""
+        return not (len(self.streams) or self.tasks or self.watch_streams or self._parked)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -123,6 +176,7 @@ class ClientConnection(CallTasks, asyncio.Protocol):
             return
         server = self.server
         streams = self.streams
+        self.last_active = time.monotonic()
         for stream, method, flags, body in frames:
             if stream == 0:
                 self.abort("stream id 0 is reserved")
@@ -145,14 +199,25 @@ class ClientConnection(CallTasks, asyncio.Protocol):
                 except ProtocolError as exc:
                     self.abort(str(exc))
                     return
+            if method not in SERVED_WHILE_PAUSED and (server.paused or self._parked):
+                self._parked.append((stream, method, flags, body, token, relayed))
+                self._parked_bytes += len(body)
+                if self._parked_bytes > MAX_PARKED_BYTES:
+                    self._update_reading()
+                continue
             server.dispatch(self, stream, method, flags, body, token, relayed)
 
     def pause(self, paused: bool) -> None:
-        if self._transport is not None and not self.closed:
-            if paused:
-                self._transport.pause_reading()
-            else:
-                self._transport.resume_reading()
+        """The member has too many requests waiting (or no longer): requests that would
+        add to them are held, per connection in order, until it resumes."""
+        if paused or self.closed:
+            return
+        parked = self._parked
+        while parked and not self.server.paused:
+            request = parked.popleft()
+            self._parked_bytes -= len(request[3])
+            self.server.dispatch(self, *request)
+        self._update_reading()
 
     # -- output ------------------------------------------------------------------------------
 
@@ -184,7 +249,9 @@ class ClientConnection(CallTasks, asyncio.Protocol):
     # call the client gave up on, a message after the stream ended) is not sent.
 
     def reply(self, stream: int, body: bytes) -> None:
-        if self.streams.move(stream, st.REPLY) is not None:
+        if len(body) > MAX_REPLY_BYTES:
+            self.error(stream, _too_large(len(body)))
+        elif self.streams.move(stream, st.REPLY) is not None:
             self._queue(encode_frame(stream, REPLY, body))
 
     def answer(self, stream: int, response: Message) -> None:
@@ -192,7 +259,9 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         self.reply(stream, self.app.stamp(response).SerializeToString())
 
     def message(self, stream: int, body: bytes) -> None:
-        if self.streams.move(stream, st.MESSAGE) is not None:
+        if len(body) > MAX_REPLY_BYTES:
+            self.error(stream, _too_large(len(body)))
+        elif self.streams.move(stream, st.MESSAGE) is not None:
             self._queue(encode_frame(stream, MESSAGE, body))
 
     def end(self, stream: int) -> None:
@@ -220,3 +289,10 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+
+
+def _too_large(size: int) -> errors.ApiError:
+    return errors.ResponseTooLarge(
+        f"etcdserver: the response ({size} bytes) is larger than the {MAX_REPLY_BYTES} bytes a "
+        "reply may carry; ask for less (limit, keys_only, a smaller range)"
+    )

@@ -14,6 +14,9 @@ from ..protocol.sniff import Kind, classify
 
 log = logging.getLogger("pyraftkv.clients")
 
+# A connection that has not said which protocol it speaks after this long is closed.
+SILENT_TIMEOUT_S = 30.0
+
 
 class ClientPort(asyncio.Protocol):
     """The first moments of one client connection, until its protocol is known.
@@ -29,6 +32,12 @@ class ClientPort(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._silence = asyncio.get_running_loop().call_later(SILENT_TIMEOUT_S, self._silent)
+
+    def _silent(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            log.info("closing a client connection that said nothing for %.0f s", SILENT_TIMEOUT_S)
+            self._transport.close()
 
     def data_received(self, data: bytes) -> None:
         head = self._head + data if self._head else data
@@ -37,6 +46,7 @@ class ClientPort(asyncio.Protocol):
             self._head = head
             return
         self._head = b""
+        self._silence.cancel()
         factory = self._factories.get(kind)
         transport = self._transport
         assert transport is not None
@@ -54,4 +64,5 @@ class ClientPort(asyncio.Protocol):
         return False  # closed before saying anything (or mid-preface)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._silence.cancel()
         self._transport = None

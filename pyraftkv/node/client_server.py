@@ -150,6 +150,12 @@ class ClientServer:
         """Route a method (by name) to ``handler(connection, stream, flags, body)``."""
         self.handlers[BY_NAME[name].number] = handler
 
+    def close_idle(self, now: float, timeout: float) -> None:
+        """Close connections that held nothing in flight and sent nothing for ``timeout``."""
+        for connection in [c for c in self.connections if c.idle]:
+            if now - connection.last_active > timeout:
+                connection.close_with(errors.UNAVAILABLE, "etcdserver: idle connection closed")
+
     def _pause_all(self, paused: bool) -> None:
         self.paused = paused
         for connection in self.connections:

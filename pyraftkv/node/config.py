@@ -60,6 +60,7 @@ class NodeConfig:
     max_request_bytes: int
     quota_backend_bytes: int
     log_level: str
+    client_idle_timeout_s: float  # 0: never
     logger: str
     log_outputs: str
     watch_progress_notify_interval_s: float
@@ -261,6 +262,14 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "meanwhile) are told the current revision.",
     ),
     (
+        "client-idle-timeout",
+        str,
+        "10m",
+        "Close a client connection that had nothing in flight and sent nothing for this long "
+        "(a duration; 0: never). Connections holding watches, keep-alives, elections or "
+        "waiting calls are never idle.",
+    ),
+    (
         "write-trace-interval",
         float,
         1.0,
@@ -430,6 +439,9 @@ def _build(raw: dict) -> NodeConfig:
         max_request_bytes=raw["max-request-bytes"],
         quota_backend_bytes=raw["quota-backend-bytes"],
         log_level=level,
+        client_idle_timeout_s=_optional_duration(
+            raw["client-idle-timeout"], "--client-idle-timeout"
+        ),
         logger=_logger(raw["logger"]),
         log_outputs=_log_outputs(raw["log-outputs"]),
         watch_progress_notify_interval_s=raw["experimental-watch-progress-notify-interval"],
@@ -446,6 +458,10 @@ def _build(raw: dict) -> NodeConfig:
         bcrypt_cost=_bcrypt_cost(raw["bcrypt-cost"]),
         write_trace_interval_ms=raw["write-trace-interval"],
     )
+
+
+def _optional_duration(text: str, flag: str) -> float:
+    return 0.0 if text.strip() in ("0", "0s") else parse_duration(text, flag)
 
 
 def _logger(name: str) -> str:

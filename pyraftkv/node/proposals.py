@@ -45,6 +45,8 @@ class Proposals:
         self._batch_bytes = 0
         self._pause_listeners: list[Callable[[bool], None]] = []
         self.paused = False
+        # Other requests waiting that count toward MAX_PENDING (linearizable reads).
+        self.also_waiting: Callable[[], int] = lambda: 0
         # The stage trace (write_trace.py): at most one traced batch per interval; off at 0.
         self._trace_interval_ns = int(trace_interval_ms * 1e6) if trace_interval_ms > 0 else 0
         self._trace_next_ns = 0
@@ -62,8 +64,7 @@ class Proposals:
         if reply is not None:
             self.pending[request_id] = (reply, method)
             self._deadlines.append((time.monotonic() + self._request_timeout, request_id))
-            if len(self.pending) > MAX_PENDING and not self.paused:
-                self._set_paused(True)
+            self.pause_if_full()
         if self._trace_interval_ns and not self._batch.requests:
             self._batch_started_ns = time.monotonic_ns()
         self._batch.requests.add(
@@ -107,8 +108,12 @@ class Proposals:
         """Call listener(True) when clients must stop sending, listener(False) to resume."""
         self._pause_listeners.append(listener)
 
+    def pause_if_full(self) -> None:
+        if not self.paused and len(self.pending) + self.also_waiting() > MAX_PENDING:
+            self._set_paused(True)
+
     def resume_if_drained(self) -> None:
-        if self.paused and len(self.pending) < MAX_PENDING // 2:
+        if self.paused and len(self.pending) + self.also_waiting() < MAX_PENDING // 2:
             self._set_paused(False)
 
     def _set_paused(self, paused: bool) -> None:

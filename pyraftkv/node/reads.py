@@ -38,6 +38,7 @@ class ReadRounds:
         self._rounds: dict[int, ReadRound] = {}  # context -> reads, while unconfirmed
         self._deadlines: deque[tuple[float, int]] = deque()
         self._confirmed: deque[tuple[int, ReadRound]] = deque()  # (read index, reads) by index
+        self.waiting = 0  # reads not yet answered (they count toward the pending limit)
         self._next_context = random.getrandbits(23) << 40 | 1
 
     def __bool__(self) -> bool:
@@ -47,6 +48,7 @@ class ReadRounds:
     def add(self, reply: Reply, serve: Callable[[], Message]) -> bool:
         """Queue a read for the next round; True if it is the first of that round."""
         self._joining.append((reply, serve))
+        self.waiting += 1
         return len(self._joining) == 1
 
     def start_round(self) -> None:
@@ -66,6 +68,7 @@ class ReadRounds:
         if reads is None:
             return
         if index <= applied_index:
+            self.waiting -= len(reads)
             for reply, serve in reads:
                 self._answer(reply, serve)
             return
@@ -81,17 +84,23 @@ class ReadRounds:
         """Serve every confirmed round the apply has reached."""
         confirmed = self._confirmed
         while confirmed and confirmed[0][0] <= applied_index:
-            for reply, serve in confirmed.popleft()[1]:
+            reads = confirmed.popleft()[1]
+            self.waiting -= len(reads)
+            for reply, serve in reads:
                 self._answer(reply, serve)
 
     def refuse(self, context: int, error: errors.ApiError, leader_url: str) -> None:
         """No leader could confirm round ``context``: fail its reads so clients retry."""
-        for reply, _serve in self._rounds.pop(context, ()):
+        reads = self._rounds.pop(context, ())
+        self.waiting -= len(reads)
+        for reply, _serve in reads:
             reply.fail(error, leader_url)
 
     def expire(self, now: float) -> None:
         """Fail rounds not confirmed within the request timeout."""
         while self._deadlines and self._deadlines[0][0] <= now:
             _, context = self._deadlines.popleft()
-            for reply, _serve in self._rounds.pop(context, ()):
+            reads = self._rounds.pop(context, ())
+            self.waiting -= len(reads)
+            for reply, _serve in reads:
                 reply.fail(errors.TimedOut())

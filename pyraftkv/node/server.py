@@ -328,6 +328,8 @@ class Node:
         )
         progress_interval = config.watch_progress_notify_interval_s
         next_progress = time.monotonic() + progress_interval
+        idle_timeout = config.client_idle_timeout_s
+        next_idle_check = time.monotonic() + 1.0
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
@@ -338,6 +340,9 @@ class Node:
             if now >= next_progress:
                 app.watch_hub.progress_tick()
                 next_progress = now + progress_interval
+            if idle_timeout and now >= next_idle_check:
+                self.server.close_idle(now, idle_timeout)
+                next_idle_check = now + min(1.0, idle_timeout / 4)
             if compactor is not None:
                 if app.leader_id != app.member_id:
                     compactor.reset()

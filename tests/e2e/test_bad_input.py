@@ -274,3 +274,29 @@ def test_a_backup_asked_for_again_on_the_same_stream_keeps_the_member_up(cluster
     sock.close()
     assert client.put("after-backups", "1").header.revision > 0
     assert member.running
+
+
+def test_idle_connections_are_closed_but_watchers_are_spared(make_cluster):
+    """--client-idle-timeout closes a connection with nothing in flight; one holding a
+    watch stays however long it is quiet, and the Python client reconnects by itself."""
+    cluster = make_cluster(1, extra_args=["--client-idle-timeout", "1s"])
+    cluster.start()
+    (member,) = cluster.members
+    client = cluster.client()
+    assert client.put("before", "1").header.revision > 0
+    idle, watching = raw_connection(member), raw_connection(member)
+    create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=b"w"))
+    watching.sendall(encode_frame(1, BY_NAME["Watch"].number, create.SerializeToString()))
+    assert read_frames(watching, 1)[0].code == MESSAGE  # created
+    idle.sendall(encode_frame(1, BY_NAME["Status"].number, b""))
+    assert read_frames(idle, 1)[0].code == REPLY  # then nothing more from it
+    idle.settimeout(10)
+    (closing,) = read_frames(idle, 1)
+    assert (closing.stream, closing.code) == (0, ERROR)
+    assert "idle connection closed" in decode_error(closing.body)[1]
+    assert closed_by_peer(idle)
+    time.sleep(2)
+    client.put("w", "event")  # the client's own idle connection was closed: it reconnects
+    watching.settimeout(5)
+    (event,) = read_frames(watching, 1)
+    assert rpc.WatchResponse.FromString(event.body).events[0].kv.value == b"event"

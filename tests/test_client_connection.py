@@ -1,0 +1,178 @@
+"""One native connection's flow control, driven directly with a fake transport: requests
+held in order while the member is paused (keep-alives and watches still served), reading
+stopped when too much is held or the client does not read its replies, replies too large
+for a frame failed cleanly, and the connection limit."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pyraftkv import errors
+from pyraftkv.node import client_connection as cc
+from pyraftkv.proto import rpc_pb2 as rpc
+from pyraftkv.protocol.frames import ERROR, FrameDecoder, decode_error, encode_frame
+from pyraftkv.protocol.methods import BY_NAME
+
+PUT = BY_NAME["Put"].number
+KEEPALIVE = BY_NAME["LeaseKeepAlive"].number
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.reading = True
+        self.written = b""
+        self.closed = False
+
+    def get_extra_info(self, name):
+        return None
+
+    def set_write_buffer_limits(self, high=None):
+        self.high = high
+
+    def pause_reading(self):
+        self.reading = False
+
+    def resume_reading(self):
+        self.reading = True
+
+    def write(self, data):
+        self.written += data
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        self.closed = True
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def frames(self):
+        return FrameDecoder(1 << 31, frozenset(range(4))).feed(self.written)
+
+
+class App:
+    def __init__(self, loop) -> None:
+        self.loop = loop
+
+
+class Server:
+    def __init__(self, loop) -> None:
+        self.app = App(loop)
+        self.max_request_bytes = 1 << 20
+        self.connections = set()
+        self.on_connection_lost = []
+        self.paused = False
+        self.dispatched: list[tuple[int, int]] = []
+
+    def dispatch(self, connection, stream, method, flags, body, token="", relayed=None):
+        self.dispatched.append((stream, method))
+
+
+def connection(loop) -> tuple[cc.ClientConnection, Server, Transport]:
+    server, transport = Server(loop), Transport()
+    conn = cc.ClientConnection(server)
+    conn.connection_made(transport)
+    return conn, server, transport
+
+
+def put(stream: int, size: int = 10) -> bytes:
+    return encode_frame(
+        stream, PUT, rpc.PutRequest(key=b"k", value=b"v" * size).SerializeToString()
+    )
+
+
+def run(test):
+    async def main():
+        await test(asyncio.get_running_loop())
+
+    asyncio.run(main())
+
+
+def test_paused_member_holds_writes_in_order_and_serves_keep_alives():
+    async def test(loop):
+        conn, server, transport = connection(loop)
+        server.paused = True
+        conn.pause(True)
+        conn.data_received(put(1) + encode_frame(3, KEEPALIVE, b"") + put(5))
+        assert server.dispatched == [(3, KEEPALIVE)]  # the keep-alive went through at once
+        assert transport.reading and not conn.idle
+        server.paused = False
+        conn.pause(False)
+        assert server.dispatched == [(3, KEEPALIVE), (1, PUT), (5, PUT)]
+
+    run(test)
+
+
+def test_too_much_held_or_unread_stops_reading_until_it_drains(monkeypatch):
+    monkeypatch.setattr(cc, "MAX_PARKED_BYTES", 1000)
+
+    async def test(loop):
+        conn, server, transport = connection(loop)
+        server.paused = True
+        conn.data_received(b"".join(put(i, 300) for i in range(1, 5)))
+        assert not transport.reading
+        server.paused = False
+        conn.pause(False)
+        assert transport.reading and len(server.dispatched) == 4
+        conn.pause_writing()  # the client stopped reading its replies
+        assert not transport.reading
+        conn.resume_writing()
+        assert transport.reading
+
+    run(test)
+
+
+def test_a_reply_too_large_for_a_frame_fails_that_call(monkeypatch):
+    monkeypatch.setattr(cc, "MAX_REPLY_BYTES", 100)
+
+    async def test(loop):
+        conn, server, transport = connection(loop)
+        conn.data_received(put(7))
+        conn.reply(7, b"x" * 101)
+        conn._flush()
+        (frame,) = transport.frames()
+        assert (frame.stream, frame.code) == (7, ERROR)
+        code, message, _ = decode_error(frame.body)
+        assert code == errors.RESOURCE_EXHAUSTED and "larger than the 100 bytes" in message
+
+    run(test)
+
+
+@pytest.mark.parametrize("open_already", [0, 1])
+def test_connections_past_the_limit_are_closed_with_a_reason(monkeypatch, open_already):
+    monkeypatch.setattr(cc, "MAX_CONNECTIONS", 1)
+
+    async def test(loop):
+        server = Server(loop)
+        server.connections = {object() for _ in range(open_already)}
+        transport = Transport()
+        cc.ClientConnection(server).connection_made(transport)
+        if open_already:
+            assert transport.closed
+            (frame,) = transport.frames()
+            assert decode_error(frame.body)[1] == "etcdserver: too many connections"
+        else:
+            assert not transport.closed and len(server.connections) == 1
+
+    run(test)
+
+
+def test_a_connection_that_never_says_which_protocol_is_closed(monkeypatch):
+    from pyraftkv.node import client_port
+
+    monkeypatch.setattr(client_port, "SILENT_TIMEOUT_S", 0.05)
+
+    async def test(loop):
+        silent, talking = Transport(), Transport()
+        client_port.ClientPort({}).connection_made(silent)
+        port = client_port.ClientPort({})
+        port.connection_made(talking)
+        port.data_received(b"GET / HTTP/1.1\r\n")  # decided (and closed: nothing serves it)
+        talking.closed = False
+        await asyncio.sleep(0.2)
+        assert silent.closed and not talking.closed
+
+    run(test)
