@@ -82,6 +82,8 @@ raft index, raft applied index, errors.""",
 async def endpoint_status(inv: Invocation) -> int | None:
     """Print each endpoint's status; exit 1 if any did not answer."""
     statuses, failed = await ask_each(inv, "Status", rpc.StatusRequest(), "status")
+    for _endpoint, status in statuses:
+        status.ClearField("write_stages")  # pyraftkv's stage trace: not in etcdctl's output
     inv.printer.endpoint_status(statuses)
     return EXIT_ERROR if failed else None
 
