@@ -95,6 +95,7 @@ def test_three_member_cluster():
         (["--experimental-watch-progress-notify-interval", "10"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "5 m"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "0s"], "must be positive"),
+        (["--max-request-bytes", str(2 << 30)], "at most 1073741824"),
     ],
 )
 def test_bad_flags_are_refused_with_a_clear_message(argv, message):

@@ -306,6 +306,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+MAX_REQUEST_BYTES_LIMIT = 1 << 30
+
+
 def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> NodeConfig:
     """Merge flags over PYRAFTKV_* environment over defaults; validate everything. With a
     config file (--config-file or its environment variable), the file alone gives the
@@ -405,6 +408,10 @@ def _build(raw: dict) -> NodeConfig:
     level = raw["log-level"]
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"--log-level must be debug, info, warning or error, not {level!r}")
+    if raw["max-request-bytes"] > MAX_REQUEST_BYTES_LIMIT:
+        # The client port tells the native protocol from HTTP by a frame's first length
+        # byte, which must stay below 'A' (protocol/sniff.py).
+        raise ConfigError(f"--max-request-bytes must be at most {MAX_REQUEST_BYTES_LIMIT} (1 GiB)")
     heartbeat, election = raw["heartbeat-interval"], raw["election-timeout"]
     if election < 5 * heartbeat:
         raise ConfigError(

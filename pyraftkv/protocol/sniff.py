@@ -4,8 +4,8 @@ HTTP apart the same way with cmux).
 - HTTP/2 (gRPC) opens with the fixed client preface ``PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n``.
 - HTTP/1.1 opens with a method token: an uppercase ASCII letter (GET, POST, PUT, ...).
 - The native protocol opens with a frame's big-endian u32 length. A frame is at most the
-  request limit plus 512 KiB, far below 0x41000000 (1 GiB), so its first byte is never an
-  uppercase letter; every other first byte is native.
+  request limit (--max-request-bytes, at most 1 GiB) plus 512 KiB, below 0x41000000, so
+  its first byte is never an uppercase letter; every other first byte is native.
 
 Most connections are decided by their first byte; only a first ``P`` waits for enough
 bytes to tell the HTTP/2 preface from ``POST``/``PUT``/``PATCH``.

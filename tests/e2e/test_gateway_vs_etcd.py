@@ -208,6 +208,25 @@ def test_watch_streams_as_etcd(both):
             w.close()
 
 
+def test_one_watch_body_may_create_and_cancel_several_watchers(both):
+    body = json.dumps({"create_request": {"key": b64("w1")}}) + json.dumps(
+        {"create_request": {"key": b64("w2"), "watch_id": 7, "filters": ["NODELETE"]}}
+    )
+    body += json.dumps({"cancel_request": {"watch_id": 0}})
+    streams = [Stream(endpoint, "/v3/watch", body) for endpoint in both]
+    try:
+        lines = [[normalise(s.line()) for _ in range(3)] for s in streams]
+        assert lines[0] == lines[1]
+        assert [line["result"].get("watch_id", "0") for line in lines[1]] == ["0", "7", "0"]
+        for endpoint in both:
+            call(endpoint, "/v3/kv/put", {"key": b64("w2"), "value": B})
+        theirs, mine = (normalise(s.line()) for s in streams)
+        assert mine == theirs and mine["result"]["watch_id"] == "7"
+    finally:
+        for s in streams:
+            s.close()
+
+
 def test_lease_keep_alive_streams_one_answer_per_request(both):
     for endpoint in both:
         call(endpoint, "/v3/lease/grant", {"TTL": 30, "ID": "77"})
