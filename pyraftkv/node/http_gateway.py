@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import time
 from typing import Any
 
 import h11
@@ -78,6 +79,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._streaming = False  # a streamed answer's head is out
         self._busy = False  # a request is being answered
         self._discarding = False  # the rest of a refused body: read and dropped
+        self.last_active = time.monotonic()
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -99,7 +101,14 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         for closer in list(self.server.on_connection_lost):
             closer(self)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight (for --client-idle-timeout): no request being answered, no
+        watch, no waiting call."""
+        return not (self._busy or self.watch_streams or self.tasks)
+
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         if self._discarding:
             return
         try:
