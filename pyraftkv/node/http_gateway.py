@@ -27,7 +27,7 @@ from .. import errors
 from ..protocol import gateway
 from ..protocol.frames import END, FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import Method
-from .client_connection import CallTasks
+from .client_connection import SERVED_WHILE_PAUSED, CallTasks
 from .leader_relay import call_leader, raise_if_error
 from .metrics import healthy, render
 from .tls import common_name
@@ -80,6 +80,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._busy = False  # a request is being answered
         self._discarding = False  # the rest of a refused body: read and dropped
         self.last_active = time.monotonic()
+        self._parked: tuple | None = None  # a request held while the member is paused
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -87,8 +88,6 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._transport = transport  # type: ignore[assignment]
         self.cert_user = common_name(transport.get_extra_info("peercert"))
         self.server.connections.add(self)
-        if self.server.paused:
-            transport.pause_reading()  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -105,7 +104,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def idle(self) -> bool:
         """Nothing in flight (for --client-idle-timeout): no request being answered, no
         watch, no waiting call."""
-        return not (self._busy or self.watch_streams or self.tasks)
+        return not (self._busy or self.watch_streams or self.tasks or self._parked)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
@@ -226,6 +225,16 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 self._fail(gateway.MessageTooLarge(size, self._max_message))
                 return
         self._route = route
+        if self.server.paused and route.number not in SERVED_WHILE_PAUSED:
+            # The member has too many requests waiting: this one waits for it to resume
+            # (keep-alives, watches and status go on), and so does the connection.
+            self._parked = (route, messages, token)
+            self._transport.pause_reading()
+            return
+        self._call(route, messages, token)
+
+    def _call(self, route: Method, messages: list[Message], token: str) -> None:
+        """Hand the request's messages to the method's handler (or to the leader)."""
         stream, number, dispatch = self._stream, route.number, self.server.dispatch
         leader = self.app.leader_id
         if route.name in LEADER_CALLS and leader not in (0, self.app.member_id):
@@ -307,11 +316,12 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         return self._transport.get_write_buffer_size()
 
     def pause(self, paused: bool) -> None:
-        if self._transport is not None and not self.closed:
-            if paused:
-                self._transport.pause_reading()
-            else:
-                self._transport.resume_reading()
+        """The member resumed taking requests: the one held (if any) goes now."""
+        if paused or self.closed or self._parked is None:
+            return
+        (route, messages, token), self._parked = self._parked, None
+        self._transport.resume_reading()
+        self._call(route, messages, token)
 
     def close_with(self, code: int, message: str) -> None:
         """The member is stopping: answer the request in hand with the error, then close."""
