@@ -27,7 +27,7 @@ from .. import errors
 from ..protocol import gateway
 from ..protocol.frames import END, FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import Method
-from .client_connection import SERVED_WHILE_PAUSED, CallTasks
+from .client_connection import MAX_CONNECTIONS, SERVED_WHILE_PAUSED, CallTasks
 from .leader_relay import call_leader, raise_if_error
 from .metrics import healthy, render
 from .tls import common_name
@@ -48,7 +48,8 @@ CORS_HEADERS = (
 )
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
-GRPC_JSON = b"application/json (from gRPC)"  # a marker, sent as JSON
+# What etcd's gateway adds to a call's successful answer.
+CALL_HEADERS = ((b"Grpc-Metadata-Content-Type", b"application/grpc"),)
 REASONS = {code: reason.encode() for code, reason in gateway.REASONS.items()}
 REASONS[405] = b"Method Not Allowed"
 
@@ -87,6 +88,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         self.cert_user = common_name(transport.get_extra_info("peercert"))
+        if len(self.server.connections) >= MAX_CONNECTIONS:
+            log.warning("refusing a client connection: %d are open", len(self.server.connections))
+            transport.close()
+            return
         self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -269,7 +274,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
 
     def reply(self, stream: int, body: bytes) -> None:
         if stream == self._stream and self._busy and self._route is not None:
-            self._respond(200, gateway.to_json(self._route.response.FromString(body)), GRPC_JSON)
+            json_body = gateway.to_json(self._route.response.FromString(body))
+            self._respond(200, json_body, JSON, CALL_HEADERS)
 
     def answer(self, stream: int, response: Message) -> None:
         self.reply(stream, self.app.stamp(response).SerializeToString())
@@ -277,21 +283,13 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def message(self, stream: int, body: bytes) -> None:
         if stream != self._stream or not self._busy or self._route is None:
             return
-        if not self._streaming:
-            self._streaming = True
-            self._send(
-                h11.Response(status_code=200, headers=self._headers(GRPC_JSON), reason=b"OK")
-            )
+        self._start_stream()
         self._send(h11.Data(data=gateway.stream_result(self._route.response.FromString(body))))
 
     def end(self, stream: int) -> None:
         if stream != self._stream or not self._busy:
             return
-        if not self._streaming:  # a stream that ended before its first message
-            self._streaming = True
-            self._send(
-                h11.Response(status_code=200, headers=self._headers(GRPC_JSON), reason=b"OK")
-            )
+        self._start_stream()  # (a stream may end before its first message)
         self._finish()
 
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
@@ -333,22 +331,28 @@ class HttpConnection(CallTasks, asyncio.Protocol):
 
     # -- output -------------------------------------------------------------------------------
 
-    def _headers(self, content_type: bytes | None) -> list[tuple[bytes, bytes]]:
-        headers = [*CORS_HEADERS, (b"Date", email.utils.formatdate(usegmt=True).encode())]
-        if content_type is GRPC_JSON:  # a gateway call's success, marked as etcd's
-            headers.append((b"Grpc-Metadata-Content-Type", b"application/grpc"))
-            content_type = JSON
+    def _headers(self, content_type: bytes | None, extra: tuple = ()) -> list[tuple[bytes, bytes]]:
+        headers = [*CORS_HEADERS, *extra, (b"Date", email.utils.formatdate(usegmt=True).encode())]
         if content_type is not None:
             headers.append((b"Content-Type", content_type))
         return headers
+
+    def _start_stream(self) -> None:
+        """The head of a streamed call's successful answer (chunked: no length), once."""
+        if not self._streaming:
+            self._streaming = True
+            headers = self._headers(JSON, CALL_HEADERS)
+            self._send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
 
     def _fail(self, error: errors.ApiError) -> None:
         status, _ = gateway.status_line(error.code)
         self._respond(status, gateway.error_body(error.code, error.message), JSON)
 
-    def _respond(self, status: int, body: bytes, content_type: bytes | None) -> None:
+    def _respond(
+        self, status: int, body: bytes, content_type: bytes | None, extra: tuple = ()
+    ) -> None:
         """A whole answer to the request in hand."""
-        headers = self._headers(content_type)
+        headers = self._headers(content_type, extra)
         headers.append((b"Content-Length", str(len(body)).encode()))
         self._send(
             h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""))
