@@ -28,8 +28,19 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor import FieldDescriptor as FD
 
 from pyraftkv.client import Client
-from pyraftkv.protocol.frames import FLAG_END, FLAG_TOKEN, FLAG_USER, encode_frame
+from pyraftkv.client.connection import ConnectionLost
+from pyraftkv.errors import ApiError
+from pyraftkv.protocol.frames import (
+    FLAG_END,
+    FLAG_TOKEN,
+    FLAG_USER,
+    REPLY_KINDS,
+    FrameDecoder,
+    encode_frame,
+)
 from pyraftkv.protocol.methods import METHODS
+
+from ..e2e.harness import put_retrying
 
 LEFT_OUT = {
     "MemberAdd", "MemberRemove", "MemberPromote", "MemberUpdate", "MoveLeader",
@@ -37,6 +48,8 @@ LEFT_OUT = {
 }  # fmt: skip
 FUZZED = [m for m in METHODS if m.name not in LEFT_OUT]
 COMPACT = next(m for m in METHODS if m.name == "Compact")
+STATUS = next(m for m in METHODS if m.name == "Status")
+MARKER_STREAM = 2**64 - 2
 
 INTS = [0, 1, -1, 2, 3, 7, 100, 2**31 - 1, -(2**31), 2**32, 2**53, 2**63 - 1, -(2**63)]
 UINTS = [0, 1, 2, 100, 2**32 - 1, 2**63, 2**64 - 1]
@@ -194,10 +207,13 @@ def session(endpoint: tuple[str, int], rng: random.Random, inputs: int, compact_
     parts = [
         structured(rng, compact_below) if rng.random() < 0.9 else cancelled_streams(rng)
         for _ in range(inputs - len(tail))
-    ] + tail
+    ]
+    # A last request whose answer says the member has read everything before it.
+    parts += [encode_frame(MARKER_STREAM, STATUS.number, b""), *tail]
     back, closed = 0, False
+    decoder = FrameDecoder(1 << 31, REPLY_KINDS)
     with socket.create_connection(endpoint, timeout=5) as sock:  # refused: the caller's
-        sock.settimeout(0.3)
+        sock.settimeout(5)
         try:
             for i in range(0, len(parts), 16):
                 sock.sendall(b"".join(parts[i : i + 16]))
@@ -207,6 +223,8 @@ def session(endpoint: tuple[str, int], rng: random.Random, inputs: int, compact_
                     closed = True
                     break
                 back += len(data)
+                if any(f.stream == MARKER_STREAM for f in decoder.feed(data)):
+                    break
         except TimeoutError:
             pass
         except (ConnectionResetError, BrokenPipeError):
@@ -247,12 +265,17 @@ def check_cluster(cluster, tracked: Tracked) -> list[str]:
         return problems
     clients = {m.name: cluster.client([m], timeout=10) for m in cluster.members}
     for name, client in clients.items():
-        for key, value, revision in tracked.writes:
-            got = client.get(key, revision=revision, serializable=True).kvs
-            if [kv.value for kv in got] != [value]:
-                problems.append(f"{name}: acknowledged {key!r}@{revision} reads {got!r}")
+        try:
+            for key, value, revision in tracked.writes:
+                got = client.get(key, revision=revision, serializable=True).kvs
+                if [kv.value for kv in got] != [value]:
+                    problems.append(f"{name}: acknowledged {key!r}@{revision} reads {got!r}")
+        except (ConnectionLost, ApiError) as exc:
+            problems.append(f"member {name} does not answer: {exc}")
+    if problems:
+        return problems
     any_client = next(iter(clients.values()))
-    revision = any_client.put("fz-check", "end").header.revision
+    revision = put_retrying(any_client, "fz-check", "end").header.revision
     hashes = {}
     for name, client in clients.items():
         deadline = time.monotonic() + 20
