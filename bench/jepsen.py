@@ -1,10 +1,10 @@
-"""Jepsen-style runs, long: each run starts a fresh 3-member cluster, runs read/write/
-compare-and-set clients while a nemesis injects every fault of tests/e2e/jepsen.py (in a
+"""Jepsen-style runs, long: each run starts a fresh cluster (3 members, or --members), runs
+read/write/compare-and-set clients while a nemesis injects every fault of tests/e2e/jepsen.py (in a
 random order per run: partitions, kill -9, SIGSTOP of the Raft or the application process
 alone, leader moves, slow links), then checks the history for linearizability.
 
     python bench/jepsen.py [--runs 5] [--duration 60] [--hold 2] [--clients 10] [--keys 5]
-                           [--serializable]
+                           [--members 3] [--serializable]
 
 Prints one line per run and a total; exits 1 if any history was not linearizable (its
 smallest failing window is printed). --serializable makes reads serializable, which is
@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--keys", type=int, default=5)
     parser.add_argument("--serializable", action="store_true")
+    parser.add_argument("--members", type=int, default=3, help="cluster size (5: 3/2 splits)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     failed = total_ops = total_faults = 0
@@ -44,7 +45,7 @@ def main() -> int:
         faults = list(FAULTS) * args.rounds
         random.Random(seed).shuffle(faults)
         with tempfile.TemporaryDirectory() as root:
-            cluster = LocalCluster(root, 3)
+            cluster = LocalCluster(root, args.members)
             network = Network(cluster)
             try:
                 cluster.start()
@@ -62,6 +63,7 @@ def main() -> int:
             finally:
                 cluster.stop_all()
         report = result.report
+        report.time_unit = (1_000_000, "ms")
         total_ops += report.ops
         total_faults += len(result.faults)
         failed += not report.ok

@@ -62,9 +62,10 @@ class Op:
     def unknown(self) -> bool:
         return self.ret is None
 
-    def describe(self) -> str:
-        """One line for a report: who, what, when."""
-        span = f"[{self.call}, {'?' if self.ret is None else self.ret}]"
+    def describe(self, base: int = 0, unit: int = 1) -> str:
+        """One line for a report: who, what, when (times as (t - base) / unit)."""
+        ret = "?" if self.ret is None else f"{(self.ret - base) / unit:g}"
+        span = f"[{(self.call - base) / unit:g}, {ret}]"
         if self.kind == READ:
             what = f"read -> {_show(self.value)}"
         elif self.kind == WRITE:
@@ -290,6 +291,9 @@ class Report:
     keys: int
     failed_key: bytes | None = None
     window: list[Op] = field(default_factory=list)
+    # How the window's times print: relative to its first call, in this many time units
+    # per printed unit, with this suffix (the workload records nanoseconds: ms).
+    time_unit: tuple[int, str] = (1, "")
 
     def lines(self) -> list[str]:
         """A human report: a one-line verdict, then the counterexample window if any."""
@@ -302,7 +306,11 @@ class Report:
             f"not linearizable: {self.ops} ops on {self.keys} keys; smallest failing window: "
             f"{len(self.window)} ops on key {self.failed_key!r}"
         ]
-        out += ["  " + op.describe() for op in self.window]
+        unit, suffix = self.time_unit
+        base = min(op.call for op in self.window)
+        if suffix:
+            out.append(f"  (times in {suffix} from the window's first call; ? = no answer)")
+        out += ["  " + op.describe(base, unit) for op in self.window]
         return out
 
 

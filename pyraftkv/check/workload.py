@@ -10,6 +10,7 @@ call or never. A client never retries a write on its own, so nothing is applied 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +44,9 @@ class Workload:
     seed: int = field(default_factory=time.time_ns)
 
     def key(self, i: int) -> bytes:
-        return self.prefix + b"%d" % i
+        """Key ``i`` of this run: under the prefix and the run's seed, so it starts absent
+        without a delete first (a delete that timed out could still apply mid-run)."""
+        return self.prefix + b"%d/%d" % (self.seed, i)
 
 
 ClientFactory = Callable[[Sequence[str]], AsyncClient]
@@ -108,8 +111,7 @@ async def run(
 ) -> list[Op]:
     """Run the workload against ``endpoints`` and return its history. Each client has its
     own connection, the clients spread over the endpoints (so serializable reads hit every
-    member); the keys are cleared first and left behind (their last values show what the
-    run did)."""
+    member); the run's keys are deleted at the end (if the cluster lets)."""
     endpoints = list(endpoints)
     if make_client is None:
 
@@ -121,12 +123,13 @@ async def run(
         for i in range(work.clients)
     ]
     try:
-        await clients[0].delete(work.prefix, prefix=True)
         history: list[Op] = []
         deadline = time.monotonic() + work.duration_s
         await asyncio.gather(
             *(_client_loop(i, c, work, deadline, history) for i, c in enumerate(clients))
         )
+        with contextlib.suppress(*FAILURES):
+            await clients[0].delete(work.key(0)[:-1], prefix=True)
         return history
     finally:
         for client in clients:

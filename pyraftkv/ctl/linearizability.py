@@ -31,7 +31,7 @@ from .invocation import Invocation
             "prefix",
             "str",
             "/pyraftkv-check-linearizability/",
-            "Where the keys live (cleared when the check starts).",
+            "Where the keys live (under <prefix><run id>/, deleted at the end).",
         ),
     ),
     description="""Clients spread over --endpoints read, write unique values and
@@ -58,6 +58,7 @@ async def check_linearizability(inv: Invocation) -> int | None:
     elapsed = time.monotonic() - started
     checking = time.monotonic()
     report = check(history)
+    report.time_unit = (1_000_000, "ms")
     kinds = Counter(op.kind for op in history)
     swapped = sum(1 for op in history if op.kind == CAS and op.ok)
     lines = report.lines()

@@ -111,6 +111,10 @@ def test_window_is_the_few_ops_around_the_violation():
     assert len(report.window) <= 3, [op.describe() for op in report.window]
     text = "\n".join(report.lines())
     assert "not linearizable" in text and "v150" in text
+    report.time_unit = (2, "pairs of ticks")
+    lines = report.lines()
+    assert "times in pairs of ticks" in lines[1]
+    assert lines[2].startswith("  client ") and "[0, " in lines[2], lines
 
 
 def test_window_keeps_concurrent_ops_it_needs():

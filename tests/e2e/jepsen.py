@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,21 +17,23 @@ from pyraftkv.check import workload
 from pyraftkv.check.linearizability import Report, check
 from pyraftkv.client.connection import ConnectionLost
 from pyraftkv.errors import ApiError
+from pyraftkv.proto import rpc_pb2 as rpc
 
 from .harness import LocalCluster, Member
 from .nemesis import Network, app_pid, paused, raft_pid
 
 # Every fault the nemesis knows; each is injected, held for a while, then healed.
 FAULTS = (
-    "isolate-leader",  # the leader alone on one side (2/1 split with the leader in the 1)
-    "split",  # a random 2/1 split
-    "bridge",  # two members cannot talk, the third talks to both
+    "isolate-leader",  # the leader alone on one side
+    "split",  # a random minority cut off from the majority (2/1 of 3, 3/2 of 5)
+    "bridge",  # two halves cannot talk, one member talks to both
     "kill",  # kill -9 a random member (both processes), restart it
     "pause-raft",  # SIGSTOP a member's Raft process alone
     "pause-app",  # SIGSTOP a member's application process alone
     "pause-leader-raft",  # SIGSTOP the leader's Raft process
     "move-leader",  # transfer leadership to a follower
     "slow",  # every link delayed 20-60 ms, batches reordered
+    "membership",  # remove a follower, wipe it, add it back as a new member
 )
 
 
@@ -71,11 +74,16 @@ class Nemesis:
             network.isolate(self._leader())
             time.sleep(hold)
         elif name == "split":
-            network.isolate(self._any())
+            members = list(cluster.members)
+            self.rng.shuffle(members)
+            minority = (len(members) - 1) // 2
+            network.partition(members[:minority], members[minority:])
             time.sleep(hold)
         elif name == "bridge":
-            left, right = self.rng.sample(cluster.members, 2)
-            network.bridge(left, right)
+            members = list(cluster.members)
+            self.rng.shuffle(members)
+            half = (len(members) - 1) // 2
+            network.partition(members[1 : 1 + half], members[1 + half :])  # [0] bridges
             time.sleep(hold)
         elif name == "kill":
             victim = self._any()
@@ -92,6 +100,8 @@ class Nemesis:
             target = self.rng.choice([m for m in cluster.members if m is not leader])
             with cluster.client([leader], timeout=5.0) as c:
                 c.move_leader(network.member_id(target))
+        elif name == "membership":
+            self._replace_member(hold)
         elif name == "slow":
             for a in cluster.members:
                 for b in cluster.members:
@@ -100,6 +110,33 @@ class Nemesis:
             time.sleep(hold)
         else:
             raise ValueError(f"unknown fault {name}")
+
+    def _replace_member(self, hold: float) -> None:
+        """Remove a follower, wipe its data, then add it back under a new member id."""
+        cluster, network = self.cluster, self.network
+        leader = self._leader()
+        victim = self.rng.choice([m for m in cluster.members if m is not leader])
+        with cluster.client([leader], timeout=5.0) as c:
+            c.call("MemberRemove", rpc.MemberRemoveRequest(ID=network.member_id(victim)))
+        with contextlib.suppress(ProcessLookupError):  # (it may have stopped by itself)
+            cluster.kill(victim)
+        shutil.rmtree(victim.data_dir)
+        network.forget(victim)
+        time.sleep(hold)
+        peer_url = f"http://{victim.address}:{victim.peer_port}"
+        deadline = time.monotonic() + 15
+        while True:  # refused while the cluster is not yet healthy again
+            try:
+                with cluster.client(timeout=5.0) as c:
+                    c.call("MemberAdd", rpc.MemberAddRequest(peerURLs=[peer_url]))
+                break
+            except (ApiError, ConnectionLost):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        if "--initial-cluster-state" not in victim.extra_args:
+            victim.extra_args += ["--initial-cluster-state", "existing"]
+        cluster.start_member(victim, wait=False)
 
     def _restart_stopped(self) -> None:
         for m in self.cluster.members:

@@ -61,6 +61,10 @@ class Network:
             self._ids[member.name] = status.header.member_id
         return self._ids[member.name]
 
+    def forget(self, member: Member) -> None:
+        """The member will come back under a new id (removed and added again)."""
+        self._ids.pop(member.name, None)
+
     def _write(self, member: Member) -> None:
         path = self.paths[member.name]
         with open(path + ".tmp", "w") as f:
@@ -85,11 +89,6 @@ class Network:
 
     def isolate(self, member: Member) -> None:
         self.partition([member], [m for m in self.cluster.members if m is not member])
-
-    def bridge(self, left: Member, right: Member) -> None:
-        """``left`` and ``right`` cannot talk; everyone else talks to both."""
-        self.cut(left, right)
-        self.cut(right, left)
 
     def delay(self, sender: Member, receiver: Member, ms: int, jitter_ms: int = 0) -> None:
         rules = self.rules[sender.name]

@@ -1,7 +1,8 @@
 """Jepsen-style: read/write/compare-and-set clients on a 3-member cluster while a nemesis
 partitions it (leader isolated, 2/1, bridge), kills -9 a member, pauses a Raft process or
-an application process alone, moves the leader and slows every link; the history must be
-linearizable. bench/jepsen.py runs the same for longer, many times."""
+an application process alone, moves the leader, slows every link and replaces a member
+(removed, wiped, added back); the history must be linearizable. bench/jepsen.py runs the
+same for longer, many times."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def test_history_is_linearizable_under_faults(tmp_path):
     network = Network(cluster)
     try:
         cluster.start()
-        result = run(cluster, network, list(FAULTS), duration_s=14.0, hold_s=0.8, seed=9)
+        result = run(cluster, network, list(FAULTS), duration_s=16.0, hold_s=0.8, seed=9)
         text = "\n".join(result.report.lines())
         assert result.report.ok, text
         assert result.fault_errors == [], result.fault_errors
