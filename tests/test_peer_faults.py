@@ -1,0 +1,44 @@
+"""The peer fault layer's rules file: drop, delay and changes picked up while running."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from pyraftkv.node import peer_faults
+from pyraftkv.node.peer_faults import PeerFaults
+
+
+def write(path, rules) -> None:
+    with open(str(path) + ".tmp", "w") as f:
+        json.dump(rules, f)
+    os.replace(str(path) + ".tmp", path)
+
+
+def test_drop_delay_and_reload(tmp_path, monkeypatch):
+    monkeypatch.setattr(peer_faults, "POLL_S", 0.0)
+    path = tmp_path / "faults.json"
+    faults = PeerFaults(str(path))
+    delivered = []
+
+    async def scenario():
+        def deliver(peer, frames):
+            delivered.append((peer, frames))
+
+        assert not faults.intercept(2, [b"a"], deliver)  # no file: no faults
+        write(path, {"drop": [2], "delay_ms": {"3": 30}})
+        assert faults.intercept(2, [b"b"], deliver)  # dropped
+        assert faults.intercept(3, [b"c"], deliver)  # held back
+        assert not faults.intercept(4, [b"d"], deliver)
+        assert delivered == []
+        await asyncio.sleep(0.1)
+        assert delivered == [(3, [b"c"])]
+        write(path, {})
+        assert not faults.intercept(2, [b"e"], deliver)  # healed
+
+    asyncio.run(scenario())
+
+
+def test_unset_means_no_fault_layer():
+    assert os.environ.get(peer_faults.ENV) or peer_faults.FAULTS is None
