@@ -113,8 +113,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
-        if self._discarding:
-            return
+        if self._discarding or self._transport is None or self._transport.is_closing():
+            return  # the rest of a refused body, or bytes that came after we hung up
         try:
             self._h11.receive_data(data)
         except RuntimeError:  # bytes after the client's close, or after an error
@@ -122,6 +122,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._next()
 
     def eof_received(self) -> bool:
+        if self._discarding or self._transport is None or self._transport.is_closing():
+            return False
         self._h11.receive_data(b"")
         self._next()
         return True  # keep writing: a watch may still be answering
@@ -132,7 +134,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         """Take events until more bytes are needed, serving each request once its body is
         read (as etcd's gateway does, a streamed call's requests too). h11 holds a
         pipelined request back (PAUSED) until the answer to the one before is out."""
-        while not self.closed:
+        while not self.closed and not self._transport.is_closing():
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
