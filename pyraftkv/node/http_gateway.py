@@ -243,15 +243,14 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def _call(self, route: Method, messages: list[Message], token: str) -> None:
         """Hand the request's messages to the method's handler (or to the leader)."""
         stream, number, dispatch = self._stream, route.number, self.server.dispatch
+        messages = messages if route.streaming else messages[:1]
         leader = self.app.leader_id
-        if route.name in LEADER_CALLS and leader not in (0, self.app.member_id):
-            bodies = [
-                m.SerializeToString() for m in messages[: len(messages) if route.streaming else 1]
-            ]
+        if route.name in LEADER_CALLS and messages and leader not in (0, self.app.member_id):
+            bodies = [m.SerializeToString() for m in messages]
             url = self.app.members.client_url(leader)
             self.start_task(stream, self._relay(stream, url, route, bodies, token))
             return
-        for message in messages if route.streaming else messages[:1]:
+        for message in messages:
             dispatch(self, stream, number, 0, message.SerializeToString(), token)
             if stream != self._stream or self.closed:
                 return  # answered (an error ends a stream)
