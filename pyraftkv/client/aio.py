@@ -314,6 +314,24 @@ class AsyncClient:
     async def hash_kv(self, revision: int = 0) -> rpc.HashKVResponse:
         return await self.call("HashKV", rpc.HashKVRequest(revision=revision))
 
+    async def alarm_list(self) -> rpc.AlarmResponse:
+        """Every alarm raised in the cluster (etcd's Alarm GET)."""
+        return await self.call("Alarm", rpc.AlarmRequest(action=rpc.AlarmRequest.GET))
+
+    async def alarm_disarm(self) -> rpc.AlarmResponse:
+        """Clear every alarm raised; answers with those it cleared."""
+        disarmed = rpc.AlarmResponse()
+        for alarm in (await self.alarm_list()).alarms:
+            request = rpc.AlarmRequest(
+                action=rpc.AlarmRequest.DEACTIVATE, memberID=alarm.memberID, alarm=alarm.alarm
+            )
+            disarmed.alarms.extend((await self.call("Alarm", request)).alarms)
+        return disarmed
+
+    async def defragment(self) -> rpc.DefragmentResponse:
+        """Compact the connected member's backend file (it serves nothing else meanwhile)."""
+        return await self.call("Defragment", rpc.DefragmentRequest())
+
     async def move_leader(self, target_id: int) -> rpc.MoveLeaderResponse:
         return await self.call("MoveLeader", rpc.MoveLeaderRequest(targetID=target_id))
 

@@ -133,6 +133,15 @@ class Client:
     def hash_kv(self, revision: int = 0) -> rpc.HashKVResponse:
         return self._run(self._client.hash_kv(revision))
 
+    def alarm_list(self) -> rpc.AlarmResponse:
+        return self._run(self._client.alarm_list())
+
+    def alarm_disarm(self) -> rpc.AlarmResponse:
+        return self._run(self._client.alarm_disarm())
+
+    def defragment(self) -> rpc.DefragmentResponse:
+        return self._run(self._client.defragment())
+
     def move_leader(self, target_id: int) -> rpc.MoveLeaderResponse:
         return self._run(self._client.move_leader(target_id))
 

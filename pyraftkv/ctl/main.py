@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (each registers its commands)
     lease,
     linearizability,
     lock,
+    maintenance,
     member,
     snapshot,
     txn,

@@ -18,6 +18,7 @@ per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -37,6 +38,7 @@ from ..protocol.methods import BY_NAME
 from ..raft.types import Entry
 from . import ringproto as rp
 from .admin_waiters import AdminWaiters
+from .alarms import NOSPACE, Alarms
 from .apply import (
     KV_APPLY,
     LEASE_EXPIRE,
@@ -47,6 +49,7 @@ from .apply import (
 )
 from .auth_store import AuthStore
 from .lessor import Lessor
+from .logging_setup import fields
 from .proposals import Proposals
 from .reads import ReadRounds
 from .reply import EventWaiter, LocalCaller, Reply
@@ -94,6 +97,8 @@ class Application:
         self.election_timeout_s = election_timeout_s
         self.quota_bytes = quota_bytes
         self.over_quota = store.db_size_in_use() > quota_bytes
+        self.alarms = Alarms.load(store)
+        self._alarm_raised_at = 0.0  # when this member last proposed its NOSPACE alarm
         store.lease_exists = lessor.exists
         lessor.load(store)
         self.auth = AuthStore.load(store)
@@ -109,6 +114,7 @@ class Application:
                 b, rpc.LeaseRevokeRequest.FromString(body).ID
             ),
             LEASE_EXPIRE: self._apply_expire,
+            BY_NAME["Alarm"].number: lambda b, body: self.alarms.apply(b, body),
         }
 
         # What the Raft process last told us (its first status says it started).
@@ -173,8 +179,10 @@ class Application:
     def propose(self, reply: Reply | None, method: int, body: bytes, user: str = "") -> None:
         """Queue a write for the next proposal batch; ``reply`` gets the result once applied.
         ``user``: with auth on, whom it was accepted for (apply checks again).
-        Raises NoSpace for a write that adds data while the store is over its quota."""
-        if self.over_quota and needs_space(method, body):
+        Raises NoSpace for a write that adds data while the NOSPACE alarm is raised, or while
+        this member's store is over its quota (then it raises the alarm, as etcd does)."""
+        if (self.over_quota or self.alarms.has(NOSPACE)) and needs_space(method, body):
+            self._raise_nospace()
             raise errors.NoSpace()
         self.proposals.add(reply, method, body, user)
         self._schedule_flush()
@@ -386,18 +394,38 @@ class Application:
         if self.applied_index - self.last_snapshot_index >= self.snapshot_count:
             self._save_snapshot()
 
+    def _raise_nospace(self) -> None:
+        """Propose this member's NOSPACE alarm if it is over its quota and has none raised
+        (at most once a second while the proposal is on its way)."""
+        if not self.over_quota or self.alarms.has_for(self.member_id, NOSPACE):
+            return
+        now = time.monotonic()
+        if now - self._alarm_raised_at < 1.0:
+            return
+        self._alarm_raised_at = now
+        log.warning(
+            "raising the NOSPACE alarm: the store uses %d bytes, over --quota-backend-bytes %d",
+            self.store.db_size_in_use(),
+            self.quota_bytes,
+        )
+        request = rpc.AlarmRequest(
+            action=rpc.AlarmRequest.ACTIVATE, memberID=self.member_id, alarm=NOSPACE
+        )
+        self.proposals.add(None, BY_NAME["Alarm"].number, request.SerializeToString(), "")
+        self._schedule_flush()
+
     def _check_quota(self) -> None:
+        """Follow the store's size against the quota; crossing it raises NOSPACE (which only
+        `alarm disarm` clears: dropping below the quota does not)."""
         over = self.store.db_size_in_use() > self.quota_bytes
         if over != self.over_quota:
             self.over_quota = over
             if over:
-                log.warning(
-                    "the store is over its quota (--quota-backend-bytes %d): writes that add "
-                    "data are refused until compaction frees space",
-                    self.quota_bytes,
-                )
+                self._raise_nospace()
             else:
-                log.info("the store is back under its quota; writes are accepted again")
+                log.info(
+                    "the store is back under its quota (the NOSPACE alarm stays until disarmed)"
+                )
 
     def _apply_requests(self, batch: Any, data: bytes, answers: list, events: list) -> int:
         """Apply one entry's requests; how many there were."""
@@ -406,9 +434,12 @@ class Application:
         table = self._apply_table
         on_events = self.lessor.on_events
         requests = internal.RequestBatch.FromString(data).requests
+        nospace = self.alarms.has(NOSPACE)
         for request in requests:
             apply = table.get(request.method)
             try:
+                if nospace and needs_space(request.method, request.body):
+                    raise errors.NoSpace()
                 if request.user and self.recheck is not None:
                     self.recheck(request.user, request.method, request.body)
                 if apply is None:
@@ -526,6 +557,7 @@ class Application:
         self.store.lease_exists = self.lessor.exists
         self.lessor.load(self.store)
         self.auth = AuthStore.load(self.store)
+        self.alarms = Alarms.load(self.store)
         self.applied_index, self.applied_term = self.store.applied_index, self.store.applied_term
         self.last_snapshot_index = self.applied_index
         self._check_quota()
@@ -537,6 +569,31 @@ class Application:
         self._send_down(rp.pack(rp.SNAPSHOT_INSTALLED, rp.U64, self.applied_index))
         log.info("installed snapshot at index %d (term %d)", index, term)
         self.reads.serve_applied(self.applied_index)
+
+    def defragment(self) -> tuple[int, int]:
+        """Rewrite the store as a compacted copy swapped in under the running member (etcd's
+        Defragment: this member serves nothing else meanwhile, so no write is lost or
+        applied to the old file). Returns the file's size before and after."""
+        before = self.store.db_size()
+        started = time.monotonic()
+        path = os.path.join(self.store.path, "defrag.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.store.snapshot_to(path)
+        self.store = self.store.replace_with(path)
+        self.store.lease_exists = self.lessor.exists
+        self.watch_hub.store_replaced(self.store)
+        self.schedule_catch_up()
+        after = self.store.db_size()
+        log.info(
+            "defragmented the backend: %d bytes before, %d after, in %.3f s",
+            before,
+            after,
+            time.monotonic() - started,
+            extra=fields(size_before=before, size_after=after),
+        )
+        self._check_quota()
+        return before, after
 
     # -- status ------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from .reply import LocalCaller, Reply
 _ADMIN = (
     "HashKV",
     "MoveLeader",
+    "Defragment",
     "Snapshot",
     "MemberAdd",
     "MemberRemove",

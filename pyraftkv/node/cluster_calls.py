@@ -42,6 +42,8 @@ class ClusterCalls:
             "MoveLeader": self.move_leader,
             "HashKV": self.hash_kv,
             "Snapshot": self.snapshot,
+            "Alarm": self.alarm,
+            "Defragment": self.defragment,
         }
 
     def member_list(self, connection, stream, flags, body):
@@ -128,6 +130,24 @@ class ClusterCalls:
         value, compact_revision = self.app.store.hash_kv(request.revision)
         response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
         connection.answer(stream, response)
+
+    def alarm(self, connection, stream, flags, body):
+        """GET answers from this member's copy of the alarms; ACTIVATE and DEACTIVATE go
+        through the log (every member holds the same set)."""
+        request = rpc.AlarmRequest.FromString(body)
+        if request.action not in rpc.AlarmRequest.AlarmAction.values():
+            raise errors.InvalidArgument("etcdserver: unknown alarm action")
+        if request.alarm not in rpc.AlarmType.values():
+            raise errors.InvalidArgument("etcdserver: unknown alarm type")
+        if request.action == rpc.AlarmRequest.GET:
+            connection.answer(stream, rpc.AlarmResponse(alarms=self.app.alarms.members()))
+            return
+        self.app.propose(Reply(connection, stream), BY_NAME["Alarm"].number, body)
+
+    def defragment(self, connection, stream, flags, body):
+        rpc.DefragmentRequest.FromString(body)
+        self.app.defragment()
+        connection.answer(stream, rpc.DefragmentResponse())
 
     def snapshot(self, connection, stream, flags, body):
         if flags & FLAG_END:

@@ -28,7 +28,16 @@ _PUT, _DELETE, _TXN = (BY_NAME[n].number for n in ("Put", "DeleteRange", "Txn"))
 LOGGED: dict[int, type] = {
     **{
         BY_NAME[name].number: BY_NAME[name].request
-        for name in ("Put", "DeleteRange", "Txn", "Compact", "LeaseGrant", "LeaseRevoke", *APPLIED)
+        for name in (
+            "Put",
+            "DeleteRange",
+            "Txn",
+            "Compact",
+            "LeaseGrant",
+            "LeaseRevoke",
+            "Alarm",
+            *APPLIED,
+        )
     },
     MEMBER_PUBLISH: internal.MemberAttributes,
     LEASE_EXPIRE: rpc.LeaseRevokeRequest,

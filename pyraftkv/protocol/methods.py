@@ -134,6 +134,8 @@ METHODS: tuple[Method, ...] = (
             start=28,
         )
     ),
+    _kv(45, "Alarm", "Maintenance", rpc.AlarmRequest, rpc.AlarmResponse),
+    _kv(46, "Defragment", "Maintenance", rpc.DefragmentRequest, rpc.DefragmentResponse),
 )
 
 BY_NUMBER: dict[int, Method] = {m.number: m for m in METHODS}

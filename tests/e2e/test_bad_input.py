@@ -180,7 +180,7 @@ def test_a_port_in_use_is_a_clear_startup_error(tmp_path):
     assert "cannot listen for clients" in result.stderr
 
 
-def test_a_full_store_refuses_writes_that_add_data_until_compaction_frees_space(make_cluster):
+def test_a_full_store_refuses_writes_that_add_data_until_the_alarm_is_disarmed(make_cluster):
     from pyraftkv import Op
 
     cluster = make_cluster(1, extra_args=["--quota-backend-bytes", str(2 << 20)])
@@ -206,10 +206,14 @@ def test_a_full_store_refuses_writes_that_add_data_until_compaction_frees_space(
         assert deleted.deleted == len(written)
         client.compact(deleted.header.revision)
         assert client.get("big/", prefix=True).header.revision == revision + 1
+        with pytest.raises(errors.NoSpace):  # the NOSPACE alarm stays until disarmed
+            client.put("after", "compaction")
+        (alarm,) = client.alarm_disarm().alarms
+        assert alarm.alarm == rpc.NOSPACE and alarm.memberID == client.status().header.member_id
         client.put("after", "compaction")  # the space is back
         assert client.get("after").kvs[0].value == b"compaction"
     log = cluster.members[0].log_text()
-    assert "over its quota" in log and "back under its quota" in log
+    assert "raising the NOSPACE alarm" in log and "back under its quota" in log
 
 
 def test_a_user_field_from_a_connection_that_is_no_relay_is_refused(cluster):

@@ -1,0 +1,106 @@
+"""Alarms replicated through the log, `alarm list|disarm` and `defrag`, on real members."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+
+from pyraftkv import errors
+from pyraftkv.ctl import run
+
+
+def ctl(endpoint: str, *argv: str) -> tuple[int, str, str]:
+    out, err = io.BytesIO(), io.BytesIO()
+    code = run([f"--endpoints={endpoint}", *argv], io.BytesIO(), out, err, environ={})
+    return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def fill(client, prefix: str) -> int:
+    """Put 100 kB values until the member refuses with NoSpace; how many went in."""
+    written = 0
+    with pytest.raises(errors.NoSpace, match="etcdserver: mvcc: database space exceeded"):
+        for i in range(200):
+            client.put(f"{prefix}/{i}", b"x" * 100_000)
+            written += 1
+    return written
+
+
+def wait_for(condition, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met in time (last: {value!r})")
+
+
+def test_nospace_is_raised_cluster_wide_and_only_disarm_clears_it(make_cluster):
+    cluster = make_cluster(3, extra_args=["--quota-backend-bytes", str(2 << 20)])
+    cluster.start()
+    first, second, third = cluster.members
+    with cluster.client([first]) as client:
+        written = fill(client, "big")
+        assert 5 < written < 200
+        member_id = client.status().header.member_id
+    nospace_line = f"memberID:{member_id} alarm:NOSPACE \n"
+    # The alarm came through the log: every member holds the same set (each member whose
+    # store crossed the quota raised its own) and refuses writes that add data.
+    endpoints = [f"127.0.0.1:{m.client_port}" for m in cluster.members]
+
+    def same_alarms_everywhere():
+        lists = {ctl(e, "alarm", "list")[1] for e in endpoints}
+        return lists.pop() if len(lists) == 1 else None
+
+    listed = wait_for(same_alarms_everywhere)
+    assert nospace_line in listed
+    assert all(line.endswith(" alarm:NOSPACE ") for line in listed.splitlines())
+    code, out, _ = ctl(endpoints[2], "-w", "json", "alarm", "list")
+    assert f'{{"memberID":{member_id},"alarm":1}}' in out and out.startswith('{"alarms":[')
+    with cluster.client([third]) as client:
+        with pytest.raises(errors.NoSpace):
+            client.put("small", "v")
+        with pytest.raises(errors.NoSpace):
+            client.lease_grant(10)
+        # Space can be won back: deletes and compaction go through, then a defrag.
+        deleted = client.delete("big/", prefix=True)
+        assert deleted.deleted == written
+        client.compact(deleted.header.revision)
+        with pytest.raises(errors.NoSpace):  # still refused: the alarm stays until disarmed
+            client.put("small", "v")
+    endpoints = ",".join(cluster.endpoints)
+    code, out, err = ctl(endpoints, "defrag")
+    assert code == 0, err
+    assert out == "".join(f"Finished defragmenting etcd member[{e}]\n" for e in cluster.endpoints)
+    assert "defragmented the backend" in first.log_text()
+    code, out, _ = ctl(cluster.endpoints[1], "alarm", "disarm")
+    assert (code, out) == (0, listed)
+    assert ctl(cluster.endpoints[0], "alarm", "list")[1] == ""
+    with cluster.client([third]) as client:
+        client.put("small", "v")
+        assert client.get("small").kvs[0].value == b"v"
+    # Defragmenting kept everything, and the members still agree.
+    code, out, _ = ctl(endpoints, "endpoint", "hashkv")
+    hashes = {line.split(", ")[1] for line in out.splitlines()}
+    assert code == 0 and len(hashes) == 1, out
+
+
+def test_alarms_survive_a_restart_and_defrag_reports_a_dead_member(make_cluster):
+    cluster = make_cluster(1, extra_args=["--quota-backend-bytes", str(1 << 20)])
+    cluster.start()
+    with cluster.client() as client:
+        fill(client, "k")
+    (member,) = cluster.members
+    endpoint = cluster.endpoints[0]
+    listed = wait_for(lambda: ctl(endpoint, "alarm", "list")[1])
+    assert listed.endswith(" alarm:NOSPACE \n")
+    cluster.terminate(member)
+    code, out, err = ctl(endpoint, "--command-timeout=1s", "defrag")
+    assert code == 1 and out == ""
+    assert err.startswith(f"Failed to defragment etcd member[{endpoint}] (")
+    cluster.start_member(member)
+    assert ctl(endpoint, "alarm", "list")[1] == listed
+    with cluster.client() as client, pytest.raises(errors.NoSpace):
+        client.put("more", "v")
