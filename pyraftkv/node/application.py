@@ -138,6 +138,7 @@ class Application:
         self.proposals.also_waiting = lambda: self.reads.waiting
         self.admin = AdminWaiters(self, send_down, self.proposals.new_id)
         self._flush_scheduled = False
+        self._up_handlers = self._up_handler_table()
         self._published = False
         self._catch_up_scheduled = False
         self._lease_counter = 0
@@ -250,41 +251,57 @@ class Application:
 
     def on_ring_messages(self, messages: list[bytes]) -> None:
         """Handle a batch of messages popped from the up ring, in order."""
+        handlers = self._up_handlers
         for message in messages:
-            kind = message[0]
-            if kind == rp.COMMITTED:
-                self._apply(rp.decode_entries(message))
-            elif kind == rp.READ_STATE:
-                index, context = rp.unpack(message, rp.U64x2)
-                self.reads.confirmed(index, context, self.applied_index)
-            elif kind == rp.STATUS:
-                self._on_status(*rp.unpack(message, rp.STATUS_FMT))
-            elif kind == rp.REFUSED:
-                reason, ident = rp.unpack(message, rp.REFUSED_FMT)
-                self._on_refused(reason, ident, rp.tail(message, rp.REFUSED_FMT))
-            elif kind == rp.CONF_CHANGE_APPLIED:
-                self.admin.conf_change_done(*rp.unpack(message, rp.CONF_APPLIED))
-            elif kind == rp.MOVE_LEADER_DONE:
-                request_id, ok = rp.unpack(message, rp.MOVE_DONE)
-                self.admin.move_leader_done(request_id, bool(ok))
-            elif kind == rp.TRACE:
-                index, *readings = rp.unpack(message, rp.TRACE_FMT)
-                self.trace.arrived(index, readings)
-            elif kind == rp.WAL_SYNC_LATENCY:
-                self.wal_sync_latency = rp.decode_sync_latency(message)
-            elif kind == rp.PEER_RTT:
-                for peer, seconds in rp.decode_peer_rtt(message):
-                    self.trace.observe_rtt(peer, seconds)
-            elif kind == rp.SNAPSHOT_WANTED:
-                self.loop.create_task(self._make_snapshot_file())
-            elif kind == rp.INSTALL_SNAPSHOT:
-                index, term = rp.unpack(message, rp.U64x2)
-                self._install_snapshot(index, term, rp.tail(message, rp.U64x2).decode())
-            else:
-                raise rp.RingProtocolError(f"unknown message kind {kind} from the Raft process")
+            handler = handlers.get(message[0])
+            if handler is None:
+                raise rp.RingProtocolError(
+                    f"unknown message kind {message[0]} from the Raft process"
+                )
+            handler(message)
         self.reads.serve_applied(self.applied_index)
         if self.proposals.paused:
             self.proposals.resume_if_drained()
+
+    def _up_handler_table(self) -> dict[int, Callable[[bytes], None]]:
+        """What each ring message from the Raft process does (one entry per kind)."""
+
+        def refused(message: bytes) -> None:
+            reason, ident = rp.unpack(message, rp.REFUSED_FMT)
+            self._on_refused(reason, ident, rp.tail(message, rp.REFUSED_FMT))
+
+        def trace(message: bytes) -> None:
+            index, *readings = rp.unpack(message, rp.TRACE_FMT)
+            self.trace.arrived(index, readings)
+
+        def sync_latency(message: bytes) -> None:
+            self.wal_sync_latency = rp.decode_sync_latency(message)
+
+        def peer_rtt(message: bytes) -> None:
+            for peer, seconds in rp.decode_peer_rtt(message):
+                self.trace.observe_rtt(peer, seconds)
+
+        def install(message: bytes) -> None:
+            index, term = rp.unpack(message, rp.U64x2)
+            self._install_snapshot(index, term, rp.tail(message, rp.U64x2).decode())
+
+        return {
+            rp.COMMITTED: lambda m: self._apply(rp.decode_entries(m)),
+            rp.READ_STATE: lambda m: self.reads.confirmed(
+                *rp.unpack(m, rp.U64x2), self.applied_index
+            ),
+            rp.STATUS: lambda m: self._on_status(*rp.unpack(m, rp.STATUS_FMT)),
+            rp.REFUSED: refused,
+            rp.CONF_CHANGE_APPLIED: lambda m: self.admin.conf_change_done(
+                *rp.unpack(m, rp.CONF_APPLIED)
+            ),
+            rp.MOVE_LEADER_DONE: lambda m: self.admin.move_leader_done(*rp.unpack(m, rp.MOVE_DONE)),
+            rp.TRACE: trace,
+            rp.WAL_SYNC_LATENCY: sync_latency,
+            rp.PEER_RTT: peer_rtt,
+            rp.SNAPSHOT_WANTED: lambda _m: self.loop.create_task(self._make_snapshot_file()),
+            rp.INSTALL_SNAPSHOT: install,
+        }
 
     def _on_status(self, leader: int, term: int, commit: int, role: int, flags: int) -> None:
         if leader != self.leader_id:
