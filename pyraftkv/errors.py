@@ -21,6 +21,7 @@ FAILED_PRECONDITION = 9
 OUT_OF_RANGE = 11
 UNIMPLEMENTED = 12
 UNAVAILABLE = 14
+DATA_LOSS = 15
 UNAUTHENTICATED = 16
 
 
@@ -93,6 +94,13 @@ class FutureRevision(ApiError):
 class NoSpace(ApiError):
     code = RESOURCE_EXHAUSTED
     default_message = "etcdserver: mvcc: database space exceeded"
+
+
+class CorruptCluster(ApiError):
+    """Refused while the CORRUPT alarm is raised (a member's data differs from its peers')."""
+
+    code = DATA_LOSS
+    default_message = "etcdserver: corrupt cluster"
 
 
 class ResponseTooLarge(ApiError):

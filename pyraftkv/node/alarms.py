@@ -11,10 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..proto import rpc_pb2 as rpc
+from ..protocol.methods import BY_NAME
 
 META_KEY = b"alarms"
 NOSPACE = rpc.NOSPACE
 CORRUPT = rpc.CORRUPT
+# While CORRUPT is raised these are refused with "etcdserver: corrupt cluster" (etcd's list);
+# reads go on, so data can be inspected and saved.
+REFUSED_WHEN_CORRUPT = frozenset(
+    BY_NAME[name].number
+    for name in ("Put", "DeleteRange", "Txn", "Compact", "LeaseGrant", "LeaseRevoke")
+)
 
 
 class Alarms:

@@ -38,7 +38,7 @@ from ..protocol.methods import BY_NAME
 from ..raft.types import Entry
 from . import ringproto as rp
 from .admin_waiters import AdminWaiters
-from .alarms import NOSPACE, Alarms
+from .alarms import CORRUPT, NOSPACE, REFUSED_WHEN_CORRUPT, Alarms
 from .apply import (
     KV_APPLY,
     LEASE_EXPIRE,
@@ -185,6 +185,8 @@ class Application:
         if (self.over_quota or self.alarms.has(NOSPACE)) and needs_space(method, body):
             self._raise_nospace()
             raise errors.NoSpace()
+        if method in REFUSED_WHEN_CORRUPT and self.alarms.has(CORRUPT):
+            raise errors.CorruptCluster()
         self.proposals.add(reply, method, body, user)
         self._schedule_flush()
 
@@ -452,11 +454,14 @@ class Application:
         on_events = self.lessor.on_events
         requests = internal.RequestBatch.FromString(data).requests
         nospace = self.alarms.has(NOSPACE)
+        corrupt = self.alarms.has(CORRUPT)
         for request in requests:
             apply = table.get(request.method)
             try:
                 if nospace and needs_space(request.method, request.body):
                     raise errors.NoSpace()
+                if corrupt and request.method in REFUSED_WHEN_CORRUPT:
+                    raise errors.CorruptCluster()
                 if request.user and self.recheck is not None:
                     self.recheck(request.user, request.method, request.body)
                 if apply is None:

@@ -75,6 +75,8 @@ class NodeConfig:
     auth_token_ttl_s: int = 300
     bcrypt_cost: int = 10
     write_trace_interval_ms: float = 1.0
+    initial_corrupt_check: bool = False
+    corrupt_check_interval_s: float = 0.0  # 0: no periodic check
 
     def __post_init__(self) -> None:
         me = next((m for m in self.initial_cluster if m.name == self.name), None)
@@ -260,6 +262,20 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "10m",
         "How often watchers that asked for progress notifications (and got no events "
         "meanwhile) are told the current revision.",
+    ),
+    (
+        "experimental-initial-corrupt-check",
+        bool,
+        False,
+        "Before serving, compare this member's HashKV with its peers' and refuse to start on "
+        "a mismatch.",
+    ),
+    (
+        "experimental-corrupt-check-time",
+        str,
+        "0s",
+        "How often the leader compares the members' HashKV at one revision (0s: never); a "
+        "member whose hash differs gets the CORRUPT alarm.",
     ),
     (
         "client-idle-timeout",
@@ -464,6 +480,10 @@ def _build(raw: dict) -> NodeConfig:
         auth_token_ttl_s=raw["auth-token-ttl"],
         bcrypt_cost=_bcrypt_cost(raw["bcrypt-cost"]),
         write_trace_interval_ms=raw["write-trace-interval"],
+        initial_corrupt_check=raw["experimental-initial-corrupt-check"],
+        corrupt_check_interval_s=_optional_duration(
+            raw["experimental-corrupt-check-time"], "--experimental-corrupt-check-time"
+        ),
     )
 
 

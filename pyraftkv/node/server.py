@@ -26,7 +26,7 @@ from ..admin.members import MemberList
 from ..errors import PyraftkvError
 from ..proto import rpc_pb2 as rpc
 from ..protocol.sniff import Kind
-from . import event_loop
+from . import corrupt_check, event_loop
 from . import ringproto as rp
 from .application import Application
 from .auth_service import AuthService
@@ -202,6 +202,8 @@ class Node:
         )
         self.server = ClientServer(app, config.max_request_bytes, auth)
         await self._wait_raft_started()
+        if config.initial_corrupt_check:
+            await corrupt_check.initial_check(app)
         await self._listen()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop, 0)
@@ -330,6 +332,8 @@ class Node:
         next_progress = time.monotonic() + progress_interval
         idle_timeout = config.client_idle_timeout_s
         next_idle_check = time.monotonic() + 1.0
+        corrupt_interval = config.corrupt_check_interval_s
+        next_corrupt_check = time.monotonic() + corrupt_interval
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
@@ -348,6 +352,9 @@ class Node:
                     compactor.reset()
                 elif (target := compactor.due(now, app.store.revision)) is not None:
                     self._tasks.append(self.loop.create_task(self._auto_compact(target)))
+            if corrupt_interval and now >= next_corrupt_check:
+                next_corrupt_check = now + corrupt_interval
+                self._tasks.append(self.loop.create_task(corrupt_check.periodic_check(app)))
             self._tasks = [t for t in self._tasks if not t.done()]
 
     async def _auto_compact(self, revision: int) -> None:
