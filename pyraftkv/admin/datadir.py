@@ -6,19 +6,31 @@
     <data-dir>/member/snap/      snapshot files in transit
 
 A directory made for one member of one cluster refuses to start as anything else.
+
+The identity file also records the directory's on-disk format (FORMAT). A pyraftkv opens
+any older format, migrating it forward in place; it refuses a newer one, which it cannot
+know how to read, with a message naming both formats.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..wal import take_flock
 
+log = logging.getLogger("pyraftkv.datadir")
+
 # Held by the member's application process for its whole life (see DataDir.lock).
 LOCK_FILE = "LOCK"
+
+# The on-disk format this pyraftkv writes. 1: the layout above with no format recorded.
+# 2: the format recorded in the identity; the store may hold replicated alarms (a format-1
+# store has none, which reads as "no alarm raised": migrating only records the format).
+FORMAT = 2
 
 
 def wal_metadata(cluster_id: int, member_id: int) -> bytes:
@@ -72,25 +84,46 @@ class DataDir:
     def exists(self) -> bool:
         return os.path.exists(self.identity)
 
+    def _read_identity(self) -> dict:
+        """The identity file's fields; refuses a damaged file or a newer on-disk format."""
+        with open(self.identity) as f:
+            try:
+                found = json.load(f)
+                found_format = int(found.get("format", 1))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise ConfigError(f"{self.identity} is damaged: {exc}") from None
+        if found_format > FORMAT:
+            raise ConfigError(
+                f"data dir {self.root!r} has on-disk format {found_format}, written by a newer "
+                f"pyraftkv; this version reads formats up to {FORMAT} (run a newer pyraftkv "
+                f"on it, or restore a backup into a new data dir)"
+            )
+        return found
+
+    def format(self) -> int:
+        """The on-disk format of this directory (FORMAT for one not made yet)."""
+        return int(self._read_identity().get("format", 1)) if self.exists() else FORMAT
+
     def cluster_id(self) -> int | None:
         """The cluster this directory belongs to, if it belongs to one."""
         if not self.exists():
             return None
-        with open(self.identity) as f:
-            try:
-                return int(json.load(f)["cluster_id"], 16)
-            except (ValueError, KeyError) as exc:
-                raise ConfigError(f"{self.identity} is damaged: {exc}") from None
+        try:
+            return int(self._read_identity()["cluster_id"], 16)
+        except (ValueError, KeyError) as exc:
+            raise ConfigError(f"{self.identity} is damaged: {exc}") from None
 
     def claim(self, cluster_id: int, member_id: int, name: str) -> bool:
-        """Check the directory belongs to this member, or make it so; True if it is new."""
-        wanted = {"cluster_id": f"{cluster_id:x}", "member_id": f"{member_id:x}", "name": name}
+        """Check the directory belongs to this member, or make it so; True if it is new.
+        An older on-disk format is migrated to FORMAT."""
+        wanted = {
+            "cluster_id": f"{cluster_id:x}",
+            "member_id": f"{member_id:x}",
+            "name": name,
+            "format": FORMAT,
+        }
         if self.exists():
-            with open(self.identity) as f:
-                try:
-                    found = json.load(f)
-                except ValueError as exc:
-                    raise ConfigError(f"{self.identity} is damaged: {exc}") from None
+            found = self._read_identity()
             if found.get("cluster_id") != wanted["cluster_id"]:
                 raise ConfigError(
                     f"data dir {self.root!r} belongs to cluster {found.get('cluster_id')}, "
@@ -103,6 +136,14 @@ class DataDir:
                     f"({found.get('name')!r}), not {wanted['member_id']} ({name!r}); "
                     f"check --name and --initial-advertise-peer-urls"
                 )
+            if found.get("format", 1) < FORMAT:
+                self._write_identity({**found, "format": FORMAT})
+                log.info(
+                    "data dir %s migrated from on-disk format %d to %d",
+                    self.root,
+                    found.get("format", 1),
+                    FORMAT,
+                )
             return False
         if os.path.isdir(self.root) and os.listdir(self.root):
             entries = sorted(os.listdir(self.root))
@@ -113,9 +154,14 @@ class DataDir:
                 )
         for path in (self.member, self.wal, self.db, self.snap):
             os.makedirs(path, exist_ok=True)
+        self._write_identity(wanted)
+        return True
+
+    def _write_identity(self, fields: dict) -> None:
+        """Replace the identity file atomically and durably."""
         temporary = self.identity + ".tmp"
         with open(temporary, "w") as f:
-            json.dump(wanted, f)
+            json.dump(fields, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, self.identity)
@@ -124,4 +170,3 @@ class DataDir:
             os.fsync(fd)
         finally:
             os.close(fd)
-        return True
