@@ -238,6 +238,11 @@ class MemberNotFound(ApiError):
     default_message = "etcdserver: member not found"
 
 
+class NotEnoughStartedMembers(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: re-configuration failed due to not enough started members"
+
+
 class MemberNotLearner(ApiError):
     code = FAILED_PRECONDITION
     default_message = "etcdserver: can only promote a learner member"

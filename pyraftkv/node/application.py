@@ -98,6 +98,7 @@ class Application:
         self.quota_bytes = quota_bytes
         self.over_quota = store.db_size_in_use() > quota_bytes
         self.alarms = Alarms.load(store)
+        self.strict_reconfig_check = True  # --strict-reconfig-check (set by the Node)
         self._alarm_raised_at = 0.0  # when this member last proposed its NOSPACE alarm
         store.lease_exists = lessor.exists
         lessor.load(store)

@@ -15,6 +15,7 @@ from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.frames import FLAG_END
 from ..protocol.methods import BY_NAME
+from . import reconfig_check
 from .lease_calls import require_leader
 from .reply import Reply
 
@@ -72,6 +73,8 @@ class ClusterCalls:
             id=new_id, peer_urls=urls, is_learner=request.isLearner
         )
         change = ConfChangeType.ADD_LEARNER if request.isLearner else ConfChangeType.ADD_VOTER
+        if self.app.strict_reconfig_check and not request.isLearner:
+            reconfig_check.check_add_voter(self.app.members)
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberAdd"].number,
@@ -86,6 +89,8 @@ class ClusterCalls:
         request = rpc.MemberRemoveRequest.FromString(body)
         if request.ID not in self.app.members:
             raise errors.MemberNotFound()
+        if self.app.strict_reconfig_check:
+            reconfig_check.check_remove_voter(self.app.members, request.ID)
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberRemove"].number,
@@ -103,6 +108,8 @@ class ClusterCalls:
             raise errors.MemberNotFound()
         if not member.is_learner:
             raise errors.MemberNotLearner()
+        if self.app.strict_reconfig_check:
+            reconfig_check.check_promote(self.app.members)
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberPromote"].number,

@@ -77,6 +77,7 @@ class NodeConfig:
     write_trace_interval_ms: float = 1.0
     initial_corrupt_check: bool = False
     corrupt_check_interval_s: float = 0.0  # 0: no periodic check
+    strict_reconfig_check: bool = True
 
     def __post_init__(self) -> None:
         me = next((m for m in self.initial_cluster if m.name == self.name), None)
@@ -262,6 +263,13 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "10m",
         "How often watchers that asked for progress notifications (and got no events "
         "meanwhile) are told the current revision.",
+    ),
+    (
+        "strict-reconfig-check",
+        bool,
+        True,
+        "Refuse a member add, remove or promote that would leave the cluster without a "
+        "quorum of started members.",
     ),
     (
         "experimental-initial-corrupt-check",
@@ -481,6 +489,7 @@ def _build(raw: dict) -> NodeConfig:
         bcrypt_cost=_bcrypt_cost(raw["bcrypt-cost"]),
         write_trace_interval_ms=raw["write-trace-interval"],
         initial_corrupt_check=raw["experimental-initial-corrupt-check"],
+        strict_reconfig_check=raw["strict-reconfig-check"],
         corrupt_check_interval_s=_optional_duration(
             raw["experimental-corrupt-check-time"], "--experimental-corrupt-check-time"
         ),

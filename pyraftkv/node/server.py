@@ -195,6 +195,7 @@ class Node:
             quota_bytes=config.quota_backend_bytes,
             trace_interval_ms=config.write_trace_interval_ms,
         )
+        app.strict_reconfig_check = config.strict_reconfig_check
         self.link.start()
         self.link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
         auth = AuthService(
