@@ -36,6 +36,7 @@ from .client_port import ClientPort
 from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
+from .grpc_front import GrpcFront, H2Splice
 from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
 from .logging_setup import fields, setup_logging
@@ -278,9 +279,12 @@ class Node:
         # TLS ends here, below every protocol spoken on the port.
         client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
         # Each connection's first bytes pick its protocol (client_port.py).
+        self.grpc = GrpcFront(server)  # etcd's gRPC API, spliced to from the client port
+        await self.grpc.start()
         protocols = {
             Kind.NATIVE: lambda: ClientConnection(server),
             Kind.HTTP1: lambda: HttpConnection(server),
+            Kind.HTTP2: lambda: H2Splice(self.grpc),
         }
         try:
             for url in config.listen_client_urls:
@@ -381,6 +385,7 @@ class Node:
         for listener in self._listeners:
             listener.close()
         self.metrics.close()
+        await self.grpc.stop()
         if process.poll() is None:
             await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
         if process.poll() is None:

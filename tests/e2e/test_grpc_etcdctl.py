@@ -1,0 +1,122 @@
+"""Unmodified etcdctl 3.4 over etcd's gRPC API on pyraftkv's client port: the same session
+against a 3-member pyraftkv and a 3-member etcd 3.4 prints the same (ids normalised)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from ..ctl_etcd_cluster import ETCD_LOG_LINE, ETCDCTL, MISSING, EtcdCluster
+
+pytestmark = pytest.mark.skipif(ETCDCTL is None, reason=MISSING)
+
+IDS = re.compile(rb'("(cluster_id|member_id|raft_term|ClusterID|MemberID|RaftTerm)" ?: ?)\d+')
+
+
+def etcdctl(endpoint: str, *args: str, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    env["ETCDCTL_API"] = "3"
+    done = subprocess.run(
+        [ETCDCTL, f"--endpoints={endpoint}", "--command-timeout=10s", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=30,
+    )
+    return done.returncode, IDS.sub(rb"\1N", done.stdout), ETCD_LOG_LINE.sub(b"", done.stderr)
+
+
+TXN = b'value("k1") = "v1"\n\nput k2 ok\nget k1\n\ndel k1\n\n'
+
+SESSION: list[tuple[tuple[str, ...], bytes]] = [
+    (("put", "k1", "v1"), b""),
+    (("put", "k2", "v2"), b""),
+    (("put", "k3", "v3"), b""),
+    (("get", "k1"), b""),
+    (("get", "k", "--prefix", "--sort-by=KEY", "--order=DESCEND", "--limit=2"), b""),
+    (("get", "k", "--prefix", "--keys-only"), b""),
+    (("get", "k1", "--print-value-only", "--rev=2"), b""),
+    (("get", "k1", "-w", "json"), b""),
+    (("get", "k", "--from-key", "-w", "fields"), b""),
+    (("txn",), TXN),
+    (("txn",), TXN),
+    (("del", "k", "--prefix", "--prev-kv"), b""),
+    (("get", "k1", "--rev=99"), b""),
+    (("compaction", "3"), b""),
+    (("get", "k1", "--rev=2"), b""),
+    (("compaction", "2"), b""),
+    (("put", "x", "y", "--lease=1234"), b""),
+    (("put", "", "y"), b""),
+]
+
+
+def run_session(endpoint: str) -> list[tuple[int, bytes, bytes]]:
+    return [etcdctl(endpoint, *args, stdin=stdin) for args, stdin in SESSION]
+
+
+def test_etcdctl_kv_session_matches_etcd(cluster, tmp_path):
+    """put/get (prefix, sort, limit, keys-only, rev, json, fields), txn, del, compaction and
+    their errors (future revision, compacted, lease not found, empty key) through etcdctl
+    print what etcd 3.4 prints."""
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdCluster(tmp_path / "etcd")
+    try:
+        expected = run_session(etcd.endpoints[0])
+    finally:
+        etcd.close()
+    got = run_session(cluster.endpoints[0])
+    for (args, _), want, have in zip(SESSION, expected, got, strict=True):
+        assert have == want, args
+    assert any(code != 0 for code, _, _ in got)  # the errors were errors
+
+
+def test_etcdctl_watch_and_lease(cluster):
+    """A watch started through one member sees puts made through another; a lease's key goes
+    with its revoke."""
+    endpoint = cluster.endpoints[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    watcher = subprocess.Popen(
+        [ETCDCTL, f"--endpoints={endpoint}", "watch", "w", "--prefix", "--prev-kv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**env, "ETCDCTL_API": "3"},
+    )
+    try:
+        time.sleep(1.0)
+        assert etcdctl(cluster.endpoints[1], "put", "w1", "a")[0] == 0
+        assert etcdctl(cluster.endpoints[2], "put", "w1", "b")[0] == 0
+        code, out, err = etcdctl(endpoint, "lease", "grant", "60")
+        lease = out.split()[1].decode()
+        assert etcdctl(endpoint, "put", "w2", "l", f"--lease={lease}")[0] == 0
+        code, out, err = etcdctl(endpoint, "lease", "timetolive", lease, "--keys")
+        assert b"attached keys([w2])" in out, (out, err)
+        assert etcdctl(endpoint, "lease", "revoke", lease)[1] == f"lease {lease} revoked\n".encode()
+        assert etcdctl(endpoint, "get", "w2")[1] == b""
+        time.sleep(0.5)
+    finally:
+        watcher.terminate()
+        out, _ = watcher.communicate(timeout=10)
+    assert out.startswith(b"PUT\nw1\na\nPUT\nw1\na\nw1\nb\nPUT\nw2\nl\nDELETE\n"), out
+
+
+def test_malformed_http2_is_closed_and_member_serves(cluster):
+    """A connection that sends the HTTP/2 preface and then garbage is closed; the member
+    still answers etcdctl."""
+    host, port = cluster.endpoints[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64)
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    types = []
+    while len(data) >= 9:  # HTTP/2 frames: 3-byte length, type, flags, stream id
+        length = int.from_bytes(data[:3], "big")
+        types.append(data[3])
+        data = data[9 + length :]
+    assert types and types[0] == 4  # grpcio's SETTINGS, then closed (recv gave b"")
+    assert etcdctl(cluster.endpoints[0], "put", "after", "ok")[1] == b"OK\n"
