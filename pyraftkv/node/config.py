@@ -78,6 +78,7 @@ class NodeConfig:
     initial_corrupt_check: bool = False
     corrupt_check_interval_s: float = 0.0  # 0: no periodic check
     strict_reconfig_check: bool = True
+    force_new_cluster: bool = False
 
     def __post_init__(self) -> None:
         me = next((m for m in self.initial_cluster if m.name == self.name), None)
@@ -263,6 +264,13 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "10m",
         "How often watchers that asked for progress notifications (and got no events "
         "meanwhile) are told the current revision.",
+    ),
+    (
+        "force-new-cluster",
+        bool,
+        False,
+        "Start this member from its data as a single-member cluster, removing every other "
+        "member (recovery when a quorum is lost for good).",
     ),
     (
         "strict-reconfig-check",
@@ -490,6 +498,7 @@ def _build(raw: dict) -> NodeConfig:
         write_trace_interval_ms=raw["write-trace-interval"],
         initial_corrupt_check=raw["experimental-initial-corrupt-check"],
         strict_reconfig_check=raw["strict-reconfig-check"],
+        force_new_cluster=raw["force-new-cluster"],
         corrupt_check_interval_s=_optional_duration(
             raw["experimental-corrupt-check-time"], "--experimental-corrupt-check-time"
         ),

@@ -15,7 +15,16 @@ from ..errors import PyraftkvError
 from ..proto import raft_internal_pb2 as internal
 from ..raft import codec
 from ..raft.core import Config, RaftCore
-from ..raft.types import Entry, EntryType, HardState, Membership, SnapshotMeta
+from ..raft.types import (
+    ConfChange,
+    ConfChangeType,
+    Entry,
+    EntryType,
+    HardState,
+    Membership,
+    SnapshotMeta,
+    apply_conf_change,
+)
 from ..wal import WriteAheadLog
 
 log = logging.getLogger("pyraftkv.raft")
@@ -51,6 +60,7 @@ class RaftProcessConfig:
     parent_pid: int
     down_fds: tuple[int, int, int]
     up_fds: tuple[int, int, int]
+    force_new_cluster: bool = False  # --force-new-cluster: drop every other member
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -109,6 +119,8 @@ def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, Wri
     if cfg.applied_index > last:
         snapshot, hard_state = _record_store_as_snapshot(cfg, wal, hard_state)
         entries = []
+    if cfg.force_new_cluster:
+        entries, hard_state = _force_new_cluster(member_id, wal, snapshot, entries, hard_state)
     core = RaftCore(
         member_id,
         config,
@@ -120,6 +132,49 @@ def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, Wri
     )
     last = entries[-1].index if entries else snapshot.index
     return core, wal, last
+
+
+def _force_new_cluster(
+    member_id: int,
+    wal: WriteAheadLog,
+    snapshot: SnapshotMeta,
+    entries: list[Entry],
+    hard_state: HardState,
+) -> tuple[list[Entry], HardState]:
+    """--force-new-cluster, as etcd's: drop the entries not known committed, then append and
+    commit the removal of every other member, so that this member is the whole cluster
+    (they apply as any membership change: the member list follows). Idempotent."""
+    commit = max(hard_state.commit, snapshot.index)
+    kept = [e for e in entries if e.index <= commit]
+    if len(kept) < len(entries):
+        log.warning(
+            "force-new-cluster: dropping %d entries not known to be committed",
+            len(entries) - len(kept),
+        )
+        wal.truncate_from(commit + 1)
+    membership = snapshot.membership
+    for entry in kept:
+        if entry.type == EntryType.CONF_CHANGE:
+            membership = apply_conf_change(membership, codec.decode_conf_change(entry.data))
+    others = sorted((membership.voters | membership.learners) - {member_id})
+    term = max(hard_state.term, kept[-1].term if kept else snapshot.term)
+    removals = [
+        Entry(
+            term,
+            commit + 1 + i,
+            EntryType.CONF_CHANGE,
+            codec.encode_conf_change(ConfChange(ConfChangeType.REMOVE_MEMBER, other)),
+        )
+        for i, other in enumerate(others)
+    ]
+    hard_state = HardState(term, hard_state.vote, commit + len(removals))
+    wal.append([tuple(e) for e in removals], tuple(hard_state))
+    wal.sync()
+    log.warning(
+        "force-new-cluster: this member is now the only member (removed %s)",
+        ", ".join(f"{m:x}" for m in others) or "none",
+    )
+    return kept + removals, hard_state
 
 
 def _record_store_as_snapshot(

@@ -241,6 +241,7 @@ class Node:
             parent_pid=os.getpid(),
             down_fds=down.fds,
             up_fds=up.fds,
+            force_new_cluster=config.force_new_cluster,
         )
         self.process = subprocess.Popen(
             module_command("pyraftkv.node.raft_process"),
