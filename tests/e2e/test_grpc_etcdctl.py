@@ -104,9 +104,35 @@ def test_etcdctl_watch_and_lease(cluster):
     assert out.startswith(b"PUT\nw1\na\nPUT\nw1\na\nw1\nb\nPUT\nw2\nl\nDELETE\n"), out
 
 
-def test_malformed_http2_is_closed_and_member_serves(cluster):
-    """A connection that sends the HTTP/2 preface and then garbage is closed; the member
-    still answers etcdctl."""
+def test_bad_grpc_input_fails_that_call_only(cluster):
+    """An unknown method, a request that is not protobuf, a request over the size limit and
+    a connection sending garbage after the HTTP/2 preface each get a clear error; the
+    member keeps serving."""
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    def unary(channel, path: str):
+        return channel.unary_unary(path, request_serializer=None, response_deserializer=None)
+
+    with grpc.insecure_channel(
+        cluster.endpoints[0], options=(("grpc.max_send_message_length", 64 << 20),)
+    ) as channel:
+        with pytest.raises(grpc.RpcError) as unknown:
+            unary(channel, "/etcdserverpb.KV/Nope")(b"", timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as garbage:
+            unary(channel, "/etcdserverpb.KV/Put")(b"\xff\xff\xff", timeout=10)
+        assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert garbage.value.details() == "etcdserver: malformed Put request message"
+        huge = rpc.PutRequest(key=b"h", value=b"x" * (8 << 20)).SerializeToString()
+        with pytest.raises(grpc.RpcError) as too_large:
+            unary(channel, "/etcdserverpb.KV/Put")(huge, timeout=10)
+        assert too_large.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        put = rpc.PutRequest(key=b"still", value=b"here").SerializeToString()
+        answer = rpc.PutResponse.FromString(unary(channel, "/etcdserverpb.KV/Put")(put, timeout=10))
+        assert answer.header.revision > 1
+    assert etcdctl(cluster.endpoints[0], "get", "still", "--print-value-only")[1] == b"here\n"
     host, port = cluster.endpoints[0].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\xff" * 64)
