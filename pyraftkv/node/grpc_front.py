@@ -105,6 +105,16 @@ async def _abort(context: grpc.aio.ServicerContext, error: errors.ApiError) -> N
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
 
+# grpc.health.v1 HealthCheckResponse{status: SERVING}, encoded (field 1, varint 1). etcd
+# 3.4 answers SERVING while it runs, for any service name.
+HEALTH_SERVING = b"\x08\x01"
+
+
+async def _health_check(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    """The standard gRPC health check (load balancers, probes)."""
+    return HEALTH_SERVING
+
+
 class GrpcFront:
     """The grpc.aio server behind the client port and the CN of each spliced connection."""
 
@@ -135,6 +145,14 @@ class GrpcFront:
             self._grpc.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service, methods),)  # type: ignore[arg-type]
             )
+        self._grpc.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    "grpc.health.v1.Health",
+                    {"Check": grpc.unary_unary_rpc_method_handler(_health_check)},
+                ),
+            )
+        )
         self.port = self._grpc.add_insecure_port("127.0.0.1:0")
         await self._grpc.start()
 

@@ -132,6 +132,8 @@ def test_bad_grpc_input_fails_that_call_only(cluster):
         put = rpc.PutRequest(key=b"still", value=b"here").SerializeToString()
         answer = rpc.PutResponse.FromString(unary(channel, "/etcdserverpb.KV/Put")(put, timeout=10))
         assert answer.header.revision > 1
+        health = unary(channel, "/grpc.health.v1.Health/Check")(b"", timeout=10)
+        assert health == b"\x08\x01"  # HealthCheckResponse{status: SERVING}
     assert etcdctl(cluster.endpoints[0], "get", "still", "--print-value-only")[1] == b"here\n"
     host, port = cluster.endpoints[0].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
