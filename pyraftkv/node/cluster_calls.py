@@ -139,15 +139,20 @@ class ClusterCalls:
         connection.answer(stream, response)
 
     def alarm(self, connection, stream, flags, body):
-        """GET answers from this member's copy of the alarms; ACTIVATE and DEACTIVATE go
-        through the log (every member holds the same set)."""
+        """GET reads this member's copy of the alarms after a ReadIndex round; ACTIVATE and
+        DEACTIVATE go through the log (every member holds the same set)."""
         request = rpc.AlarmRequest.FromString(body)
         if request.action not in rpc.AlarmRequest.AlarmAction.values():
             raise errors.InvalidArgument("etcdserver: unknown alarm action")
         if request.alarm not in rpc.AlarmType.values():
             raise errors.InvalidArgument("etcdserver: unknown alarm type")
-        if request.action == rpc.AlarmRequest.GET:
-            connection.answer(stream, rpc.AlarmResponse(alarms=self.app.alarms.members()))
+        if request.action == rpc.AlarmRequest.GET:  # linearizable, as etcd's (via the log)
+            app = self.app
+            app.read(
+                Reply(connection, stream),
+                lambda: rpc.AlarmResponse(alarms=app.alarms.members()),
+                linearizable=True,
+            )
             return
         self.app.propose(Reply(connection, stream), BY_NAME["Alarm"].number, body)
 
