@@ -146,3 +146,15 @@ def test_etcdctl_grpc_over_tls_with_certificates(tls_cluster, certs):
     assert etcdctl(*auth, "get", "grpc-tls", "--print-value-only").stdout == b"yes\n"
     refused = etcdctl(f"--cacert={certs.ca}", "get", "grpc-tls")
     assert refused.returncode != 0 and refused.stdout == b""
+    # With auth on, a call without a token runs as its certificate's CN (as etcd's).
+    alice = certs.issue("alice")
+    as_alice = [f"--cacert={certs.ca}", f"--cert={alice.cert}", f"--key={alice.key}"]
+    assert etcdctl(*auth, "user", "add", "root:rootpw").returncode == 0
+    assert etcdctl(*auth, "user", "add", "alice:alicepw").returncode == 0
+    assert etcdctl(*auth, "auth", "enable").returncode == 0
+    try:
+        denied = etcdctl(*as_alice, "get", "grpc-tls")
+        assert b"etcdserver: permission denied" in denied.stderr, denied.stderr
+        assert etcdctl(*auth, "get", "grpc-tls", "--print-value-only").stdout == b"yes\n"
+    finally:
+        assert etcdctl(*auth, "auth", "disable").returncode == 0
