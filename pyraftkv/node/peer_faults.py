@@ -11,9 +11,9 @@ messages suffer, per receiving member id (decimal):
 writing both members' files; partitions and bridges are sets of such cuts). ``delay_ms``
 holds them back that long; ``jitter_ms`` adds a random extra delay up to that much to each
 batch, so batches can arrive out of order. A missing or empty file means no faults. The
-file is looked at again at most every POLL_S. Snapshot streams use their own connections
-and are not affected. When the variable is unset, FAULTS is None and the transport skips
-all of this with one constant check.
+file is looked at before every send, so a rule holds from the next send on. Snapshot
+streams use their own connections and are not affected. When the variable is unset,
+FAULTS is None and the transport skips all of this with one constant check.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ import json
 import logging
 import os
 import random
-import time
 from collections.abc import Callable
 
 ENV = "PYRAFTKV_PEER_FAULTS"
-POLL_S = 0.02
 
 log = logging.getLogger("pyraftkv.peers")
 
@@ -40,14 +38,11 @@ class PeerFaults:
         self.drop: frozenset[int] = frozenset()
         self.delay_s: dict[int, float] = {}
         self.jitter_s = 0.0
-        self._checked = 0.0
         self._stamp: tuple[int, int] | None = None
 
     def _refresh(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < POLL_S:
-            return
-        self._checked = now
+        # One stat per send (tests only): a rule takes effect from the very next send, so
+        # a test that cuts a link and then acts knows the cut is in place.
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
