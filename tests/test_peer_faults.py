@@ -16,8 +16,7 @@ def write(path, rules) -> None:
     os.replace(str(path) + ".tmp", path)
 
 
-def test_drop_delay_and_reload(tmp_path, monkeypatch):
-    monkeypatch.setattr(peer_faults, "POLL_S", 0.0)
+def test_drop_delay_and_reload(tmp_path):
     path = tmp_path / "faults.json"
     faults = PeerFaults(str(path))
     delivered = []
