@@ -62,11 +62,27 @@ MAX_CONNECTIONS = 20_000
 
 
 class CallTasks:
-    """Calls that wait (a lock, a campaign, a bcrypt hash) run as tasks of the connection
-    that made them, answered through its ``answer`` and ``error``."""
+    """What the native and HTTP connections share: calls that wait (a lock, a campaign, a
+    bcrypt hash) run as tasks of the connection that made them, answered through its
+    ``answer`` and ``error``, and what ends when the connection goes."""
 
     app: Any
+    server: Any
+    closed: bool
     tasks: dict[int, asyncio.Task]
+    watch_streams: dict
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The connection is gone: its watches end, its waiting calls are cancelled."""
+        self.closed = True
+        self.server.connections.discard(self)
+        for stream in self.watch_streams.values():
+            stream.close()
+        self.watch_streams.clear()
+        for task in list(self.tasks.values()):
+            task.cancel()
+        for closer in list(self.server.on_connection_lost):
+            closer(self)
 
     def start_task(self, stream: int, coroutine) -> None:
         """Run a call that may wait (a lock, a campaign) and answer when it finishes; it is
@@ -156,17 +172,6 @@ class ClientConnection(CallTasks, asyncio.Protocol):
     def idle(self) -> bool:
         """Nothing in flight: no stream open, no call waiting, no watch, no keep-alive."""
         return not (len(self.streams) or self.tasks or self.watch_streams or self._parked)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.server.connections.discard(self)
-        for stream in self.watch_streams.values():
-            stream.close()
-        self.watch_streams.clear()
-        for task in list(self.tasks.values()):
-            task.cancel()
-        for closer in list(self.server.on_connection_lost):
-            closer(self)
 
     def data_received(self, data: bytes) -> None:
         try:

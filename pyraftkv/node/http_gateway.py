@@ -94,17 +94,6 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             return
         self.server.connections.add(self)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.server.connections.discard(self)
-        for stream in self.watch_streams.values():
-            stream.close()
-        self.watch_streams.clear()
-        for task in list(self.tasks.values()):
-            task.cancel()
-        for closer in list(self.server.on_connection_lost):
-            closer(self)
-
     @property
     def idle(self) -> bool:
         """Nothing in flight (for --client-idle-timeout): no request being answered, no
