@@ -204,7 +204,7 @@ class ClientConnection(CallTasks, asyncio.Protocol):
                 except ProtocolError as exc:
                     self.abort(str(exc))
                     return
-            if method not in SERVED_WHILE_PAUSED and (server.paused or self._parked):
+            if (server.paused or self._parked) and method not in SERVED_WHILE_PAUSED:
                 self._parked.append((stream, method, flags, body, token, relayed))
                 self._parked_bytes += len(body)
                 if self._parked_bytes > MAX_PARKED_BYTES:
