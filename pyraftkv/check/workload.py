@@ -15,6 +15,9 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
 
 from ..client.aio import AsyncClient
 from ..client.connection import ConnectionLost
@@ -23,8 +26,8 @@ from ..client.requests import Op as TxnOp
 from ..errors import ApiError
 from .linearizability import CAS, READ, WRITE, Op
 
-# What a call may raise when the cluster is in trouble.
-FAILURES = (ApiError, ConnectionLost, OSError, asyncio.TimeoutError)
+# What a call may raise when the cluster is in trouble (natively or over gRPC).
+FAILURES = (ApiError, ConnectionLost, OSError, asyncio.TimeoutError, grpc.RpcError)
 
 # Share of each kind (the rest are compare-and-sets).
 READ_SHARE = 0.5
@@ -49,11 +52,13 @@ class Workload:
         return self.prefix + b"%d/%d" % (self.seed, i)
 
 
-ClientFactory = Callable[[Sequence[str]], AsyncClient]
+# A client with AsyncClient's get, put, txn, delete and close: AsyncClient or GrpcKV.
+KVClient = Any
+ClientFactory = Callable[[Sequence[str]], KVClient]
 
 
 async def _client_loop(
-    number: int, client: AsyncClient, work: Workload, deadline: float, history: list[Op]
+    number: int, client: KVClient, work: Workload, deadline: float, history: list[Op]
 ) -> None:
     rng = random.Random(work.seed * 1000 + number)
     seen: dict[bytes, bytes | None] = {}  # last value this client saw, the cas's expectation
@@ -115,7 +120,7 @@ async def run(
     endpoints = list(endpoints)
     if make_client is None:
 
-        def make_client(eps: Sequence[str]) -> AsyncClient:
+        def make_client(eps: Sequence[str]) -> KVClient:
             return AsyncClient(list(eps), timeout=work.op_timeout_s)
 
     clients = [

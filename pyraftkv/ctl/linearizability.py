@@ -9,10 +9,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import grpc
+
 from ..check import workload
+from ..check.grpc_kv import GrpcKV
 from ..check.linearizability import CAS, check
 from .command import command
-from .errors import EXIT_ERROR, CtlError
+from .errors import EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR, CtlError
 from .flags import Flag
 from .invocation import Invocation
 
@@ -28,6 +31,12 @@ from .invocation import Invocation
         Flag("keys", "int", 5, "Keys the clients share."),
         Flag("serializable", "bool", False, "Serializable (local, possibly stale) reads."),
         Flag(
+            "protocol",
+            "str",
+            "native",
+            "native (pyraftkv's own) or grpc (etcd's v3 gRPC API: any etcd v3 cluster).",
+        ),
+        Flag(
             "prefix",
             "str",
             "/pyraftkv-check-linearizability/",
@@ -38,13 +47,15 @@ from .invocation import Invocation
 compare-and-set on --keys keys for --duration. Writes whose outcome is unknown (timeouts,
 lost connections) may have taken effect at any time after they were sent, or never. The
 history is checked key by key; on failure the smallest failing window of operations is
-printed and the exit code is 1.""",
+printed and the exit code is 1. --protocol grpc speaks etcd's v3 gRPC API, so etcd
+clusters can be checked too (pyraftkv serves it on the same client port).""",
 )
 async def check_linearizability(inv: Invocation) -> int | None:
     """Run the workload, check the history, report."""
     if inv.opts.clients < 1 or inv.opts.keys < 1 or inv.opts.duration <= 0:
         raise CtlError("--clients, --keys and --duration must be positive")
-    await inv.client()  # a clear error now if no endpoint answers
+    if inv.opts.protocol not in ("native", "grpc"):
+        raise CtlError(f"unknown --protocol {inv.opts.protocol!r} (native or grpc)", EXIT_BAD_ARGS)
     work = workload.Workload(
         duration_s=inv.opts.duration,
         clients=inv.opts.clients,
@@ -53,8 +64,13 @@ async def check_linearizability(inv: Invocation) -> int | None:
         prefix=inv.opts.prefix.encode(),
         op_timeout_s=min(inv.settings.command_timeout, 5.0),
     )
+    if inv.opts.protocol == "grpc":
+        make_client = await _grpc_clients(inv, work)
+    else:
+        await inv.client()  # a clear error now if no endpoint answers
+        make_client = inv.new_client
     started = time.monotonic()
-    history = await workload.run(inv.settings.endpoints, work, lambda eps: inv.new_client(eps))
+    history = await workload.run(inv.settings.endpoints, work, make_client)
     elapsed = time.monotonic() - started
     checking = time.monotonic()
     report = check(history)
@@ -70,3 +86,34 @@ async def check_linearizability(inv: Invocation) -> int | None:
     for line in lines:
         inv.write(line)
     return None if report.ok else EXIT_ERROR
+
+
+async def _grpc_clients(inv: Invocation, work: workload.Workload) -> workload.ClientFactory:
+    """A factory of gRPC clients, after one read proved an endpoint answers."""
+    settings = inv.settings
+
+    def make_client(endpoints) -> GrpcKV:
+        return GrpcKV(
+            list(endpoints),
+            timeout=work.op_timeout_s,
+            tls=settings.tls,
+            user=settings.user,
+            password=settings.password,
+        )
+
+    try:
+        probe = make_client(settings.endpoints)
+    except (ValueError, OSError) as exc:
+        raise CtlError(str(exc), EXIT_BAD_ARGS) from None
+    try:
+        for _ in settings.endpoints:
+            try:
+                await probe.get(work.prefix, serializable=True)
+                break
+            except workload.FAILURES as exc:
+                failure = exc.details() if isinstance(exc, grpc.RpcError) else exc
+        else:
+            raise CtlError(f"no endpoint answers over gRPC: {failure}", EXIT_BAD_CONNECTION)
+    finally:
+        await probe.close()
+    return make_client
