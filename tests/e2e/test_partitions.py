@@ -1,6 +1,7 @@
 """Network partitions on loopback through the peer fault layer: an isolated leader loses
 its leadership to the majority, serves no linearizable read while cut off (only stale
-serializable ones), and catches up once the network heals; a one-way cut is one way."""
+serializable ones), and catches up once the network heals; a one-way cut is one way; five
+members split 3/2 (the Jepsen-style check under 3/2 splits, short)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from pyraftkv.errors import ApiError
 
 from .harness import LocalCluster
+from .jepsen import run
 from .nemesis import Network
 
 
@@ -69,3 +71,38 @@ def test_one_way_cut_stops_only_that_direction(net_cluster):
         assert c.get("k", serializable=True).kvs[0].value == b"2"
         with pytest.raises(ApiError):
             c.put("k", "3")  # its forwarded proposal cannot reach the leader
+
+
+def test_three_two_split_of_five_members(tmp_path):
+    """Five members split 3/2 with the leader on the two side: the three elect a leader
+    and take writes, the two serve no linearizable read; after healing, a short
+    Jepsen-style run under more 3/2 splits, an isolated leader and a bridge is
+    linearizable."""
+    cluster = LocalCluster(str(tmp_path), 5)
+    network = Network(cluster)
+    try:
+        cluster.start()
+        old = cluster.wait_leader()
+        two = [old, next(m for m in cluster.members if m is not old)]
+        three = [m for m in cluster.members if m not in two]
+        with cluster.client() as c:
+            c.put("k", "before")
+        network.partition(two, three)
+        assert cluster.wait_leader(among=three) in three
+        with cluster.client(three) as c:
+            c.put("k", "during")
+        with cluster.client(two, timeout=1.0) as c:
+            with pytest.raises(ApiError):
+                c.get("k")
+            assert c.get("k", serializable=True).kvs[0].value == b"before"
+        network.heal()
+        faults = ["split", "isolate-leader", "split", "bridge", "split"]
+        result = run(cluster, network, faults, duration_s=10.0, hold_s=0.8, seed=5)
+        text = "\n".join(result.report.lines())
+        assert result.report.ok, text
+        assert result.fault_errors == [] and result.faults == faults, result.fault_errors
+        assert result.report.ops > 300, text
+        with cluster.client(timeout=10.0) as c:
+            assert c.get("k").kvs[0].value == b"during"
+    finally:
+        cluster.stop_all()
