@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -230,6 +231,42 @@ def test_snapshot_from_another_thread_sees_only_committed_batches(
         assert everything(copy) == committed
     finally:
         copy.close()
+
+
+def test_closing_waits_for_a_copy_in_flight_and_refuses_later_ones(
+    path: Path, tmp_path: Path
+) -> None:
+    """A defragment or snapshot install closes the store; a backup copying it in another
+    thread must finish first (closing under it stopped the member)."""
+    store = MVCCStore(path, map_size=64 << 20)
+    history(store, 6)
+    expected = everything(store)
+    copying, release = threading.Event(), threading.Event()
+    copy_to = store._copy_to
+
+    def slow_copy(target):
+        copying.set()
+        release.wait(10)
+        return copy_to(target)
+
+    store._copy_to = slow_copy
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        copy = pool.submit(store.snapshot_to, tmp_path / "backup.db")
+        assert copying.wait(10)
+        closing = pool.submit(store.close)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            closing.result(0.3)  # held by the copy
+        release.set()
+        assert copy.result(10) == 3
+        closing.result(10)
+    with pytest.raises(RuntimeError, match="store closed"):
+        store.snapshot_to(tmp_path / "late.db")
+    assert not (tmp_path / "late.db").exists()
+    reopened = MVCCStore(tmp_path / "reopened").replace_with(tmp_path / "backup.db")
+    try:
+        assert everything(reopened) == expected
+    finally:
+        reopened.close()
 
 
 def test_replace_with_refuses_a_file_that_is_not_a_store(store: MVCCStore, tmp_path: Path) -> None:

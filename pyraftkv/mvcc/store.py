@@ -11,6 +11,7 @@ re-applies the entries above applied_index. sync() makes the LMDB files durable
 from __future__ import annotations
 
 import os
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -72,6 +73,10 @@ class MVCCStore:
         self.max_request_bytes = max_request_bytes
         self.max_txn_ops = max_txn_ops
         self.lease_exists = lease_exists
+        # Copies run in other threads (snapshot_to); closing waits for them to finish.
+        self._copies = 0
+        self._closed = False
+        self._copies_done = threading.Condition()
         os.makedirs(self.path, exist_ok=True)
         self._env = lmdb.open(self.path, map_size=map_size, max_dbs=2, sync=False, metasync=False)
         try:
@@ -287,9 +292,29 @@ class MVCCStore:
 
     def snapshot_to(self, path: str | os.PathLike[str]) -> int:
         """Writes a consistent, compacted copy of the store into the new file path (an LMDB
-        data file, the follower catch-up snapshot); returns the applied index it holds.
-        Reads committed state only, so it may run in another thread beside the apply loop.
-        """
+        data file, the follower catch-up snapshot); returns the applied index it holds."""
+        return self.reserve_copy()(path)
+
+    def reserve_copy(self) -> Callable[[str | os.PathLike[str]], int]:
+        """A copy of the store (snapshot_to) to be made once, in any thread, beside the
+        apply loop (it reads committed state only): close() waits until it is made, so a
+        defragment or snapshot install never closes the store under it."""
+        with self._copies_done:
+            if self._closed:
+                raise RuntimeError(f"{self.path}: store closed")
+            self._copies += 1
+
+        def copy(path: str | os.PathLike[str]) -> int:
+            try:
+                return self._copy_to(path)
+            finally:
+                with self._copies_done:
+                    self._copies -= 1
+                    self._copies_done.notify_all()
+
+        return copy
+
+    def _copy_to(self, path: str | os.PathLike[str]) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with self._env.begin() as txn:
@@ -341,7 +366,11 @@ class MVCCStore:
         )
 
     def close(self) -> None:
-        """Closes LMDB; an open batch is abandoned uncommitted."""
+        """Closes LMDB once the copies in flight are done (blocking); an open batch is
+        abandoned uncommitted."""
+        with self._copies_done:
+            self._closed = True
+            self._copies_done.wait_for(lambda: self._copies == 0)
         if self._batch is not None:
             self._batch._abandon()
             self._batch = None

@@ -569,9 +569,14 @@ class Application:
         self._snapshot_files += 1
         name = f"send-{self.applied_index:016x}-{os.getpid():x}-{self._snapshot_files:x}.db"
         path = os.path.join(self.snapshot_dir, name)
-        index = await self.loop.run_in_executor(None, self.store.snapshot_to, path)
+        index = await self.copy_store(path)
         term = self.store.term_of_snapshot(path)
         self._send_down(rp.pack(rp.SNAPSHOT_READY, rp.U64x2, index, term, tail=path.encode()))
+
+    async def copy_store(self, path: str) -> int:
+        """A consistent copy of the store into path, made off the loop; returns the applied
+        index it holds. Replacing the store (snapshot install, defragment) waits for it."""
+        return await self.loop.run_in_executor(None, _copy, self.store.reserve_copy(), path)
 
     def _install_snapshot(self, index: int, term: int, path: str) -> None:
         """Replace the state machine with a received snapshot."""
@@ -635,3 +640,9 @@ class Application:
             isLearner=self.is_learner,
             write_stages=self.trace.status(),
         )
+
+
+def _copy(copy: Callable[[str], int], path: str) -> int:
+    if FAILPOINTS:
+        hit("appBeforeStoreCopy")
+    return copy(path)

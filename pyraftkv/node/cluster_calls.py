@@ -177,7 +177,7 @@ class ClusterCalls:
         # A name of its own: the same client may ask again on the same stream id, and a
         # file of an earlier incarnation may be left over.
         path = os.path.join(app.snapshot_dir, f"backup-{secrets.token_hex(8)}.db")
-        copying = app.loop.run_in_executor(None, app.store.snapshot_to, path)
+        copying = asyncio.ensure_future(app.copy_store(path))
         try:
             await asyncio.shield(copying)
         except asyncio.CancelledError:  # the copy runs on: remove its file once it is made

@@ -21,8 +21,9 @@ SNAPSHOT_POINTS = {
     "raftSnapshotReceiveChunk",
     "appAfterSnapshotInstall",
     "raftBeforeSnapshotMarker",
+    "appBeforeStoreCopy",
 }
-SENDER_POINTS = {"raftSnapshotSendChunk"}
+SENDER_POINTS = {"raftSnapshotSendChunk", "appBeforeStoreCopy"}
 # Segments are 64 MiB: big values fill one in a few hundred writes.
 BIG_VALUE_POINTS = {"walSegmentRollover": 512 << 10}
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
+import os
+import shutil
 import time
 
 import pytest
 
 from pyraftkv import errors
 from pyraftkv.ctl import run
+from pyraftkv.failpoints import ENV
+from pyraftkv.mvcc import MVCCStore
 
 
 def ctl(endpoint: str, *argv: str) -> tuple[int, str, str]:
@@ -119,3 +124,37 @@ def test_alarms_survive_a_restart_and_defrag_reports_a_dead_member(make_cluster)
     assert ctl(endpoint, "alarm", "list")[1] == listed
     with cluster.client() as client, pytest.raises(errors.NoSpace):
         client.put("more", "v")
+
+
+def test_defragment_while_backups_are_copied(make_cluster, tmp_path):
+    """Backups and defragments at once (each copy held back 300 ms by a failpoint, so the
+    store is replaced under it): every backup is whole and the member keeps serving."""
+    cluster = make_cluster(1)
+    cluster.members[0].env[ENV] = "appBeforeStoreCopy=sleep(300)"
+    cluster.start()
+    with cluster.client() as client:
+        for i in range(200):
+            client.put(f"k/{i:05d}", os.urandom(2000))
+        expected = client.hash_kv().hash
+
+    def backups() -> list[str]:
+        paths = [str(tmp_path / f"backup-{i}.db") for i in range(3)]
+        with cluster.client() as client:
+            for path in paths:
+                client.snapshot(path)
+        return paths
+
+    with cluster.client() as client, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        copying = pool.submit(backups)
+        defragments = 0
+        while not copying.done():
+            client.defragment()
+            defragments += 1
+        paths = copying.result()
+        assert client.hash_kv().hash == expected
+    assert defragments > 3
+    for path in paths:
+        with MVCCStore(tmp_path / "restored").replace_with(path) as restored:
+            assert restored.hash_kv(0)[0] == expected
+        shutil.rmtree(tmp_path / "restored")
+    assert cluster.members[0].running

@@ -45,10 +45,6 @@ from ..e2e.harness import put_retrying
 LEFT_OUT = {
     "MemberAdd", "MemberRemove", "MemberPromote", "MemberUpdate", "MoveLeader",
     "AuthEnable", "AuthDisable", "Compact",
-    # KNOWN BUG, left out until fixed: a Defragment while a backup (Snapshot) is being
-    # copied closes the store under the copy and stops the member (lmdb.Error in
-    # MVCCStore.snapshot_to). Found by this fuzzer; see README "Not done yet".
-    "Defragment",
 }  # fmt: skip
 FUZZED = [m for m in METHODS if m.name not in LEFT_OUT]
 COMPACT = next(m for m in METHODS if m.name == "Compact")
