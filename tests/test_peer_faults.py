@@ -1,13 +1,17 @@
-"""The peer fault layer's rules file: drop, delay and changes picked up while running."""
+"""The peer fault layer's rules file: drop, delay and changes picked up while running, for
+messages and snapshot streams."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import time
+
+import pytest
 
 from pyraftkv.node import peer_faults
-from pyraftkv.node.peer_faults import PeerFaults
+from pyraftkv.node.peer_faults import LinkCut, PeerFaults
 
 
 def write(path, rules) -> None:
@@ -41,3 +45,21 @@ def test_drop_delay_and_reload(tmp_path):
 
 def test_unset_means_no_fault_layer():
     assert os.environ.get(peer_faults.ENV) or peer_faults.FAULTS is None
+
+
+def test_snapshot_streams_are_cut_and_slowed(tmp_path):
+    path = tmp_path / "faults.json"
+    faults = PeerFaults(str(path))
+
+    async def scenario():
+        await faults.on_stream(2)  # no file: no faults
+        write(path, {"drop": [2], "delay_ms": {"3": 50}})
+        with pytest.raises(LinkCut):
+            await faults.on_stream(2)
+        started = time.monotonic()
+        await faults.on_stream(3)
+        assert time.monotonic() - started >= 0.05
+        write(path, {})
+        await faults.on_stream(2)  # healed
+
+    asyncio.run(scenario())

@@ -11,9 +11,13 @@ messages suffer, per receiving member id (decimal):
 writing both members' files; partitions and bridges are sets of such cuts). ``delay_ms``
 holds them back that long; ``jitter_ms`` adds a random extra delay up to that much to each
 batch, so batches can arrive out of order. A missing or empty file means no faults. The
-file is looked at before every send, so a rule holds from the next send on. Snapshot
-streams use their own connections and are not affected. When the variable is unset,
-FAULTS is None and the transport skips all of this with one constant check.
+file is looked at before every send, so a rule holds from the next send on.
+
+Snapshot streams (their own connections) obey the same rules at both ends: before the
+connection and before every chunk the sender checks its rules for the receiver, and the
+receiver its rules for the sender (a stream needs both directions, as TCP does), so a cut
+either way breaks the stream (LinkCut) and a delay slows each chunk. When the variable is
+unset, FAULTS is None and the transport skips all of this with one constant check.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from collections.abc import Callable
 ENV = "PYRAFTKV_PEER_FAULTS"
 
 log = logging.getLogger("pyraftkv.peers")
+
+
+class LinkCut(ConnectionError):
+    """A snapshot stream ended because the rules cut its link."""
 
 
 class PeerFaults:
@@ -78,6 +86,16 @@ class PeerFaults:
             return False
         asyncio.get_running_loop().call_later(delay, deliver, peer_id, frames)
         return True
+
+    async def on_stream(self, peer_id: int) -> None:
+        """Before a snapshot stream to or from ``peer_id`` connects and before each of its
+        chunks: LinkCut if this member's rules cut the link, else wait the link's delay."""
+        self._refresh()
+        if peer_id in self.drop:
+            raise LinkCut(f"the link to member {peer_id:x} is cut (peer faults)")
+        delay = self.delay_s.get(peer_id, 0.0) + random.random() * self.jitter_s
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 FAULTS = PeerFaults(os.environ[ENV]) if os.environ.get(ENV) else None

@@ -28,6 +28,7 @@ import zstandard
 from ..crc32c import crc32c
 from ..failpoints import ENABLED as FAILPOINTS
 from ..failpoints import hit
+from .peer_faults import FAULTS
 from .peer_transport import (
     ACCEPT,
     CHANNEL_SNAPSHOT,
@@ -74,6 +75,8 @@ async def send_snapshot(
     timeout_s: float = 600.0,
 ) -> int:
     """Stream the file at ``path`` to a peer; returns bytes sent. Raises on any failure."""
+    if FAULTS is not None:
+        await FAULTS.on_stream(receiver)
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(host, port, ssl=ssl, server_hostname=host if ssl else None), 5.0
     )
@@ -92,6 +95,8 @@ async def send_snapshot(
             crc = crc32c(chunk, crc)
             size += len(chunk)
             packed = await loop.run_in_executor(None, compressor.compress, chunk)
+            if FAULTS is not None:
+                await FAULTS.on_stream(receiver)
             writer.write(FRAME.pack(len(packed)) + packed)
             if FAILPOINTS:
                 hit("raftSnapshotSendChunk")
@@ -116,13 +121,17 @@ async def receive_snapshot(
     on_stored: Callable[[bytes, str], Awaitable[None] | None],
     *,
     max_bytes: int,
+    sender: int = 0,
     idle_timeout_s: float = IDLE_TIMEOUT_S,
 ) -> None:
-    """Receive one snapshot into ``directory``; then call on_stored(message, path).
-    SnapshotTransferError when it would be larger than ``max_bytes`` uncompressed (no store
-    this member can open is larger) or nothing arrives for ``idle_timeout_s``."""
+    """Receive one snapshot from member ``sender`` into ``directory``; then call
+    on_stored(message, path). SnapshotTransferError when it would be larger than
+    ``max_bytes`` uncompressed (no store this member can open is larger) or nothing arrives
+    for ``idle_timeout_s``; LinkCut when the peer fault rules (tests) cut the link."""
 
     async def next_frame(limit: int = MAX_FRAME_BYTES) -> bytes:
+        if FAULTS is not None:
+            await FAULTS.on_stream(sender)
         try:
             return await asyncio.wait_for(read_frame(reader, limit), idle_timeout_s)
         except asyncio.TimeoutError:

@@ -1,17 +1,19 @@
 """Network partitions on loopback through the peer fault layer: an isolated leader loses
 its leadership to the majority, serves no linearizable read while cut off (only stale
 serializable ones), and catches up once the network heals; a one-way cut is one way; five
-members split 3/2 (the Jepsen-style check under 3/2 splits, short)."""
+members split 3/2 (the Jepsen-style check under 3/2 splits, short); snapshot streams are
+slowed and cut by the same rules."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
 from pyraftkv.errors import ApiError
 
-from .harness import LocalCluster
+from .harness import LocalCluster, put_retrying
 from .jepsen import run
 from .nemesis import Network
 
@@ -106,3 +108,55 @@ def test_three_two_split_of_five_members(tmp_path):
             assert c.get("k").kvs[0].value == b"during"
     finally:
         cluster.stop_all()
+
+
+def test_a_partition_cuts_a_snapshot_stream(tmp_path):
+    """Snapshot streams (their own connections) obey the peer fault rules: slowed by a
+    delay, broken by a partition mid-stream (nothing installed while cut off), and the
+    member catches up through a new snapshot once the network heals."""
+    cluster = LocalCluster(str(tmp_path), 3, snapshot_count=100)
+    network = Network(cluster)
+    try:
+        cluster.start()
+        lagging = next(m for m in cluster.members if m is not cluster.wait_leader())
+        others = [m for m in cluster.members if m is not lagging]
+        for m in cluster.members:
+            network.member_id(m)
+        cluster.kill(lagging)
+        with cluster.client(others) as c:
+            for i in range(300):  # about 5 MiB: a stream of several 1 MiB chunks
+                put_retrying(c, f"s{i:04d}", os.urandom(8 << 10).hex())
+            target = c.status().raftIndex
+        for m in others:
+            network.delay(m, lagging, 400)  # each chunk of a stream to it waits 0.4 s
+        cluster.start_member(lagging)
+        snap_dir = os.path.join(lagging.data_dir, "member", "snap")
+
+        def receiving() -> list[str]:
+            return [f for f in os.listdir(snap_dir) if f.endswith(".tmp")]
+
+        wait_for(lambda: os.path.isdir(snap_dir) and receiving(), "a snapshot stream to start")
+        network.isolate(lagging)
+        wait_for(lambda: not receiving(), "the cut stream to end")
+        wait_for(
+            lambda: any("sending a snapshot to member" in m.log_text() for m in others),
+            "the sender to see the stream fail",
+        )
+        time.sleep(1.0)
+        assert "installed snapshot" not in lagging.log_text()
+        status = cluster.status(lagging)
+        assert status is not None and status.raftAppliedIndex < target
+        network.heal()
+        cluster.wait_applied(lagging, target)
+        assert "installed snapshot" in lagging.log_text()
+        with cluster.client([lagging]) as c:
+            assert c.get("s0299", serializable=True).kvs
+    finally:
+        cluster.stop_all()
+
+
+def wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
