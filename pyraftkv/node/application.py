@@ -57,6 +57,11 @@ from .write_trace import WriteTrace
 
 log = logging.getLogger("pyraftkv.app")
 
+# A snapshot is also taken after this many bytes of applied entries, whatever
+# --snapshot-count says: a busy leader batches hundreds of writes per entry, and the WAL
+# replayed at restart and the log the Raft process holds grow with bytes, not entries.
+SNAPSHOT_LOG_BYTES = 64 << 20
+
 
 class Application:
     """Owns the store, the member list, the pending requests and the ring to the Raft process."""
@@ -91,6 +96,7 @@ class Application:
         self._send_down = send_down
         self.request_timeout = request_timeout
         self.snapshot_count = snapshot_count
+        self._log_bytes = 0  # of entries applied since the last snapshot
         self.snapshot_dir = snapshot_dir
         self.loop = asyncio.get_running_loop()
         self.lessor = lessor
@@ -411,7 +417,11 @@ class Application:
         if self.watch_hub.has_unsynced:
             self.schedule_catch_up()
         self.proposals.resume_if_drained()
-        if self.applied_index - self.last_snapshot_index >= self.snapshot_count:
+        self._log_bytes += sum(len(entry.data) for entry in entries)
+        if (
+            self.applied_index - self.last_snapshot_index >= self.snapshot_count
+            or self._log_bytes >= SNAPSHOT_LOG_BYTES
+        ):
             self._save_snapshot()
 
     def _raise_nospace(self) -> None:
@@ -558,6 +568,7 @@ class Application:
         """Make the store durable up to the applied index so the WAL below it can go."""
         self.store.sync()
         self.last_snapshot_index = self.applied_index
+        self._log_bytes = 0
         self._send_down(rp.pack(rp.SNAPSHOT_SAVED, rp.U64x2, self.applied_index, self.applied_term))
         log.info("snapshot saved at index %d", self.applied_index)
 
@@ -588,6 +599,7 @@ class Application:
         self.alarms = Alarms.load(self.store)
         self.applied_index, self.applied_term = self.store.applied_index, self.store.applied_term
         self.last_snapshot_index = self.applied_index
+        self._log_bytes = 0
         self._check_quota()
         self.watch_hub.store_replaced(self.store)
         self.schedule_catch_up()

@@ -160,7 +160,8 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "snapshot-count",
         int,
         100000,
-        "Number of committed entries that triggers a snapshot (and WAL release).",
+        "Number of committed entries that triggers a snapshot (and WAL release); 64 MiB "
+        "of applied log also does.",
     ),
     ("max-request-bytes", int, 1536 * 1024, "Maximum client request size in bytes."),
     (

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyraftkv.raft")
 
 # Entries kept in memory below a snapshot so slightly lagging followers catch up from the
-# log instead of needing a whole snapshot (etcd keeps 5000 too).
+# log instead of needing a whole snapshot (etcd keeps 5000 too), and at most this many bytes
+# of them: a busy leader's entries batch hundreds of writes each.
 CATCH_UP_ENTRIES = 5000
+CATCH_UP_BYTES = 16 << 20
 
 
 class SnapshotShipper:
@@ -47,7 +49,8 @@ class SnapshotShipper:
         if index < core.log.snapshot.index:
             return  # a snapshot received from the leader meanwhile already covers it
         meta = SnapshotMeta(index, term, core.membership_at(index))
-        keep_from = index - min(CATCH_UP_ENTRIES, self.p.cfg.snapshot_count // 2)
+        keep = min(CATCH_UP_ENTRIES, self.p.cfg.snapshot_count // 2)
+        keep_from = core.log.keep_tail(index, keep, CATCH_UP_BYTES)
         if keep_from > core.log.snapshot.index:
             core.compact(keep_from)
 

@@ -91,6 +91,20 @@ class RaftLog:
                 return tuple(entries[lo - base : i])
         return tuple(entries[lo - base : hi - base])
 
+    def keep_tail(self, index: int, max_entries: int, max_bytes: int) -> int:
+        """Where to compact to so that the entries after it, up to index, are at most
+        max_entries and max_bytes of data: the log kept in memory below a snapshot for
+        followers that lag a little. snapshot.index when everything fits."""
+        base = self.snapshot.index + 1
+        size = 0
+        lo = index + 1
+        while lo > base and index + 1 - lo < max_entries:
+            size += len(self.entries[lo - 1 - base].data)
+            if size > max_bytes:
+                break
+            lo -= 1
+        return lo - 1
+
     def append(self, entries: list[Entry] | tuple[Entry, ...]) -> None:
         """Append entries that directly follow the last one (the leader's path)."""
         assert entries[0].index == self.last_index + 1, (entries[0].index, self.last_index)

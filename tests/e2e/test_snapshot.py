@@ -41,3 +41,23 @@ def test_a_member_down_past_the_snapshot_point_catches_up_through_a_snapshot(mak
     cluster.start_member(lagging)
     with cluster.client([lagging]) as c:
         assert c.get("after").kvs[0].value == b"snapshot"
+
+
+def test_a_snapshot_is_taken_after_64_mib_of_log_whatever_the_entry_count(make_cluster):
+    """Few entries, many bytes: the WAL replayed at restart and the log the Raft process
+    holds are bounded by bytes too."""
+    cluster = make_cluster(1, snapshot_count=100_000)
+    cluster.start()
+    (member,) = cluster.members
+    value = os.urandom(1 << 20)
+    with cluster.client() as c:
+        for i in range(60):
+            c.put(f"big/{i}", value)
+        assert "snapshot saved at index" not in member.log_text()
+        for i in range(60, 70):
+            c.put(f"big/{i}", value)
+    assert "snapshot saved at index" in member.log_text()
+    cluster.kill(member)
+    cluster.start_member(member)
+    with cluster.client() as c:
+        assert c.get("big/", prefix=True, count_only=True).count == 70

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from pyraftkv.raft import (
+    EMPTY_MEMBERSHIP,
     ConfChange,
     ConfChangeInProgress,
     ConfChangeRejected,
     ConfChangeType,
+    Entry,
+    EntryType,
     LeaderTransferInProgress,
     MessageType,
     NoLeaderError,
@@ -16,7 +19,9 @@ from pyraftkv.raft import (
     ProposalRefused,
     ReadState,
     Role,
+    SnapshotMeta,
 )
+from pyraftkv.raft.log import RaftLog
 from pyraftkv.raft.types import Membership
 
 from .network import Network
@@ -330,3 +335,13 @@ def test_membership_at_names_the_configuration_of_an_index() -> None:
     assert net[1].membership_at(net[1].log.last_index).learners == {4}
     with pytest.raises(ValueError):
         net[1].membership_at(net[1].log.last_index + 1)
+
+
+def test_log_kept_below_a_snapshot_is_bounded_by_entries_and_bytes() -> None:
+    log = RaftLog(SnapshotMeta(10, 1, EMPTY_MEMBERSHIP))
+    log.append([Entry(1, 10 + i, EntryType.NORMAL, b"x" * 100) for i in range(1, 21)])  # 11..30
+    assert log.keep_tail(30, 5, 10_000) == 25  # five entries kept: 26..30
+    assert log.keep_tail(30, 50, 350) == 27  # three entries of 100 bytes: 28..30
+    assert log.keep_tail(30, 50, 10_000) == 10  # everything fits: nothing to drop
+    assert log.keep_tail(20, 5, 10_000) == 15
+    assert log.keep_tail(30, 5, 50) == 30  # not even one entry fits
