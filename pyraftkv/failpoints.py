@@ -5,6 +5,16 @@ Switched on only by the environment at start:
 
     PYRAFTKV_FAILPOINTS="raftBeforeFsync=crash;appBeforeReply=20*off->sleep(50)"
 
+or switched on and off while the member runs (as gofail's HTTP endpoint does), through a
+file named at start:
+
+    PYRAFTKV_FAILPOINTS_FILE=/path/to/failpoints   # holds a spec as above
+
+Each hit looks at the file (one stat); when it was written, removed or replaced since, its
+spec replaces every point's chain (counts start again; an empty or missing file turns
+every point off; until the file first appears, PYRAFTKV_FAILPOINTS applies). A bad spec
+in the file is reported on stderr and changes nothing.
+
 Each point takes a chain of terms separated by ``->``; a term is
 ``[<percent>%][<count>*]<action>[(<arg>)]`` and applies ``count`` times (forever if no
 count; the last term of a chain is kept), each hit with ``percent`` probability. Actions:
@@ -15,9 +25,9 @@ count; the last term of a chain is kept), each hit with ``percent`` probability.
 - ``sleep(ms)``: block the calling thread that long;
 - ``error``: raise FailpointError (an OSError) where the point is.
 
-When the variable is unset, ``ENABLED`` is False and every call site is guarded by
-``if ENABLED:``, a module-constant check: nothing else runs. Names are checked at start
-against POINTS, so a typo fails loudly instead of never firing.
+When both variables are unset, ``ENABLED`` is False and every call site is guarded by
+``if ENABLED:``, a module-constant check: nothing else runs. Names are checked against
+POINTS, so a typo fails loudly (at start) instead of never firing.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import time
 from dataclasses import dataclass
 
 ENV = "PYRAFTKV_FAILPOINTS"
+FILE_ENV = "PYRAFTKV_FAILPOINTS_FILE"
 CRASH_EXIT_CODE = 86
 
 # Every failpoint, with where it is. Raft process (r) and application process (a).
@@ -94,14 +105,46 @@ def parse(spec: str) -> dict[str, list[_Term]]:
 
 _SPEC = os.environ.get(ENV, "")
 _CHAINS = parse(_SPEC)
-ENABLED = bool(_CHAINS)
+_FILE = os.environ.get(FILE_ENV, "")
+_file_stamp: tuple[int, int, int] | None = None  # of the spec in force; None: no file yet
+ENABLED = bool(_CHAINS) or bool(_FILE)
 _lock = threading.Lock()
+
+
+def _reload() -> None:
+    """Take the file's spec if the file changed since the last look (under _lock)."""
+    global _CHAINS, _file_stamp
+    try:
+        stat = os.stat(_FILE)
+    except FileNotFoundError:
+        stamp = (0, 0, 0)
+    else:
+        stamp = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+    if stamp == _file_stamp or (_file_stamp is None and stamp == (0, 0, 0)):
+        return
+    _file_stamp = stamp
+    try:
+        with open(_FILE) as f:
+            spec = f.read()
+    except FileNotFoundError:
+        spec = ""
+    except OSError as exc:
+        print(f"{FILE_ENV}: {exc}; failpoints unchanged", file=sys.stderr, flush=True)
+        return
+    try:
+        _CHAINS = parse(spec)
+    except ValueError as exc:
+        print(f"{FILE_ENV} {_FILE}: {exc}; failpoints unchanged", file=sys.stderr, flush=True)
+        return
+    print(f"failpoints now: {spec.strip() or 'none'}", file=sys.stderr, flush=True)
 
 
 def hit(name: str) -> None:
     """Run the failpoint ``name``'s current term (call only under ``if ENABLED:``)."""
     assert name in POINTS, name
     with _lock:
+        if _FILE:
+            _reload()
         chain = _CHAINS.get(name)
         if not chain:
             return

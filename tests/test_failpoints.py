@@ -1,4 +1,5 @@
-"""Failpoint specs: parsing, counted chains, each action, and off when the variable is unset."""
+"""Failpoint specs: parsing, counted chains, each action, off when the variable is unset,
+and switched at run time through the failpoints file."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import sys
 import pytest
 
 from pyraftkv import failpoints
-from pyraftkv.failpoints import CRASH_EXIT_CODE, ENV, FailpointError, parse
+from pyraftkv.failpoints import CRASH_EXIT_CODE, ENV, FILE_ENV, FailpointError, parse
 
 
 def run_with(spec: str | None, code: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env = {k: v for k, v in os.environ.items() if k not in (ENV, FILE_ENV)}
     if spec is not None:
         env[ENV] = spec
     return subprocess.run(
@@ -58,3 +59,51 @@ def test_crash_exits_at_once_and_unset_means_disabled():
     assert off.returncode == 0 and off.stdout.split() == ["False"]
     typo = run_with("raftBeforeFsnyc=crash", "import pyraftkv.failpoints")
     assert typo.returncode != 0 and "unknown failpoint" in typo.stderr
+
+
+def test_file_switches_points_on_and_off_while_running(tmp_path):
+    """PYRAFTKV_FAILPOINTS_FILE: each hit takes the file's latest spec; a bad spec changes
+    nothing; a removed file turns everything off."""
+    path = tmp_path / "failpoints"
+    code = f"""
+import os
+from pyraftkv import failpoints as f
+def write(spec):
+    with open({str(path)!r} + ".tmp", "w") as out:
+        out.write(spec)
+    os.replace({str(path)!r} + ".tmp", {str(path)!r})
+def hit():
+    try:
+        f.hit("raftAfterSend")
+        return "pass"
+    except f.FailpointError:
+        return "error"
+print(f.ENABLED, hit())
+write("raftAfterSend=error")
+print(hit(), hit())
+write("raftAfterSend=explode")
+print(hit())
+write("raftAfterSend=1*off->error")
+print(hit(), hit())
+write("")
+print(hit())
+write("raftAfterSend=error")
+os.unlink({str(path)!r})
+print(hit())
+"""
+    env = {k: v for k, v in os.environ.items() if k != ENV}
+    env[FILE_ENV] = str(path)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:6] == [
+        "True pass",
+        "error error",
+        "error",  # the bad spec was refused: still error
+        "pass error",
+        "pass",
+        "pass",
+    ], done.stdout
+    assert "bad term 'explode' for raftAfterSend; failpoints unchanged" in done.stderr
+    assert "failpoints now: raftAfterSend=error" in done.stderr

@@ -1,11 +1,18 @@
 """A member crashed at a failpoint under load recovers: no acknowledged write lost, every
-member's store hashes the same. A few points here; bench/failpoints.py runs them all."""
+member's store hashes the same. A few points here; bench/failpoints.py runs them all.
+Failpoints switched on and off on a running member."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 
+from pyraftkv.failpoints import FILE_ENV
+
 from .crash_recovery import check_recovered, crash_at
+from .harness import LocalCluster
 
 # (point, crash the leader?)
 POINTS = [("raftBeforeFsync", True), ("appApplyMidBatch", False), ("appBeforeReply", True)]
@@ -25,3 +32,53 @@ def test_recovery_check_fails_on_a_lost_write(cluster):
     check_recovered(cluster, "lost/", {"lost/a"})
     with pytest.raises(AssertionError, match="lost 1 acknowledged"):
         check_recovered(cluster, "lost/", {"lost/a", "lost/b"})
+
+
+def test_failpoints_switched_on_and_off_on_a_running_member(tmp_path):
+    """Through PYRAFTKV_FAILPOINTS_FILE, without a restart: a point of the application
+    process slows replies while on and not after; a bad spec changes nothing; a point of
+    the Raft process crashes the member; cleared, the member restarts and catches up."""
+    cluster = LocalCluster(str(tmp_path), 3)
+    member = cluster.members[2]
+    path = member.data_dir + ".failpoints"
+    member.env[FILE_ENV] = path
+
+    def switch(spec: str) -> None:
+        with open(path + ".tmp", "w") as f:
+            f.write(spec)
+        os.replace(path + ".tmp", path)
+
+    def hits() -> int:
+        return member.log_text().count("failpoint appBeforeReply: sleep")
+
+    try:
+        cluster.start()
+        with cluster.client([member]) as c:
+            c.put("k", "1")
+            assert hits() == 0
+            switch("appBeforeReply=sleep(300)")
+            started = time.monotonic()
+            assert c.get("k").kvs[0].value == b"1"
+            assert time.monotonic() - started >= 0.3
+            assert hits() >= 1
+            switch("appBeforeReply=explode")  # refused: the sleep stays on
+            before = hits()
+            c.get("k")
+            assert hits() > before
+            assert "bad term 'explode'" in member.log_text()
+            switch("")
+            before = hits()
+            for _ in range(5):
+                c.get("k")
+            assert hits() == before
+        switch("raftBeforeFsync=crash")
+        with cluster.client([cluster.members[0]]) as c:
+            c.put("k", "2")  # the other two acknowledge; the member crashes at its fsync
+        assert member.process.wait(30) != 0
+        assert "failpoint raftBeforeFsync: crash" in member.log_text()
+        os.unlink(path)
+        cluster.start_member(member)
+        with cluster.client([member]) as c:
+            assert c.get("k").kvs[0].value == b"2"
+    finally:
+        cluster.stop_all()
