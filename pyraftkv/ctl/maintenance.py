@@ -14,8 +14,7 @@ group("alarm", "Alarm related commands")
 
 def _print_alarms(inv: Invocation, response: rpc.AlarmResponse) -> None:
     """etcdctl's output: one "memberID:<id> alarm:<TYPE> " line per alarm (simple), or the
-    response without its header (json)."""
-    response.ClearField("header")
+    response (json; etcd's has no header)."""
     if inv.printer.name == "json":
         inv.printer._json(response)
         return

@@ -57,6 +57,9 @@ from .write_trace import WriteTrace
 
 log = logging.getLogger("pyraftkv.app")
 
+# Responses etcd 3.4 sends without a header (`etcdctl alarm list -w json` prints none).
+HEADERLESS = frozenset((rpc.AlarmResponse, rpc.DefragmentResponse))
+
 # A snapshot is also taken after this many bytes of applied entries, whatever
 # --snapshot-count says: a busy leader batches hundreds of writes per entry, and the WAL
 # replayed at restart and the log the Raft process holds grow with bytes, not entries.
@@ -168,7 +171,10 @@ class Application:
         )
 
     def stamp(self, response: Message) -> Message:
-        """Fill in the response header's cluster, member, term (and revision if unset)."""
+        """Fill in the response header's cluster, member, term (and revision if unset);
+        etcd's Alarm and Defragment answers carry no header, so neither do these."""
+        if type(response) in HEADERLESS:
+            return response
         header = response.header
         header.cluster_id = self.cluster_id
         header.member_id = self.member_id
