@@ -58,6 +58,7 @@ _IDEMPOTENT = frozenset(
         "Range",
         "MemberList",
         "Status",
+        "Hash",
         "HashKV",
         "LeaseTimeToLive",
         "LeaseLeases",
@@ -310,6 +311,10 @@ class AsyncClient:
             password=self.password,
         ) as single:
             return await single.call("Status", rpc.StatusRequest())
+
+    async def hash(self) -> rpc.HashResponse:
+        """etcd's Hash: the connected member's whole backend, at its current revision."""
+        return await self.call("Hash", rpc.HashRequest())
 
     async def hash_kv(self, revision: int = 0) -> rpc.HashKVResponse:
         return await self.call("HashKV", rpc.HashKVRequest(revision=revision))

@@ -130,6 +130,9 @@ class Client:
     def status(self, endpoint: str | None = None) -> rpc.StatusResponse:
         return self._run(self._client.status(endpoint))
 
+    def hash(self) -> rpc.HashResponse:
+        return self._run(self._client.hash())
+
     def hash_kv(self, revision: int = 0) -> rpc.HashKVResponse:
         return self._run(self._client.hash_kv(revision))
 

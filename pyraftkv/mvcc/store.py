@@ -19,6 +19,7 @@ from typing import Any
 import lmdb
 
 from pyraftkv import errors
+from pyraftkv.crc32c import crc32c
 from pyraftkv.keyindex import KeyIndex
 from pyraftkv.mvcc import validation
 from pyraftkv.mvcc.batch import WriteBatch
@@ -45,6 +46,8 @@ from pyraftkv.proto import kv_pb2, rpc_pb2
 DEFAULT_MAP_SIZE = 8 << 30  # address space only; the file grows as data is written
 FIRST_REVISION = 1  # as in etcd: an empty store is at revision 1, the first write makes 2
 NOT_COMPACTED = -1  # etcd's compaction point before any compaction
+# Meta keys that differ between members holding the same data (left out of hash()).
+MEMBER_LOCAL_META = frozenset((META_APPLIED_INDEX, META_APPLIED_TERM))
 
 KeyValue = kv_pb2.KeyValue
 Event = kv_pb2.Event
@@ -228,6 +231,22 @@ class MVCCStore:
                     break
                 crc = zlib.crc32(data, zlib.crc32(raw_key, crc))
         return crc, self.compact_revision
+
+    def hash(self) -> tuple[int, int]:
+        """(CRC32C of every sub-database's name and every key and value in it, the revision
+        it holds): etcd's Hash of the whole backend. The member's own place in the Raft log
+        (applied index and term) is left out, as etcd leaves out its consistent index, so
+        members holding the same data agree."""
+        self._idle()
+        crc = 0
+        with self._env.begin() as txn:
+            for name, db in ((KV_DB, self._kv_db), (META_DB, self._meta_db)):
+                crc = crc32c(name, crc)
+                for key, value in txn.cursor(db=db):
+                    if db is self._meta_db and key in MEMBER_LOCAL_META:
+                        continue
+                    crc = crc32c(value, crc32c(key, crc))
+        return crc, self.revision
 
     def keys_by_lease(self) -> dict[int, list[bytes]]:
         """Every live key with a lease, grouped by lease id (the lease layer's start-up

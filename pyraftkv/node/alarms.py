@@ -42,9 +42,14 @@ class Alarms:
     def has_for(self, member: int, alarm: int) -> bool:
         return (member, alarm) in self.raised
 
-    def members(self) -> list[rpc.AlarmMember]:
-        """Every alarm raised, ordered by member then type (etcd lists them so)."""
-        return [rpc.AlarmMember(memberID=m, alarm=a) for m, a in sorted(self.raised)]
+    def members(self, kind: int = rpc.NONE) -> list[rpc.AlarmMember]:
+        """Every alarm raised (of type ``kind`` unless NONE), ordered by member then type
+        (etcd lists them so)."""
+        return [
+            rpc.AlarmMember(memberID=m, alarm=a)
+            for m, a in sorted(self.raised)
+            if kind in (rpc.NONE, a)
+        ]
 
     def apply(self, batch: Any, body: bytes) -> tuple[rpc.AlarmResponse, None]:
         """A committed Alarm ACTIVATE or DEACTIVATE; answers with the alarms it changed."""

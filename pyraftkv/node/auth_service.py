@@ -28,6 +28,7 @@ from .reply import LocalCaller, Reply
 
 # Calls for the root role only while auth is on.
 _ADMIN = (
+    "Hash",
     "HashKV",
     "MoveLeader",
     "Defragment",

@@ -46,7 +46,7 @@ SERVED_WHILE_PAUSED = frozenset(
     BY_NAME[name].number
     for name in (
         "LeaseKeepAlive", "LeaseTimeToLive", "LeaseLeases", "Watch", "Observe", "Leader",
-        "Status", "HashKV", "MemberList", "AuthStatus",
+        "Status", "Hash", "HashKV", "MemberList", "AuthStatus",
     )
 )  # fmt: skip
 # Requests a paused connection may hold before it stops being read.

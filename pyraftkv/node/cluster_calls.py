@@ -27,7 +27,7 @@ SNAPSHOT_CHUNK_BYTES = 1 << 20
 
 
 class ClusterCalls:
-    """Handlers of the Cluster service and of Status, MoveLeader, HashKV and Snapshot."""
+    """Handlers of the Cluster service and of the Maintenance calls."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -42,6 +42,7 @@ class ClusterCalls:
             "Status": self.status,
             "MoveLeader": self.move_leader,
             "HashKV": self.hash_kv,
+            "Hash": self.hash,
             "Snapshot": self.snapshot,
             "Alarm": self.alarm,
             "Defragment": self.defragment,
@@ -138,6 +139,13 @@ class ClusterCalls:
         response = rpc.HashKVResponse(hash=value, compact_revision=compact_revision)
         connection.answer(stream, response)
 
+    def hash(self, connection, stream, flags, body):
+        """etcd's Hash: this member's whole backend, at its current revision."""
+        rpc.HashRequest.FromString(body)
+        value, revision = self.app.store.hash()
+        response = rpc.HashResponse(header=rpc.ResponseHeader(revision=revision), hash=value)
+        connection.answer(stream, response)
+
     def alarm(self, connection, stream, flags, body):
         """GET reads this member's copy of the alarms after a ReadIndex round; ACTIVATE and
         DEACTIVATE go through the log (every member holds the same set)."""
@@ -150,7 +158,7 @@ class ClusterCalls:
             app = self.app
             app.read(
                 Reply(connection, stream),
-                lambda: rpc.AlarmResponse(alarms=app.alarms.members()),
+                lambda: rpc.AlarmResponse(alarms=app.alarms.members(request.alarm)),
                 linearizable=True,
             )
             return

@@ -558,6 +558,18 @@ class SnapshotResponse(_message.Message):
     blob: bytes
     def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., remaining_bytes: _Optional[int] = ..., blob: _Optional[bytes] = ...) -> None: ...
 
+class HashRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HashResponse(_message.Message):
+    __slots__ = ("header", "hash")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    header: ResponseHeader
+    hash: int
+    def __init__(self, header: _Optional[_Union[ResponseHeader, _Mapping]] = ..., hash: _Optional[int] = ...) -> None: ...
+
 class HashKVRequest(_message.Message):
     __slots__ = ("revision",)
     REVISION_FIELD_NUMBER: _ClassVar[int]

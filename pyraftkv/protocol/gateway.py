@@ -39,7 +39,10 @@ _PATHS = {
     "/v3/cluster/member/update": "MemberUpdate",
     "/v3/cluster/member/list": "MemberList",
     "/v3/cluster/member/promote": "MemberPromote",
+    "/v3/maintenance/alarm": "Alarm",
     "/v3/maintenance/status": "Status",
+    "/v3/maintenance/defragment": "Defragment",
+    "/v3/maintenance/hash": "Hash",
     "/v3/maintenance/snapshot": "Snapshot",
     "/v3/maintenance/transfer-leadership": "MoveLeader",
     "/v3/auth/enable": "AuthEnable",
@@ -66,8 +69,7 @@ _PATHS = {
     "/v3/election/observe": "Observe",
     "/v3/election/resign": "Resign",
 }
-# etcd 3.4 routes /v3/maintenance/hash to Hash (a hash of the whole backend), which
-# pyraftkv does not have; its HashKV has no gateway path in etcd 3.4 either.
+# HashKV has no gateway path in etcd 3.4.
 ROUTES: dict[str, Method] = {path: BY_NAME[name] for path, name in _PATHS.items()}
 
 # etcd 3.4 still answers its 3.3 prefix.

@@ -136,6 +136,7 @@ METHODS: tuple[Method, ...] = (
     ),
     _kv(45, "Alarm", "Maintenance", rpc.AlarmRequest, rpc.AlarmResponse),
     _kv(46, "Defragment", "Maintenance", rpc.DefragmentRequest, rpc.DefragmentResponse),
+    _kv(47, "Hash", "Maintenance", rpc.HashRequest, rpc.HashResponse),
 )
 
 BY_NUMBER: dict[int, Method] = {m.number: m for m in METHODS}

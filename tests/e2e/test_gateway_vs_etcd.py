@@ -279,6 +279,41 @@ def test_cluster_and_maintenance_answers_have_etcds_fields(both):
     assert ours.json["leader"] == ours.json["header"]["member_id"]
 
 
+# Alarm (on an id that names no member, then cleared) and Defragment: the same answers.
+MAINTENANCE_SESSION: list[tuple[str, object]] = [
+    ("/v3/maintenance/alarm", {}),
+    ("/v3/maintenance/alarm", {"action": "ACTIVATE", "memberID": "1", "alarm": "NOSPACE"}),
+    ("/v3/maintenance/alarm", {"action": "GET"}),
+    ("/v3/maintenance/alarm", {"action": "GET", "alarm": "CORRUPT"}),
+    ("/v3/maintenance/alarm", {"action": "DEACTIVATE", "memberID": "1", "alarm": "NOSPACE"}),
+    ("/v3/maintenance/alarm", {"action": "DEACTIVATE", "memberID": "1", "alarm": "NOSPACE"}),
+    ("/v3/maintenance/alarm", {}),
+    ("/v3/maintenance/defragment", {}),
+    ("/v3beta/maintenance/defragment", {}),
+]
+
+
+def test_alarm_defragment_and_hash_answer_as_etcd(both):
+    differences = []
+    for path, body in MAINTENANCE_SESSION:
+        differences += _compare(both, path, body)
+    assert not differences, "\n".join(differences)
+    for path in ("alarm", "defragment", "hash"):
+        etcd, ours = (call(e, f"/v3/maintenance/{path}", "x") for e in both)
+        assert (ours.status, ours.json["code"]) == (etcd.status, etcd.json["code"]) == (400, 3)
+    etcd, ours = (call(e, "/v3/maintenance/hash", {}) for e in both)
+    assert ours.status == etcd.status == 200
+    assert set(ours.json) == set(etcd.json) == {"header", "hash"}
+    # A hash of each member's own backend (their files differ); the revision is the same.
+    assert normalise(ours.json["header"]) == normalise(etcd.json["header"])
+    assert ours.json["hash"] == call(both[1], "/v3/maintenance/hash", {}).json["hash"]
+    call(both[1], "/v3/kv/put", {"key": b64("hashed"), "value": B})
+    assert call(both[1], "/v3/maintenance/hash", {}).json["hash"] != ours.json["hash"]
+    call(both[1], "/v3/kv/deleterange", {"key": b64("hashed")})
+    call(both[0], "/v3/kv/put", {"key": b64("hashed"), "value": B})
+    call(both[0], "/v3/kv/deleterange", {"key": b64("hashed")})
+
+
 def test_snapshot_streams_the_database_and_its_digest(both):
     for endpoint in both:
         answer = call(endpoint, "/v3/maintenance/snapshot", {})

@@ -148,3 +148,57 @@ def test_bad_grpc_input_fails_that_call_only(cluster):
         data = data[9 + length :]
     assert types and types[0] == 4  # grpcio's SETTINGS, then closed (recv gave b"")
     assert etcdctl(cluster.endpoints[0], "put", "after", "ok")[1] == b"OK\n"
+
+
+def test_maintenance_alarm_defragment_and_hash_over_grpc(cluster):
+    """etcdctl's alarm list/disarm and defrag go over gRPC; Maintenance Hash answers with
+    the revision it hashed, and members holding the same data give the same hash."""
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    endpoints = ",".join(cluster.endpoints)
+    with cluster.client() as client:
+        client.put("h", "v")
+        member_id = client.status().header.member_id
+        raise_alarm = rpc.AlarmRequest(
+            action=rpc.AlarmRequest.ACTIVATE, memberID=member_id, alarm=rpc.NOSPACE
+        )
+        client.call("Alarm", raise_alarm)
+    line = f"memberID:{member_id} alarm:NOSPACE \n".encode()
+    assert etcdctl(cluster.endpoints[1], "alarm", "list")[:2] == (0, line)
+    assert etcdctl(cluster.endpoints[2], "put", "h", "w")[2] == (
+        b"Error: etcdserver: mvcc: database space exceeded\n"
+    )
+    assert etcdctl(cluster.endpoints[2], "alarm", "disarm")[:2] == (0, line)
+    assert etcdctl(cluster.endpoints[0], "alarm", "list")[:2] == (0, b"")
+    code, out, err = etcdctl(endpoints, "defrag")
+    assert (code, err) == (0, b"")
+    assert out == b"".join(
+        f"Finished defragmenting etcd member[{e}]\n".encode() for e in cluster.endpoints
+    )
+    code, out, _ = etcdctl(cluster.endpoints[0], "put", "h", "after-defrag")
+    assert (code, out) == (0, b"OK\n")
+
+    def hashes() -> list[rpc.HashResponse]:
+        answers = []
+        for endpoint in cluster.endpoints:
+            with grpc.insecure_channel(endpoint) as channel:
+                call = channel.unary_unary(
+                    "/etcdserverpb.Maintenance/Hash",
+                    request_serializer=rpc.HashRequest.SerializeToString,
+                    response_deserializer=rpc.HashResponse.FromString,
+                )
+                answers.append(call(rpc.HashRequest(), timeout=10))
+        return answers
+
+    deadline = time.monotonic() + 10
+    while len({(a.header.revision, a.hash) for a in hashes()}) != 1:
+        assert time.monotonic() < deadline, hashes()
+        time.sleep(0.1)
+    answer = hashes()[0]
+    assert answer.hash != 0 and answer.header.member_id != 0
+    with cluster.client() as client:
+        assert answer.header.revision == client.get("h").header.revision
+        client.put("h", "changed")
+    assert hashes()[0].hash != answer.hash
