@@ -42,11 +42,14 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def ask_each(inv: Invocation, method: str, request, what: str) -> tuple[list, bool]:
+async def ask_each(
+    inv: Invocation, method: str, request, what: str
+) -> tuple[list, BaseException | None]:
     """Call ``method`` on every target endpoint at once.
 
-    Returns [(endpoint, response)] of those that answered, and whether any failed; each
-    failure is reported on stderr as "Failed to get the <what> of endpoint ...".
+    Returns [(endpoint, response)] of those that answered, and the last failure (None if
+    none failed); each failure is reported on stderr as "Failed to get the <what> of
+    endpoint ...".
     """
     endpoints = await target_endpoints(inv)
 
@@ -56,11 +59,11 @@ async def ask_each(inv: Invocation, method: str, request, what: str) -> tuple[li
         except _FAILURES as exc:
             return exc
 
-    answers, failed = [], False
+    answers, failed = [], None
     results = await asyncio.gather(*(ask(e) for e in endpoints))
     for endpoint, result in zip(endpoints, results, strict=True):
         if isinstance(result, BaseException):
-            failed = True
+            failed = result
             inv.write(
                 f"Failed to get the {what} of endpoint {endpoint} ({_error_text(result)})", err=True
             )
@@ -133,4 +136,6 @@ async def endpoint_hashkv(inv: Invocation) -> int | None:
     request = rpc.HashKVRequest(revision=inv.opts.rev)
     hashes, failed = await ask_each(inv, "HashKV", request, "hash")
     inv.printer.endpoint_hashkv(hashes)
-    return EXIT_ERROR if failed else None
+    if failed is not None:  # etcdctl names the last failure again, as its error
+        raise CtlError(_error_text(failed), EXIT_ERROR)
+    return None

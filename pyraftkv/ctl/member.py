@@ -129,7 +129,10 @@ async def move_leader(inv: Invocation) -> None:
     """Ask the leader to hand leadership to another member."""
     if len(inv.args) != 1:
         raise CtlError("move-leader command needs 1 argument", EXIT_BAD_ARGS)
-    target = parse_member_id(inv.args[0])
+    try:  # etcdctl reports the bare parse error here (member remove adds its own words)
+        target = go_parse_int(inv.args[0], 16, unsigned=True)
+    except ValueError as exc:
+        raise CtlError(str(exc), EXIT_BAD_ARGS) from None
     # The transfer must be asked of the leader: find it among --endpoints.
     leader_id, leader_endpoint = 0, ""
     for endpoint in inv.settings.endpoints:

@@ -16,7 +16,7 @@ from ..admin.backup import status as backup_status
 from ..admin.cluster import parse_urls, plan_cluster
 from ..errors import ConfigError
 from .command import ALL_FORMATS, command, group
-from .errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
+from .errors import EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from .flags import Flag
 from .gotext import humanize_bytes
 from .invocation import Invocation
@@ -60,8 +60,8 @@ async def save(inv: Invocation) -> None:
     if len(inv.settings.endpoints) != 1:
         raise CtlError(
             "snapshot must be requested to one selected node, not multiple "
-            f"{list(inv.settings.endpoints)}",
-            EXIT_BAD_ARGS,
+            f"[{' '.join(inv.settings.endpoints)}]",
+            EXIT_INTERRUPTED,  # etcdctl's code for every failed save
         )
     client = await inv.client()
     await client.snapshot(inv.args[0])

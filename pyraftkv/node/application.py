@@ -59,6 +59,16 @@ log = logging.getLogger("pyraftkv.app")
 
 # Responses etcd 3.4 sends without a header (`etcdctl alarm list -w json` prints none).
 HEADERLESS = frozenset((rpc.AlarmResponse, rpc.DefragmentResponse))
+# etcd's Cluster service answers with a header that has no revision.
+NO_REVISION = frozenset(
+    (
+        rpc.MemberListResponse,
+        rpc.MemberAddResponse,
+        rpc.MemberRemoveResponse,
+        rpc.MemberUpdateResponse,
+        rpc.MemberPromoteResponse,
+    )
+)
 
 # A snapshot is also taken after this many bytes of applied entries, whatever
 # --snapshot-count says: a busy leader batches hundreds of writes per entry, and the WAL
@@ -172,14 +182,15 @@ class Application:
 
     def stamp(self, response: Message) -> Message:
         """Fill in the response header's cluster, member, term (and revision if unset);
-        etcd's Alarm and Defragment answers carry no header, so neither do these."""
+        as etcd's, Alarm and Defragment answers carry no header and the Cluster service's
+        no revision."""
         if type(response) in HEADERLESS:
             return response
         header = response.header
         header.cluster_id = self.cluster_id
         header.member_id = self.member_id
         header.raft_term = self.term
-        if not header.revision:
+        if not header.revision and type(response) not in NO_REVISION:
             header.revision = self.store.revision
         return response
 

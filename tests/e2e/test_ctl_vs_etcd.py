@@ -1,14 +1,15 @@
-"""The same lease, lock and election script, run twice: with etcdctl against a real 3-member
-etcd 3.4 cluster, and with pyraftkvctl against a real 3-member pyraftkv cluster. The two
-transcripts (every command's output and exit code, in order) must be the same once what
-differs by nature is masked: lease IDs (renamed L1, L2, ... in order of appearance, the
-same lease getting the same name wherever it shows), revisions, header IDs and remaining
-TTLs. Skipped when the etcd binaries are absent.
+"""The same scripts run with etcdctl against a real 3-member etcd 3.4 cluster and with
+pyraftkvctl (and, for the maintenance script, etcdctl too) against a real 3-member pyraftkv
+cluster. The transcripts (every command's output and exit code, in order) must be the same
+once what differs by nature is masked: IDs (renamed in order of appearance, the same ID
+getting the same name wherever it shows), revisions where the scripts differ, remaining
+TTLs, times, sizes and hashes. Skipped when the etcd binaries are absent.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import signal
@@ -16,15 +17,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
+from pyraftkv.admin.cluster import member_id
 from pyraftkv.ctl import run
+from pyraftkv.proto import rpc_pb2 as rpc
 
 from ..ctl_etcd_cluster import (
     ETCD,
     ETCD_LOG_LINE,
     ETCDCTL,
     MISSING,
+    NAMES,
     EtcdCluster,
     Result,
     wait_until,
@@ -38,15 +43,19 @@ class Side:
     commands left running; ``transcript`` records what each printed and its exit code."""
 
     def __init__(self, program: list[str], endpoints: list[str], env: dict, tmp: Path) -> None:
+        self.endpoints = endpoints
         self.endpoints_flag = f"--endpoints={','.join(endpoints)}"
+        self.program = program
         self.argv = [*program, self.endpoints_flag]
         self.env, self.tmp = env, tmp
         self.transcript: list[tuple[str, Result]] = []
         self._count = 0
 
-    def run(self, *args: str, record: bool = True) -> Result:
+    def run(self, *args: str, record: bool = True, endpoint: str = "") -> Result:
+        """One command on every endpoint, or on ``endpoint`` only."""
+        argv = [*self.program, f"--endpoints={endpoint}"] if endpoint else self.argv
         done = subprocess.run(
-            [*self.argv, *args],
+            [*argv, *args],
             capture_output=True,
             env=self.env,
             timeout=30,
@@ -59,6 +68,11 @@ class Side:
         if record:
             self.transcript.append((" ".join(args), result))
         return result
+
+    def snapshot_status(self, path: str, *args: str) -> Result:
+        """snapshot status of a file this side saved (an offline command: the file's
+        format is the server's, so pyraftkv's backups are read by pyraftkvctl)."""
+        return self.run("snapshot", "status", path, *args)
 
     def start(self, *args: str) -> Background:
         self._count += 1
@@ -73,9 +87,10 @@ class OursSide(Side):
         program = [sys.executable, "-m", "pyraftkv.ctl"]
         super().__init__(program, endpoints, {**os.environ, "PYTHONUNBUFFERED": "1"}, tmp)
 
-    def run(self, *args: str, record: bool = True) -> Result:
+    def run(self, *args: str, record: bool = True, endpoint: str = "") -> Result:
         out, err = io.BytesIO(), io.BytesIO()
-        code = run([self.endpoints_flag, *args], io.BytesIO(), out, err, {})
+        flag = f"--endpoints={endpoint}" if endpoint else self.endpoints_flag
+        code = run([flag, *args], io.BytesIO(), out, err, {})
         return self._record(args, Result(code, out.getvalue(), err.getvalue()), record)
 
 
@@ -284,3 +299,216 @@ def test_lease_lock_and_election_scripts_match_etcd(etcd, make_cluster, tmp_path
     assert outputs["[end] lock --ttl=5 job -- sh -c echo second holder"] == (0, "second holder\n")
     listened = outputs["[SIGINT] elect -l pool"][1]
     assert re.fullmatch(r"pool/(L\d+)\nalice\npool/(L\d+)\nbob\npool/(L\d+)\ncarol\n", listened)
+
+
+# -- maintenance -------------------------------------------------------------------------------
+
+
+def statuses(side: Side) -> list[dict]:
+    """Each endpoint's status (etcdctl's JSON), in endpoint order."""
+    out = side.run("endpoint", "status", "-w", "json", record=False).out
+    return [item["Status"] for item in json.loads(out)]
+
+
+def member_ids(side: Side) -> list[int]:
+    return [status["header"]["member_id"] for status in statuses(side)]
+
+
+def wait_for_leader(side: Side, leader: int) -> None:
+    """Until every member names ``leader`` as the leader."""
+    wait_until(lambda: {s["leader"] for s in statuses(side)} == {leader}, what=f"leader {leader:x}")
+
+
+def wait_for_same_hashes(side: Side) -> None:
+    """Until every member has applied the same writes (equal HashKV at equal revisions)."""
+
+    def same() -> bool:
+        out = side.run("endpoint", "hashkv", "-w", "json", record=False).out
+        answers = [item["HashKV"] for item in json.loads(out)]
+        return (
+            None not in answers
+            and len(
+                {(a["header"]["revision"], a["hash"], a.get("compact_revision")) for a in answers}
+            )
+            == 1
+        )
+
+    wait_until(same, what="equal hashes")
+
+
+def raise_alarm(endpoint: str, member_id: int) -> None:
+    """Raise NOSPACE for ``member_id`` through etcd's gRPC Alarm call (no CLI raises one)."""
+    with grpc.insecure_channel(endpoint) as channel:
+        alarm = channel.unary_unary(
+            "/etcdserverpb.Maintenance/Alarm",
+            request_serializer=rpc.AlarmRequest.SerializeToString,
+            response_deserializer=rpc.AlarmResponse.FromString,
+        )
+        request = rpc.AlarmRequest(
+            action=rpc.AlarmRequest.ACTIVATE, memberID=member_id, alarm=rpc.NOSPACE
+        )
+        assert len(alarm(request, timeout=10).alarms) == 1
+
+
+def maintenance_script(side: Side) -> None:
+    """member list, move-leader, endpoint status and hashkv, defrag, alarms, snapshots."""
+    first, second, third = side.endpoints
+    ids = member_ids(side)
+    side.names = {ids[i]: f"M{i + 1}" for i in range(3)}
+    side.names[statuses(side)[0]["header"]["cluster_id"]] = "C"
+    for i in range(5):
+        side.run("put", f"k{i}", f"v{i}")
+    # (on one endpoint: etcdctl would spread calls over several, and headers name the member)
+    side.run("member", "list", endpoint=first)
+    side.run("member", "list", "-w", "json", endpoint=first)
+    side.run("member", "list", "-w", "table", endpoint=first)
+    if statuses(side)[0]["leader"] != ids[1]:  # the second member leads first ...
+        side.run("move-leader", f"{ids[1]:x}", record=False)
+    wait_for_leader(side, ids[1])
+    side.run("move-leader", f"{ids[0]:x}")  # ... then hands over to the first
+    wait_for_leader(side, ids[0])
+    side.run("move-leader", f"{ids[0]:x}")
+    side.run("move-leader", "1")
+    side.run("move-leader", "zz")
+    side.run("move-leader", f"{ids[1]:x}", endpoint=third)
+    wait_for_same_hashes(side)
+    side.run("endpoint", "status")
+    side.run("endpoint", "status", "-w", "json")
+    side.run("endpoint", "status", "-w", "table")
+    side.run("endpoint", "hashkv")
+    side.run("endpoint", "hashkv", "-w", "json")
+    side.run("endpoint", "hashkv", "-w", "table")
+    side.run("endpoint", "hashkv", "--rev=3")
+    side.run("compaction", "3")
+    wait_for_same_hashes(side)
+    side.run("endpoint", "hashkv", "--rev=2")
+    side.run("endpoint", "hashkv", "--rev=99")
+    side.run("defrag")
+    side.run("defrag", "--cluster")
+    side.run("defrag", endpoint=second)
+    raise_alarm(first, ids[0])
+    side.run("alarm", "list")
+    side.run("alarm", "list", "-w", "json")
+    side.run("put", "x", "refused")
+    side.run("alarm", "disarm")
+    side.run("alarm", "disarm", "-w", "json")
+    side.run("alarm", "list")
+    side.run("alarm", "list", "-w", "json")
+    side.run("put", "x", "accepted")
+    backup = str(side.tmp / "backup.db")
+    side.run("snapshot", "save", backup, endpoint=first)
+    side.run("snapshot", "save", backup)
+    side.snapshot_status(backup)
+    side.snapshot_status(backup, "-w", "json")
+    side.snapshot_status(backup, "-w", "table")
+
+
+class GrpcSide(Side):
+    """etcdctl against pyraftkv (over gRPC); a backup it saved is pyraftkv's LMDB file, so
+    pyraftkvctl describes it (etcdctl reads bbolt files only)."""
+
+    def snapshot_status(self, path: str, *args: str) -> Result:
+        out, err = io.BytesIO(), io.BytesIO()
+        code = run(["snapshot", "status", path, *args], io.BytesIO(), out, err, {})
+        result = Result(code, out.getvalue(), err.getvalue())
+        return self._record(("snapshot", "status", path, *args), result, True)
+
+
+def masked_maintenance(side: Side) -> list[tuple[str, int, str, str]]:
+    """A maintenance transcript with what differs by nature named (member IDs by endpoint,
+    the cluster ID; ports and hashes in order of appearance, the same value getting the
+    same name) or masked
+    (versions, sizes, Raft terms and indexes, key counts of backups); table padding is
+    collapsed, as masked cells differ in width."""
+    name = _namer({})
+
+    def mask(text: str) -> str:
+        text = text.replace(str(side.tmp), "<tmp>")
+        text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{name(int(m[1]))}", text)
+        text = re.sub(r"\b\d+(\.\d+)? [kMG]?B\b", "SIZE", text)
+        # snapshot status: hash (hex), revision, total keys, size
+        text = re.sub(
+            r"\b[0-9a-f]{8}(, | \| +)(\d+)(, | \| +)\d+(, | \| +)SIZE",
+            lambda m: f"{name(int(m[0][:8], 16))}{m[1]}{m[2]}{m[3]}K{m[4]}SIZE",
+            text,
+        )
+        for number, number_name in side.names.items():  # members by endpoint, the cluster
+            text = re.sub(rf"\b({number}|{number:x})\b", number_name, text)
+        text = re.sub(r"\b\d{7,}\b", lambda m: name(int(m[0])), text)  # hashes
+        text = re.sub(
+            r'"(dbSize|dbSizeInUse|totalSize|totalKey|raftIndex|raftAppliedIndex|raftTerm|raft_term)":\d+',
+            r'"\1":N',
+            text,
+        )
+        text = re.sub(r'"version":"[^"]*"', '"version":V', text)
+        # endpoint status: version, (size), leader, learner, term, index, applied index
+        text = re.sub(
+            r"\b\d+\.\d+\.\d+(, | \| +)(SIZE)(, | \| +)(true|false)(, | \| +)(true|false)"
+            r"(, | \| +)\d+(, | \| +)\d+(, | \| +)\d+",
+            r"V\1SIZE\3\4\5\6\7T\8I\9I",
+            text,
+        )
+        text = re.sub(r"-{2,}", "-", text)
+        return re.sub(r" {2,}", " ", text)
+
+    return [
+        (mask(command), r.code, mask(r.out.decode()), mask(r.err.decode()))
+        for command, r in side.transcript
+    ]
+
+
+def test_maintenance_commands_match_etcd(etcd, make_cluster, tmp_path):
+    """member list, move-leader, endpoint status/hashkv, defrag, alarm list/disarm and
+    snapshot save/status: etcdctl against etcd 3.4, pyraftkvctl against pyraftkv and
+    etcdctl against pyraftkv print the same (each pyraftkv side on a fresh cluster whose
+    members have the etcd cluster's names)."""
+    etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    etcd_env["ETCDCTL_API"] = "3"
+
+    listed = json.loads(etcd.etcdctl("member", "list", "-w", "json").out)["members"]
+    etcd_order = [member["name"] for member in listed]  # by member ID
+
+    def fresh_cluster() -> list[str]:
+        """A pyraftkv cluster with etcd's member names, listed in the same order: its
+        cluster token is chosen so that the member IDs sort as etcd's do."""
+        cluster = make_cluster(3)
+        for member, member_name in zip(cluster.members, NAMES, strict=True):
+            member.name = member_name
+        urls = {m.name: f"http://{m.peer_url_host}" for m in cluster.members}
+        cluster.token = next(
+            token
+            for token in (f"cmp-{i}" for i in range(1000))
+            if sorted(urls, key=lambda n: member_id([urls[n]], token)) == etcd_order
+        )
+        cluster.initial_cluster = ",".join(f"{n}={url}" for n, url in urls.items())
+        cluster.start()
+        return cluster.endpoints
+
+    sides = {
+        "etcdctl -> etcd": Side([ETCDCTL], etcd.endpoints, etcd_env, tmp_path / "theirs"),
+        "pyraftkvctl -> pyraftkv": OursSide(fresh_cluster(), tmp_path / "ours"),
+        "etcdctl -> pyraftkv": GrpcSide([ETCDCTL], fresh_cluster(), etcd_env, tmp_path / "grpc"),
+    }
+    for side in sides.values():
+        side.tmp.mkdir()
+        maintenance_script(side)
+    (expected, *others) = [masked_maintenance(side) for side in sides.values()]
+    for name, got in zip(list(sides)[1:], others, strict=True):
+        for step_theirs, step_ours in zip(expected, got, strict=True):
+            assert step_ours == step_theirs, name
+    # What the script means to show (on etcd's side, so it cannot agree with us by accident).
+    outputs = {command: (code, out, err) for command, code, out, err in reversed(expected)}
+    assert outputs["alarm list"] == (0, "memberID:M1 alarm:NOSPACE \n", "")  # the first
+    assert outputs["put x refused"][::2] == (
+        1,
+        "Error: etcdserver: mvcc: database space exceeded\n",
+    )
+    assert outputs["move-leader M1"] == (0, "Leadership transferred from M2 to M1\n", "")
+    hashes = outputs["endpoint hashkv"][1].splitlines()
+    assert len(hashes) == 3 and len({line.split(", ")[1] for line in hashes}) == 1
+    assert outputs["defrag"][1].count("Finished defragmenting etcd member[127.0.0.1:") == 3
+    assert outputs["snapshot save <tmp>/backup.db"] == (
+        0,
+        "Snapshot saved at <tmp>/backup.db\n",
+        "",
+    )
