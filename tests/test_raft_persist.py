@@ -1,16 +1,27 @@
 """The Raft process's snapshot handling: what it writes to the WAL for a Ready (on a real
-WAL file), and a snapshot file made at an index the log has since dropped."""
+WAL file), a snapshot file made at an index the log has since dropped, and a restart whose
+store is ahead of (or diverged from) its WAL."""
 
 from __future__ import annotations
 
 import random
 
+from pyraftkv.admin.datadir import wal_metadata
 from pyraftkv.node import ringproto as rp
+from pyraftkv.node.raft_bootstrap import RaftProcessConfig, open_core
 from pyraftkv.node.raft_process import write_ready
 from pyraftkv.node.raft_snapshots import SnapshotShipper
 from pyraftkv.raft import codec
 from pyraftkv.raft.core import Config, RaftCore
-from pyraftkv.raft.types import Entry, EntryType, HardState, Membership, SnapshotMeta
+from pyraftkv.raft.types import (
+    Entry,
+    EntryType,
+    HardState,
+    Membership,
+    Message,
+    MessageType,
+    SnapshotMeta,
+)
 from pyraftkv.wal import WriteAheadLog
 
 
@@ -80,3 +91,66 @@ class _Writer:
 
     def submit(self, write, must_sync, durable) -> None:
         self.submitted.append(write)
+
+
+def _config(tmp_path, wal_dir: str, applied_index: int, applied_term: int) -> RaftProcessConfig:
+    return RaftProcessConfig(
+        member_id=1,
+        cluster_id=7,
+        wal_dir=wal_dir,
+        snap_dir=str(tmp_path / "snap"),
+        listen_peer_urls=(),
+        peer_tls={},
+        initial_cluster={},
+        initial_names={},
+        initial_cluster_state="existing",
+        heartbeat_interval_ms=100,
+        election_ticks=10,
+        snapshot_count=100,
+        max_snapshot_bytes=1 << 30,
+        applied_index=applied_index,
+        applied_term=applied_term,
+        applied_voters=[1, 2, 3],
+        applied_learners=[],
+        log_level="info",
+        logger="",
+        log_outputs="",
+        parent_pid=0,
+        down_fds=(0, 0, 0),
+        up_fds=(0, 0, 0),
+    )
+
+
+def test_a_store_installed_over_a_longer_conflicting_tail_restarts_from_the_store(tmp_path):
+    """A follower's WAL holds an old leader's entries 1..10 (term 1); a snapshot at 8 of
+    term 2 was installed in its store, and it stopped before the WAL recorded it. At
+    restart the store's position is the snapshot: the log is not "committed" old entries,
+    and the leader's next append (after index 8 of term 2) is taken, not refused for ever."""
+    wal_dir = str(tmp_path / "wal")
+    with WriteAheadLog.create(wal_dir, wal_metadata(7, 1)) as wal:
+        write_ready(wal, None, 0, [_entry(1, i) for i in range(1, 11)], HardState(1, 0, 3))
+        wal.sync()
+    core, wal, last = open_core(_config(tmp_path, wal_dir, 8, 2), random.Random(1))
+    with wal:
+        assert (last, core.log.term(8), core.log.last_index, core.log.committed) == (8, 2, 8, 8)
+        leader_append = Message(MessageType.APP, 1, 2, 2, 2, 8, 9, (_entry(2, 9),))
+        core.step(leader_append)
+        ready = core.ready()
+        answers = [m for m in ready.messages + ready.persisted_messages if m.to == 2]
+        assert [(m.reject, m.index) for m in answers] == [(False, 9)]
+    wal, recovery = WriteAheadLog.open(wal_dir)
+    wal.close()
+    assert recovery.snapshot == (8, 2) and recovery.entries == []
+
+
+def test_a_store_on_the_same_entries_keeps_the_wal(tmp_path):
+    """The store applied entry 8 of the WAL's own term (or does not know its term): the WAL's
+    entries stay."""
+    wal_dir = str(tmp_path / "wal")
+    with WriteAheadLog.create(wal_dir, wal_metadata(7, 1)) as wal:
+        write_ready(wal, None, 0, [_entry(1, i) for i in range(1, 11)], HardState(1, 0, 8))
+        wal.sync()
+    for applied_term in (1, 0):
+        core, wal, last = open_core(_config(tmp_path, wal_dir, 8, applied_term), random.Random(1))
+        wal.close()
+        assert (last, core.log.last_index, core.log.term(10)) == (10, 10, 1)

@@ -116,7 +116,7 @@ def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, Wri
     entries = [Entry(t, i, EntryType(k), d) for t, i, k, d in recovery.entries]
     hard_state = HardState(*recovery.hard_state)
     last = entries[-1].index if entries else snapshot.index
-    if cfg.applied_index > last:
+    if cfg.applied_index > last or _store_diverged(cfg, snapshot, entries):
         snapshot, hard_state = _record_store_as_snapshot(cfg, wal, hard_state)
         entries = []
     if cfg.force_new_cluster:
@@ -177,27 +177,44 @@ def _force_new_cluster(
     return kept + removals, hard_state
 
 
+def _store_diverged(cfg: RaftProcessConfig, snapshot: SnapshotMeta, entries: list[Entry]) -> bool:
+    """Whether the WAL holds, at the store's applied index, an entry of another term than
+    the one the store applied: a received snapshot was installed over a longer, conflicting
+    tail (an old leader's entries) and the member stopped before the WAL recorded it. The
+    WAL's entries up to there are not the committed ones: the store's position must become
+    the snapshot (else the core calls them committed, and rejects the leader's appends at
+    that index for ever). A store that does not know its term (0) is not compared."""
+    if cfg.applied_term == 0 or cfg.applied_index <= snapshot.index:
+        return False
+    entry = entries[cfg.applied_index - snapshot.index - 1]
+    assert entry.index == cfg.applied_index, (entry.index, cfg.applied_index)
+    return entry.term != cfg.applied_term
+
+
 def _record_store_as_snapshot(
     cfg: RaftProcessConfig, wal: WriteAheadLog, hard_state: HardState
 ) -> tuple[SnapshotMeta, HardState]:
     """The key-value store applied entries the WAL does not hold: a received snapshot was
     installed and the member stopped before the WAL recorded it (or it applied committed
     entries its own WAL had not yet made durable). Everything the store holds was committed,
-    so its position is a snapshot: record it in the WAL, and the log goes on from there."""
+    so its position is a snapshot: record it in the WAL, and the log goes on from there
+    (entries the WAL holds past it, of a conflicting tail, go too)."""
     snapshot = SnapshotMeta(
         cfg.applied_index,
         cfg.applied_term,
         Membership(frozenset(cfg.applied_voters), frozenset(cfg.applied_learners)),
     )
     log.warning(
-        "the key-value store is at index %d, past the WAL's last entry: recording its "
-        "state as a snapshot (a stop while a snapshot was being installed)",
+        "the key-value store is at index %d, past the WAL's last entry or of another term: "
+        "recording its state as a snapshot (a stop while a snapshot was being installed)",
         snapshot.index,
     )
     if hard_state.term < snapshot.term:  # the vote was for an older term
         hard_state = HardState(snapshot.term, 0, hard_state.commit)
     hard_state = hard_state._replace(commit=max(hard_state.commit, snapshot.index))
     wal.append_snapshot(snapshot.index, snapshot.term, codec.encode_snapshot_meta(snapshot))
+    if wal.last_index > snapshot.index:
+        wal.truncate_from(snapshot.index + 1)
     wal.append([], tuple(hard_state))
     wal.sync()
     wal.release_before(snapshot.index)
