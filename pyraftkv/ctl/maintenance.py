@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from ..admin.defrag import defragment as offline_defragment
 from ..client.aio import normalize_endpoint
+from ..errors import ConfigError
 from ..proto import rpc_pb2 as rpc
 from .command import command, group
 from .endpoint import _FAILURES, CLUSTER_FLAG, _error_text, target_endpoints
 from .errors import EXIT_ERROR
+from .flags import Flag
 from .invocation import Invocation
 
 group("alarm", "Alarm related commands")
@@ -38,12 +43,32 @@ async def alarm_disarm(inv: Invocation) -> None:
 @command(
     "defrag",
     summary="Defragments the storage of the etcd members with given endpoints",
-    flags=(CLUSTER_FLAG,),
+    flags=(
+        CLUSTER_FLAG,
+        Flag(
+            "data-dir",
+            "str",
+            "",
+            "the data dir of a stopped member whose store to defragment (offline)",
+        ),
+    ),
     description="""Rewrites each member's backend file as a compacted copy (the member serves
-nothing else meanwhile), one endpoint after another.""",
+nothing else meanwhile), one endpoint after another. With --data-dir, rewrites the store
+of a stopped member in place instead (refused while the member runs; nothing is printed
+on success, as etcdctl prints nothing).""",
 )
 async def defrag(inv: Invocation) -> int | None:
-    """Defragment each endpoint in turn; exit 1 if any failed."""
+    """Defragment each endpoint in turn (or one stopped member's data dir); exit 1 if any
+    failed."""
+    if inv.opts.data_dir:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, offline_defragment, inv.opts.data_dir
+            )
+        except ConfigError as exc:
+            inv.write(f"Failed to defragment etcd data[{inv.opts.data_dir}] ({exc})", err=True)
+            return EXIT_ERROR
+        return None
     failed = False
     for endpoint in await target_endpoints(inv):
         try:

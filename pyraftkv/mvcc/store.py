@@ -10,6 +10,7 @@ re-applies the entries above applied_index. sync() makes the LMDB files durable
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import zlib
@@ -48,6 +49,7 @@ FIRST_REVISION = 1  # as in etcd: an empty store is at revision 1, the first wri
 NOT_COMPACTED = -1  # etcd's compaction point before any compaction
 # Meta keys that differ between members holding the same data (left out of hash()).
 MEMBER_LOCAL_META = frozenset((META_APPLIED_INDEX, META_APPLIED_TERM))
+DEFRAG_FILE = "defrag.tmp"  # the compacted copy being made, in the store's directory
 
 KeyValue = kv_pb2.KeyValue
 Event = kv_pb2.Event
@@ -346,6 +348,15 @@ class MVCCStore:
         finally:
             os.close(fd)
         return applied
+
+    def defragmented(self) -> MVCCStore:
+        """This store rewritten as a compacted copy (LMDB's compacting copy, swapped in
+        for the file): returns the store reopened on it; this object is closed."""
+        path = os.path.join(self.path, DEFRAG_FILE)
+        with contextlib.suppress(FileNotFoundError):  # left by a defragment that died
+            os.unlink(path)
+        self.snapshot_to(path)
+        return self.replace_with(path)
 
     @staticmethod
     def snapshot_position(path: str | os.PathLike[str]) -> tuple[int, int]:

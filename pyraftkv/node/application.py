@@ -18,7 +18,6 @@ per request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -633,11 +632,7 @@ class Application:
         applied to the old file). Returns the file's size before and after."""
         before = self.store.db_size()
         started = time.monotonic()
-        path = os.path.join(self.store.path, "defrag.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        self.store.snapshot_to(path)
-        self.store = self.store.replace_with(path)
+        self.store = self.store.defragmented()
         self.store.lease_exists = self.lessor.exists
         self.watch_hub.store_replaced(self.store)
         self.schedule_catch_up()

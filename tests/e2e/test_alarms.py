@@ -163,3 +163,49 @@ def test_defragment_while_backups_are_copied(make_cluster, tmp_path):
             assert restored.hash_kv(0)[0] == expected
         shutil.rmtree(tmp_path / "restored")
     assert cluster.members[0].running
+
+
+def test_defrag_data_dir_compacts_a_stopped_members_store_and_refuses_a_running_one(
+    make_cluster, tmp_path
+):
+    cluster = make_cluster(1)
+    cluster.start()
+    (member,) = cluster.members
+    with cluster.client() as client:
+        for i in range(300):
+            client.put(f"k/{i:04d}", os.urandom(3000))
+        client.put("kept", "v")
+        deleted = client.delete("k/", prefix=True)
+        client.compact(deleted.header.revision)
+        expected = client.hash_kv().hash
+    store = os.path.join(member.data_dir, "member", "db", "data.mdb")
+    size = os.path.getsize(store)
+
+    # A running member holds its data dir: refused, nothing touched (etcdctl would wait).
+    code, out, err = ctl("127.0.0.1:1", "defrag", f"--data-dir={member.data_dir}")
+    assert (code, out) == (1, "")
+    assert err.startswith(f"Failed to defragment etcd data[{member.data_dir}] (data dir ")
+    assert "is in use by a running member (lock held by pid" in err
+    assert "to defragment a running member, omit --data-dir)" in err
+    assert os.path.getsize(store) == size
+    assert cluster.terminate(member) == 0
+
+    # Stopped: the file is rewritten compacted, silently (as etcdctl 3.4), and the member
+    # starts from it with everything it held.
+    assert ctl("127.0.0.1:1", "defrag", f"--data-dir={member.data_dir}") == (0, "", "")
+    assert os.path.getsize(store) < size // 2
+    cluster.start_member(member)
+    with cluster.client() as client:
+        assert client.hash_kv().hash == expected
+        assert client.get("kept").kvs[0].value == b"v"
+        client.put("after", "defrag")
+
+    nothing = str(tmp_path / "not-a-data-dir")
+    os.mkdir(nothing)
+    code, out, err = ctl("127.0.0.1:1", "defrag", f"--data-dir={nothing}")
+    assert (code, out) == (1, "")
+    assert err == (
+        f"Failed to defragment etcd data[{nothing}] ('{nothing}' is not a pyraftkv data dir "
+        "(no member store in it))\n"
+    )
+    assert os.listdir(nothing) == []
