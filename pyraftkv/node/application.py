@@ -35,6 +35,7 @@ from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from ..raft.types import Entry
+from . import corrupt_check
 from . import ringproto as rp
 from .admin_waiters import AdminWaiters
 from .alarms import CORRUPT, NOSPACE, REFUSED_WHEN_CORRUPT, Alarms
@@ -306,6 +307,11 @@ class Application:
             for peer, seconds in rp.decode_peer_rtt(message):
                 self.trace.observe_rtt(peer, seconds)
 
+        def hash_kv_wanted(message: bytes) -> None:  # a peer's corruption check
+            (query,) = rp.unpack(message, rp.U64)
+            answer = corrupt_check.answer_peer(self, rp.tail(message, rp.U64))
+            self._send_down(rp.pack(rp.HASH_KV_ANSWER, rp.U64, query, tail=answer))
+
         def install(message: bytes) -> None:
             index, term = rp.unpack(message, rp.U64x2)
             self._install_snapshot(index, term, rp.tail(message, rp.U64x2).decode())
@@ -326,6 +332,7 @@ class Application:
             rp.PEER_RTT: peer_rtt,
             rp.SNAPSHOT_WANTED: lambda _m: self.loop.create_task(self._make_snapshot_file()),
             rp.INSTALL_SNAPSHOT: install,
+            rp.HASH_KV_WANTED: hash_kv_wanted,
         }
 
     def _on_status(self, leader: int, term: int, commit: int, role: int, flags: int) -> None:

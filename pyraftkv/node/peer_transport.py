@@ -23,7 +23,7 @@ import asyncio
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from ssl import SSLContext
 
 from ..errors import PyraftkvError
@@ -40,6 +40,12 @@ CHANNEL_SNAPSHOT = 2
 # A member joining a running cluster asks a peer which cluster it is and who is in it
 # (cluster and receiver ids are 0 in its handshake: it does not know them yet).
 CHANNEL_QUERY = 3
+# A member's corruption check asks a peer for HashKV (corrupt_check.py): one request
+# frame (a HashKVRequest), one answer frame (HASH_OK + HashKVResponse, or HASH_FAILED +
+# the error's text). Peer TLS and the peer's identity checks apply; client auth does not.
+CHANNEL_HASHKV = 4
+HASH_OK, HASH_FAILED = b"\x01", b"\x00"
+HASH_REQUEST_LIMIT = 64
 MEMBERS_REPLY = struct.Struct("!QI")  # cluster id, count; then count u64 member ids
 ACCEPT = b"\x01"
 FRAME = struct.Struct("!I")
@@ -74,7 +80,7 @@ def check_handshake(data: bytes, cluster_id: int, me: int) -> tuple[int, int]:
         )
     if receiver != me:
         raise PeerProtocolError(f"peer {sender:x} wants member {receiver:x}, this is {me:x}")
-    if channel not in (CHANNEL_MESSAGES, CHANNEL_SNAPSHOT):
+    if channel not in (CHANNEL_MESSAGES, CHANNEL_SNAPSHOT, CHANNEL_HASHKV):
         raise PeerProtocolError(f"unknown channel {channel}")
     return channel, sender
 
@@ -231,6 +237,7 @@ class PeerTransport:
         | None = None,
         members: Callable[[], list[int]] | None = None,
         is_peer: Callable[[int], bool] | None = None,
+        on_hash_kv: Callable[[bytes], Awaitable[bytes]] | None = None,
     ) -> None:
         self.member_id = member_id
         self.cluster_id = cluster_id
@@ -242,6 +249,7 @@ class PeerTransport:
         self.on_snapshot_connection = on_snapshot_connection
         self.members = members
         self.is_peer = is_peer
+        self.on_hash_kv = on_hash_kv
         self.senders: dict[int, PeerSender] = {}
         self._servers: list[asyncio.AbstractServer] = []
         self._readers: set[asyncio.Task] = set()
@@ -328,6 +336,15 @@ class PeerTransport:
                 if self.on_snapshot_connection is not None:
                     await self.on_snapshot_connection(sender, reader, writer)
                 return
+            if channel == CHANNEL_HASHKV:
+                request = await asyncio.wait_for(read_frame(reader, HASH_REQUEST_LIMIT), 5.0)
+                if self.on_hash_kv is None:
+                    answer = HASH_FAILED + b"this member does not answer hash queries"
+                else:
+                    answer = await self.on_hash_kv(request)
+                writer.write(FRAME.pack(len(answer)) + answer)
+                await writer.drain()
+                return
             on_message = self.on_message
             buffer = bytearray()
             while True:
@@ -391,3 +408,38 @@ async def query_cluster(
         return cluster, [struct.unpack_from("!Q", data, 8 * i)[0] for i in range(count)]
     finally:
         writer.close()
+
+
+async def ask_hash_kv(
+    address: Address,
+    ssl: SSLContext | None,
+    cluster_id: int,
+    member_id: int,
+    peer_id: int,
+    request: bytes,
+    timeout: float,
+) -> bytes:
+    """Send a HashKVRequest to the peer at ``address`` over the peer channel; its answer
+    (HASH_OK + HashKVResponse, or HASH_FAILED + the error). OSError, PeerProtocolError or
+    TimeoutError when it cannot be asked."""
+    host, port, tls = address
+
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=ssl if tls else None, server_hostname=host if tls else None
+        )
+        try:
+            writer.write(encode_handshake(CHANNEL_HASHKV, cluster_id, member_id, peer_id))
+            writer.write(FRAME.pack(len(request)) + request)
+            accepted = await reader.readexactly(1)
+            if accepted != ACCEPT:
+                reason = (await reader.read(255)).decode(errors="replace") or "no reason given"
+                raise PeerProtocolError(f"peer refused the hash query: {reason}")
+            return await read_frame(reader, 1 << 16)
+        finally:
+            writer.close()
+
+    try:
+        return await asyncio.wait_for(exchange(), timeout)
+    except asyncio.IncompleteReadError:
+        raise PeerProtocolError("the peer closed the connection before answering") from None

@@ -52,7 +52,7 @@ from ..wal import WriteAheadLog
 from . import event_loop
 from . import ringproto as rp
 from .logging_setup import fields, setup_logging
-from .peer_transport import PeerProtocolError, PeerTransport
+from .peer_transport import HASH_FAILED, PeerProtocolError, PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now
 from .proposal_check import batch_problem
 from .raft_bootstrap import RaftProcessConfig, RaftProcessError, open_core
@@ -68,6 +68,8 @@ log = logging.getLogger("pyraftkv.raft")
 
 # How often the fdatasync histogram goes to the application process (for /metrics).
 LATENCY_REPORT_S = 1.0
+# How long a peer's HashKV query waits for the application process to answer.
+HASH_ANSWER_TIMEOUT_S = 10.0
 # Committed entries travel up the ring in messages of about this size at most.
 MAX_COMMITTED_MESSAGE_BYTES = 4 << 20
 # Peer frame kinds (first byte of every frame on the messages channel).
@@ -129,6 +131,7 @@ class RaftProcess:
             on_snapshot_connection=lambda *args: self.snapshots.on_connection(*args),
             members=lambda: sorted(self.core.membership.members()),
             is_peer=self._is_peer,
+            on_hash_kv=self._on_hash_kv,
         )
         self.writer = WalWriter(wal, self.loop, self._before_blocking)
         self._up_batch: list[bytes] | None = None  # messages up, while taking Readies
@@ -148,6 +151,8 @@ class RaftProcess:
         self._parent = os.getppid()
         self._reported_syncs = 0  # fdatasyncs already reported up
         self.trace = RaftTrace()
+        self._hash_queries: dict[int, asyncio.Future] = {}  # a peer's HashKV, by query id
+        self._next_hash_query = 0
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -367,7 +372,29 @@ class RaftProcess:
             rp.SNAPSHOT_INSTALLED: lambda _m: self._on_snapshot_installed(),
             rp.MEMBERS: members,
             rp.STOP: stop,
+            rp.HASH_KV_ANSWER: self._on_hash_kv_answer,
         }
+
+    async def _on_hash_kv(self, request: bytes) -> bytes:
+        """A peer's HashKV request (its corruption check): answered by the application
+        process, which holds the store."""
+        self._next_hash_query += 1
+        query = self._next_hash_query
+        answer = self.loop.create_future()
+        self._hash_queries[query] = answer
+        try:
+            self.push_up(rp.pack(rp.HASH_KV_WANTED, rp.U64, query, tail=request))
+            return await asyncio.wait_for(answer, HASH_ANSWER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return HASH_FAILED + b"the application process did not answer in time"
+        finally:
+            self._hash_queries.pop(query, None)
+
+    def _on_hash_kv_answer(self, message: bytes) -> None:
+        (query,) = rp.unpack(message, rp.U64)
+        answer = self._hash_queries.get(query)
+        if answer is not None and not answer.done():
+            answer.set_result(rp.tail(message, rp.U64))
 
     def _on_snapshot_installed(self) -> None:
         if self._awaiting_install is None:

@@ -30,6 +30,7 @@ SNAPSHOT_INSTALLED = 7  # u64 index: the state machine now holds the received sn
 STOP = 9  # flush and exit
 MEMBERS = 10  # MemberAttributesList: every member's peer URLs (at start, after a snapshot)
 PROPOSE_TRACED = 11  # i64 received, i64 batched (monotonic ns), data: as PROPOSE, traced
+HASH_KV_ANSWER = 12  # u64 query id, data: the answer to HASH_KV_WANTED (peer_transport)
 
 # ---- up: raft -> application -------------------------------------------------------------
 COMMITTED = 101  # a run of committed entries (see encode_entries)
@@ -43,6 +44,7 @@ CONF_CHANGE_APPLIED = 108  # u64 index, u64 request id, u8 outcome (CONF_*)
 WAL_SYNC_LATENCY = 109  # the WAL's fdatasync histogram (see encode_sync_latency)
 TRACE = 110  # u64 index, 8 x i64 readings: a traced proposal's entry (write_trace.py)
 PEER_RTT = 111  # (u64 peer, f64 seconds) pairs: heartbeat round trips measured
+HASH_KV_WANTED = 112  # u64 query id, data: a HashKVRequest a peer sent (corrupt_check.py)
 
 # outcomes of a membership change (CONF_CHANGE_APPLIED)
 CONF_REFUSED = 0

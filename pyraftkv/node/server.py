@@ -151,6 +151,8 @@ class Node:
             config = config.joining(known if known is not None else await find_cluster(config))
         datadir.claim(config.cluster_id, config.member_id, config.name)
         self.config = config = with_auto_certs(config)
+        # How this member dials its peers outside Raft (the corruption checks' hash queries).
+        self.peer_ssl = config.peer_tls.client_context()
         # The quota is enforced when writes are accepted; the map is twice as large, so that
         # writes already accepted (and every member applies them alike) always fit.
         store = MVCCStore(
@@ -205,7 +207,7 @@ class Node:
         self.server = ClientServer(app, config.max_request_bytes, auth)
         await self._wait_raft_started()
         if config.initial_corrupt_check:
-            await corrupt_check.initial_check(app)
+            await corrupt_check.initial_check(app, self.peer_ssl)
         await self._listen()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stop, 0)
@@ -360,7 +362,9 @@ class Node:
                     self._tasks.append(self.loop.create_task(self._auto_compact(target)))
             if corrupt_interval and now >= next_corrupt_check:
                 next_corrupt_check = now + corrupt_interval
-                self._tasks.append(self.loop.create_task(corrupt_check.periodic_check(app)))
+                self._tasks.append(
+                    self.loop.create_task(corrupt_check.periodic_check(app, self.peer_ssl))
+                )
             self._tasks = [t for t in self._tasks if not t.done()]
 
     async def _auto_compact(self, revision: int) -> None:
