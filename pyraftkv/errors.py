@@ -243,6 +243,16 @@ class NotEnoughStartedMembers(ApiError):
     default_message = "etcdserver: re-configuration failed due to not enough started members"
 
 
+class PeerUrlExists(ApiError):
+    code = FAILED_PRECONDITION
+    default_message = "etcdserver: Peer URLs already exists"
+
+
+class UnhealthyCluster(ApiError):
+    code = UNAVAILABLE
+    default_message = "etcdserver: unhealthy cluster"
+
+
 class MemberNotLearner(ApiError):
     code = FAILED_PRECONDITION
     default_message = "etcdserver: can only promote a learner member"

@@ -51,6 +51,13 @@ class MemberList:
         if member is not None:
             member.is_learner = False
 
+    def update_peer_urls(self, member_id: int, peer_urls: list[str]) -> None:
+        """MemberUpdate: the member is now reached at these peer URLs (nothing else changes)."""
+        member = self._members.get(member_id)
+        if member is not None:
+            del member.peer_urls[:]
+            member.peer_urls.extend(peer_urls)
+
     def publish(self, attributes: internal.MemberAttributes) -> None:
         """A member announced its name and client URLs (peer URLs stay as configured)."""
         member = self._members.get(attributes.id)

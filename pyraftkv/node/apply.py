@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from ..admin.members import MemberList
 from ..proto import raft_internal_pb2 as internal
@@ -65,6 +65,12 @@ def apply_conf_change(batch: Any, members: MemberList, entry: Entry) -> None:
         members.add(attributes)
     elif change.type == ConfChangeType.PROMOTE_LEARNER:
         members.promote(change.node_id)
+    elif change.type == ConfChangeType.UPDATE_MEMBER:
+        try:
+            attributes = internal.MemberAttributes.FromString(change.context)
+        except DecodeError:  # the leader checked it; a damaged entry changes nothing
+            return
+        members.update_peer_urls(change.node_id, list(attributes.peer_urls))
     else:
         members.remove(change.node_id)
     batch.put_meta(b"members", members.encode())

@@ -67,7 +67,7 @@ class ClusterCalls:
             raise errors.InvalidArgument("etcdserver: given member URLs are invalid") from None
         for member in self.app.members.to_rpc():
             if set(member.peerURLs) & set(urls):
-                raise errors.InvalidArgument("etcdserver: peerURL exists")
+                raise errors.PeerUrlExists()
         # The id the new member computes for itself from its flags (etcd derives it the same way).
         new_id = member_id(urls, self.app.cluster_token)
         attributes = internal.MemberAttributes(
@@ -120,7 +120,35 @@ class ClusterCalls:
         )
 
     def member_update(self, connection, stream, flags, body):
-        raise errors.ApiError("etcdserver: member update is not supported by pyraftkv yet")
+        """etcd's MemberUpdate: a conf change through the log that changes only the member's
+        peer URLs; every member then dials it at the new address."""
+        from ..admin.cluster import Url
+        from ..errors import ConfigError
+        from ..raft.types import ConfChangeType
+
+        request = rpc.MemberUpdateRequest.FromString(body)
+        member = self.app.members.get(request.ID)
+        if member is None:
+            raise errors.MemberNotFound()
+        if not request.peerURLs:
+            raise errors.InvalidArgument("etcdserver: member peer URLs are not provided")
+        try:
+            urls = [Url.parse(u, "peerURLs").text for u in request.peerURLs]
+        except ConfigError:
+            raise errors.InvalidArgument("etcdserver: given member URLs are invalid") from None
+        for other in self.app.members.to_rpc():
+            if other.ID != request.ID and set(other.peerURLs) & set(urls):
+                raise errors.PeerUrlExists()
+        attributes = internal.MemberAttributes(
+            id=request.ID, peer_urls=urls, is_learner=member.is_learner
+        )
+        self.app.change_membership(
+            Reply(connection, stream),
+            BY_NAME["MemberUpdate"].number,
+            int(ConfChangeType.UPDATE_MEMBER),
+            request.ID,
+            attributes.SerializeToString(),
+        )
 
     def status(self, connection, stream, flags, body):
         rpc.StatusRequest.FromString(body)

@@ -175,6 +175,17 @@ class MembershipChanges:
                 # leaves that member unreachable.
                 log.error("member %x added with unusable peer URLs: %s", change.node_id, exc)
 
+    def _move_peer(self, change: ConfChange) -> None:
+        """MemberUpdate committed: reach that member at its new peer URLs from now on (the
+        connection to the old address is dropped)."""
+        try:
+            attributes = internal.MemberAttributes.FromString(change.context)
+            self.p.set_peer(change.node_id, list(attributes.peer_urls))
+        except (DecodeError, ConfigError) as exc:
+            log.error("member %x updated with unusable peer URLs: %s", change.node_id, exc)
+            return
+        log.info("member %x now at %s", change.node_id, ",".join(attributes.peer_urls))
+
     def on_committed(self, entry: Entry) -> None:
         change = codec.decode_conf_change(entry.data)
         for index in [i for i in self._added_at if i <= entry.index]:
@@ -182,6 +193,8 @@ class MembershipChanges:
         if change.type in (ConfChangeType.ADD_VOTER, ConfChangeType.ADD_LEARNER):
             self._learn_address(entry)
             self._added_at.pop(entry.index, None)
+        elif change.type == ConfChangeType.UPDATE_MEMBER:
+            self._move_peer(change)
         elif change.type == ConfChangeType.REMOVE_MEMBER:
             if change.node_id == self.p.id:
                 log.warning("this member was removed from the cluster")

@@ -130,6 +130,9 @@ class ConfChangeType(IntEnum):
     ADD_LEARNER = 1
     PROMOTE_LEARNER = 2
     REMOVE_MEMBER = 3
+    # etcd's ConfChangeUpdateNode: the member's peer URLs (in the context) change, the
+    # voters and learners do not.
+    UPDATE_MEMBER = 4
 
 
 class ConfChange(NamedTuple):
@@ -145,6 +148,8 @@ def apply_conf_change(membership: Membership, change: ConfChange) -> Membership:
     the same log derives the same membership; validity is checked when proposed."""
     voters, learners = set(membership.voters), set(membership.learners)
     node = change.node_id
+    if change.type == ConfChangeType.UPDATE_MEMBER:
+        return membership
     if change.type == ConfChangeType.ADD_VOTER or change.type == ConfChangeType.PROMOTE_LEARNER:
         learners.discard(node)
         voters.add(node)
@@ -168,6 +173,8 @@ def conf_change_problem(membership: Membership, change: ConfChange) -> str | Non
         return f"member {node:x} already exists"
     if change.type == ConfChangeType.PROMOTE_LEARNER and node not in membership.learners:
         return f"member {node:x} is not a learner"
+    if change.type == ConfChangeType.UPDATE_MEMBER and not membership.is_member(node):
+        return f"member {node:x} not found"
     if change.type == ConfChangeType.REMOVE_MEMBER:
         if not membership.is_member(node):
             return f"member {node:x} not found"

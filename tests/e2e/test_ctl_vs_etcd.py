@@ -32,6 +32,7 @@ from ..ctl_etcd_cluster import (
     NAMES,
     EtcdCluster,
     Result,
+    free_ports,
     wait_until,
 )
 
@@ -457,20 +458,13 @@ def masked_maintenance(side: Side) -> list[tuple[str, int, str, str]]:
     ]
 
 
-def test_maintenance_commands_match_etcd(etcd, make_cluster, tmp_path):
-    """member list, move-leader, endpoint status/hashkv, defrag, alarm list/disarm and
-    snapshot save/status: etcdctl against etcd 3.4, pyraftkvctl against pyraftkv and
-    etcdctl against pyraftkv print the same (each pyraftkv side on a fresh cluster whose
-    members have the etcd cluster's names)."""
-    etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
-    etcd_env["ETCDCTL_API"] = "3"
-
+def like_etcd(etcd: EtcdCluster, make_cluster):
+    """A maker of pyraftkv clusters with the etcd cluster's member names, listed in the same
+    order: the cluster token is chosen so that the member IDs sort as etcd's do."""
     listed = json.loads(etcd.etcdctl("member", "list", "-w", "json").out)["members"]
     etcd_order = [member["name"] for member in listed]  # by member ID
 
     def fresh_cluster() -> list[str]:
-        """A pyraftkv cluster with etcd's member names, listed in the same order: its
-        cluster token is chosen so that the member IDs sort as etcd's do."""
         cluster = make_cluster(3)
         for member, member_name in zip(cluster.members, NAMES, strict=True):
             member.name = member_name
@@ -484,6 +478,18 @@ def test_maintenance_commands_match_etcd(etcd, make_cluster, tmp_path):
         cluster.start()
         return cluster.endpoints
 
+    return fresh_cluster
+
+
+def test_maintenance_commands_match_etcd(etcd, make_cluster, tmp_path):
+    """member list, move-leader, endpoint status/hashkv, defrag, alarm list/disarm and
+    snapshot save/status: etcdctl against etcd 3.4, pyraftkvctl against pyraftkv and
+    etcdctl against pyraftkv print the same (each pyraftkv side on a fresh cluster whose
+    members have the etcd cluster's names)."""
+    etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    etcd_env["ETCDCTL_API"] = "3"
+
+    fresh_cluster = like_etcd(etcd, make_cluster)
     sides = {
         "etcdctl -> etcd": Side([ETCDCTL], etcd.endpoints, etcd_env, tmp_path / "theirs"),
         "pyraftkvctl -> pyraftkv": OursSide(fresh_cluster(), tmp_path / "ours"),
@@ -512,3 +518,51 @@ def test_maintenance_commands_match_etcd(etcd, make_cluster, tmp_path):
         "Snapshot saved at <tmp>/backup.db\n",
         "",
     )
+
+
+def member_update_script(side: Side) -> None:
+    """member update: a follower moved to a new peer URL and back, and the refusals."""
+    ids = member_ids(side)
+    side.names = {ids[i]: f"M{i + 1}" for i in range(3)}
+    side.names[statuses(side)[0]["header"]["cluster_id"]] = "C"
+    if statuses(side)[0]["leader"] != ids[0]:  # the moved member follows
+        side.run("move-leader", f"{ids[0]:x}", record=False)
+    wait_for_leader(side, ids[0])
+    first, moved = side.endpoints[0], f"{ids[2]:x}"
+    listed = json.loads(side.run("member", "list", "-w", "json", record=False).out)
+    urls = {m["ID"]: m["peerURLs"][0] for m in listed["members"]}
+    new_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    side.run("member", "update", moved, f"--peer-urls={new_url}", endpoint=first)
+    side.run("member", "list", endpoint=first)
+    side.run("member", "update", moved, f"--peer-urls={urls[ids[2]]}", "-w", "json", endpoint=first)
+    side.run("member", "update", moved, f"--peer-urls={urls[ids[0]]}", endpoint=first)
+    side.run("member", "update", "1234", "--peer-urls=http://127.0.0.1:1", endpoint=first)
+    side.run("member", "update", moved, endpoint=first)
+    side.run("member", "update", "zz", "--peer-urls=http://127.0.0.1:1", endpoint=first)
+    side.run("member", "update", "--peer-urls=http://127.0.0.1:1", endpoint=first)
+    side.run("put", "after", "update", endpoint=first)
+
+
+def test_member_update_matches_etcd(etcd, make_cluster, tmp_path):
+    """etcdctl against etcd 3.4, pyraftkvctl against pyraftkv and etcdctl against pyraftkv
+    (gRPC) print the same for member update and its refusals."""
+    etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    etcd_env["ETCDCTL_API"] = "3"
+    fresh_cluster = like_etcd(etcd, make_cluster)
+    sides = {
+        "etcdctl -> etcd": Side([ETCDCTL], etcd.endpoints, etcd_env, tmp_path / "theirs"),
+        "pyraftkvctl -> pyraftkv": OursSide(fresh_cluster(), tmp_path / "ours"),
+        "etcdctl -> pyraftkv": Side([ETCDCTL], fresh_cluster(), etcd_env, tmp_path / "grpc"),
+    }
+    for side in sides.values():
+        side.tmp.mkdir()
+        member_update_script(side)
+    (expected, *others) = [masked_maintenance(side) for side in sides.values()]
+    for name, got in zip(list(sides)[1:], others, strict=True):
+        for step_theirs, step_ours in zip(expected, got, strict=True):
+            assert step_ours == step_theirs, name
+    outputs = [(code, out, err) for _command, code, out, err in expected]
+    assert outputs[0] == (0, "Member M3 updated in cluster C\n", "")
+    assert outputs[3][::2] == (1, "Error: etcdserver: Peer URLs already exists\n")
+    assert outputs[4][::2] == (1, "Error: etcdserver: member not found\n")
+    assert outputs[-1][:2] == (0, "OK\n")

@@ -1,12 +1,13 @@
-"""Membership changes on a running cluster: add a member that joins, remove one."""
+"""Membership changes on a running cluster: add a member that joins, remove one, move one
+to new peer URLs."""
 
 import pytest
 
-from pyraftkv import Client
+from pyraftkv import Client, errors
 from pyraftkv.errors import ApiError
 from pyraftkv.proto import rpc_pb2 as rpc
 
-from .harness import Member, free_ports
+from .harness import Member, free_ports, put_retrying
 
 
 def test_a_member_added_then_started_with_existing_state_joins_and_catches_up(cluster):
@@ -66,3 +67,38 @@ def test_removing_a_member_takes_it_out_of_the_member_list(cluster):
         c.put("after-remove", "ok")  # two voters left: still a majority
         with pytest.raises(ApiError, match="member not found"):
             c.call("MemberRemove", rpc.MemberRemoveRequest(ID=follower_id))
+
+
+def test_member_update_moves_a_member_to_new_peer_urls(cluster):
+    """The change goes through the log; the others dial the new address, so once the moved
+    member is restarted there, it votes again (the third member is stopped, so nothing
+    commits without it)."""
+    leader = cluster.wait_leader()
+    moved, third = [m for m in cluster.members if m is not leader]
+    moved_id = cluster.status(moved).header.member_id
+    new_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    with cluster.client([leader]) as c:
+        with pytest.raises(errors.MemberNotFound, match="^etcdserver: member not found$"):
+            c.call("MemberUpdate", rpc.MemberUpdateRequest(ID=0x1234, peerURLs=[new_url]))
+        taken = [f"http://{leader.peer_url_host}"]
+        with pytest.raises(errors.PeerUrlExists, match="^etcdserver: Peer URLs already exists$"):
+            c.call("MemberUpdate", rpc.MemberUpdateRequest(ID=moved_id, peerURLs=taken))
+        with pytest.raises(ApiError, match="given member URLs are invalid"):
+            c.call("MemberUpdate", rpc.MemberUpdateRequest(ID=moved_id, peerURLs=["nonsense"]))
+        updated = c.call("MemberUpdate", rpc.MemberUpdateRequest(ID=moved_id, peerURLs=[new_url]))
+        assert [list(m.peerURLs) for m in updated.members if moved_id == m.ID] == [[new_url]]
+        assert len(updated.members) == 3 and not any(m.isLearner for m in updated.members)
+    cluster.kill(moved)
+    moved.extra_args += ["--listen-peer-urls", new_url]  # its --initial-* flags name it
+    cluster.start_member(moved)
+    cluster.kill(third)
+    with cluster.client([leader]) as c:
+        put_retrying(c, "after-move", "committed")
+        listed = {m.ID: list(m.peerURLs) for m in c.member_list().members}
+        assert listed[moved_id] == [new_url]
+    cluster.wait_applied(moved, cluster.status(leader).raftIndex)
+    with Client([moved.endpoint]) as c:
+        assert c.get("after-move", serializable=True).kvs[0].value == b"committed"
+        assert [list(m.peerURLs) for m in c.member_list().members if moved_id == m.ID] == [
+            [new_url]
+        ]
