@@ -35,7 +35,7 @@ from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import BY_NAME
 from ..raft.types import Entry
-from . import corrupt_check
+from . import corrupt_check, reconfig_check
 from . import ringproto as rp
 from .admin_waiters import AdminWaiters
 from .alarms import CORRUPT, NOSPACE, REFUSED_WHEN_CORRUPT, Alarms
@@ -140,6 +140,8 @@ class Application:
         # What the Raft process last told us (its first status says it started).
         self.raft_started = asyncio.Event()
         self.leader_id = 0
+        # peer -> when a Raft message last came from it (reconfig_check's reachability)
+        self.peer_heard: dict[int, float] = {}
         self.term = 0
         self.commit_index = 0
         self.role = 0
@@ -307,6 +309,11 @@ class Application:
             for peer, seconds in rp.decode_peer_rtt(message):
                 self.trace.observe_rtt(peer, seconds)
 
+        def peers_heard(message: bytes) -> None:
+            now = time.monotonic()
+            for peer in rp.decode_peers_heard(message):
+                self.peer_heard[peer] = now
+
         def hash_kv_wanted(message: bytes) -> None:  # a peer's corruption check
             (query,) = rp.unpack(message, rp.U64)
             answer = corrupt_check.answer_peer(self, rp.tail(message, rp.U64))
@@ -330,6 +337,7 @@ class Application:
             rp.TRACE: trace,
             rp.WAL_SYNC_LATENCY: sync_latency,
             rp.PEER_RTT: peer_rtt,
+            rp.PEERS_HEARD: peers_heard,
             rp.SNAPSHOT_WANTED: lambda _m: self.loop.create_task(self._make_snapshot_file()),
             rp.INSTALL_SNAPSHOT: install,
             rp.HASH_KV_WANTED: hash_kv_wanted,
@@ -545,6 +553,14 @@ class Application:
     ) -> None:
         """Send a conf change down; answered when it applies (or is refused)."""
         self.admin.change_membership(reply, method, change_type, node_id, context)
+
+    def reachable(self) -> set[int] | None:
+        """The members this one heard from lately (itself included), while it leads; None
+        on a follower (whose Raft process refuses membership changes anyway)."""
+        if self.leader_id != self.member_id:
+            return None
+        since = time.monotonic() - reconfig_check.HEALTH_INTERVAL_S
+        return {self.member_id} | {p for p, t in self.peer_heard.items() if t >= since}
 
     def move_leader(self, reply: Reply, target: int) -> None:
         self.admin.move_leader(reply, target)

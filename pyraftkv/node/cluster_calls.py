@@ -75,7 +75,7 @@ class ClusterCalls:
         )
         change = ConfChangeType.ADD_LEARNER if request.isLearner else ConfChangeType.ADD_VOTER
         if self.app.strict_reconfig_check and not request.isLearner:
-            reconfig_check.check_add_voter(self.app.members)
+            reconfig_check.check_add_voter(self.app.members, self.app.reachable())
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberAdd"].number,
@@ -91,7 +91,7 @@ class ClusterCalls:
         if request.ID not in self.app.members:
             raise errors.MemberNotFound()
         if self.app.strict_reconfig_check:
-            reconfig_check.check_remove_voter(self.app.members, request.ID)
+            reconfig_check.check_remove_voter(self.app.members, request.ID, self.app.reachable())
         self.app.change_membership(
             Reply(connection, stream),
             BY_NAME["MemberRemove"].number,

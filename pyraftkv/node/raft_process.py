@@ -151,6 +151,9 @@ class RaftProcess:
         self._parent = os.getppid()
         self._reported_syncs = 0  # fdatasyncs already reported up
         self.trace = RaftTrace()
+        # peers heard from this tick, each reported up once (--strict-reconfig-check's
+        # rule on reachable voters)
+        self._heard: set[int] = set()
         self._hash_queries: dict[int, asyncio.Future] = {}  # a peer's HashKV, by query id
         self._next_hash_query = 0
 
@@ -199,6 +202,7 @@ class RaftProcess:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.core.tick()
+            self._heard.clear()
             if next_at >= next_latency_report:
                 self._report_sync_latency()
                 if samples := self.trace.take_rtt():
@@ -259,6 +263,9 @@ class RaftProcess:
                 raise PeerProtocolError(f"member {sender:x} sent a message from {message.sender:x}")
             if message.to != self.id:
                 return
+            if sender not in self._heard:  # reported at once, at most once a tick
+                self._heard.add(sender)
+                self.push_up(rp.encode_peers_heard({sender}))
             if message.type == MessageType.SNAP:
                 return  # snapshots only arrive on the snapshot channel, with their data
             if message.type == MessageType.HEARTBEAT_RESP:

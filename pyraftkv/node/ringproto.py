@@ -45,6 +45,7 @@ WAL_SYNC_LATENCY = 109  # the WAL's fdatasync histogram (see encode_sync_latency
 TRACE = 110  # u64 index, 8 x i64 readings: a traced proposal's entry (write_trace.py)
 PEER_RTT = 111  # (u64 peer, f64 seconds) pairs: heartbeat round trips measured
 HASH_KV_WANTED = 112  # u64 query id, data: a HashKVRequest a peer sent (corrupt_check.py)
+PEERS_HEARD = 113  # u64 member ids: peers a Raft message came from since the last report
 
 # outcomes of a membership change (CONF_CHANGE_APPLIED)
 CONF_REFUSED = 0
@@ -153,6 +154,17 @@ def decode_peer_rtt(message: bytes) -> list[tuple[int, float]]:
     if len(body) % _RTT.size:
         raise RingProtocolError("truncated sample in PEER_RTT")
     return list(_RTT.iter_unpack(body))
+
+
+def encode_peers_heard(peers: set[int]) -> bytes:
+    return bytes((PEERS_HEARD,)) + b"".join(_U64.pack(peer) for peer in sorted(peers))
+
+
+def decode_peers_heard(message: bytes) -> list[int]:
+    body = tail(message, None)
+    if len(body) % _U64.size:
+        raise RingProtocolError("truncated member id in PEERS_HEARD")
+    return [peer for (peer,) in _U64.iter_unpack(body)]
 
 
 TRACED, TRACE_FMT = _TRACED, _TRACE

@@ -1,11 +1,15 @@
 """--strict-reconfig-check (on by default, as etcd's): membership changes that would leave
-the cluster without a quorum of started voters are refused with etcd's error."""
+the cluster without a quorum of started voters, or of voters the leader reaches, are refused
+with etcd's errors."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
 from pyraftkv import errors
+from pyraftkv.node.reconfig_check import HEALTH_INTERVAL_S
 from pyraftkv.proto import rpc_pb2 as rpc
 
 
@@ -43,3 +47,27 @@ def test_the_check_can_be_turned_off(make_cluster):
         add(c, 1), add(c, 2)
     with cluster.client(timeout=1.5) as c, pytest.raises((errors.TimedOut, TimeoutError)):
         add(c, 3)
+
+
+def test_with_a_voter_stopped_adds_and_quorum_breaking_removals_are_unhealthy(cluster):
+    """Once the leader has not heard from a stopped voter for 5 s: a voter add is refused,
+    so is removing a running voter (one reachable voter of two would be left); adding a
+    learner and removing the stopped voter are not."""
+    leader = cluster.wait_leader()
+    running, stopped = [m for m in cluster.members if m is not leader]
+    ids = {m.name: cluster.status(m).header.member_id for m in cluster.members}
+    cluster.kill(stopped)
+    time.sleep(HEALTH_INTERVAL_S + 0.5)
+    with cluster.client([leader]) as c:
+        with pytest.raises(errors.UnhealthyCluster, match="^etcdserver: unhealthy cluster$"):
+            add(c, 1)
+        with pytest.raises(errors.UnhealthyCluster):
+            c.call("MemberRemove", rpc.MemberRemoveRequest(ID=ids[running.name]))
+        assert len(c.member_list().members) == 3
+        learner = add(c, 2, learner=True)
+        c.call("MemberRemove", rpc.MemberRemoveRequest(ID=learner))
+        c.call("MemberRemove", rpc.MemberRemoveRequest(ID=ids[stopped.name]))
+        assert sorted(m.ID for m in c.member_list().members) == sorted(
+            [ids[leader.name], ids[running.name]]
+        )
+        c.put("still", "writable")
