@@ -23,7 +23,13 @@ if TYPE_CHECKING:
 Handler = Callable[["Invocation"], Awaitable[int | None]]
 
 SIMPLE_JSON = ("simple", "json")
-ALL_FORMATS = ("simple", "json", "table")
+# Commands that print a response message: etcdctl's fields and protobuf forms show it too.
+RESPONSE_FORMATS = ("simple", "json", "fields", "protobuf")
+ALL_FORMATS = ("simple", "json", "table", "fields", "protobuf")
+# Commands whose answer etcdctl shows in every format but fields (member changes,
+# move-leader, alarms) or every format but protobuf (endpoint commands, snapshot status).
+NO_FIELDS = ("simple", "json", "protobuf")
+NO_PROTOBUF = ("simple", "json", "table", "fields")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from ..client.aio import normalize_endpoint
 from ..errors import PyraftkvError
 from ..proto import rpc_pb2 as rpc
-from .command import ALL_FORMATS, command, group
+from .command import NO_PROTOBUF, command, group
 from .errors import EXIT_ERROR, CtlError
 from .flags import Flag
 from .gotext import go_duration
@@ -77,7 +77,7 @@ async def ask_each(
     "status",
     summary="Prints out the status of endpoints specified in `--endpoints` flag",
     flags=(CLUSTER_FLAG,),
-    formats=ALL_FORMATS,
+    formats=NO_PROTOBUF,
     description="""Prints out the status of endpoints specified in `--endpoints` flag.
 The simple output is: endpoint, ID, version, db size, is leader, is learner, raft term,
 raft index, raft applied index, errors.""",
@@ -96,7 +96,7 @@ async def endpoint_status(inv: Invocation) -> int | None:
     "health",
     summary="Checks the healthiness of endpoints specified in `--endpoints` flag",
     flags=(CLUSTER_FLAG,),
-    formats=ALL_FORMATS,
+    formats=NO_PROTOBUF,
     description="""Checks the healthiness of endpoints specified in `--endpoints` flag.
 An endpoint is healthy when it serves a linearizable read (which needs a working leader
 and quorum) within --command-timeout.""",
@@ -129,7 +129,7 @@ async def endpoint_health(inv: Invocation) -> None:
         CLUSTER_FLAG,
         Flag("rev", "int", 0, "maximum revision to hash (default: all revisions)"),
     ),
-    formats=ALL_FORMATS,
+    formats=NO_PROTOBUF,
 )
 async def endpoint_hashkv(inv: Invocation) -> int | None:
     """Print each endpoint's KV history hash."""

@@ -30,7 +30,13 @@ GLOBAL_FLAGS = (
         5.0,
         "timeout for short running command (excluding dial timeout)",
     ),
-    Flag("write-out", "str", "simple", "set the output format (json, simple, table)", short="w"),
+    Flag(
+        "write-out",
+        "str",
+        "simple",
+        "set the output format (fields, json, protobuf, simple, table)",
+        short="w",
+    ),
     Flag("hex", "bool", False, "print byte strings as hex encoded strings"),
     Flag(
         "cacert",

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from ..client.requests import delete_request, put_request, range_request
 from ..proto import rpc_pb2 as rpc
-from .command import ALL_FORMATS, command
+from .command import ALL_FORMATS, RESPONSE_FORMATS, command
 from .errors import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, CtlError
 from .flags import Flag, go_parse_int
 from .invocation import Invocation, arg_bytes
@@ -172,6 +172,7 @@ def build_delete(opts: SimpleNamespace, args: list[str]) -> rpc.DeleteRangeReque
     summary="Puts the given key into the store",
     usage="[options] <key> <value> (<value> can also be given from stdin)",
     flags=PUT_FLAGS,
+    formats=RESPONSE_FORMATS,
     description="""Puts the given key into the store.
 
 When <value> begins with '-', <value> is interpreted as a flag.
@@ -198,6 +199,7 @@ async def put(inv: Invocation) -> None:
     summary="Gets the key or a range of keys",
     usage="[options] <key> [range_end]",
     flags=GET_FLAGS,
+    formats=RESPONSE_FORMATS,
 )
 async def get(inv: Invocation) -> None:
     """Read a key or a range."""
@@ -215,6 +217,7 @@ async def get(inv: Invocation) -> None:
     summary="Removes the specified key or range of keys [key, range_end)",
     usage="[options] <key> [range_end]",
     flags=DEL_FLAGS,
+    formats=RESPONSE_FORMATS,
 )
 async def delete(inv: Invocation) -> None:
     """Delete a key or a range."""

@@ -7,7 +7,7 @@ from ..client.aio import AsyncClient, KeepAlive
 from ..client.connection import ConnectionLost
 from ..errors import ApiError, LeaseNotFound
 from ..proto import rpc_pb2 as rpc
-from .command import ALL_FORMATS, command, group
+from .command import ALL_FORMATS, RESPONSE_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_BAD_CONNECTION, EXIT_ERROR, CtlError
 from .flags import Flag, go_parse_int
 from .invocation import Invocation
@@ -39,7 +39,7 @@ def _one_lease(inv: Invocation, missing: str) -> int:
     return lease_from_args(inv.args[0])
 
 
-@command("lease", "grant", summary="Creates leases", usage="<ttl>")
+@command("lease", "grant", summary="Creates leases", usage="<ttl>", formats=RESPONSE_FORMATS)
 async def lease_grant(inv: Invocation) -> None:
     """Grant a lease of <ttl> seconds (the cluster may raise it to its minimum TTL)."""
     if len(inv.args) != 1:
@@ -52,7 +52,7 @@ async def lease_grant(inv: Invocation) -> None:
     inv.printer.lease_grant(resp)
 
 
-@command("lease", "revoke", summary="Revokes leases", usage="<leaseID>")
+@command("lease", "revoke", summary="Revokes leases", usage="<leaseID>", formats=RESPONSE_FORMATS)
 async def lease_revoke(inv: Invocation) -> None:
     """Revoke a lease; every key attached to it is deleted."""
     lease_id = _one_lease(inv, "lease revoke command needs 1 argument")
@@ -81,6 +81,7 @@ async def _call_or_exit_2(inv: Invocation, method: str, request):
     summary="Get lease information",
     usage="<leaseID> [options]",
     flags=(Flag("keys", "bool", False, "Get keys attached to this lease"),),
+    formats=RESPONSE_FORMATS,
 )
 async def lease_timetolive(inv: Invocation) -> None:
     """Granted and remaining TTL of a lease (and its keys with --keys)."""
@@ -90,7 +91,7 @@ async def lease_timetolive(inv: Invocation) -> None:
     inv.printer.lease_time_to_live(resp, keys=inv.opts.keys)
 
 
-@command("lease", "list", summary="List all active leases")
+@command("lease", "list", summary="List all active leases", formats=RESPONSE_FORMATS)
 async def lease_list(inv: Invocation) -> None:
     """Every lease that exists (etcdctl ignores arguments here, and so do we)."""
     inv.printer.lease_leases(await _call_or_exit_2(inv, "LeaseLeases", rpc.LeaseLeasesRequest()))

@@ -8,7 +8,7 @@ from ..admin.defrag import defragment as offline_defragment
 from ..client.aio import normalize_endpoint
 from ..errors import ConfigError
 from ..proto import rpc_pb2 as rpc
-from .command import command, group
+from .command import NO_FIELDS, command, group
 from .endpoint import _FAILURES, CLUSTER_FLAG, _error_text, target_endpoints
 from .errors import EXIT_ERROR
 from .flags import Flag
@@ -23,17 +23,20 @@ def _print_alarms(inv: Invocation, response: rpc.AlarmResponse) -> None:
     if inv.printer.name == "json":
         inv.printer._json(response)
         return
+    if inv.printer.name == "protobuf":
+        inv.stdout.write(response.SerializeToString())
+        return
     for alarm in response.alarms:
         inv.write(f"memberID:{alarm.memberID} alarm:{rpc.AlarmType.Name(alarm.alarm)} ")
 
 
-@command("alarm", "list", summary="Lists all alarms")
+@command("alarm", "list", summary="Lists all alarms", formats=NO_FIELDS)
 async def alarm_list(inv: Invocation) -> None:
     """Print every alarm raised in the cluster."""
     _print_alarms(inv, await (await inv.client()).alarm_list())
 
 
-@command("alarm", "disarm", summary="Disarms all alarms")
+@command("alarm", "disarm", summary="Disarms all alarms", formats=NO_FIELDS)
 async def alarm_disarm(inv: Invocation) -> None:
     """Clear every alarm (as etcd's client does: list them, then deactivate each)."""
     disarmed = await (await inv.client()).alarm_disarm()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 
 from ..proto import rpc_pb2 as rpc
-from .command import ALL_FORMATS, command, group
+from .command import ALL_FORMATS, NO_FIELDS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, CtlError
 from .flags import Flag, go_parse_int
 from .invocation import Invocation
@@ -63,6 +63,7 @@ async def member_list(inv: Invocation) -> None:
     "add",
     summary="Adds a member into the cluster",
     usage="<memberName> [options]",
+    formats=NO_FIELDS,
     flags=(
         Flag("peer-urls", "str", "", "comma separated peer URLs for the new member."),
         Flag("learner", "bool", False, "indicates if the new member is raft learner"),
@@ -82,7 +83,13 @@ async def member_add(inv: Invocation) -> None:
     inv.printer.member_add(resp, inv.args[0], urls)
 
 
-@command("member", "remove", summary="Removes a member from the cluster", usage="<memberID>")
+@command(
+    "member",
+    "remove",
+    summary="Removes a member from the cluster",
+    usage="<memberID>",
+    formats=NO_FIELDS,
+)
 async def member_remove(inv: Invocation) -> None:
     """Remove a member by its hex ID."""
     member_id = _one_id(inv)
@@ -96,6 +103,7 @@ async def member_remove(inv: Invocation) -> None:
     "update",
     summary="Updates a member in the cluster",
     usage="<memberID> [options]",
+    formats=NO_FIELDS,
     flags=(Flag("peer-urls", "str", "", "comma separated peer URLs for the updated member."),),
 )
 async def member_update(inv: Invocation) -> None:
@@ -110,7 +118,11 @@ async def member_update(inv: Invocation) -> None:
 
 
 @command(
-    "member", "promote", summary="Promotes a non-voting member in the cluster", usage="<memberID>"
+    "member",
+    "promote",
+    summary="Promotes a non-voting member in the cluster",
+    usage="<memberID>",
+    formats=NO_FIELDS,
 )
 async def member_promote(inv: Invocation) -> None:
     """Make a learner a voting member."""
@@ -124,6 +136,7 @@ async def member_promote(inv: Invocation) -> None:
     "move-leader",
     summary="Transfers leadership to another cluster member.",
     usage="<transferee-member-id>",
+    formats=NO_FIELDS,
 )
 async def move_leader(inv: Invocation) -> None:
     """Ask the leader to hand leadership to another member."""

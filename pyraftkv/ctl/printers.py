@@ -1,4 +1,4 @@
-"""Output of every command in etcdctl's three formats: simple, json and table.
+"""Output of every command in etcdctl's formats: simple, json, table, fields and protobuf.
 
 One printer per format, one method per kind of result; each writes bytes to the printer's
 ``out`` (and, where etcdctl does, ``err``) stream. A command lists the formats it supports,
@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..proto import kv_pb2
+from ..proto import auth_pb2, kv_pb2
 from ..proto import rpc_pb2 as rpc
 from . import gojson
 from .errors import EXIT_BAD_FEATURE, CtlError
 from .gotext import go_quote, hex_escape, humanize_bytes
 from .table import render_table
 
-FORMATS = ("simple", "json", "table")
+FORMATS = ("simple", "json", "table", "fields", "protobuf")
 
 
 @dataclass(frozen=True)
@@ -439,8 +439,245 @@ class TablePrinter(Printer):
         self._table(HASHKV_HEADER, _hashkv_rows(hashes))
 
 
+def _go_text(message) -> str:
+    """Go's compact text form of a header (its String()): "name:value " per set field."""
+    return "".join(f"{field.name}:{value} " for field, value in message.ListFields())
+
+
+class FieldsPrinter(Printer):
+    """``-w fields``: one ``"Name" : value`` line per field, as etcdctl's fields printer
+    writes them (strings quoted as Go's %q; no --hex)."""
+
+    name = "fields"
+
+    def _field(self, name: str, value: object) -> None:
+        """Go's fmt.Println of ``"Name" :`` and a value (bools as true/false)."""
+        shown = _go_bool(value) if isinstance(value, bool) else value
+        self._line(f'"{name}" : {shown}')
+
+    def _quoted(self, name: str, value: bytes | str) -> None:
+        self._line(f'"{name}" : {go_quote(value)}')
+
+    def _hdr(self, header: rpc.ResponseHeader) -> None:
+        self._field("ClusterID", header.cluster_id)
+        self._field("MemberID", header.member_id)
+        self._field("Revision", header.revision)
+        self._field("RaftTerm", header.raft_term)
+
+    def _kv(self, kv: kv_pb2.KeyValue, prefix: str = "") -> None:
+        self._quoted(f"{prefix}Key", kv.key)
+        self._field(f"{prefix}CreateRevision", kv.create_revision)
+        self._field(f"{prefix}ModRevision", kv.mod_revision)
+        self._field(f"{prefix}Version", kv.version)
+        self._quoted(f"{prefix}Value", kv.value)
+        self._field(f"{prefix}Lease", kv.lease)
+
+    def put(self, resp: rpc.PutResponse) -> None:
+        self._hdr(resp.header)
+        if resp.HasField("prev_kv"):
+            self._kv(resp.prev_kv, "Prev")
+
+    def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
+        self._hdr(resp.header)
+        for kv in resp.kvs:
+            self._kv(kv)
+        self._field("More", resp.more)
+        self._field("Count", resp.count)
+
+    count = get
+
+    def delete(self, resp: rpc.DeleteRangeResponse) -> None:
+        self._hdr(resp.header)
+        self._field("Deleted", resp.deleted)
+        for kv in resp.prev_kvs:
+            self._kv(kv, "Prev")
+
+    def txn(self, resp: rpc.TxnResponse) -> None:
+        self._hdr(resp.header)
+        self._field("Succeeded", resp.succeeded)
+        for op in resp.responses:
+            kind = op.WhichOneof("response")
+            if kind == "response_range":
+                self.get(op.response_range)
+            elif kind == "response_put":
+                self.put(op.response_put)
+            elif kind == "response_delete_range":
+                self.delete(op.response_delete_range)
+            elif kind == "response_txn":
+                self.txn(op.response_txn)
+
+    def watch(self, resp: rpc.WatchResponse) -> None:
+        self._hdr(resp.header)
+        for event in resp.events:
+            self._line(f'"Type" : {kv_pb2.Event.EventType.Name(event.type)}')
+            if event.HasField("prev_kv"):
+                self._kv(event.prev_kv, "Prev")
+            self._kv(event.kv)
+
+    def lease_grant(self, resp: rpc.LeaseGrantResponse) -> None:
+        self._hdr(resp.header)
+        self._field("ID", resp.ID)
+        self._field("TTL", resp.TTL)
+
+    def lease_revoke(self, lease_id: int, resp: rpc.LeaseRevokeResponse) -> None:
+        self._hdr(resp.header)
+
+    def lease_time_to_live(self, resp: rpc.LeaseTimeToLiveResponse, *, keys: bool) -> None:
+        self._hdr(resp.header)
+        self._field("ID", resp.ID)
+        self._field("TTL", resp.TTL)
+        self._field("GrantedTTL", resp.grantedTTL)
+        for key in resp.keys:
+            self._quoted("Key", key)
+
+    def lease_leases(self, resp: rpc.LeaseLeasesResponse) -> None:
+        self._hdr(resp.header)
+        for lease in resp.leases:
+            self._field("ID", lease.ID)
+
+    def lease_keep_alive(self, resp: rpc.LeaseKeepAliveResponse) -> None:
+        self.lease_grant(resp)
+
+    def member_list(self, resp: rpc.MemberListResponse) -> None:
+        self._hdr(resp.header)
+        for member in resp.members:
+            self._field("ID", member.ID)
+            self._quoted("Name", member.name)
+            for url in member.peerURLs:
+                self._quoted("PeerURL", url)
+            for url in member.clientURLs:
+                self._quoted("ClientURL", url)
+            self._field("IsLearner", member.isLearner)
+            self._line()
+
+    def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        for endpoint, s in statuses:
+            self._hdr(s.header)
+            self._quoted("Version", s.version)
+            self._field("DBSize", s.dbSize)
+            self._field("Leader", s.leader)
+            self._field("IsLearner", s.isLearner)
+            self._field("RaftIndex", s.raftIndex)
+            self._field("RaftTerm", s.raftTerm)
+            self._field("RaftAppliedIndex", s.raftAppliedIndex)
+            self._field("Errors", "[" + " ".join(s.errors) + "]")  # Go's %v of a []string
+            self._quoted("Endpoint", endpoint)
+            self._line()
+
+    def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        for r in results:
+            self._quoted("Endpoint", r.endpoint)
+            self._field("Health", r.healthy)
+            self._field("Took", r.took)
+            self._field("Error", r.error)
+            self._line()
+
+    def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        for endpoint, h in hashes:
+            self._hdr(h.header)
+            self._quoted("Endpoint", endpoint)
+            self._field("Hash", h.hash)
+            self._line()
+
+    def auth_response(self, resp) -> None:
+        if isinstance(resp, (rpc.AuthUserGetResponse, rpc.AuthUserListResponse)):
+            self._unsupported()
+        self._hdr(resp.header)
+        if isinstance(resp, rpc.AuthRoleGetResponse):
+            for perm in resp.perm:
+                # (etcdctl's line has two spaces after the colon)
+                self._line(f'"PermType" :  {auth_pb2.Permission.Type.Name(perm.permType)}')
+                self._quoted("Key", perm.key)
+                self._quoted("RangeEnd", perm.range_end)
+        elif isinstance(resp, rpc.AuthRoleListResponse):
+            for role in resp.roles:
+                self._quoted("Roles", role)
+
+
+class ProtobufPrinter(Printer):
+    """``-w protobuf``: the response message, marshalled, nothing around it (as etcdctl:
+    clientv3's lease answers marshal only their embedded header; its watch answers lose
+    the watch ID and cancel reason)."""
+
+    name = "protobuf"
+
+    def _message(self, message) -> None:
+        self.out.write(message.SerializeToString())
+
+    def put(self, resp: rpc.PutResponse) -> None:
+        self._message(resp)
+
+    def get(self, resp: rpc.RangeResponse, *, value_only: bool = False) -> None:
+        self._message(resp)
+
+    count = get
+
+    def delete(self, resp: rpc.DeleteRangeResponse) -> None:
+        self._message(resp)
+
+    def txn(self, resp: rpc.TxnResponse) -> None:
+        self._message(resp)
+
+    def watch(self, resp: rpc.WatchResponse) -> None:
+        kept = rpc.WatchResponse(
+            events=resp.events,
+            compact_revision=resp.compact_revision,
+            canceled=resp.canceled,
+            created=resp.created,
+        )
+        kept.header.CopyFrom(resp.header)  # set even when empty, as clientv3's struct is
+        self._message(kept)
+
+    def lease_grant(self, resp: rpc.LeaseGrantResponse) -> None:
+        self._message(resp.header)
+
+    def lease_revoke(self, lease_id: int, resp: rpc.LeaseRevokeResponse) -> None:
+        # clientv3's LeaseRevokeResponse has no Marshal of its own: etcdctl says so (after
+        # the lease was revoked).
+        raise CtlError(
+            f"marshal unsupported for type clientv3.LeaseRevokeResponse "
+            f"({{{_go_text(resp.header)}}})",
+            EXIT_BAD_FEATURE,
+        )
+
+    def lease_time_to_live(self, resp: rpc.LeaseTimeToLiveResponse, *, keys: bool) -> None:
+        self._message(resp.header)
+
+    def lease_leases(self, resp: rpc.LeaseLeasesResponse) -> None:
+        self._message(resp.header)
+
+    def lease_keep_alive(self, resp: rpc.LeaseKeepAliveResponse) -> None:
+        self._message(resp.header)
+
+    def member_list(self, resp: rpc.MemberListResponse) -> None:
+        self._message(resp)
+
+    def member_add(self, resp: rpc.MemberAddResponse, name: str, peer_urls: Sequence[str]) -> None:
+        self._message(resp)
+
+    def member_changed(self, verb: str, member_id: int, resp) -> None:
+        self._message(resp)
+
+    def move_leader(self, leader: int, target: int, resp: rpc.MoveLeaderResponse) -> None:
+        self._message(resp)
+
+    def auth_response(self, resp) -> None:
+        self._message(resp)
+
+    def endpoint_status(self, statuses: Sequence[tuple[str, rpc.StatusResponse]]) -> None:
+        self._unsupported()
+
+    def endpoint_health(self, results: Sequence[EndpointHealth]) -> None:
+        self._unsupported()
+
+    def endpoint_hashkv(self, hashes: Sequence[tuple[str, rpc.HashKVResponse]]) -> None:
+        self._unsupported()
+
+
 PRINTERS: dict[str, type[Printer]] = {
     "simple": SimplePrinter,
     "json": JsonPrinter,
     "table": TablePrinter,
+    "fields": FieldsPrinter,
+    "protobuf": ProtobufPrinter,
 }

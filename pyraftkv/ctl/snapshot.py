@@ -15,7 +15,7 @@ from ..admin.backup import restore as restore_data_dir
 from ..admin.backup import status as backup_status
 from ..admin.cluster import parse_urls, plan_cluster
 from ..errors import ConfigError
-from .command import ALL_FORMATS, command, group
+from .command import NO_PROTOBUF, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from .flags import Flag
 from .gotext import humanize_bytes
@@ -104,7 +104,7 @@ async def restore(inv: Invocation) -> None:
     "status",
     summary="Gets backend snapshot status of a given file",
     usage="<filename>",
-    formats=ALL_FORMATS,
+    formats=NO_PROTOBUF,
     description="""Prints the hash, revision, total keys (revision records) and size of a
 snapshot file.""",
 )
@@ -125,6 +125,9 @@ async def status(inv: Invocation) -> None:
             "totalSize": found.total_size,
         }
         inv.write(json.dumps(fields, separators=(",", ":")))
+    elif inv.settings.write_out == "fields":
+        inv.write(f'"Hash" : {found.hash}\n"Revision" : {found.revision}')
+        inv.write(f'"Keys" : {found.total_keys}\n"Size" : {found.total_size}')
     elif inv.settings.write_out == "table":
         header = ("HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE")
         inv.stdout.write(render_table(header, [row]).encode())

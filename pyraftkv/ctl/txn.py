@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from ..client.requests import Compare
 from ..proto import rpc_pb2 as rpc
-from .command import command
+from .command import RESPONSE_FORMATS, command
 from .errors import EXIT_BAD_ARGS, EXIT_INVALID_INPUT, CtlError
 from .flags import Flag, go_parse_int, parse_flags
 from .invocation import Invocation
@@ -227,6 +227,7 @@ def read_txn(stdin: BinaryIO, prompt: Callable[[str], None] | None = None) -> rp
     summary="Txn processes all the requests in one transaction",
     usage="[options]",
     flags=(Flag("interactive", "bool", False, "Input transaction in interactive mode", short="i"),),
+    formats=RESPONSE_FORMATS,
     description="""Txn reads multiple requests from standard input and applies them as a
 single atomic transaction. A transaction consists of three sections, each ended by an
 empty line:

@@ -14,7 +14,7 @@ from ..errors import ApiError
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from .child import ChildFailed, environment, run_child
-from .command import command
+from .command import RESPONSE_FORMATS, command
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from .flags import Flag
 from .gotext import go_quote
@@ -51,6 +51,7 @@ async def run_for_event(inv: Invocation, argv: list[str], env: dict[str, str]) -
     summary="Watches events stream on keys or prefixes",
     usage="[options] <key or prefix> [range_end] [--] [exec-command arg1 arg2 ...]",
     flags=WATCH_FLAGS,
+    formats=RESPONSE_FORMATS,
 )
 async def watch(inv: Invocation) -> None:
     """Print (or run a command for) every event until interrupted."""
