@@ -12,13 +12,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import zstandard
 
 from pyraftkv import Client
+from pyraftkv.client.connection import ConnectionLost
 from pyraftkv.ctl import run
 from pyraftkv.errors import ApiError
 from pyraftkv.node.peer_transport import (
@@ -180,36 +183,101 @@ def _add_and_start(cluster: LocalCluster, name: str, learner: bool = False) -> M
     return newcomer
 
 
-def test_a_cluster_grows_one_voter_at_a_time_then_by_a_promoted_learner(make_cluster):
+class _Writer(threading.Thread):
+    """Puts distinct keys one after another through whichever members are running, until
+    stopped; remembers which puts were acknowledged (and in which phase of the test)."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.phase = cluster, "start"
+        self.acked: dict[bytes, bytes] = {}
+        self.counts: Counter[str] = Counter()  # acknowledged puts by phase
+        self.stop = threading.Event()
+
+    def wait_acked(self, phase: str, timeout: float = 15.0) -> None:
+        """Until a put of ``phase`` is acknowledged (the cluster takes writes again)."""
+        deadline = time.monotonic() + timeout
+        while not self.counts[phase]:
+            assert time.monotonic() < deadline, f"no write acknowledged in phase {phase}"
+            time.sleep(0.02)
+
+    def _endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.cluster.members if m.running]
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            endpoints = self._endpoints()
+            try:
+                with Client(endpoints, timeout=5) as c:
+                    while not self.stop.is_set() and endpoints == self._endpoints():
+                        key, value = f"load/{i:06d}", self.phase
+                        i += 1  # a put that fails may or may not have applied: a new key
+                        c.put(key, value)
+                        self.acked[key.encode()] = value.encode()
+                        self.counts[value] += 1
+            except (ApiError, ConnectionLost, OSError, TimeoutError):
+                time.sleep(0.05)
+
+
+def test_a_cluster_grows_to_five_and_shrinks_to_three_under_writes(make_cluster):
+    """1 -> 3 voters one at a time, a fourth as a learner promoted once caught up (etcd's
+    safer way), a fifth voter; then back to 3: a follower removed, then the leader itself
+    (it hands leadership over once its removal commits). A writer runs throughout: no
+    acknowledged write is lost, and writes are acknowledged in every phase."""
     cluster = make_cluster(1)
     cluster.start()
-    written = {}
-    with cluster.client() as c:
-        for step, name in enumerate(("m2", "m3")):
-            for i in range(5):
-                key = f"grow/{step}/{i}"
-                c.put(key, name)
-                written[key.encode()] = name.encode()
+    writer = _Writer(cluster)
+    writer.start()
+    removed: list[Member] = []
+    try:
+        for name in ("m2", "m3"):
+            writer.wait_acked(writer.phase)
+            writer.phase = f"grown-{name}"
             _add_and_start(cluster, name)
             cluster.wait_leader()
-        for i in range(5):
-            c.put(f"grow/last/{i}", "3")
-            written[f"grow/last/{i}".encode()] = b"3"
-        # A fourth as a learner, promoted once it has caught up (etcd's safer way).
+        writer.wait_acked(writer.phase)
+        writer.phase = "learner"
         learner = _add_and_start(cluster, "m4", learner=True)
         cluster.wait_applied(learner, cluster.status(cluster.wait_leader()).raftIndex)
         learner_id = cluster.status(learner).header.member_id
-        promoted = c.call("MemberPromote", rpc.MemberPromoteRequest(ID=learner_id), timeout=20)
+        with cluster.client() as c:
+            promoted = c.call("MemberPromote", rpc.MemberPromoteRequest(ID=learner_id), timeout=20)
         assert {m.ID: m.isLearner for m in promoted.members}[learner_id] is False
-        c.put("grow/last/after", "4")
-        written[b"grow/last/after"] = b"4"
+        writer.wait_acked(writer.phase)
+        writer.phase = "promoted"
+        _add_and_start(cluster, "m5")
+        writer.phase = "five"
+        for which in ("follower", "leader"):
+            writer.wait_acked(writer.phase)
+            leader = cluster.wait_leader()
+            gone = leader if which == "leader" else next(m for m in cluster.members if m != leader)
+            gone_id = cluster.status(gone).header.member_id
+            with cluster.client([leader]) as c:
+                left = c.call("MemberRemove", rpc.MemberRemoveRequest(ID=gone_id), timeout=20)
+            assert gone_id not in [m.ID for m in left.members]
+            cluster.members.remove(gone)
+            removed.append(gone)
+            writer.phase = f"without-{which}"
+            cluster.wait_leader()  # among the members left
+            status = cluster.status(gone)  # a removed leader has handed over
+            assert status is None or status.leader != gone_id
+        writer.wait_acked(writer.phase)
+        writer.stop.set()
+        writer.join(30)
+        assert not writer.is_alive()
         index = cluster.status(cluster.wait_leader()).raftIndex
-    for member in cluster.members:
-        cluster.wait_applied(member, index)
-        with Client([member.endpoint]) as c:
-            got = c.get("grow/", prefix=True, serializable=True)
-            assert {kv.key: kv.value for kv in got.kvs} == written, member.name
-            assert len(c.member_list().members) == 4
+        for member in cluster.members:
+            cluster.wait_applied(member, index)
+            with Client([member.endpoint]) as c:
+                got = c.get("load/", prefix=True, serializable=True)
+                stored = {kv.key: kv.value for kv in got.kvs}
+                assert {k: stored.get(k) for k in writer.acked} == writer.acked, member.name
+                assert len(c.member_list().members) == 3
+    finally:
+        writer.stop.set()
+        for member in removed:
+            cluster.kill(member)
 
 
 # -- the peer port ---------------------------------------------------------------------------
