@@ -171,6 +171,7 @@ LOCK_SESSION: list[tuple[str, object]] = [
     ("/v3/maintenance/transfer-leadership", {"targetID": "1"}),
     ("/v3/cluster/member/remove", {"ID": "1"}),
     ("/v3/cluster/member/promote", {"ID": "1"}),
+    ("/v3/cluster/member/update", {"ID": "1", "peerURLs": ["http://127.0.0.1:1"]}),
 ]
 
 
