@@ -228,6 +228,14 @@ class InvalidAuthToken(ApiError):
     default_message = "etcdserver: invalid auth token"
 
 
+class AuthOldRevision(ApiError):
+    """The auth state changed between the permission check and apply (etcd's
+    ErrAuthOldRevision); a client gets a new token and asks again."""
+
+    code = INVALID_ARGUMENT
+    default_message = "etcdserver: revision of auth store is old"
+
+
 class InvalidAuthMgmt(ApiError):
     code = INVALID_ARGUMENT
     default_message = "etcdserver: invalid auth management"

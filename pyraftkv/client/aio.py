@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from ..errors import (
     ApiError,
     AuthNotEnabled,
+    AuthOldRevision,
     Compacted,
     InvalidAuthToken,
     NoLeader,
@@ -241,10 +242,12 @@ class AsyncClient:
             except NotLeader as exc:
                 self._drop(connection, getattr(exc, "leader_url", "") or None)
                 continue
-            except InvalidAuthToken:
+            except (InvalidAuthToken, AuthOldRevision):
                 if not self.user or refreshed:
                     raise
-                refreshed = True  # the token expired: a new one, and the call once more
+                # the token expired, or the auth state changed since the request was
+                # checked (nothing was applied): a new token, and the call once more
+                refreshed = True
                 await self._authenticate(connection)
                 continue
             except NoLeader:

@@ -122,8 +122,9 @@ class Application:
         store.lease_exists = lessor.exists
         lessor.load(store)
         self.auth = AuthStore.load(store)
-        # Checks a request taken for a user again when it applies (set by the auth service).
-        self.recheck: Callable[[str, int, bytes], None] | None = None
+        # Checks a client request again when it applies while auth is on (set by the auth
+        # service): recheck(user, auth_revision, method, body).
+        self.recheck: Callable[[str, int, int, bytes], None] | None = None
         self._apply_table: dict[int, Callable] = {
             **KV_APPLY,
             BY_NAME["LeaseGrant"].number: lambda b, body: (
@@ -203,9 +204,18 @@ class Application:
         (response, events)."""
         self._apply_table[method] = apply
 
-    def propose(self, reply: Reply | None, method: int, body: bytes, user: str = "") -> None:
+    def propose(
+        self,
+        reply: Reply | None,
+        method: int,
+        body: bytes,
+        user: str = "",
+        auth_revision: int = 0,
+    ) -> None:
         """Queue a write for the next proposal batch; ``reply`` gets the result once applied.
-        ``user``: with auth on, whom it was accepted for (apply checks again).
+        ``user`` and ``auth_revision``: whom a client's request was accepted for and the
+        auth revision it was checked at (apply checks again; both unset for the member's
+        own writes).
         Raises NoSpace for a write that adds data while the NOSPACE alarm is raised, or while
         this member's store is over its quota (then it raises the alarm, as etcd does)."""
         if (self.over_quota or self.alarms.has(NOSPACE)) and needs_space(method, body):
@@ -213,7 +223,7 @@ class Application:
             raise errors.NoSpace()
         if method in REFUSED_WHEN_CORRUPT and self.alarms.has(CORRUPT):
             raise errors.CorruptCluster()
-        self.proposals.add(reply, method, body, user)
+        self.proposals.add(reply, method, body, user, auth_revision)
         self._schedule_flush()
 
     def read(self, reply: Reply, serve: Callable[[], Message], linearizable: bool) -> None:
@@ -497,6 +507,7 @@ class Application:
         requests = internal.RequestBatch.FromString(data).requests
         nospace = self.alarms.has(NOSPACE)
         corrupt = self.alarms.has(CORRUPT)
+        auth, recheck = self.auth, self.recheck
         for request in requests:
             apply = table.get(request.method)
             try:
@@ -504,8 +515,8 @@ class Application:
                     raise errors.NoSpace()
                 if corrupt and request.method in REFUSED_WHEN_CORRUPT:
                     raise errors.CorruptCluster()
-                if request.user and self.recheck is not None:
-                    self.recheck(request.user, request.method, request.body)
+                if auth.enabled and recheck is not None:
+                    recheck(request.user, request.auth_revision, request.method, request.body)
                 if apply is None:
                     result = self._apply_internal(batch, request)
                 else:

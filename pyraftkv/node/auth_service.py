@@ -46,6 +46,8 @@ _ADMIN = (
 )
 # What a failed password check costs a guesser even for an unknown user (a hash to check).
 _DUMMY_HASH = bcrypt.hashpw(b"", bcrypt.gensalt(4))
+# Password checks an Authenticate runs while the auth state keeps changing under it.
+_AUTHENTICATE_ATTEMPTS = 5
 # bcrypt reads at most 72 bytes of a password; like etcd 3.4 (whose bcrypt ignored the
 # rest), longer passwords are cut there rather than refused.
 BCRYPT_MAX_BYTES = 72
@@ -64,6 +66,10 @@ class AuthService:
         for name in _ADMIN:
             self._checks[BY_NAME[name].number] = lambda auth, user, body: auth.check_admin(user)
         self._checks[BY_NAME["LeaseRevoke"].number] = self._check_lease_revoke
+        # Calls whose keys are checked (etcd's isOpPermitted): these also need a user and an
+        # auth revision no older than the store's; the root-only calls need neither.
+        self._key_methods = frozenset(BY_NAME[name].number for name in _KEY_CHECKS)
+        self._lease_revoke = BY_NAME["LeaseRevoke"].number
         self._authenticate = BY_NAME["Authenticate"].number
         for name in APPLIED:
             app.add_apply(BY_NAME[name].number, lambda b, body, n=name: self._apply(b, n, body))
@@ -74,31 +80,54 @@ class AuthService:
 
     def admit(
         self, connection: Any, method: int, token: str, body: bytes, relayed: str | None = None
-    ) -> str:
-        """The user a request runs as: its token's, else the one a trusted relay named
-        (``relayed``), else the connection's certificate's; raises etcd's error when it may
-        not run."""
+    ) -> tuple[str, int]:
+        """The user a request runs as (its token's, else the one a trusted relay named
+        (``relayed``), else the connection's certificate's) and the auth revision it is
+        checked at (the member's current one; a JWT token's own); raises etcd's error when
+        it may not run."""
         auth: AuthStore = self.app.auth
+        revision = auth.revision
         if not auth.enabled or method == self._authenticate:
-            return ""
+            return "", revision
         if token:
-            user = self.tokens.user(token)
+            user, revision = self.tokens.info(token, revision)
         else:
             user = relayed if relayed is not None else connection.cert_user
-        check = self._checks.get(method)
-        if check is not None:
-            check(auth, user, body)
-        return user
+        self._check(auth, user, revision, method, body)
+        return user, revision
 
-    def recheck(self, user: str, method: int, body: bytes) -> None:
-        """At apply: the check again, against the auth state of that moment."""
-        check = self._checks.get(method)
-        if check is not None and self.app.auth.enabled:
-            check(self.app.auth, user, body)
+    def recheck(self, user: str, revision: int, method: int, body: bytes) -> None:
+        """At apply, with auth on: the check again, against the auth state of that moment.
+        A request checked at an older auth revision fails with etcd's "revision of auth
+        store is old" (the client authenticates again and retries); a request taken
+        while auth was off has no user. The member's own writes (no user, no revision)
+        are not checked."""
+        if user or revision:
+            self._check(self.app.auth, user, revision, method, body)
 
-    def check_watch(self, user: str, create: rpc.WatchCreateRequest) -> None:
-        """A watch reads its range: refused (as a canceled watch) without that permission."""
-        self.app.auth.check(user, create.key, create.range_end, READ)
+    def _check(self, auth: AuthStore, user: str, revision: int, method: int, body: bytes):
+        check = self._checks.get(method)
+        if check is None:
+            return
+        if method in self._key_methods:
+            if not user:
+                raise errors.UserEmpty()
+            if revision < auth.revision:
+                raise errors.AuthOldRevision()
+        elif method == self._lease_revoke and user and revision < auth.revision:
+            # etcd checks the revision with each of the lease's keys: none, no check
+            lease = self.app.lessor.leases.get(rpc.LeaseRevokeRequest.FromString(body).ID)
+            if lease is not None and lease.keys:
+                raise errors.AuthOldRevision()
+        check(auth, user, body)
+
+    def check_watch(self, user: str, revision: int, create: rpc.WatchCreateRequest) -> None:
+        """A watch reads its range: refused (as a canceled watch) without that permission,
+        or when checked at an older auth revision (a JWT token from before a change)."""
+        auth = self.app.auth
+        if auth.enabled and user and revision < auth.revision:
+            raise errors.AuthOldRevision()
+        auth.check(user, create.key, create.range_end, READ)
 
     def _check_lease_revoke(self, auth: AuthStore, user: str, body: bytes) -> None:
         lease = self.app.lessor.leases.get(rpc.LeaseRevokeRequest.FromString(body).ID)
@@ -133,7 +162,9 @@ class AuthService:
 
         def handler(connection, stream: int, flags: int, body: bytes) -> None:
             request_type.FromString(body)
-            self.app.propose(Reply(connection, stream), number, body, user=connection.user)
+            self.app.propose(
+                Reply(connection, stream), number, body, connection.user, connection.auth_revision
+            )
 
         return handler
 
@@ -144,11 +175,14 @@ class AuthService:
             request = spec.request.FromString(body)
             if name == "UserAdd" and not request.name:
                 raise errors.UserEmpty()
-            connection.start_task(stream, self._with_hash(request, spec, connection.user))
+            connection.start_task(
+                stream,
+                self._with_hash(request, spec, connection.user, connection.auth_revision),
+            )
 
         return handler
 
-    async def _with_hash(self, request, spec, user: str):
+    async def _with_hash(self, request, spec, user: str, auth_revision: int):
         hashed = await asyncio.get_running_loop().run_in_executor(
             None,
             bcrypt.hashpw,
@@ -156,13 +190,15 @@ class AuthService:
             bcrypt.gensalt(self.bcrypt_cost),
         )
         request.password = hashed.decode()
-        return await self._propose(spec.number, request.SerializeToString(), spec.response, user)
+        body = request.SerializeToString()
+        return await self._propose(spec.number, body, spec.response, user, auth_revision)
 
-    async def _propose(self, number: int, body: bytes, response_type, user: str = ""):
+    async def _propose(
+        self, number: int, body: bytes, response_type, user: str = "", auth_revision: int = 0
+    ):
         future = self.app.loop.create_future()
-        self.app.propose(
-            Reply(LocalCaller(future, response_type.FromString), 0), number, body, user=user
-        )
+        reply = Reply(LocalCaller(future, response_type.FromString), 0)
+        self.app.propose(reply, number, body, user, auth_revision)
         return await future
 
     def _authenticate_call(self, connection, stream: int, flags: int, body: bytes) -> None:
@@ -170,21 +206,34 @@ class AuthService:
         connection.start_task(stream, self._authenticate_user(request))
 
     async def _authenticate_user(self, request: rpc.AuthenticateRequest):
-        auth: AuthStore = self.app.auth
-        if not auth.enabled:
-            raise errors.AuthNotEnabled()
-        found = auth.users.get(request.name)
-        hashed = found.password if found is not None else _DUMMY_HASH
-        ok = await asyncio.get_running_loop().run_in_executor(
-            None, _password_matches, request.password.encode(), hashed
-        )
-        if not ok or found is None or found.options.no_password:
-            raise errors.AuthFailed()
-        token = self.tokens.new(request.name, auth.revision)
-        if self.tokens.replicated:
-            grant = internal.AuthTokenGrant(user=request.name, token=token).SerializeToString()
-            return await self._propose(AUTH_TOKEN, grant, rpc.AuthenticateResponse)
-        return rpc.AuthenticateResponse(token=token)
+        """Check the password, then hand out a token. A simple token goes through the log
+        (every member learns it); as etcd's, it is granted only if the auth state is still
+        the one the password was checked against, else the check runs again."""
+        for _ in range(_AUTHENTICATE_ATTEMPTS):
+            auth: AuthStore = self.app.auth
+            if not auth.enabled:
+                raise errors.AuthNotEnabled()
+            checked_at = auth.revision
+            found = auth.users.get(request.name)
+            hashed = found.password if found is not None else _DUMMY_HASH
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, _password_matches, request.password.encode(), hashed
+            )
+            if not ok or found is None or found.options.no_password:
+                raise errors.AuthFailed()
+            if self.app.auth.revision != checked_at:
+                continue  # the user or the password changed while bcrypt ran
+            token = self.tokens.new(request.name, checked_at)
+            if not self.tokens.replicated:
+                return rpc.AuthenticateResponse(token=token)
+            grant = internal.AuthTokenGrant(user=request.name, token=token, revision=checked_at)
+            try:
+                return await self._propose(
+                    AUTH_TOKEN, grant.SerializeToString(), rpc.AuthenticateResponse
+                )
+            except errors.AuthOldRevision:
+                continue
+        raise errors.AuthOldRevision()
 
     def _apply(self, batch: Any, name: str, body: bytes):
         """Apply an auth change; tokens of a deleted user, or one with a new password, and
@@ -197,8 +246,14 @@ class AuthService:
         return response, None
 
     def _apply_token(self, batch: Any, body: bytes):
-        """Apply an AuthTokenGrant: every member learns the simple token."""
+        """Apply an AuthTokenGrant: every member learns the simple token, unless the auth
+        state moved since the password was checked (then no member does)."""
         grant = internal.AuthTokenGrant.FromString(body)
+        auth: AuthStore = self.app.auth
+        if not auth.enabled:
+            raise errors.AuthNotEnabled()
+        if grant.revision != auth.revision or grant.user not in auth.users:
+            raise errors.AuthOldRevision()
         self.tokens.add(grant.token, grant.user)
         return rpc.AuthenticateResponse(token=grant.token), None
 

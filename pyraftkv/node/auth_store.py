@@ -61,7 +61,8 @@ class AuthStore:
     def __init__(self, state: internal.AuthState | None = None) -> None:
         state = state or internal.AuthState()
         self.enabled = state.enabled
-        self.revision = state.revision
+        # 1 before any change, as etcd's: 0 marks the member's own writes (auth_service)
+        self.revision = max(state.revision, 1)
         self.users: dict[str, authpb.User] = {u.name.decode(): u for u in state.users}
         self.roles: dict[str, authpb.Role] = {r.name.decode(): r for r in state.roles}
 

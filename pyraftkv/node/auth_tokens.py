@@ -35,15 +35,17 @@ class SimpleTokens:
         self._expire()
         self._tokens[token] = (user, time.monotonic() + self.ttl_s)
 
-    def user(self, token: str) -> str:
-        """The token's user (its TTL starts again); InvalidAuthToken if unknown or expired."""
+    def info(self, token: str, revision: int) -> tuple[str, int]:
+        """The token's user and the auth revision the request is checked at: ``revision``,
+        the member's current one, as etcd's simple tokens (the TTL starts again);
+        InvalidAuthToken if unknown or expired."""
         found = self._tokens.get(token)
         now = time.monotonic()
         if found is None or found[1] < now:
             self._tokens.pop(token, None)
             raise errors.InvalidAuthToken()
         self._tokens[token] = (found[0], now + self.ttl_s)
-        return found[0]
+        return found[0], revision
 
     def forget_user(self, user: str) -> None:
         """Drop the user's tokens (deleted, or a new password)."""
@@ -76,15 +78,18 @@ class JwtTokens:
         claims = {"username": user, "revision": revision, "exp": int(time.time() + self.ttl_s)}
         return self._jwt.encode(claims, self.private_key, algorithm=self.method)
 
-    def user(self, token: str) -> str:
+    def info(self, token: str, revision: int) -> tuple[str, int]:
+        """The token's user and the auth revision it was signed at (its claim, as etcd's
+        JWT tokens: after any auth change, requests with it fail with "revision of auth
+        store is old" until the client authenticates again)."""
         try:
             claims = self._jwt.decode(token, self.public_key, algorithms=[self.method])
         except self._jwt.PyJWTError:
             raise errors.InvalidAuthToken() from None
-        user = claims.get("username")
-        if not isinstance(user, str) or not user:
+        user, signed_at = claims.get("username"), claims.get("revision")
+        if not isinstance(user, str) or not user or type(signed_at) is not int:
             raise errors.InvalidAuthToken()
-        return user
+        return user, signed_at
 
     def add(self, token: str, user: str) -> None:
         pass

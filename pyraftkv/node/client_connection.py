@@ -129,8 +129,10 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         # CN of the client certificate the TLS layer verified ('' without one): the user
         # name of this connection's requests under --client-cert-auth.
         self.cert_user = ""
-        # The user the request being handled runs as ('' with auth off).
+        # The user the request being handled runs as ('' with auth off) and the auth
+        # revision it was checked at.
         self.user = ""
+        self.auth_revision = 0
         # A local relay (the gRPC front end) may name the user of each request it forwards
         # (FLAG_USER); whoever accepts the relay's connection marks it trusted.
         self.trusted_relay = False

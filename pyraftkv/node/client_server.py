@@ -128,15 +128,19 @@ class ClientServer:
             connection.error(stream, errors.UnknownMethod(f"unknown method {method}"))
             return
         try:
-            if token or relayed is not None or self.app.auth.enabled:
+            auth = self.app.auth
+            if token or relayed is not None or auth.enabled:
                 if relayed is not None and not connection.trusted_relay:
                     raise errors.PermissionDenied(
                         "etcdserver: permission denied (a user field from a connection "
                         "that is not a trusted relay)"
                     )
-                connection.user = self.auth.admit(connection, method, token, body, relayed)
+                connection.user, connection.auth_revision = self.auth.admit(
+                    connection, method, token, body, relayed
+                )
             else:
-                connection.user = ""
+                # no user: applied after auth is turned on, a write of it is refused
+                connection.user, connection.auth_revision = "", auth.revision
             handler(connection, stream, flags, body)
         except DecodeError:
             name = BY_NUMBER[method].name if method in BY_NUMBER else method
@@ -187,7 +191,9 @@ class ClientServer:
             if len(body) > max_bytes:
                 raise errors.RequestTooLarge()
             check(body)
-            propose(Reply(connection, stream), number, body, connection.user)
+            propose(
+                Reply(connection, stream), number, body, connection.user, connection.auth_revision
+            )
 
         return handler
 

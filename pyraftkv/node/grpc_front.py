@@ -54,6 +54,7 @@ class GrpcCall(CallTasks):
         self.app = server.app
         self.cert_user = cert_user
         self.user = ""
+        self.auth_revision = 0
         self.closed = False
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}

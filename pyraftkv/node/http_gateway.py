@@ -71,6 +71,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self.closed = False
         self.cert_user = ""
         self.user = ""
+        self.auth_revision = 0
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self._stream = 0  # the request being answered (each request gets the next number)

@@ -46,11 +46,23 @@ class LeaseCalls:
         if request.ID == 0:
             request.ID = self.app.new_lease_id()
             body = request.SerializeToString()
-        self.app.propose(Reply(connection, stream), BY_NAME["LeaseGrant"].number, body)
+        self.app.propose(
+            Reply(connection, stream),
+            BY_NAME["LeaseGrant"].number,
+            body,
+            connection.user,
+            connection.auth_revision,
+        )
 
     def revoke(self, connection, stream, flags, body):
         rpc.LeaseRevokeRequest.FromString(body)
-        self.app.propose(Reply(connection, stream), BY_NAME["LeaseRevoke"].number, body)
+        self.app.propose(
+            Reply(connection, stream),
+            BY_NAME["LeaseRevoke"].number,
+            body,
+            connection.user,
+            connection.auth_revision,
+        )
 
     def keep_alive(self, connection, stream, flags, body):
         if flags & FLAG_END:

@@ -58,7 +58,9 @@ class Proposals:
         self._next_id += 1
         return request_id
 
-    def add(self, reply: Reply | None, method: int, body: bytes, user: str) -> None:
+    def add(
+        self, reply: Reply | None, method: int, body: bytes, user: str, auth_revision: int = 0
+    ) -> None:
         """Batch a write; ``reply`` (if any) waits for its result."""
         request_id = self.new_id()
         if reply is not None:
@@ -68,7 +70,12 @@ class Proposals:
         if self._trace_interval_ns and not self._batch.requests:
             self._batch_started_ns = time.monotonic_ns()
         self._batch.requests.add(
-            member=self.member_id, id=request_id, method=method, body=body, user=user
+            member=self.member_id,
+            id=request_id,
+            method=method,
+            body=body,
+            user=user,
+            auth_revision=auth_revision,
         )
         self._batch_bytes += len(body) + 24
         if self._batch_bytes >= MAX_BATCH_BYTES:

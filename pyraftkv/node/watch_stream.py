@@ -31,7 +31,9 @@ class WatchStream:
         if which == "create_request":
             create = request.create_request
             try:
-                self.connection.server.auth.check_watch(self.connection.user, create)
+                self.connection.server.auth.check_watch(
+                    self.connection.user, self.connection.auth_revision, create
+                )
             except errors.ApiError as exc:  # as etcd: a created-and-canceled answer
                 self.send_message(
                     rpc.WatchResponse(

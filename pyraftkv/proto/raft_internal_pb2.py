@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pyraftkv.proto import auth_pb2 as pyraftkv_dot_proto_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"pyraftkv/proto/raft_internal.proto\x12\npyraftkvpb\x1a\x19pyraftkv/proto/auth.proto\"Y\n\x0fInternalRequest\x12\x0e\n\x06member\x18\x01 \x01(\x04\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0e\n\x06method\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x0c\n\x04user\x18\x05 \x01(\t\"-\n\x0e\x41uthTokenGrant\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"h\n\tAuthState\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x1b\n\x05users\x18\x03 \x03(\x0b\x32\x0c.authpb.User\x12\x1b\n\x05roles\x18\x04 \x03(\x0b\x32\x0c.authpb.Role\"=\n\x0cRequestBatch\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.pyraftkvpb.InternalRequest\"h\n\x10MemberAttributes\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"V\n\x14MemberAttributesList\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.pyraftkvpb.MemberAttributes\x12\x0f\n\x07removed\x18\x02 \x03(\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"pyraftkv/proto/raft_internal.proto\x12\npyraftkvpb\x1a\x19pyraftkv/proto/auth.proto\"p\n\x0fInternalRequest\x12\x0e\n\x06member\x18\x01 \x01(\x04\x12\n\n\x02id\x18\x02 \x01(\x04\x12\x0e\n\x06method\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x15\n\rauth_revision\x18\x06 \x01(\x04\"?\n\x0e\x41uthTokenGrant\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"h\n\tAuthState\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x10\n\x08revision\x18\x02 \x01(\x04\x12\x1b\n\x05users\x18\x03 \x03(\x0b\x32\x0c.authpb.User\x12\x1b\n\x05roles\x18\x04 \x03(\x0b\x32\x0c.authpb.Role\"=\n\x0cRequestBatch\x12-\n\x08requests\x18\x01 \x03(\x0b\x32\x1b.pyraftkvpb.InternalRequest\"h\n\x10MemberAttributes\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpeer_urls\x18\x03 \x03(\t\x12\x13\n\x0b\x63lient_urls\x18\x04 \x03(\t\x12\x12\n\nis_learner\x18\x05 \x01(\x08\"V\n\x14MemberAttributesList\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.pyraftkvpb.MemberAttributes\x12\x0f\n\x07removed\x18\x02 \x03(\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,15 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pyraftkv.proto.raft_interna
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INTERNALREQUEST']._serialized_start=77
-  _globals['_INTERNALREQUEST']._serialized_end=166
-  _globals['_AUTHTOKENGRANT']._serialized_start=168
-  _globals['_AUTHTOKENGRANT']._serialized_end=213
-  _globals['_AUTHSTATE']._serialized_start=215
-  _globals['_AUTHSTATE']._serialized_end=319
-  _globals['_REQUESTBATCH']._serialized_start=321
-  _globals['_REQUESTBATCH']._serialized_end=382
-  _globals['_MEMBERATTRIBUTES']._serialized_start=384
-  _globals['_MEMBERATTRIBUTES']._serialized_end=488
-  _globals['_MEMBERATTRIBUTESLIST']._serialized_start=490
-  _globals['_MEMBERATTRIBUTESLIST']._serialized_end=576
+  _globals['_INTERNALREQUEST']._serialized_end=189
+  _globals['_AUTHTOKENGRANT']._serialized_start=191
+  _globals['_AUTHTOKENGRANT']._serialized_end=254
+  _globals['_AUTHSTATE']._serialized_start=256
+  _globals['_AUTHSTATE']._serialized_end=360
+  _globals['_REQUESTBATCH']._serialized_start=362
+  _globals['_REQUESTBATCH']._serialized_end=423
+  _globals['_MEMBERATTRIBUTES']._serialized_start=425
+  _globals['_MEMBERATTRIBUTES']._serialized_end=529
+  _globals['_MEMBERATTRIBUTESLIST']._serialized_start=531
+  _globals['_MEMBERATTRIBUTESLIST']._serialized_end=617
 # @@protoc_insertion_point(module_scope)

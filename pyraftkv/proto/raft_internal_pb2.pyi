@@ -8,26 +8,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InternalRequest(_message.Message):
-    __slots__ = ("member", "id", "method", "body", "user")
+    __slots__ = ("member", "id", "method", "body", "user", "auth_revision")
     MEMBER_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
+    AUTH_REVISION_FIELD_NUMBER: _ClassVar[int]
     member: int
     id: int
     method: int
     body: bytes
     user: str
-    def __init__(self, member: _Optional[int] = ..., id: _Optional[int] = ..., method: _Optional[int] = ..., body: _Optional[bytes] = ..., user: _Optional[str] = ...) -> None: ...
+    auth_revision: int
+    def __init__(self, member: _Optional[int] = ..., id: _Optional[int] = ..., method: _Optional[int] = ..., body: _Optional[bytes] = ..., user: _Optional[str] = ..., auth_revision: _Optional[int] = ...) -> None: ...
 
 class AuthTokenGrant(_message.Message):
-    __slots__ = ("user", "token")
+    __slots__ = ("user", "token", "revision")
     USER_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     user: str
     token: str
-    def __init__(self, user: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, user: _Optional[str] = ..., token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class AuthState(_message.Message):
     __slots__ = ("enabled", "revision", "users", "roles")

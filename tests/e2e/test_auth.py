@@ -16,6 +16,7 @@ from pyraftkv.client.connection import Connection
 from pyraftkv.errors import (
     ApiError,
     AuthFailed,
+    AuthOldRevision,
     InvalidAuthToken,
     PermissionDenied,
     RootUserNotExist,
@@ -212,6 +213,18 @@ def test_jwt_tokens(make_cluster, tmp_path):
         )
     with pytest.raises(InvalidAuthToken):
         raw_call(endpoint, forged.encode(), "Range", rpc.RangeRequest(key=b"foo"))
+    # as etcd's, a JWT token carries the auth revision it was signed at: after any auth
+    # change its requests are refused until the client authenticates again (ours does)
+    with cluster.client(user="alice", password="alicepw") as alice:
+        alice.put("foo", "before the change")
+        with cluster.client(user="root", password="rootpw") as root:
+            call(root, "RoleAdd", rpc.AuthRoleAddRequest(name="other"))
+        with pytest.raises(AuthOldRevision, match="revision of auth store is old"):
+            raw_call(endpoint, token.token.encode(), "Range", rpc.RangeRequest(key=b"foo"))
+        with pytest.raises(AuthOldRevision):
+            raw_call(endpoint, token.token.encode(), "Put", rpc.PutRequest(key=b"foo"))
+        alice.put("foo", "after the change")  # refreshed its token by itself
+        assert alice.get("foo").kvs[0].value == b"after the change"
 
 
 def test_auth_state_travels_in_a_backup(tmp_path):
