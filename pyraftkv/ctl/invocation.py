@@ -6,6 +6,7 @@ ETCDCTL_<FLAG> for habit (e.g. ETCDCTL_ENDPOINTS); a flag on the command line wi
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
 from collections.abc import Mapping
@@ -89,7 +90,7 @@ class Settings:
     hex: bool
     tls: TLS | None = None  # None: plaintext
     user: str | None = None
-    password: str | None = None
+    password: str | None = None  # None with a user: ask for it (ask_password)
 
 
 def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
@@ -138,7 +139,28 @@ def _credentials(user: str, password: str) -> dict:
     name, sep, inline = user.partition(":")
     if sep and password:
         raise CtlError("--user option shouldn't include password if --password is given")
-    return {"user": name, "password": inline if sep else password}
+    return {"user": name, "password": inline if sep else (password or None)}
+
+
+def ask_password(stdin: BinaryIO, stdout: BinaryIO) -> str:
+    """etcdctl's prompt for --user without a password: "Password: ", the answer read
+    without echo from the terminal; from a pipe, one line of stdin (the prompt and a
+    newline still go to stdout, as etcdctl writes them)."""
+    try:
+        terminal = os.isatty(stdin.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        terminal = False
+    if terminal:
+        stdout.flush()
+        try:
+            return getpass.getpass("Password: ")
+        except EOFError:
+            return ""
+    stdout.write(b"Password: ")
+    stdout.flush()
+    line = stdin.readline().decode(errors="replace").rstrip("\r\n")
+    stdout.write(b"\n")
+    return line
 
 
 def _tls(values: dict) -> TLS | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -36,7 +37,14 @@ from .command import COMMANDS, GROUPS, Command
 from .errors import EXIT_BAD_FEATURE, CtlError
 from .flags import UsageError, parse_flags, takes_value
 from .help import PROGRAM, command_help, group_help, root_help
-from .invocation import GLOBAL_FLAGS, HELP_FLAG, Invocation, binary_stream, settings_from
+from .invocation import (
+    GLOBAL_FLAGS,
+    HELP_FLAG,
+    Invocation,
+    ask_password,
+    binary_stream,
+    settings_from,
+)
 
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
 EXIT_SIGINT = 130  # what a shell reports for a process ended by Ctrl-C
@@ -126,6 +134,11 @@ def _execute(command: Command, rest: list[str], streams, environ: Mapping[str, s
     settings = settings_from(parsed, environ)
     if settings.write_out not in command.formats:
         raise CtlError(f"{settings.write_out} not supported as output format", EXIT_BAD_FEATURE)
+    if settings.user and settings.password is None:
+        try:
+            settings = dataclasses.replace(settings, password=ask_password(stdin, stdout))
+        except KeyboardInterrupt:
+            return EXIT_SIGINT
     inv = Invocation(
         command,
         parsed.values,

@@ -7,6 +7,12 @@ user with --client-cert-auth, and JWT tokens."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
 import time
 
 import pytest
@@ -279,3 +285,64 @@ def test_passwords_past_bcrypts_72_bytes_are_cut_there_as_etcd_34_does(make_clus
         Client([cluster.members[0].endpoint], user="root", password="p" * 71) as c,
     ):
         c.put("k", "v")
+
+
+def _ctl_on_a_terminal(endpoint: str, user: str, answer: bytes) -> tuple[int, bytes]:
+    """pyraftkvctl --user <user> get foo in its own session, stdin/stdout/stderr on a new
+    pseudo-terminal; ``answer`` typed once the prompt shows. (exit code, all it printed)"""
+    primary, secondary = pty.openpty()
+    argv = [sys.executable, "-m", "pyraftkv.ctl", f"--endpoints={endpoint}"]
+    proc = subprocess.Popen(
+        [*argv, f"--user={user}", "get", "foo", "--print-value-only"],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+    )
+    os.close(secondary)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        typed = False
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(primary, 4096)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not typed and seen.endswith(b"Password: "):
+                # the terminal's echo is off once the prompt is written (getpass turns it
+                # off first): what we type must not come back
+                assert not termios.tcgetattr(primary)[3] & termios.ECHO
+                os.write(primary, answer + b"\n")
+                typed = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(10), seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(primary)
+
+
+def test_ctl_asks_for_the_password_on_the_terminal(make_cluster):
+    cluster = make_cluster(1, extra_args=FAST)
+    cluster.start()
+    with cluster.client() as c:
+        set_up_auth(c)
+    with cluster.client(user="alice", password="alicepw") as alice:
+        alice.put("foo", "typed")
+    endpoint = cluster.members[0].endpoint
+    code, seen = _ctl_on_a_terminal(endpoint, "alice", b"alicepw")
+    assert code == 0, seen
+    assert seen.startswith(b"Password: ") and b"typed" in seen
+    assert b"alicepw" not in seen  # not echoed
+    code, seen = _ctl_on_a_terminal(endpoint, "alice", b"wrong")
+    assert code != 0
+    assert b"authentication failed, invalid user ID or password" in seen
+    assert b"wrong" not in seen and b"typed" not in seen
