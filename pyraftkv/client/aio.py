@@ -664,6 +664,14 @@ class Watcher:
             self._pending = events
         return self._pending.pop(0)  # lists stay short: one server reply's events
 
+    async def request_progress(self) -> None:
+        """Ask for a progress notification (etcd's WatchProgressRequest): a reply with no
+        events, through responses(), once every event up to its revision was sent."""
+        if self._stream is not None and not self._canceled:
+            request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+            with contextlib.suppress(ConnectionLost):
+                self._stream.send(request.SerializeToString())
+
     async def cancel(self) -> None:
         """Stop the watch; iteration ends."""
         self._canceled = True
