@@ -113,6 +113,16 @@ class DataDir:
         except (ValueError, KeyError) as exc:
             raise ConfigError(f"{self.identity} is damaged: {exc}") from None
 
+    def identity_ids(self) -> tuple[int, int, str] | None:
+        """(cluster id, member id, name) this directory belongs to, if it belongs to one."""
+        if not self.exists():
+            return None
+        found = self._read_identity()
+        try:
+            return int(found["cluster_id"], 16), int(found["member_id"], 16), found["name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{self.identity} is damaged: {exc}") from None
+
     def claim(self, cluster_id: int, member_id: int, name: str) -> bool:
         """Check the directory belongs to this member, or make it so; True if it is new.
         An older on-disk format is migrated to FORMAT."""

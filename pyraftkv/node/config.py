@@ -93,6 +93,19 @@ class NodeConfig:
         object.__setattr__(copy, "cluster_id", cluster_id)
         return copy
 
+    def moved(self, member_id: int, cluster_id: int) -> NodeConfig:
+        """This configuration for a member restarting at the peer URLs a MemberUpdate gave
+        it: its flags now derive another id, but it stays ``member_id`` of ``cluster_id``."""
+        copy = dataclasses.replace(self)
+        initial = tuple(
+            dataclasses.replace(m, id=member_id) if m.name == self.name else m
+            for m in self.initial_cluster
+        )
+        object.__setattr__(copy, "initial_cluster", initial)
+        object.__setattr__(copy, "member_id", member_id)
+        object.__setattr__(copy, "cluster_id", cluster_id)
+        return copy
+
     @property
     def election_ticks(self) -> int:
         return max(2, self.election_timeout_ms // self.heartbeat_interval_ms)

@@ -79,6 +79,30 @@ def with_auto_certs(config: NodeConfig) -> NodeConfig:
     return made.joining(config.cluster_id)  # the cluster id of a joining member stays
 
 
+def _moved(config: NodeConfig, datadir: DataDir) -> NodeConfig:
+    """A member restarted with new peer URLs in its flags (--initial-advertise-peer-urls
+    and its --initial-cluster entry, after a MemberUpdate): they derive another member id,
+    yet it is the member its data dir names. Kept when only this member's own URLs differ
+    (same name, the same cluster id from the other members and the token); anything else
+    is left to DataDir.claim to refuse."""
+    from ..admin.cluster import cluster_id
+
+    found = datadir.identity_ids()
+    if found is None or found[2] != config.name or found[1] == config.member_id:
+        return config
+    stored_cluster, stored_member, _name = found
+    ids = [stored_member if m.name == config.name else m.id for m in config.initial_cluster]
+    if config.cluster_id != stored_cluster and cluster_id(ids) != stored_cluster:
+        return config
+    log.info(
+        "member %x restarting with new peer URLs %s (its peers dial the URLs the cluster "
+        "lists for it: member update)",
+        stored_member,
+        ",".join(u.text for u in config.initial_advertise_peer_urls),
+    )
+    return config.moved(stored_member, stored_cluster)
+
+
 async def find_cluster(config: NodeConfig) -> int:
     """Ask the other members listed in --initial-cluster which cluster this member joins,
     and check that it was added to it (``member add``) first."""
@@ -149,6 +173,7 @@ class Node:
             # restart takes it from the data dir, a first start asks the running members.
             known = datadir.cluster_id()
             config = config.joining(known if known is not None else await find_cluster(config))
+        config = _moved(config, datadir)
         datadir.claim(config.cluster_id, config.member_id, config.name)
         self.config = config = with_auto_certs(config)
         # How this member dials its peers outside Raft (the corruption checks' hash queries).

@@ -535,6 +535,9 @@ def member_update_script(side: Side) -> None:
     side.run("member", "update", moved, f"--peer-urls={new_url}", endpoint=first)
     side.run("member", "list", endpoint=first)
     side.run("member", "update", moved, f"--peer-urls={urls[ids[2]]}", "-w", "json", endpoint=first)
+    side.run(
+        "member", "update", moved, f"--peer-urls={urls[ids[2]]}", "-w", "table", endpoint=first
+    )
     side.run("member", "update", moved, f"--peer-urls={urls[ids[0]]}", endpoint=first)
     side.run("member", "update", "1234", "--peer-urls=http://127.0.0.1:1", endpoint=first)
     side.run("member", "update", moved, endpoint=first)
@@ -563,6 +566,6 @@ def test_member_update_matches_etcd(etcd, make_cluster, tmp_path):
             assert step_ours == step_theirs, name
     outputs = [(code, out, err) for _command, code, out, err in expected]
     assert outputs[0] == (0, "Member M3 updated in cluster C\n", "")
-    assert outputs[3][::2] == (1, "Error: etcdserver: Peer URLs already exists\n")
-    assert outputs[4][::2] == (1, "Error: etcdserver: member not found\n")
+    assert outputs[4][::2] == (1, "Error: etcdserver: Peer URLs already exists\n")
+    assert outputs[5][::2] == (1, "Error: etcdserver: member not found\n")
     assert outputs[-1][:2] == (0, "OK\n")

@@ -89,8 +89,12 @@ def test_member_update_moves_a_member_to_new_peer_urls(cluster):
         assert [list(m.peerURLs) for m in updated.members if moved_id == m.ID] == [[new_url]]
         assert len(updated.members) == 3 and not any(m.isLearner for m in updated.members)
     cluster.kill(moved)
-    moved.extra_args += ["--listen-peer-urls", new_url]  # its --initial-* flags name it
+    # Restarted with every peer URL flag saying where it is now, as etcd's docs say.
+    old_url = f"http://{moved.peer_url_host}"
+    moved.peer_port = int(new_url.rsplit(":", 1)[1])
+    cluster.initial_cluster = cluster.initial_cluster.replace(old_url, new_url)
     cluster.start_member(moved)
+    assert "restarting with new peer URLs" in moved.log_text()
     cluster.kill(third)
     with cluster.client([leader]) as c:
         put_retrying(c, "after-move", "committed")
