@@ -246,6 +246,7 @@ def test_membership_changes_go_one_at_a_time() -> None:
         (ConfChange(ConfChangeType.ADD_VOTER, 2), "already exists"),
         (ConfChange(ConfChangeType.PROMOTE_LEARNER, 2), "not a learner"),
         (ConfChange(ConfChangeType.REMOVE_MEMBER, 9), "not found"),
+        (ConfChange(ConfChangeType.UPDATE_MEMBER, 9, b"urls"), "not found"),
         (ConfChange(ConfChangeType.ADD_LEARNER, 0), "nonzero"),
     ],
 )
@@ -312,6 +313,26 @@ def test_remove_follower_shrinks_the_quorum() -> None:
     net[1].propose([b"two of two"])
     net.deliver()
     assert net.applied[2][-1].data == b"two of two"
+
+
+def test_update_member_commits_and_changes_no_voter_or_learner() -> None:
+    """etcd's ConfChangeUpdateNode (MemberUpdate): only the context (the new peer URLs)
+    travels; the membership, hence the quorum, stays as it was."""
+    net = Network()
+    net.campaign(1)
+    net.add(4)
+    add(net, 1, ConfChange(ConfChangeType.ADD_LEARNER, 4))
+    before = net[1].membership
+    index = net[1].propose_conf_change(ConfChange(ConfChangeType.UPDATE_MEMBER, 4, b"new"))
+    net.deliver()
+    for node in (1, 2, 3, 4):
+        assert net[node].membership == before
+        assert net[node].commit_index >= index
+    add(net, 1, ConfChange(ConfChangeType.UPDATE_MEMBER, 2, b"http://other:2380"))
+    assert net[1].membership == before
+    net[1].propose([b"after"])
+    net.deliver()
+    assert net.applied[2][-1].data == net.applied[3][-1].data == b"after"
 
 
 def test_conf_change_refused_until_leader_commits_in_its_term() -> None:
