@@ -18,6 +18,8 @@ per request.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import os
 import time
@@ -148,6 +150,11 @@ class Application:
         self.role = 0
         self.is_learner = False
         self.applied_index = store.applied_index
+        # The index of the entry being applied (an apply may name things after it).
+        self.applying_index = 0
+        # when_applied callbacks: (index, order, deadline, callback) by index.
+        self._index_waiters: list[tuple[int, int, float, Callable[[bool], None]]] = []
+        self._index_waiter_order = itertools.count()
         self.applied_term = store.applied_term
         self.last_snapshot_index = self.applied_index
         self._snapshot_files = 0  # snapshot files made for peers (names them uniquely)
@@ -437,6 +444,7 @@ class Application:
                     hit("appApplyMidBatch")
                 if entry.type == 0:
                     if entry.data:
+                        self.applying_index = entry.index
                         writes = self._apply_requests(batch, entry.data, answers, events)
                         if traced and entry.index in traced:
                             done.append((entry.index, writes))
@@ -458,6 +466,8 @@ class Application:
         if self.watch_hub.has_unsynced:
             self.schedule_catch_up()
         self.proposals.resume_if_drained()
+        if self._index_waiters:
+            self._wake_index_waiters()
         self._log_bytes += sum(len(entry.data) for entry in entries)
         if (
             self.applied_index - self.last_snapshot_index >= self.snapshot_count
@@ -604,6 +614,21 @@ class Application:
         self._lease_counter = max(self._lease_counter + 1, now_ms << 8)
         return ((self.member_id & 0x7FFF) << 48 | (self._lease_counter & (1 << 48) - 1)) or 1
 
+    def when_applied(self, index: int, callback: Callable[[bool], None]) -> None:
+        """``callback(True)`` once this member applied ``index`` (now if it has), or
+        ``callback(False)`` after the request timeout."""
+        if index <= self.applied_index:
+            callback(True)
+            return
+        deadline = time.monotonic() + self.request_timeout
+        waiter = (index, next(self._index_waiter_order), deadline, callback)
+        heapq.heappush(self._index_waiters, waiter)
+
+    def _wake_index_waiters(self) -> None:
+        waiters = self._index_waiters
+        while waiters and waiters[0][0] <= self.applied_index:
+            heapq.heappop(waiters)[3](True)
+
     # -- timeouts ----------------------------------------------------------------------------
 
     def expire(self, now: float) -> None:
@@ -611,6 +636,13 @@ class Application:
         self.proposals.expire(now)
         self.reads.expire(now)
         self.admin.expire(now)
+        if self._index_waiters:
+            late = [w for w in self._index_waiters if w[2] <= now]
+            if late:
+                self._index_waiters = [w for w in self._index_waiters if w[2] > now]
+                heapq.heapify(self._index_waiters)
+                for waiter in late:
+                    waiter[3](False)
 
     # -- snapshots -----------------------------------------------------------------------------
 
@@ -659,6 +691,7 @@ class Application:
         self._send_down(rp.pack(rp.SNAPSHOT_INSTALLED, rp.U64, self.applied_index))
         log.info("installed snapshot at index %d (term %d)", index, term)
         self.reads.serve_applied(self.applied_index)
+        self._wake_index_waiters()
 
     def defragment(self) -> tuple[int, int]:
         """Rewrite the store as a compacted copy swapped in under the running member (etcd's

@@ -53,6 +53,15 @@ _AUTHENTICATE_ATTEMPTS = 5
 BCRYPT_MAX_BYTES = 72
 
 
+class TokenAhead(Exception):
+    """A simple token granted at a log index this member has not applied yet: the request
+    waits for that index (etcd's simple tokens do the same)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
 class AuthService:
     """Auth calls of one member and the check in front of every other call."""
 
@@ -90,7 +99,13 @@ class AuthService:
         if not auth.enabled or method == self._authenticate:
             return "", revision
         if token:
-            user, revision = self.tokens.info(token, revision)
+            try:
+                user, revision = self.tokens.info(token, revision)
+            except errors.InvalidAuthToken:
+                index = self.tokens.index_of(token)
+                if index > self.app.applied_index:
+                    raise TokenAhead(index) from None
+                raise
         else:
             user = relayed if relayed is not None else connection.cert_user
         self._check(auth, user, revision, method, body)
@@ -254,8 +269,9 @@ class AuthService:
             raise errors.AuthNotEnabled()
         if grant.revision != auth.revision or grant.user not in auth.users:
             raise errors.AuthOldRevision()
-        self.tokens.add(grant.token, grant.user)
-        return rpc.AuthenticateResponse(token=grant.token), None
+        token = f"{grant.token}.{self.app.applying_index}"
+        self.tokens.add(token, grant.user)
+        return rpc.AuthenticateResponse(token=token), None
 
     def _reader(self, name: str, serve: Callable) -> Callable:
         request_type = BY_NAME[name].request

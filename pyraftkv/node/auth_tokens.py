@@ -1,7 +1,10 @@
 """Auth tokens as etcd's --auth-token gives them.
 
 ``simple``: a random string naming a user, valid while used at least once per TTL
-(--auth-token-ttl). Authenticate puts it through the log, so every member knows it.
+(--auth-token-ttl). Authenticate puts it through the log, so every member knows it; as
+etcd's, it ends in ".<index of that log entry>", and a member that has not applied that
+entry yet waits for it before judging the token (a token from one member works on any
+other at once).
 ``jwt,pub-key=...,priv-key=...,sign-method=RS256|ES256...[,ttl=5m]``: a JSON web token
 signed with the private key (PyJWT), checked with the public key by any member, no state.
 """
@@ -29,7 +32,14 @@ class SimpleTokens:
         self._tokens: dict[str, tuple[str, float]] = {}
 
     def new(self, user: str, revision: int) -> str:
-        return "".join(secrets.choice(_LETTERS) for _ in range(16)) + "." + secrets.token_hex(4)
+        """The random part; the member applying the grant appends ".<its index>"."""
+        return "".join(secrets.choice(_LETTERS) for _ in range(16))
+
+    @staticmethod
+    def index_of(token: str) -> int:
+        """The log index a token was granted at (0 if it names none)."""
+        _, _, index = token.rpartition(".")
+        return int(index) if index.isdigit() and len(index) < 20 else 0
 
     def add(self, token: str, user: str) -> None:
         self._expire()
@@ -71,6 +81,10 @@ class JwtTokens:
         self._jwt = jwt
         self.private_key, self.public_key = private_key, public_key
         self.method, self.ttl_s = method, ttl_s
+
+    @staticmethod
+    def index_of(token: str) -> int:
+        return 0  # checked by signature alone
 
     def new(self, user: str, revision: int) -> str:
         if self.private_key is None:

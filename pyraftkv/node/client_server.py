@@ -28,7 +28,7 @@ from ..protocol.frames import (
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER
 from .application import Application
-from .auth_service import AuthService
+from .auth_service import AuthService, TokenAhead
 from .client_connection import ClientConnection
 from .cluster_calls import ClusterCalls
 from .concurrency import Concurrency
@@ -149,6 +149,17 @@ class ClientServer:
             )
         except errors.ApiError as exc:
             connection.error(stream, exc, getattr(exc, "leader_url", ""))
+        except TokenAhead as exc:
+
+            def again(applied: bool) -> None:
+                if connection.closed:
+                    return
+                if applied:
+                    self.dispatch(connection, stream, method, flags, body, token, relayed)
+                else:
+                    connection.error(stream, errors.InvalidAuthToken())
+
+            self.app.when_applied(exc.index, again)
 
     def register(self, name: str, handler: Callable[[ClientConnection, int, int, bytes], None]):
         """Route a method (by name) to ``handler(connection, stream, flags, body)``."""
