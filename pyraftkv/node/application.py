@@ -254,14 +254,18 @@ class Application:
 
     # -- requests the member makes itself -------------------------------------------------------
 
-    async def local_write(self, method: str, request: Message) -> Message:
-        """Propose a write as if a client had sent it; its response once applied."""
+    async def local_write(self, method: str, request: Message, user: str | None = None) -> Message:
+        """Propose a write as if a client had sent it; its response once applied. With
+        ``user`` (a client's call the member carries out, '' for one without a user) it
+        is checked at apply as that client's own write, at the current auth revision."""
         spec = BY_NAME[method]
         future = self.loop.create_future()
         self.propose(
             Reply(LocalCaller(future, spec.response.FromString), 0),
             spec.number,
             request.SerializeToString(),
+            user or "",
+            0 if user is None else self.auth.revision,
         )
         return await future
 

@@ -93,7 +93,7 @@ class ClientServer:
     def _task_handler(self, parse_type, call) -> Callable:
         def handler(connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
             request = parse_type.FromString(body)
-            connection.start_task(stream, call(request))
+            connection.start_task(stream, call(request, connection.user))
 
         return handler
 

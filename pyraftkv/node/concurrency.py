@@ -5,6 +5,11 @@ lease: holders are ordered by the keys' create revisions, so the lock is granted
 leadership passes) in FIFO order, and a contender whose process dies loses its key when
 its lease expires. A waiter watches only the key just before its own, so a release wakes
 one waiter, not all of them.
+
+The member writes and reads those keys for the caller, as etcd's services do through a
+client carrying the caller's token: with auth on, each write is checked at apply as the
+caller's own, and each read while waiting is checked again, so a permission revoked
+while a call waits ends it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election
 from ..proto import v3lock_pb2 as lock
+from .auth_store import READ
 
 CREATE = rpc.Compare.CREATE
 MOD = rpc.Compare.MOD
@@ -54,7 +60,15 @@ class Concurrency:
     def __init__(self, app) -> None:
         self.app = app
 
-    async def _enter(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int, int]:
+    def _may_read(self, user: str | None, key: bytes, range_end: bytes = b"") -> None:
+        """With auth on, whether the caller may still read what the call waits on."""
+        auth = self.app.auth
+        if user is not None and auth.enabled:
+            auth.check(user, key, range_end, READ)
+
+    async def _enter(
+        self, name: bytes, lease: int, value: bytes, user: str | None
+    ) -> tuple[bytes, int, int]:
         """Create our contender key, or take over the one an earlier attempt with the same
         lease made (a client that lost its connection asks again, maybe on another
         member): putting it again keeps its create revision, so its place in line, and
@@ -68,16 +82,17 @@ class Concurrency:
             success=[put],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key)), put],
         )
-        response = await self.app.local_write("Txn", txn)
+        response = await self.app.local_write("Txn", txn, user)
         written = response.header.revision
         if response.succeeded:
             return key, written, written
         return key, response.responses[0].response_range.kvs[0].create_revision, written
 
-    async def _wait_for_turn(self, name: bytes, revision: int) -> None:
+    async def _wait_for_turn(self, name: bytes, revision: int, user: str | None) -> None:
         """Wait until no contender key created before ``revision`` is left."""
         prefix = name + b"/"
         while True:
+            self._may_read(user, prefix, prefix_end(prefix))
             before = await self.app.local_read(_first_by_create(prefix, revision - 1))
             if not before.kvs:
                 return
@@ -86,17 +101,20 @@ class Concurrency:
                     before.kvs[0].key, b"", before.header.revision, deletes_only=True
                 )
 
-    async def _still_exists(self, key: bytes) -> kv_pb2.KeyValue:
+    async def _still_exists(self, key: bytes, user: str | None = None) -> kv_pb2.KeyValue:
+        self._may_read(user, key)
         got = await self.app.local_read(rpc.RangeRequest(key=key))
         if not got.kvs:
             raise SessionExpired()
         return got.kvs[0]
 
-    async def _acquire(self, name: bytes, lease: int, value: bytes) -> tuple[bytes, int]:
-        key, revision, written = await self._enter(name, lease, value)
+    async def _acquire(
+        self, name: bytes, lease: int, value: bytes, user: str | None
+    ) -> tuple[bytes, int]:
+        key, revision, written = await self._enter(name, lease, value, user)
         try:
-            await self._wait_for_turn(name, revision)
-            await self._still_exists(key)
+            await self._wait_for_turn(name, revision, user)
+            await self._still_exists(key, user)
         except BaseException:
             # A waiter that gives up leaves no key behind to block others, unless a later
             # attempt with the same lease took the key over: it may hold the lock by now.
@@ -111,48 +129,60 @@ class Concurrency:
 
     # -- v3lock --------------------------------------------------------------------------------
 
-    async def lock(self, request: lock.LockRequest) -> lock.LockResponse:
-        key, _ = await self._acquire(request.name, request.lease, b"")
+    async def lock(self, request: lock.LockRequest, user: str | None = None) -> lock.LockResponse:
+        key, _ = await self._acquire(request.name, request.lease, b"", user)
         return lock.LockResponse(header=self.app.header(), key=key)
 
-    async def unlock(self, request: lock.UnlockRequest) -> lock.UnlockResponse:
+    async def unlock(
+        self, request: lock.UnlockRequest, user: str | None = None
+    ) -> lock.UnlockResponse:
         response = await self.app.local_write(
-            "DeleteRange", rpc.DeleteRangeRequest(key=request.key)
+            "DeleteRange", rpc.DeleteRangeRequest(key=request.key), user
         )
         return lock.UnlockResponse(header=response.header)
 
     # -- v3election ----------------------------------------------------------------------------
 
-    async def campaign(self, request: election.CampaignRequest) -> election.CampaignResponse:
-        key, revision = await self._acquire(request.name, request.lease, request.value)
-        current = await self._still_exists(key)
+    async def campaign(
+        self, request: election.CampaignRequest, user: str | None = None
+    ) -> election.CampaignResponse:
+        key, revision = await self._acquire(request.name, request.lease, request.value, user)
+        current = await self._still_exists(key, user)
         if current.value != request.value:  # an earlier campaign of this lease left another value
-            await self._proclaim(key, revision, request.lease, request.value)
+            await self._proclaim(key, revision, request.lease, request.value, user)
         leader = election.LeaderKey(name=request.name, key=key, rev=revision, lease=request.lease)
         return election.CampaignResponse(header=self.app.header(), leader=leader)
 
-    async def _proclaim(self, key: bytes, revision: int, lease: int, value: bytes):
+    async def _proclaim(
+        self, key: bytes, revision: int, lease: int, value: bytes, user: str | None
+    ):
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, target=CREATE, result=EQUAL, create_revision=revision)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
         )
-        response = await self.app.local_write("Txn", txn)
+        response = await self.app.local_write("Txn", txn, user)
         if not response.succeeded:
             raise ElectionNotLeader()
         return response
 
-    async def proclaim(self, request: election.ProclaimRequest) -> election.ProclaimResponse:
+    async def proclaim(
+        self, request: election.ProclaimRequest, user: str | None = None
+    ) -> election.ProclaimResponse:
         leader = request.leader
-        response = await self._proclaim(leader.key, leader.rev, leader.lease, request.value)
+        response = await self._proclaim(leader.key, leader.rev, leader.lease, request.value, user)
         return election.ProclaimResponse(header=response.header)
 
-    async def leader(self, request: election.LeaderRequest) -> election.LeaderResponse:
+    async def leader(
+        self, request: election.LeaderRequest, user: str | None = None
+    ) -> election.LeaderResponse:
         got = await self.app.local_read(_first_by_create(request.name + b"/"))
         if not got.kvs:
             raise ElectionNoLeader()
         return election.LeaderResponse(header=got.header, kv=got.kvs[0])
 
-    async def resign(self, request: election.ResignRequest) -> election.ResignResponse:
+    async def resign(
+        self, request: election.ResignRequest, user: str | None = None
+    ) -> election.ResignResponse:
         leader = request.leader
         txn = rpc.TxnRequest(
             compare=[
@@ -160,7 +190,7 @@ class Concurrency:
             ],
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=leader.key))],
         )
-        response = await self.app.local_write("Txn", txn)
+        response = await self.app.local_write("Txn", txn, user)
         return election.ResignResponse(header=response.header)
 
     async def observe(self, request: election.LeaderRequest, send) -> None:

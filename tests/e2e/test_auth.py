@@ -13,6 +13,7 @@ import select
 import subprocess
 import sys
 import termios
+import threading
 import time
 
 import pytest
@@ -346,3 +347,42 @@ def test_ctl_asks_for_the_password_on_the_terminal(make_cluster):
     assert code != 0
     assert b"authentication failed, invalid user ID or password" in seen
     assert b"wrong" not in seen and b"typed" not in seen
+
+
+def test_a_lock_waiter_whose_permission_is_revoked_gets_no_lock(make_cluster):
+    """etcd's lock service waits with the caller's credentials: a permission revoked while
+    a Lock call waits ends the call with etcd's error, and leaves no key behind."""
+    from pyraftkv.proto import v3lock_pb2 as lockpb
+
+    cluster = make_cluster(1, extra_args=FAST)
+    cluster.start()
+    with cluster.client() as c:
+        set_up_auth(c)
+    endpoint = cluster.members[0].endpoint
+    with cluster.client(user="root", password="rootpw") as root:
+        held = call(root, "Lock", lockpb.LockRequest(name=b"lk", lease=root.lease_grant(30).ID))
+        lease = root.lease_grant(30).ID
+        token = call(
+            root, "Authenticate", rpc.AuthenticateRequest(name="alice", password="alicepw")
+        )
+        outcome: list = []
+
+        def wait_for_lock() -> None:
+            try:
+                request = lockpb.LockRequest(name=b"lk", lease=lease)
+                outcome.append(raw_call(endpoint, token.token.encode(), "Lock", request))
+            except ApiError as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait_for_lock)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while len(root.get("lk/", prefix=True).kvs) < 2:  # alice's key is in line
+            assert time.monotonic() < deadline, outcome
+            time.sleep(0.05)
+        revoke = rpc.AuthRoleRevokePermissionRequest(role="reader", key=b"foo", range_end=b"zoo")
+        call(root, "RoleRevokePermission", revoke)
+        call(root, "Unlock", lockpb.UnlockRequest(key=held.key))
+        waiter.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], PermissionDenied), outcome
+        assert root.get("lk/", prefix=True).kvs == []
