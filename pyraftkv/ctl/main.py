@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (each registers its commands)
     linearizability,
     lock,
     maintenance,
+    make_mirror,
     member,
     snapshot,
     txn,
