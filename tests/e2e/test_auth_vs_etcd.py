@@ -10,12 +10,14 @@ import io
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
 from pyraftkv.ctl import run
 
 from ..ctl_etcd_cluster import ETCD, ETCD_LOG_LINE, ETCDCTL, MISSING, Result, free_ports, wait_until
+from . import gateway_http as gateway
 from .harness import LocalCluster
 
 pytestmark = pytest.mark.skipif(ETCD is None or ETCDCTL is None, reason=MISSING)
@@ -100,7 +102,7 @@ SESSION: list[tuple[list[str], bytes]] = [
 ]
 
 
-def _etcd(tmp_path) -> tuple[subprocess.Popen, str]:
+def _etcd(tmp_path, *extra: str) -> tuple[subprocess.Popen, str]:
     client, peer = free_ports(2)
     log = open(tmp_path / "etcd.log", "wb")  # noqa: SIM115 (lives with the process)
     process = subprocess.Popen(
@@ -112,6 +114,7 @@ def _etcd(tmp_path) -> tuple[subprocess.Popen, str]:
             *("--listen-peer-urls", f"http://127.0.0.1:{peer}"),
             *("--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"),
             *("--initial-cluster", f"default=http://127.0.0.1:{peer}"),
+            *extra,
         ],
         stdout=log,
         stderr=log,
@@ -152,6 +155,55 @@ def test_the_same_auth_session_on_etcd_and_pyraftkv(tmp_path):
             if theirs != mine:
                 differences.append(f"{' '.join(args)}\n  etcd:     {theirs}\n  pyraftkv: {mine}")
         assert not differences, "\n".join(differences)
+    finally:
+        cluster.stop_all()
+        etcd.kill()
+        etcd.wait(10)
+
+
+def _token_session(endpoint: str, ctl) -> list:
+    """Root, auth on, a token from the JSON gateway; then what a read answers with that
+    token, with a forged one, and with the token once it has been idle past the TTL."""
+    assert ctl(endpoint, ["user", "add", "root", "--new-user-password=rootpw"], b"").code == 0
+    assert ctl(endpoint, ["auth", "enable"], b"").code == 0
+    login = gateway.call(endpoint, "/v3/auth/authenticate", {"name": "root", "password": "pw"})
+    seen = [(login.status, login.json)]
+    login = gateway.call(endpoint, "/v3/auth/authenticate", {"name": "root", "password": "rootpw"})
+    token = login.json["token"]
+    seen.append(login.status)
+
+    def read(with_token: str):
+        answer = gateway.call(
+            endpoint,
+            "/v3/kv/range",
+            {"key": gateway.b64("k")},
+            headers={"Authorization": with_token},
+        )
+        body = answer.json
+        return answer.status, body if answer.status != 200 else body.get("count", 0)
+
+    seen.append(read(token))
+    seen.append(read(token + "x"))
+    seen.append(read("no-such-token"))
+    time.sleep(3.5)  # --auth-token-ttl 1: idle past it
+    seen.append(read(token))
+    return seen
+
+
+def test_token_expiry_and_bad_tokens_as_etcds(tmp_path):
+    """The token part of the session, over the JSON gateway (etcdctl authenticates anew
+    for every command): a wrong password, a good token, a forged one, an expired one."""
+    etcd, etcd_endpoint = _etcd(tmp_path, "--auth-token-ttl", "1")
+    cluster = LocalCluster(
+        str(tmp_path), 1, extra_args=["--bcrypt-cost", "4", "--auth-token-ttl", "1"]
+    )
+    try:
+        cluster.start()
+        wait_until(lambda: _etcdctl(etcd_endpoint, ["endpoint", "health"], b"").code == 0)
+        theirs = _token_session(etcd_endpoint, _etcdctl)
+        mine = _token_session(cluster.members[0].endpoint, _pyraftkvctl)
+        assert mine == theirs
+        assert theirs[-1][0] != 200 and "invalid auth token" in str(theirs[-1][1])
     finally:
         cluster.stop_all()
         etcd.kill()
