@@ -7,6 +7,7 @@ both tools must print the same count at 30 s. Skipped when the etcd binaries are
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,17 +40,16 @@ def _healthy(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory):
-    """One etcd 3.4 member; its client endpoint."""
-    tmp_path = tmp_path_factory.mktemp("etcd")
+@contextlib.contextmanager
+def solo_etcd(directory: Path) -> Iterator[str]:
+    """One fresh etcd 3.4 member; its client endpoint."""
     client, peer = free_ports(2)
     peer_url, client_url = f"http://127.0.0.1:{peer}", f"http://127.0.0.1:{client}"
-    argv = [ETCD, "--name", "solo", "--data-dir", str(tmp_path / "etcd")]
+    argv = [ETCD, "--name", "solo", "--data-dir", str(directory / "etcd")]
     argv += ["--listen-client-urls", client_url, "--advertise-client-urls", client_url]
     argv += ["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url]
     argv += ["--initial-cluster", f"solo={peer_url}"]
-    with open(tmp_path / "etcd.log", "wb") as log:
+    with open(directory / "etcd.log", "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=log)
     try:
         wait_until(lambda: _healthy(client), what="etcd")
@@ -56,6 +57,12 @@ def etcd(tmp_path_factory):
     finally:
         process.kill()
         process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory):
+    with solo_etcd(tmp_path_factory.mktemp("etcd")) as endpoint:
+        yield endpoint
 
 
 def etcdctl(endpoint: str, *args: str, stdin: bytes = b"") -> Result:
