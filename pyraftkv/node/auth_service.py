@@ -79,6 +79,7 @@ class AuthService:
         # auth revision no older than the store's; the root-only calls need neither.
         self._key_methods = frozenset(BY_NAME[name].number for name in _KEY_CHECKS)
         self._lease_revoke = BY_NAME["LeaseRevoke"].number
+        self._range = BY_NAME["Range"].number
         self._authenticate = BY_NAME["Authenticate"].number
         for name in APPLIED:
             app.add_apply(BY_NAME[name].number, lambda b, body, n=name: self._apply(b, n, body))
@@ -119,6 +120,13 @@ class AuthService:
         are not checked."""
         if user or revision:
             self._check(self.app.auth, user, revision, method, body)
+
+    def check_read_again(self, user: str, body: bytes) -> None:
+        """A Range whose wait for a ReadIndex round saw the auth state change: checked
+        again against the state it is served from (etcd checks reads after that wait)."""
+        auth = self.app.auth
+        if auth.enabled:
+            self._check(auth, user, auth.revision, self._range, body)
 
     def _check(self, auth: AuthStore, user: str, revision: int, method: int, body: bytes):
         check = self._checks.get(method)

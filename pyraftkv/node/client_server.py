@@ -186,8 +186,12 @@ class ClientServer:
         request = rpc.RangeRequest.FromString(body)
         validation.check_range(request)
         app = self.app
+        user, checked_at = connection.user, connection.auth_revision
+        check_again = self.auth.check_read_again
 
         def serve() -> Message:
+            if app.auth.revision != checked_at:  # auth changed while the read waited
+                check_again(user, body)
             return app.store.range(request)  # the store object changes on a snapshot install
 
         self.app.read(Reply(connection, stream), serve, not request.serializable)
