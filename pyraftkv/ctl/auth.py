@@ -9,7 +9,7 @@ from ..client.requests import prefix_end
 from ..errors import RoleAlreadyExist, RootRoleNotExist
 from ..proto import auth_pb2 as authpb
 from ..proto import rpc_pb2 as rpc
-from .command import command, group
+from .command import RESPONSE_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, CtlError
 from .flags import Flag
 from .invocation import Invocation
@@ -23,13 +23,18 @@ _PERMISSIONS["READWRITE"] = authpb.Permission.READWRITE
 
 
 async def _call(inv: Invocation, method: str, request, sentence: str = ""):
-    """Make the call; print the sentence (simple) or the response (json)."""
+    """Make the call; print the sentence (simple) or the response (json, fields, protobuf)."""
     response = await (await inv.client()).call(method, request)
-    if inv.settings.write_out == "json":
+    if inv.settings.write_out != "simple":
         inv.printer.auth_response(response)
     elif sentence:
         inv.write(sentence)
     return response
+
+
+def _response_command(*path: str, **kwargs):
+    """A command whose answer etcdctl also shows in the fields and protobuf formats."""
+    return command(*path, formats=RESPONSE_FORMATS, **kwargs)
 
 
 def _args(inv: Invocation, count: int, message: str) -> list[str]:
@@ -41,7 +46,7 @@ def _args(inv: Invocation, count: int, message: str) -> list[str]:
 # -- auth -------------------------------------------------------------------------------------
 
 
-@command("auth", "enable", summary="Enables authentication")
+@_response_command("auth", "enable", summary="Enables authentication")
 async def auth_enable(inv: Invocation) -> None:
     """Enable auth; as etcdctl, give root the root role first when it lacks it."""
     _args(inv, 0, "auth enable command does not accept any arguments")
@@ -56,11 +61,12 @@ async def auth_enable(inv: Invocation) -> None:
     inv.write("Authentication Enabled")
 
 
-@command("auth", "disable", summary="Disables authentication")
+@_response_command("auth", "disable", summary="Disables authentication")
 async def auth_disable(inv: Invocation) -> None:
     """Disable auth."""
     _args(inv, 0, "auth disable command does not accept any arguments")
-    await _call(inv, "AuthDisable", rpc.AuthDisableRequest(), "Authentication Disabled")
+    await (await inv.client()).call("AuthDisable", rpc.AuthDisableRequest())
+    inv.write("Authentication Disabled")  # in every format, as etcdctl
 
 
 @command("auth", "status", summary="Returns authentication status")
@@ -88,7 +94,7 @@ def _password(inv: Invocation, name: str) -> str:
     return line
 
 
-@command(
+@_response_command(
     "user",
     "add",
     summary="Adds a new user",
@@ -108,14 +114,14 @@ async def user_add(inv: Invocation) -> None:
     await _call(inv, "UserAdd", request, f"User {name} created")
 
 
-@command("user", "delete", summary="Deletes a user", usage="<user name>")
+@_response_command("user", "delete", summary="Deletes a user", usage="<user name>")
 async def user_delete(inv: Invocation) -> None:
     """Delete a user."""
     (name,) = _args(inv, 1, "user delete command requires user name as its argument")
     await _call(inv, "UserDelete", rpc.AuthUserDeleteRequest(name=name), f"User {name} deleted")
 
 
-@command(
+@_response_command(
     "user",
     "get",
     summary="Gets detailed information of a user",
@@ -125,21 +131,26 @@ async def user_delete(inv: Invocation) -> None:
 async def user_get(inv: Invocation) -> None:
     """A user's roles (with --detail, each role's permissions)."""
     (name,) = _args(inv, 1, "user get command requires user name as its argument")
-    response = await _call(inv, "UserGet", rpc.AuthUserGetRequest(name=name))
-    if inv.settings.write_out == "json":
-        return
-    inv.write(f"User: {name}")
-    if not inv.opts.detail:
-        inv.write("Roles:" + "".join(f" {role}" for role in response.roles))
-        return
     client = await inv.client()
+    if not inv.opts.detail:
+        response = await _call(inv, "UserGet", rpc.AuthUserGetRequest(name=name))
+        if inv.settings.write_out == "simple":
+            inv.write(f"User: {name}")
+            inv.write("Roles:" + "".join(f" {role}" for role in response.roles))
+        return
+    # etcdctl: the user's name, then each role as `role get` prints it in the format asked
+    response = await client.call("UserGet", rpc.AuthUserGetRequest(name=name))
+    inv.write(f"User: {name}")
     for role in response.roles:
         inv.write("")
         perms = await client.call("RoleGet", rpc.AuthRoleGetRequest(role=role))
-        _print_role(inv, role, perms)
+        if inv.settings.write_out == "simple":
+            _print_role(inv, role, perms)
+        else:
+            inv.printer.auth_response(perms)
 
 
-@command("user", "list", summary="Lists all users")
+@_response_command("user", "list", summary="Lists all users")
 async def user_list(inv: Invocation) -> None:
     """Every user, one a line."""
     await _list(inv, "user", "UserList", rpc.AuthUserListRequest(), "users")
@@ -149,12 +160,12 @@ async def _list(inv: Invocation, what: str, method: str, request, field: str) ->
     """Every user or role name, one a line (simple), or the response (json)."""
     _args(inv, 0, f"{what} list command requires no arguments")
     response = await _call(inv, method, request)
-    if inv.settings.write_out != "json":
+    if inv.settings.write_out == "simple":
         for name in getattr(response, field):
             inv.write(name)
 
 
-@command(
+@_response_command(
     "user",
     "passwd",
     summary="Changes password of user",
@@ -168,7 +179,9 @@ async def user_passwd(inv: Invocation) -> None:
     await _call(inv, "UserChangePassword", request, "Password updated")
 
 
-@command("user", "grant-role", summary="Grants a role to a user", usage="<user name> <role name>")
+@_response_command(
+    "user", "grant-role", summary="Grants a role to a user", usage="<user name> <role name>"
+)
 async def user_grant_role(inv: Invocation) -> None:
     """Grant a role to a user."""
     user, role = _args(
@@ -178,7 +191,7 @@ async def user_grant_role(inv: Invocation) -> None:
     await _call(inv, "UserGrantRole", request, f"Role {role} is granted to user {user}")
 
 
-@command(
+@_response_command(
     "user", "revoke-role", summary="Revokes a role from a user", usage="<user name> <role name>"
 )
 async def user_revoke_role(inv: Invocation) -> None:
@@ -191,30 +204,32 @@ async def user_revoke_role(inv: Invocation) -> None:
 # -- role -------------------------------------------------------------------------------------
 
 
-@command("role", "add", summary="Adds a new role", usage="<role name>")
+@_response_command("role", "add", summary="Adds a new role", usage="<role name>")
 async def role_add(inv: Invocation) -> None:
     """Add a role."""
     (name,) = _args(inv, 1, "role add command requires role name as its argument")
     await _call(inv, "RoleAdd", rpc.AuthRoleAddRequest(name=name), f"Role {name} created")
 
 
-@command("role", "delete", summary="Deletes a role", usage="<role name>")
+@_response_command("role", "delete", summary="Deletes a role", usage="<role name>")
 async def role_delete(inv: Invocation) -> None:
     """Delete a role."""
     (name,) = _args(inv, 1, "role delete command requires role name as its argument")
     await _call(inv, "RoleDelete", rpc.AuthRoleDeleteRequest(role=name), f"Role {name} deleted")
 
 
-@command("role", "get", summary="Gets detailed information of a role", usage="<role name>")
+@_response_command(
+    "role", "get", summary="Gets detailed information of a role", usage="<role name>"
+)
 async def role_get(inv: Invocation) -> None:
     """A role's permissions, read and write."""
     (name,) = _args(inv, 1, "role get command requires role name as its argument")
     response = await _call(inv, "RoleGet", rpc.AuthRoleGetRequest(role=name))
-    if inv.settings.write_out != "json":
+    if inv.settings.write_out == "simple":
         _print_role(inv, name, response)
 
 
-@command("role", "list", summary="Lists all roles")
+@_response_command("role", "list", summary="Lists all roles")
 async def role_list(inv: Invocation) -> None:
     """Every role, one a line."""
     await _list(inv, "role", "RoleList", rpc.AuthRoleListRequest(), "roles")
@@ -243,7 +258,7 @@ def _range_end(inv: Invocation, key: str, end: list[str]) -> bytes:
     return end[0].encode() if end else b""
 
 
-@command(
+@_response_command(
     "role",
     "grant-permission",
     summary="Grants a key to a role",
@@ -268,7 +283,7 @@ async def role_grant_permission(inv: Invocation) -> None:
     await _call(inv, "RoleGrantPermission", request, f"Role {role} updated")
 
 
-@command(
+@_response_command(
     "role",
     "revoke-permission",
     summary="Revokes a key from a role",

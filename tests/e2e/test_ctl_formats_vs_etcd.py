@@ -170,3 +170,52 @@ def test_interactive_watch_matches_etcd(etcd, make_cluster, tmp_path):
         progress.sub(b"P", theirs.out),
         theirs.err,
     )
+
+
+AUTH_SESSION = [
+    (["user", "add", "u1", "--new-user-password=pw"], rpc.AuthUserAddResponse),
+    (["role", "add", "r1"], rpc.AuthRoleAddResponse),
+    (
+        ["role", "grant-permission", "r1", "readwrite", "a", "--prefix"],
+        rpc.AuthRoleGrantPermissionResponse,
+    ),
+    (["role", "grant-permission", "r1", "read", "b"], rpc.AuthRoleGrantPermissionResponse),
+    (["role", "get", "r1"], rpc.AuthRoleGetResponse),
+    (["role", "list"], rpc.AuthRoleListResponse),
+    (["user", "grant-role", "u1", "r1"], rpc.AuthUserGrantRoleResponse),
+    (["user", "get", "u1"], rpc.AuthUserGetResponse),
+    (["user", "list"], rpc.AuthUserListResponse),
+    (["user", "get", "u1", "--detail"], None),
+    (["user", "revoke-role", "u1", "r1"], rpc.AuthUserRevokeRoleResponse),
+    (["role", "revoke-permission", "r1", "b"], rpc.AuthRoleRevokePermissionResponse),
+    (["role", "delete", "r1"], rpc.AuthRoleDeleteResponse),
+    (["user", "delete", "u1"], rpc.AuthUserDeleteResponse),
+    (["auth", "disable"], None),
+]
+
+
+def test_auth_commands_in_fields_and_protobuf_match_etcd(etcd, make_cluster):
+    cluster = make_cluster(1)
+    cluster.start()
+    for write_out in ("fields", "protobuf"):
+        for argv, kind in AUTH_SESSION:
+            want = etcdctl(etcd, "-w", write_out, *argv)
+            got = ours(cluster.endpoints[0], "-w", write_out, *argv)
+            if write_out == "fields" or kind is None:
+                if argv[-1] == "--detail" and write_out == "protobuf":
+                    # "User: u1", an empty line, then the role's RoleGetResponse
+                    head = b"User: u1\n\n"
+                    assert got.out[: len(head)] == want.out[: len(head)] == head
+                    message = [
+                        masked_message(rpc.AuthRoleGetResponse, r.out[len(head) :])
+                        for r in (got, want)
+                    ]
+                    assert message[0] == message[1]
+                    continue
+                assert masked_text(got) == masked_text(want), argv
+            else:
+                assert (got.code, got.err) == (want.code, want.err) == (0, b""), argv
+                assert masked_message(kind, got.out) == masked_message(kind, want.out), argv
+    # (what the session means to show, on etcd's side: a refusal, and permissions listed)
+    refused = etcdctl(etcd, "-w", "fields", "user", "list")
+    assert (refused.code, refused.err) == (4, b"Error: fields not supported as output format\n")
