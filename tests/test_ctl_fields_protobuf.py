@@ -142,3 +142,10 @@ def test_help_lists_the_formats():
     assert (
         "set the output format (fields, json, protobuf, simple, table)" in out.getvalue().decode()
     )
+
+
+@pytest.mark.parametrize("write_out", ["fields", "protobuf"])
+def test_commands_printing_lines_of_their_own_take_every_response_format(write_out):
+    out, err = io.BytesIO(), io.BytesIO()
+    assert run(["-w", write_out, "version"], io.BytesIO(), out, err, {}) == 0
+    assert out.getvalue().startswith(b"pyraftkvctl version: ") and err.getvalue() == b""

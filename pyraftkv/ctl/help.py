@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .. import __version__
-from .command import COMMANDS, GROUPS, Command, command
+from .command import COMMANDS, GROUPS, RESPONSE_FORMATS, Command, command
 from .flags import Flag
 from .invocation import GLOBAL_FLAGS, HELP_FLAG, Invocation
 
@@ -93,7 +93,7 @@ def command_help(command: Command) -> str:
     return "\n".join(lines)
 
 
-@command("version", summary="Prints the version of pyraftkvctl")
+@command("version", summary="Prints the version of pyraftkvctl", formats=RESPONSE_FORMATS)
 async def version(inv: Invocation) -> None:
     """Print pyraftkvctl's version and the etcd API version it speaks."""
     inv.write(f"{PROGRAM} version: {__version__}")

@@ -8,7 +8,7 @@ from ..admin.defrag import defragment as offline_defragment
 from ..client.aio import normalize_endpoint
 from ..errors import ConfigError
 from ..proto import rpc_pb2 as rpc
-from .command import NO_FIELDS, command, group
+from .command import NO_FIELDS, RESPONSE_FORMATS, command, group
 from .endpoint import _FAILURES, CLUSTER_FLAG, _error_text, target_endpoints
 from .errors import EXIT_ERROR
 from .flags import Flag
@@ -46,6 +46,7 @@ async def alarm_disarm(inv: Invocation) -> None:
 @command(
     "defrag",
     summary="Defragments the storage of the etcd members with given endpoints",
+    formats=RESPONSE_FORMATS,  # its lines, whatever the format, as etcdctl's
     flags=(
         CLUSTER_FLAG,
         Flag(

@@ -15,7 +15,7 @@ from ..admin.backup import restore as restore_data_dir
 from ..admin.backup import status as backup_status
 from ..admin.cluster import parse_urls, plan_cluster
 from ..errors import ConfigError
-from .command import NO_PROTOBUF, command, group
+from .command import NO_PROTOBUF, RESPONSE_FORMATS, command, group
 from .errors import EXIT_BAD_ARGS, EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from .flags import Flag
 from .gotext import humanize_bytes
@@ -51,6 +51,7 @@ RESTORE_FLAGS = (
     "save",
     summary="Stores a snapshot to a given file",
     usage="<filename>",
+    formats=RESPONSE_FORMATS,  # its one line, whatever the format, as etcdctl's
     description="""Saves a consistent copy of one member's store to <filename>: the member
 named by --endpoints, which must name exactly one.""",
 )
