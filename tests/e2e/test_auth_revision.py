@@ -26,7 +26,8 @@ from .test_auth import FAST, call, raw_call
 
 @pytest.fixture
 def net_cluster(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3, extra_args=FAST)
+    # a follower cut off for a moment must not give up on its leader meanwhile
+    cluster = LocalCluster(str(tmp_path), 3, extra_args=[*FAST, "--election-timeout", "3000"])
     network = Network(cluster)
     cluster.start()
     yield cluster, network
@@ -162,7 +163,7 @@ def test_requests_checked_against_an_older_auth_state_are_refused(net_cluster):
     # way would hold the read until the request timeout)
     for member in cluster.members:
         if member is not follower:
-            network.delay(member, follower, 600)
+            network.delay(member, follower, 1000)
     try:
         revoke()
         with pytest.raises(PermissionDenied):
