@@ -185,6 +185,19 @@ def _token_session(endpoint: str, ctl) -> list:
     seen.append(read(token))
     seen.append(read(token + "x"))
     seen.append(read("no-such-token"))
+
+    def post(path: str, body: dict, with_token: str = ""):
+        headers = {"Authorization": with_token} if with_token else {}
+        answer = gateway.call(endpoint, path, body, headers=headers)
+        return answer.status, answer.json if answer.status != 200 else "ok"
+
+    # a lease without keys may be revoked without a user; one with keys may not
+    for lease in (7001, 7002):
+        seen.append(post("/v3/lease/grant", {"TTL": 60, "ID": lease}, token))
+    put = {"key": gateway.b64("k"), "value": gateway.b64("v"), "lease": 7002}
+    seen.append(post("/v3/kv/put", put, token))
+    seen.append(post("/v3/lease/revoke", {"ID": 7001}))
+    seen.append(post("/v3/lease/revoke", {"ID": 7002}))
     time.sleep(3.5)  # --auth-token-ttl 1: idle past it
     seen.append(read(token))
     return seen
