@@ -133,13 +133,14 @@ def settings_from(parsed: Parsed, environ: Mapping[str, str]) -> Settings:
 
 
 def _credentials(user: str, password: str) -> dict:
-    """--user name[:password] and --password, as etcdctl reads them."""
+    """--user name[:password] and --password, as etcdctl 3.4 reads them: with --password,
+    all of --user is the name (a colon included)."""
     if not user:
         return {}
+    if password:
+        return {"user": user, "password": password}
     name, sep, inline = user.partition(":")
-    if sep and password:
-        raise CtlError("--user option shouldn't include password if --password is given")
-    return {"user": name, "password": inline if sep else (password or None)}
+    return {"user": name, "password": inline if sep else None}
 
 
 def ask_password(stdin: BinaryIO, stdout: BinaryIO) -> str:

@@ -62,6 +62,8 @@ SESSION: list[tuple[list[str], bytes]] = [
     # --user without a password: "Password: " and a line of stdin (not a terminal here)
     (["--user=alice", "get", "foo", "--print-value-only"], b"alicepw\n"),
     (["--user=alice", "get", "foo"], b"wrong\n"),
+    (["--user=alice", "--password=alicepw", "get", "foo", "--print-value-only"], b""),
+    (["--user=alice:alicepw", "--password=alicepw", "get", "foo"], b""),
     ([*ALICE, "get", "foo", "--print-value-only"], b""),
     ([*ALICE, "get", "foo", "zoo", "--keys-only"], b""),
     ([*ALICE, "get", "a", "zzz"], b""),
