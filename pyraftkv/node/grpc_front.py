@@ -43,6 +43,15 @@ SPLICE_HIGH_WATER = 4 << 20
 MAX_QUEUED_MESSAGES = 10_000
 
 
+class MessageTooLarge(errors.ApiError):
+    """A request message over the gRPC receive limit, in grpc-go's words (etcd's answer)."""
+
+    code = errors.RESOURCE_EXHAUSTED
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"grpc: received message larger than max ({size} vs. {limit})")
+
+
 class GrpcCall(CallTasks):
     """One gRPC call, standing in for a native connection with one stream: the handler's
     answers land in ``queue`` (a response body, an ApiError, or None for the end)."""
@@ -106,14 +115,74 @@ async def _abort(context: grpc.aio.ServicerContext, error: errors.ApiError) -> N
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
 
-# grpc.health.v1 HealthCheckResponse{status: SERVING}, encoded (field 1, varint 1). etcd
-# 3.4 answers SERVING while it runs, for any service name.
+# grpc.health.v1 HealthCheckResponse{status: SERVING} and {status: SERVICE_UNKNOWN},
+# encoded (field 1, varint). etcd 3.4 registers the empty service name only, SERVING.
 HEALTH_SERVING = b"\x08\x01"
+HEALTH_SERVICE_UNKNOWN = b"\x08\x03"
+# grpcio refuses a message this many times over the limit itself (its own wording); up to
+# that the call answers etcd's (grpc-go's) wording, so memory per call stays bounded.
+GRPCIO_LIMIT_FACTOR = 4
+
+
+def _known_service(body: bytes) -> bool:
+    """Whether a HealthCheckRequest names the empty service (the only one etcd serves)."""
+    try:
+        return health_service(body) == ""
+    except ValueError:
+        return False
+
+
+def health_service(body: bytes) -> str:
+    """The ``service`` (field 1, string) of an encoded HealthCheckRequest."""
+    service = ""
+    i = 0
+    while i < len(body):
+        key, i = _varint(body, i)
+        wire = key & 7
+        if wire == 0:
+            _, i = _varint(body, i)
+        elif wire == 2:
+            length, i = _varint(body, i)
+            if i + length > len(body):
+                raise ValueError("truncated")
+            if key >> 3 == 1:
+                service = body[i : i + length].decode()
+            i += length
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError("bad wire type")
+    if i != len(body):
+        raise ValueError("truncated")
+    return service
+
+
+def _varint(body: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(body) or shift > 63:
+            raise ValueError("bad varint")
+        byte = body[i]
+        value |= (byte & 0x7F) << shift
+        i += 1
+        shift += 7
+        if not byte & 0x80:
+            return value, i
 
 
 async def _health_check(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-    """The standard gRPC health check (load balancers, probes)."""
+    """The standard gRPC health check (load balancers, probes): as grpc-go's health
+    server in etcd, NOT_FOUND "unknown service" for a name other than the empty one."""
+    if not _known_service(body):
+        await context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
     return HEALTH_SERVING
+
+
+async def _health_watch(body: bytes, context: grpc.aio.ServicerContext):
+    """The streamed health check: the status once, then the stream stays open until the
+    client cancels it (the status of a running member does not change)."""
+    yield HEALTH_SERVING if _known_service(body) else HEALTH_SERVICE_UNKNOWN
+    await asyncio.Event().wait()  # ends when grpcio cancels the call
 
 
 class GrpcFront:
@@ -122,14 +191,15 @@ class GrpcFront:
     def __init__(self, server: Any) -> None:
         self.server = server
         self.port = 0
+        self.limit = 0  # largest request message, as etcd's gRPC max receive size
         self.cert_users: dict[int, str] = {}  # splice's loopback port -> client cert CN
         self._grpc: grpc.aio.Server | None = None
 
     async def start(self) -> None:
-        limit = self.server.max_request_bytes + FRAME_OVERHEAD_BYTES
+        self.limit = self.server.max_request_bytes + FRAME_OVERHEAD_BYTES
         self._grpc = grpc.aio.server(
             options=(
-                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_receive_message_length", self.limit * GRPCIO_LIMIT_FACTOR),
                 ("grpc.max_send_message_length", 2**31 - 1),
                 ("grpc.so_reuseport", 0),
             )
@@ -150,7 +220,10 @@ class GrpcFront:
             (
                 grpc.method_handlers_generic_handler(
                     "grpc.health.v1.Health",
-                    {"Check": grpc.unary_unary_rpc_method_handler(_health_check)},
+                    {
+                        "Check": grpc.unary_unary_rpc_method_handler(_health_check),
+                        "Watch": grpc.unary_stream_rpc_method_handler(_health_watch),
+                    },
                 ),
             )
         )
@@ -169,6 +242,11 @@ class GrpcFront:
             if key == "token":
                 token = value if isinstance(value, str) else value.decode()
         return GrpcCall(self.server, self.cert_users.get(port, "")), token
+
+    async def _check_size(self, body: bytes, context: grpc.aio.ServicerContext) -> None:
+        """A request over the limit answers grpc-go's wording, as etcd's members do."""
+        if len(body) > self.limit:
+            await _abort(context, MessageTooLarge(len(body), self.limit))
 
     def _leader_url(self, method: Method) -> str | None:
         """The leader's client URL when ``method`` is answered by the leader only and this
@@ -191,6 +269,7 @@ class GrpcFront:
         number = method.number
 
         async def call(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            await self._check_size(body, context)
             connection, token = self._call(context)
             url = self._leader_url(method)
             try:
@@ -217,6 +296,7 @@ class GrpcFront:
             if url is not None:  # a keep-alive stream on a follower: each request relayed
                 try:
                     async for body in requests:
+                        await self._check_size(body, context)
                         for answer in await self._relay(url, method, body, token):
                             yield answer
                 except errors.ApiError as error:
@@ -225,6 +305,9 @@ class GrpcFront:
 
             async def read() -> None:
                 async for body in requests:
+                    if len(body) > self.limit:
+                        connection.error(STREAM, MessageTooLarge(len(body), self.limit))
+                        return
                     dispatch(connection, STREAM, number, 0, body, token)
                 if bidi:  # a server-streamed call's client always half-closes at once
                     dispatch(connection, STREAM, number, FLAG_END, b"", token)

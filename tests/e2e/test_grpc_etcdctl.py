@@ -125,15 +125,35 @@ def test_bad_grpc_input_fails_that_call_only(cluster):
             unary(channel, "/etcdserverpb.KV/Put")(b"\xff\xff\xff", timeout=10)
         assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert garbage.value.details() == "etcdserver: malformed Put request message"
-        huge = rpc.PutRequest(key=b"h", value=b"x" * (8 << 20)).SerializeToString()
+        huge = rpc.PutRequest(key=b"h", value=b"x" * 2_200_000).SerializeToString()
         with pytest.raises(grpc.RpcError) as too_large:
             unary(channel, "/etcdserverpb.KV/Put")(huge, timeout=10)
         assert too_large.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # etcd 3.4's answer, word for word (its limit: --max-request-bytes + 512 KiB).
+        assert too_large.value.details() == (
+            "grpc: received message larger than max (2200008 vs. 2097152)"
+        )
+        big = rpc.PutRequest(key=b"h", value=b"x" * 1_600_000).SerializeToString()
+        with pytest.raises(grpc.RpcError) as over_request_bytes:
+            unary(channel, "/etcdserverpb.KV/Put")(big, timeout=10)
+        assert over_request_bytes.value.details() == "etcdserver: request is too large"
         put = rpc.PutRequest(key=b"still", value=b"here").SerializeToString()
         answer = rpc.PutResponse.FromString(unary(channel, "/etcdserverpb.KV/Put")(put, timeout=10))
         assert answer.header.revision > 1
         health = unary(channel, "/grpc.health.v1.Health/Check")(b"", timeout=10)
         assert health == b"\x08\x01"  # HealthCheckResponse{status: SERVING}
+        with pytest.raises(grpc.RpcError) as unknown_service:  # etcd's answers, as below
+            unary(channel, "/grpc.health.v1.Health/Check")(b"\n\x03foo", timeout=10)
+        assert unknown_service.value.code() == grpc.StatusCode.NOT_FOUND
+        assert unknown_service.value.details() == "unknown service"
+        for request, status in ((b"", b"\x08\x01"), (b"\n\x03foo", b"\x08\x03")):
+            watch = channel.unary_stream(
+                "/grpc.health.v1.Health/Watch",
+                request_serializer=None,
+                response_deserializer=None,
+            )(request, timeout=10)
+            assert next(watch) == status  # SERVING / SERVICE_UNKNOWN, and the stream stays
+            watch.cancel()
     assert etcdctl(cluster.endpoints[0], "get", "still", "--print-value-only")[1] == b"here\n"
     host, port = cluster.endpoints[0].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as sock:
