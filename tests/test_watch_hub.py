@@ -145,3 +145,31 @@ def test_progress_tick_tells_quiet_watchers_that_asked_the_current_revision(stor
     assert len(quiet.responses) == 2
     assert [len(r.events) for r in busy.responses] == [1, 0]
     assert busy.responses[-1].header.revision == store.revision
+
+
+def test_large_responses_are_fragmented_only_for_watchers_that_asked(store, hub):
+    """etcd 3.4's fragment: a response reaching the max request bytes goes as pieces under
+    that size (one event at least), all but the last marked fragment=true."""
+    whole = Sink()
+    pieces = Sink()
+    hub.add(Watcher(1, whole, rpc.WatchCreateRequest(key=b"k", range_end=b"l"), 2, 200))
+    create = rpc.WatchCreateRequest(key=b"k", range_end=b"l", fragment=True)
+    hub.add(Watcher(2, pieces, create, 2, 200))
+    events = []
+    with store.write_batch(store.applied_index + 1) as batch:
+        for i in range(5):
+            put = rpc.PutRequest(key=b"k%d" % i, value=b"x" * (60 + 200 * (i == 3)))
+            events += batch.put(put)[1]
+    hub.notify(events, store.revision)
+    assert [len(r.events) for r in whole.responses] == [5]
+    assert not whole.responses[0].fragment
+    assert [len(r.events) for r in pieces.responses] == [2, 1, 1, 1]
+    assert [r.fragment for r in pieces.responses] == [True, True, True, False]
+    assert all(r.ByteSize() < 200 for r in pieces.responses if len(r.events) > 1)
+    assert [e.kv.key for r in pieces.responses for e in r.events] == [b"k%d" % i for i in range(5)]
+    assert {r.watch_id for r in pieces.responses} == {2}
+    assert {r.header.revision for r in pieces.responses} == {store.revision}
+    small = Sink()
+    hub.add(Watcher(3, small, rpc.WatchCreateRequest(key=b"s", fragment=True), 7, 200))
+    apply(store, hub, ("put", b"s"))
+    assert [r.fragment for r in small.responses] == [False]

@@ -34,6 +34,7 @@ CATCH_UP_CHUNK = 1000
 SLOW_CLIENT_BYTES = 8 << 20
 
 _EVENTS_TAG = b"\x5a"  # field 11 (events), wire type 2
+_FRAGMENT = b"\x38\x01"  # field 7 (fragment) true
 
 
 def _varint(value: int) -> bytes:
@@ -48,13 +49,34 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def encode_events(events: list[kv_pb2.Event]) -> bytes:
-    """The wire bytes of WatchResponse.events for these events (field 11, repeated)."""
+def event_parts(events: list[kv_pb2.Event]) -> list[bytes]:
+    """Each event's wire bytes as one WatchResponse.events entry (field 11)."""
     parts = []
     for event in events:
         data = event.SerializeToString()
         parts.append(_EVENTS_TAG + _varint(len(data)) + data)
-    return b"".join(parts)
+    return parts
+
+
+def fragments(prefix: bytes, parts: list[bytes], max_bytes: int) -> list[bytes]:
+    """etcd 3.4's watch fragmenting: a response of two or more events whose size reaches
+    ``max_bytes`` goes as several, each holding events while it stays under ``max_bytes``
+    (at least one), all but the last marked ``fragment=true``. ``max_bytes`` 0: one."""
+    total = len(prefix) + sum(len(part) for part in parts)
+    if not max_bytes or total < max_bytes or len(parts) < 2:
+        return [prefix + b"".join(parts)]
+    out = []
+    start = 0
+    while start < len(parts):
+        size = len(prefix) + len(_FRAGMENT) + len(parts[start])
+        end = start + 1
+        while end < len(parts) and size + len(parts[end]) < max_bytes:
+            size += len(parts[end])
+            end += 1
+        marker = _FRAGMENT if end < len(parts) else b""
+        out.append(prefix + marker + b"".join(parts[start:end]))
+        start = end
+    return out
 
 
 class WatchSink(Protocol):
@@ -92,12 +114,20 @@ class Watcher:
         "progress_notify",
         "quiet",
         "range_key",
+        "fragment_bytes",
     )
 
     def __init__(
-        self, watch_id: int, sink: WatchSink, create: rpc.WatchCreateRequest, next_revision: int
+        self,
+        watch_id: int,
+        sink: WatchSink,
+        create: rpc.WatchCreateRequest,
+        next_revision: int,
+        max_request_bytes: int = 0,
     ) -> None:
         self.watch_id = watch_id
+        # Responses reaching this size are split when the client asked for fragments.
+        self.fragment_bytes = max_request_bytes if create.fragment else 0
         self.sink = sink
         self.key = create.key
         self.range_end = create.range_end
@@ -213,21 +243,27 @@ class WatchHub:
         self, watchers: set[Watcher], hits: list[kv_pb2.Event], header: bytes, revision: int
     ) -> None:
         """Send one group's events; watchers with the same options share one encoding."""
-        encoded: dict[tuple[bool, bool, bool], bytes] = {}
+        encoded: dict[tuple[bool, bool, bool], list[bytes]] = {}
         for watcher in list(watchers):
             if watcher.sink.backlog_bytes() > SLOW_CLIENT_BYTES:
                 self._make_unsynced(watcher)  # caught up from history once it drains
                 continue
             watcher.next_revision = revision + 1
             options = (watcher.prev_kv, watcher.no_put, watcher.no_delete)
-            body = encoded.get(options)
-            if body is None:
+            parts = encoded.get(options)
+            if parts is None:
                 wanted = [e for e in hits if watcher.wants(e)]
-                body = encode_events(wanted if watcher.prev_kv else _without_prev(wanted))
-                encoded[options] = body
-            if body:
+                parts = event_parts(wanted if watcher.prev_kv else _without_prev(wanted))
+                encoded[options] = parts
+            if parts:
                 watcher.quiet = False
-                watcher.sink.send_message(self._prefix(header, watcher.watch_id) + body)
+                self._send(watcher, header, parts)
+
+    def _send(self, watcher: Watcher, header: bytes, parts: list[bytes]) -> None:
+        """One response of events to a watcher (fragmented if it asked and it is large)."""
+        prefix = self._prefix(header, watcher.watch_id)
+        for body in fragments(prefix, parts, watcher.fragment_bytes):
+            watcher.sink.send_message(body)
 
     @staticmethod
     def _prefix(header: bytes, watch_id: int) -> bytes:
@@ -273,9 +309,7 @@ class WatchHub:
             if wanted:
                 watcher.quiet = False
                 header = self._header(upto).SerializeToString()
-                watcher.sink.send_message(
-                    self._prefix(header, watcher.watch_id) + encode_events(wanted)
-                )
+                self._send(watcher, header, event_parts(wanted))
             watcher.next_revision = upto + 1
             if watcher.next_revision > store.revision:
                 self._unsynced.discard(watcher)

@@ -63,7 +63,8 @@ class WatchStream:
                 )
                 return
             start = create.start_revision or app.store.revision + 1
-            watcher = Watcher(watch_id, self, create, start)
+            max_bytes = self.connection.server.max_request_bytes
+            watcher = Watcher(watch_id, self, create, start, max_bytes)
             self.watchers[watch_id] = watcher
             self.send_message(
                 rpc.WatchResponse(

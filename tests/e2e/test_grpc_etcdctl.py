@@ -222,3 +222,50 @@ def test_maintenance_alarm_defragment_and_hash_over_grpc(cluster):
         assert answer.header.revision == client.get("h").header.revision
         client.put("h", "changed")
     assert hashes()[0].hash != answer.hash
+
+
+def test_watch_fragments_large_responses_when_asked(cluster):
+    """A Watch with fragment=true gets a response over --max-request-bytes as pieces marked
+    fragment=true but the last (etcd 3.4); without it, one response."""
+    import queue
+
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    with grpc.insecure_channel(
+        cluster.endpoints[0], options=(("grpc.max_receive_message_length", 64 << 20),)
+    ) as channel:
+        put = channel.unary_unary(
+            "/etcdserverpb.KV/Put", request_serializer=None, response_deserializer=None
+        )
+        revisions = []
+        for key in (b"f1", b"f2", b"f3"):
+            request = rpc.PutRequest(key=key, value=b"x" * 700_000).SerializeToString()
+            revisions.append(rpc.PutResponse.FromString(put(request, timeout=10)).header.revision)
+        first = revisions[0]
+
+        def responses(fragment: bool) -> list[rpc.WatchResponse]:
+            requests: queue.Queue = queue.Queue()
+            create = rpc.WatchCreateRequest(
+                key=b"f", range_end=b"g", start_revision=first, fragment=fragment
+            )
+            requests.put(rpc.WatchRequest(create_request=create).SerializeToString())
+            call = channel.stream_stream(
+                "/etcdserverpb.Watch/Watch", request_serializer=None, response_deserializer=None
+            )(iter(requests.get, None), timeout=20)
+            got = []
+            for body in call:
+                response = rpc.WatchResponse.FromString(body)
+                if response.events:
+                    got.append(response)
+                    if not response.fragment and sum(len(r.events) for r in got) == 3:
+                        break
+            call.cancel()
+            return got
+
+        whole = responses(False)
+        assert [(len(r.events), r.fragment) for r in whole] == [(3, False)]
+        pieces = responses(True)
+        assert [(len(r.events), r.fragment) for r in pieces] == [(2, True), (1, False)]
+        assert [e.kv.key for r in pieces for e in r.events] == [b"f1", b"f2", b"f3"]
