@@ -14,6 +14,7 @@ changes nothing.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,8 @@ class ClientServer:
         self.connections: set[ClientConnection] = set()
         self.on_connection_lost: list[Callable[[ClientConnection], None]] = []
         self.paused = False
+        # How this member dials another's https client URL (leader_relay.py); None: no TLS.
+        self.leader_tls: ssl.SSLContext | None = None
         self.handlers: dict[int, Callable[[ClientConnection, int, int, bytes], None]] = {}
         app.on_pause(self._pause_all)
         writes = (

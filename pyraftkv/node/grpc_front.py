@@ -259,7 +259,10 @@ class GrpcFront:
     async def _relay(self, url: str, method: Method, body: bytes, token: str) -> list[bytes]:
         """One request passed on to the leader (leader_relay.py): its answer bodies."""
         answers = []
-        for kind, answer in await call_leader(url, method.number, [body], token, method.streaming):
+        tls = self.server.leader_tls
+        for kind, answer in await call_leader(
+            url, method.number, [body], token, method.streaming, tls
+        ):
             raise_if_error(kind, answer)
             if kind in (MESSAGE, REPLY):
                 answers.append(answer)

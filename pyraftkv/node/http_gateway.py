@@ -252,7 +252,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self, stream: int, url: str, route: Method, bodies: list[bytes], token: str
     ) -> None:
         """A lease call the leader answers, passed on to it (leader_relay.py)."""
-        for kind, body in await call_leader(url, route.number, bodies, token, route.streaming):
+        tls = self.server.leader_tls
+        for kind, body in await call_leader(url, route.number, bodies, token, route.streaming, tls):
             raise_if_error(kind, body)
             if kind == MESSAGE:
                 self.message(stream, body)

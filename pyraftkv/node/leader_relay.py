@@ -3,12 +3,15 @@ HTTP clients: a native client follows the "not leader" error to the leader's URL
 itself, an etcd gateway client cannot, and etcd's members forward these calls too.
 
 One short native-protocol connection per call: the request frames (with the caller's
-token), then the answer frames until the call ends.
+token), then the answer frames until the call ends. To an https client URL the connection
+is TLS, presenting this member's client-port certificate (``--cert-file``) and checking the
+leader's against ``--trusted-ca-file``, as etcd's members dial each other's client URLs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from urllib.parse import urlsplit
 
 from .. import errors
@@ -31,14 +34,21 @@ _STREAM = 1
 
 
 async def call_leader(
-    url: str, method: int, bodies: list[bytes], token: str, streaming: bool
+    url: str,
+    method: int,
+    bodies: list[bytes],
+    token: str,
+    streaming: bool,
+    tls: ssl.SSLContext | None = None,
 ) -> list[tuple[int, bytes]]:
-    """Send ``bodies`` as one call of ``method`` to the member at client URL ``url``; its
-    answer frames as (kind, body) up to and including the last (REPLY, END or ERROR).
-    Raises NoLeader when the leader cannot be reached in time."""
+    """Send ``bodies`` as one call of ``method`` to the member at client URL ``url`` (over
+    ``tls`` for an https URL); its answer frames as (kind, body) up to and including the
+    last (REPLY, END or ERROR). Raises NoLeader when the leader cannot be reached in time,
+    NotLeader when its URL cannot be dialled (https without this member's TLS settings)."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.port is None:
-        raise errors.NotLeader()  # a TLS leader URL: not relayed (README, not done)
+    secure = parts.scheme == "https"
+    if not (parts.scheme == "http" or secure and tls) or not parts.hostname or parts.port is None:
+        raise errors.NotLeader()
     flags = FLAG_TOKEN if token else 0
     request = b"".join(
         encode_frame(_STREAM, method, with_token(token.encode(), body) if token else body, flags)
@@ -48,14 +58,17 @@ async def call_leader(
         request += encode_frame(_STREAM, method, b"", FLAG_END)
     try:
         return await asyncio.wait_for(
-            _exchange(parts.hostname, parts.port, request), RELAY_TIMEOUT_S
+            _exchange(parts.hostname, parts.port, request, tls if secure else None),
+            RELAY_TIMEOUT_S,
         )
     except (OSError, asyncio.TimeoutError, ProtocolError, EOFError):
         raise errors.NoLeader() from None
 
 
-async def _exchange(host: str, port: int, request: bytes) -> list[tuple[int, bytes]]:
-    reader, writer = await asyncio.open_connection(host, port)
+async def _exchange(
+    host: str, port: int, request: bytes, tls: ssl.SSLContext | None
+) -> list[tuple[int, bytes]]:
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     try:
         writer.write(request)
         decoder = FrameDecoder(DEFAULT_MAX_REPLY_FRAME_BYTES)

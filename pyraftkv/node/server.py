@@ -230,6 +230,8 @@ class Node:
             app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost
         )
         self.server = ClientServer(app, config.max_request_bytes, auth)
+        if config.client_tls.has_cert:
+            self.server.leader_tls = config.client_tls.client_context()
         await self._wait_raft_started()
         if config.initial_corrupt_check:
             await corrupt_check.initial_check(app, self.peer_ssl)

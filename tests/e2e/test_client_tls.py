@@ -158,3 +158,58 @@ def test_etcdctl_grpc_over_tls_with_certificates(tls_cluster, certs):
         assert etcdctl(*auth, "get", "grpc-tls", "--print-value-only").stdout == b"yes\n"
     finally:
         assert etcdctl(*auth, "auth", "disable").returncode == 0
+
+
+def test_a_follower_passes_lease_calls_to_an_https_leader(tls_cluster, certs):
+    """Keep-alive and time-to-live answered by a follower over gRPC (etcdctl) and the JSON
+    gateway when every client URL is https: the follower dials the leader over TLS with its
+    own certificate (as etcd's members do), and the lease is revoked through it."""
+    import base64
+    import json
+    import os
+    import ssl
+    import subprocess
+    import urllib.request
+
+    from ..ctl_etcd_cluster import ETCDCTL
+
+    if ETCDCTL is None:
+        pytest.skip("etcdctl not installed")
+    leader = tls_cluster.wait_leader()
+    follower = next(m for m in tls_cluster.members if m is not leader)
+    files = certs.issue("root")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    base = [ETCDCTL, f"--endpoints=https://{follower.endpoint}", "--dial-timeout=3s"]
+    base += [f"--cacert={certs.ca}", f"--cert={files.cert}", f"--key={files.key}"]
+
+    def etcdctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*base, *args], capture_output=True, env={**env, "ETCDCTL_API": "3"}, timeout=30
+        )
+
+    granted = etcdctl("lease", "grant", "60")
+    lease = granted.stdout.split()[1].decode()
+    assert etcdctl("put", "tls-leased", "v", f"--lease={lease}").returncode == 0
+    kept = etcdctl("lease", "keep-alive", "--once", lease)
+    assert kept.stdout == f"lease {lease} keepalived with TTL(60)\n".encode(), kept.stderr
+    ttl = etcdctl("lease", "timetolive", lease, "--keys")
+    assert b"attached keys([tls-leased])" in ttl.stdout, ttl.stderr
+
+    context = ssl.create_default_context(cafile=certs.ca)
+    context.load_cert_chain(files.cert, files.key)
+
+    def gateway(path: str, body: dict) -> dict:
+        request = urllib.request.Request(
+            f"https://{follower.endpoint}{path}", data=json.dumps(body).encode()
+        )
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            return json.loads(answer.read().splitlines()[0])
+
+    lease_id = str(int(lease, 16))
+    assert gateway("/v3/lease/keepalive", {"ID": lease_id})["result"]["TTL"] == "60"
+    answer = gateway("/v3/lease/timetolive", {"ID": lease_id, "keys": True})
+    assert answer["grantedTTL"] == "60"
+    assert answer["keys"] == [base64.b64encode(b"tls-leased").decode()]
+    revoked = etcdctl("lease", "revoke", lease)
+    assert revoked.stdout == f"lease {lease} revoked\n".encode(), revoked.stderr
+    assert etcdctl("get", "tls-leased").stdout == b""
