@@ -254,18 +254,22 @@ class Application:
 
     # -- requests the member makes itself -------------------------------------------------------
 
-    async def local_write(self, method: str, request: Message, user: str | None = None) -> Message:
+    async def local_write(
+        self, method: str, request: Message, caller: tuple[str, int] | None = None
+    ) -> Message:
         """Propose a write as if a client had sent it; its response once applied. With
-        ``user`` (a client's call the member carries out, '' for one without a user) it
-        is checked at apply as that client's own write, at the current auth revision."""
+        ``caller`` (user, JWT revision or 0) for a client's call the member carries out,
+        it is checked at apply as that client's own write: at its JWT token's revision,
+        else at the current one."""
         spec = BY_NAME[method]
         future = self.loop.create_future()
+        user, revision = caller if caller is not None else ("", 0)
         self.propose(
             Reply(LocalCaller(future, spec.response.FromString), 0),
             spec.number,
             request.SerializeToString(),
-            user or "",
-            0 if user is None else self.auth.revision,
+            user,
+            0 if caller is None else revision or self.auth.revision,
         )
         return await future
 

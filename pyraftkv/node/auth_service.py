@@ -90,15 +90,16 @@ class AuthService:
 
     def admit(
         self, connection: Any, method: int, token: str, body: bytes, relayed: str | None = None
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int, int]:
         """The user a request runs as (its token's, else the one a trusted relay named
-        (``relayed``), else the connection's certificate's) and the auth revision it is
-        checked at (the member's current one; a JWT token's own); raises etcd's error when
-        it may not run."""
+        (``relayed``), else the connection's certificate's), the auth revision it is
+        checked at (the member's current one; a JWT token's own), and that JWT revision
+        again (0 without a JWT token: later checks of the call use the current revision);
+        raises etcd's error when it may not run."""
         auth: AuthStore = self.app.auth
         revision = auth.revision
         if not auth.enabled or method == self._authenticate:
-            return "", revision
+            return "", revision, 0
         if token:
             try:
                 user, revision = self.tokens.info(token, revision)
@@ -110,7 +111,8 @@ class AuthService:
         else:
             user = relayed if relayed is not None else connection.cert_user
         self._check(auth, user, revision, method, body)
-        return user, revision
+        pinned = revision if token and not self.tokens.replicated else 0
+        return user, revision, pinned
 
     def recheck(self, user: str, revision: int, method: int, body: bytes) -> None:
         """At apply, with auth on: the check again, against the auth state of that moment.
@@ -121,12 +123,13 @@ class AuthService:
         if user or revision:
             self._check(self.app.auth, user, revision, method, body)
 
-    def check_read_again(self, user: str, body: bytes) -> None:
+    def check_read_again(self, user: str, pinned: int, body: bytes) -> None:
         """A Range whose wait for a ReadIndex round saw the auth state change: checked
-        again against the state it is served from (etcd checks reads after that wait)."""
+        again against the state it is served from (etcd checks reads after that wait), at
+        its JWT token's revision (``pinned``), else at the current one."""
         auth = self.app.auth
         if auth.enabled:
-            self._check(auth, user, auth.revision, self._range, body)
+            self._check(auth, user, pinned or auth.revision, self._range, body)
 
     def _check(self, auth: AuthStore, user: str, revision: int, method: int, body: bytes):
         check = self._checks.get(method)

@@ -133,6 +133,7 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         # revision it was checked at.
         self.user = ""
         self.auth_revision = 0
+        self.token_revision = 0  # a JWT token's revision, else 0
         # A local relay (the gRPC front end) may name the user of each request it forwards
         # (FLAG_USER); whoever accepts the relay's connection marks it trusted.
         self.trusted_relay = False

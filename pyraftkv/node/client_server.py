@@ -96,7 +96,8 @@ class ClientServer:
     def _task_handler(self, parse_type, call) -> Callable:
         def handler(connection: ClientConnection, stream: int, flags: int, body: bytes) -> None:
             request = parse_type.FromString(body)
-            connection.start_task(stream, call(request, connection.user))
+            caller = (connection.user, connection.token_revision)
+            connection.start_task(stream, call(request, caller))
 
         return handler
 
@@ -138,12 +139,13 @@ class ClientServer:
                         "etcdserver: permission denied (a user field from a connection "
                         "that is not a trusted relay)"
                     )
-                connection.user, connection.auth_revision = self.auth.admit(
-                    connection, method, token, body, relayed
-                )
+                user, revision, pinned = self.auth.admit(connection, method, token, body, relayed)
+                connection.user, connection.auth_revision = user, revision
+                connection.token_revision = pinned
             else:
                 # no user: applied after auth is turned on, a write of it is refused
                 connection.user, connection.auth_revision = "", auth.revision
+                connection.token_revision = 0
             handler(connection, stream, flags, body)
         except DecodeError:
             name = BY_NUMBER[method].name if method in BY_NUMBER else method
@@ -190,11 +192,11 @@ class ClientServer:
         validation.check_range(request)
         app = self.app
         user, checked_at = connection.user, connection.auth_revision
-        check_again = self.auth.check_read_again
+        pinned, check_again = connection.token_revision, self.auth.check_read_again
 
         def serve() -> Message:
             if app.auth.revision != checked_at:  # auth changed while the read waited
-                check_again(user, body)
+                check_again(user, pinned, body)
             return app.store.range(request)  # the store object changes on a snapshot install
 
         self.app.read(Reply(connection, stream), serve, not request.serializable)

@@ -25,6 +25,10 @@ from ..proto import v3election_pb2 as election
 from ..proto import v3lock_pb2 as lock
 from .auth_store import READ
 
+# Whom a call runs for: (user, the auth revision its JWT token was signed at, or 0 when
+# it is checked at the member's current revision); None for the member's own writes.
+Caller = tuple[str, int]
+
 CREATE = rpc.Compare.CREATE
 MOD = rpc.Compare.MOD
 EQUAL = rpc.Compare.EQUAL
@@ -60,14 +64,18 @@ class Concurrency:
     def __init__(self, app) -> None:
         self.app = app
 
-    def _may_read(self, user: str | None, key: bytes, range_end: bytes = b"") -> None:
-        """With auth on, whether the caller may still read what the call waits on."""
+    def _may_read(self, caller: Caller | None, key: bytes, range_end: bytes = b"") -> None:
+        """With auth on, whether the caller may still read what the call waits on (a JWT
+        token signed before an auth change may not, as in etcd)."""
         auth = self.app.auth
-        if user is not None and auth.enabled:
+        if caller is not None and auth.enabled:
+            user, pinned = caller
+            if user and pinned and pinned < auth.revision:
+                raise errors.AuthOldRevision()
             auth.check(user, key, range_end, READ)
 
     async def _enter(
-        self, name: bytes, lease: int, value: bytes, user: str | None
+        self, name: bytes, lease: int, value: bytes, caller: Caller | None
     ) -> tuple[bytes, int, int]:
         """Create our contender key, or take over the one an earlier attempt with the same
         lease made (a client that lost its connection asks again, maybe on another
@@ -82,17 +90,17 @@ class Concurrency:
             success=[put],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=key)), put],
         )
-        response = await self.app.local_write("Txn", txn, user)
+        response = await self.app.local_write("Txn", txn, caller)
         written = response.header.revision
         if response.succeeded:
             return key, written, written
         return key, response.responses[0].response_range.kvs[0].create_revision, written
 
-    async def _wait_for_turn(self, name: bytes, revision: int, user: str | None) -> None:
+    async def _wait_for_turn(self, name: bytes, revision: int, caller: Caller | None) -> None:
         """Wait until no contender key created before ``revision`` is left."""
         prefix = name + b"/"
         while True:
-            self._may_read(user, prefix, prefix_end(prefix))
+            self._may_read(caller, prefix, prefix_end(prefix))
             before = await self.app.local_read(_first_by_create(prefix, revision - 1))
             if not before.kvs:
                 return
@@ -101,20 +109,20 @@ class Concurrency:
                     before.kvs[0].key, b"", before.header.revision, deletes_only=True
                 )
 
-    async def _still_exists(self, key: bytes, user: str | None = None) -> kv_pb2.KeyValue:
-        self._may_read(user, key)
+    async def _still_exists(self, key: bytes, caller: Caller | None = None) -> kv_pb2.KeyValue:
+        self._may_read(caller, key)
         got = await self.app.local_read(rpc.RangeRequest(key=key))
         if not got.kvs:
             raise SessionExpired()
         return got.kvs[0]
 
     async def _acquire(
-        self, name: bytes, lease: int, value: bytes, user: str | None
+        self, name: bytes, lease: int, value: bytes, caller: Caller | None
     ) -> tuple[bytes, int]:
-        key, revision, written = await self._enter(name, lease, value, user)
+        key, revision, written = await self._enter(name, lease, value, caller)
         try:
-            await self._wait_for_turn(name, revision, user)
-            await self._still_exists(key, user)
+            await self._wait_for_turn(name, revision, caller)
+            await self._still_exists(key, caller)
         except BaseException:
             # A waiter that gives up leaves no key behind to block others, unless a later
             # attempt with the same lease took the key over: it may hold the lock by now.
@@ -129,51 +137,53 @@ class Concurrency:
 
     # -- v3lock --------------------------------------------------------------------------------
 
-    async def lock(self, request: lock.LockRequest, user: str | None = None) -> lock.LockResponse:
-        key, _ = await self._acquire(request.name, request.lease, b"", user)
+    async def lock(
+        self, request: lock.LockRequest, caller: Caller | None = None
+    ) -> lock.LockResponse:
+        key, _ = await self._acquire(request.name, request.lease, b"", caller)
         return lock.LockResponse(header=self.app.header(), key=key)
 
     async def unlock(
-        self, request: lock.UnlockRequest, user: str | None = None
+        self, request: lock.UnlockRequest, caller: Caller | None = None
     ) -> lock.UnlockResponse:
         response = await self.app.local_write(
-            "DeleteRange", rpc.DeleteRangeRequest(key=request.key), user
+            "DeleteRange", rpc.DeleteRangeRequest(key=request.key), caller
         )
         return lock.UnlockResponse(header=response.header)
 
     # -- v3election ----------------------------------------------------------------------------
 
     async def campaign(
-        self, request: election.CampaignRequest, user: str | None = None
+        self, request: election.CampaignRequest, caller: Caller | None = None
     ) -> election.CampaignResponse:
-        key, revision = await self._acquire(request.name, request.lease, request.value, user)
-        current = await self._still_exists(key, user)
+        key, revision = await self._acquire(request.name, request.lease, request.value, caller)
+        current = await self._still_exists(key, caller)
         if current.value != request.value:  # an earlier campaign of this lease left another value
-            await self._proclaim(key, revision, request.lease, request.value, user)
+            await self._proclaim(key, revision, request.lease, request.value, caller)
         leader = election.LeaderKey(name=request.name, key=key, rev=revision, lease=request.lease)
         return election.CampaignResponse(header=self.app.header(), leader=leader)
 
     async def _proclaim(
-        self, key: bytes, revision: int, lease: int, value: bytes, user: str | None
+        self, key: bytes, revision: int, lease: int, value: bytes, caller: Caller | None
     ):
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, target=CREATE, result=EQUAL, create_revision=revision)],
             success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))],
         )
-        response = await self.app.local_write("Txn", txn, user)
+        response = await self.app.local_write("Txn", txn, caller)
         if not response.succeeded:
             raise ElectionNotLeader()
         return response
 
     async def proclaim(
-        self, request: election.ProclaimRequest, user: str | None = None
+        self, request: election.ProclaimRequest, caller: Caller | None = None
     ) -> election.ProclaimResponse:
         leader = request.leader
-        response = await self._proclaim(leader.key, leader.rev, leader.lease, request.value, user)
+        response = await self._proclaim(leader.key, leader.rev, leader.lease, request.value, caller)
         return election.ProclaimResponse(header=response.header)
 
     async def leader(
-        self, request: election.LeaderRequest, user: str | None = None
+        self, request: election.LeaderRequest, caller: Caller | None = None
     ) -> election.LeaderResponse:
         got = await self.app.local_read(_first_by_create(request.name + b"/"))
         if not got.kvs:
@@ -181,7 +191,7 @@ class Concurrency:
         return election.LeaderResponse(header=got.header, kv=got.kvs[0])
 
     async def resign(
-        self, request: election.ResignRequest, user: str | None = None
+        self, request: election.ResignRequest, caller: Caller | None = None
     ) -> election.ResignResponse:
         leader = request.leader
         txn = rpc.TxnRequest(
@@ -190,7 +200,7 @@ class Concurrency:
             ],
             success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=leader.key))],
         )
-        response = await self.app.local_write("Txn", txn, user)
+        response = await self.app.local_write("Txn", txn, caller)
         return election.ResignResponse(header=response.header)
 
     async def observe(self, request: election.LeaderRequest, send) -> None:

@@ -64,6 +64,7 @@ class GrpcCall(CallTasks):
         self.cert_user = cert_user
         self.user = ""
         self.auth_revision = 0
+        self.token_revision = 0  # a JWT token's revision, else 0
         self.closed = False
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}

@@ -72,6 +72,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self.cert_user = ""
         self.user = ""
         self.auth_revision = 0
+        self.token_revision = 0  # a JWT token's revision, else 0
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}
         self._stream = 0  # the request being answered (each request gets the next number)

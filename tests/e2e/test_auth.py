@@ -232,6 +232,35 @@ def test_jwt_tokens(make_cluster, tmp_path):
             raw_call(endpoint, token.token.encode(), "Put", rpc.PutRequest(key=b"foo"))
         alice.put("foo", "after the change")  # refreshed its token by itself
         assert alice.get("foo").kvs[0].value == b"after the change"
+    # a Lock call waits with its JWT token: an auth change while it waits ends it
+    from pyraftkv.proto import v3lock_pb2 as lockpb
+
+    with cluster.client(user="root", password="rootpw") as root:
+        held = call(root, "Lock", lockpb.LockRequest(name=b"lk", lease=root.lease_grant(30).ID))
+        lease = root.lease_grant(30).ID
+        fresh = call(
+            root, "Authenticate", rpc.AuthenticateRequest(name="alice", password="alicepw")
+        )
+        outcome: list = []
+
+        def wait_for_lock() -> None:
+            try:
+                request = lockpb.LockRequest(name=b"lk", lease=lease)
+                outcome.append(raw_call(endpoint, fresh.token.encode(), "Lock", request))
+            except ApiError as exc:
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait_for_lock)
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while len(root.get("lk/", prefix=True).kvs) < 2:  # alice's key is in line
+            assert time.monotonic() < deadline, outcome
+            time.sleep(0.05)
+        call(root, "RoleAdd", rpc.AuthRoleAddRequest(name="another"))
+        call(root, "Unlock", lockpb.UnlockRequest(key=held.key))
+        waiter.join(10)
+        assert len(outcome) == 1 and isinstance(outcome[0], AuthOldRevision), outcome
+        assert root.get("lk/", prefix=True).kvs == []
 
 
 def test_auth_state_travels_in_a_backup(tmp_path):
