@@ -138,8 +138,31 @@ def wait_for_keys(side: Side, prefix: str, count: int) -> None:
     wait_until(lambda: keys() == count, what=f"{count} keys under {prefix}")
 
 
+def revision(side: Side) -> int:
+    """The store's revision now (from a get's header)."""
+    return json.loads(side.run("get", "-w", "json", "x", record=False).out)["header"]["revision"]
+
+
 def script(side: Side) -> None:
-    """Leases, locks and elections, as an operator would drive them from a shell."""
+    """Watches, leases, locks and elections, as an operator would drive them from a shell."""
+    # -- watches (from a revision, so that nothing depends on when the watch starts) -----
+    start = revision(side) + 1
+    side.run("put", "w/a", "1")
+    side.run("put", "w/b", "2")
+    side.run("put", "w/a", "3")
+    side.run("del", "w/b")
+    everything = side.start("watch", "w/", "--prefix", f"--rev={start}")
+    everything.wait_for(b"DELETE")
+    everything.end(signal.SIGINT)
+    previous = side.start("watch", "w/a", f"--rev={start}", "--prev-kv")
+    previous.wait_for(b"w/a\n3\n")
+    previous.end(signal.SIGINT)
+    live = side.start("watch", "w/", "--prefix", "--prev-kv", f"--rev={revision(side) + 1}")
+    side.run("put", "w/a", "4")
+    side.run("del", "w/", "--prefix")
+    live.wait_for(b"DELETE")
+    live.end(signal.SIGINT)
+
     # -- leases ------------------------------------------------------------------------
     grant = side.run("lease", "grant", "60")
     lease = grant.out.split()[1].decode()
@@ -277,6 +300,8 @@ def etcd(tmp_path):
 
 
 def test_lease_lock_and_election_scripts_match_etcd(etcd, make_cluster, tmp_path):
+    """The watch, lease, lock and election script: etcdctl against etcd 3.4, pyraftkvctl
+    against pyraftkv and etcdctl against pyraftkv (gRPC) print the same."""
     pyraftkv = make_cluster(3)
     pyraftkv.start()
     (tmp_path / "theirs").mkdir()
@@ -284,11 +309,14 @@ def test_lease_lock_and_election_scripts_match_etcd(etcd, make_cluster, tmp_path
     etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
     theirs = Side([ETCDCTL], etcd.endpoints, {**etcd_env, "ETCDCTL_API": "3"}, tmp_path / "theirs")
     ours = OursSide(pyraftkv.endpoints, tmp_path / "ours")
-    script(theirs)
-    script(ours)
-    expected, got = masked(theirs.transcript), masked(ours.transcript)
-    for step_theirs, step_ours in zip(expected, got, strict=True):
-        assert step_ours == step_theirs
+    (tmp_path / "grpc").mkdir()
+    over_grpc = Side([ETCDCTL], pyraftkv.endpoints, theirs.env, tmp_path / "grpc")
+    for side in (theirs, ours, over_grpc):
+        script(side)
+    expected = masked(theirs.transcript)
+    for name, side in (("pyraftkvctl", ours), ("etcdctl -> pyraftkv", over_grpc)):
+        for step_theirs, step_ours in zip(expected, masked(side.transcript), strict=True):
+            assert step_ours == step_theirs, name
     # The script says what it means to (checked on etcd's side, so it cannot agree with us
     # by accident).
     outputs = {command: (code, out) for command, code, out, _ in expected}
@@ -298,6 +326,15 @@ def test_lease_lock_and_election_scripts_match_etcd(etcd, make_cluster, tmp_path
     )
     assert outputs["lease keep-alive L1"] == (0, "lease L1 expired or revoked.\n")
     assert outputs["[end] lock --ttl=5 job -- sh -c echo second holder"] == (0, "second holder\n")
+    assert outputs["[SIGINT] watch w/ --prefix --rev=N"][1] == (
+        "PUT\nw/a\n1\nPUT\nw/b\n2\nPUT\nw/a\n3\nDELETE\nw/b\n\n"
+    )
+    assert outputs["[SIGINT] watch w/a --rev=N --prev-kv"][1] == (
+        "PUT\nw/a\n1\nPUT\nw/a\n1\nw/a\n3\n"
+    )
+    assert outputs["[SIGINT] watch w/ --prefix --prev-kv --rev=N"][1] == (
+        "PUT\nw/a\n3\nw/a\n4\nDELETE\nw/a\n4\nw/a\n\n"
+    )
     listened = outputs["[SIGINT] elect -l pool"][1]
     assert re.fullmatch(r"pool/(L\d+)\nalice\npool/(L\d+)\nbob\npool/(L\d+)\ncarol\n", listened)
 
