@@ -31,9 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 CHECK_LINES = {
-    "writes/s": re.compile(rb"Throughput is (\d+) writes/s"),
-    "slowest s": re.compile(rb"Slowest request took ([\d.]+)s"),
-    "stddev s": re.compile(rb"Stddev is ([\d.]+)s"),
+    # the PASS and the FAIL wording of each line ("Throughput too low: 766 writes/s")
+    "writes/s": re.compile(rb"Throughput (?:is|too low:) (\d+) writes/s"),
+    "slowest s": re.compile(rb"Slowest request took (?:too long: )?([\d.]+)s"),
+    "stddev s": re.compile(rb"Stddev (?:is|too high:) ([\d.]+)s"),
 }
 
 
@@ -189,7 +190,9 @@ def main() -> int:
     for i, (what, name, result) in enumerate(results):
         if name != "pyraftkv":
             continue
-        other = next((r for w, n, r in results[i - 1 : i + 2] if w == what and n != name), None)
+        other = next(
+            (r for w, n, r in results[max(i - 1, 0) : i + 2] if w == what and n != name), None
+        )
         keys = (
             ("writes/s", "p50 ms", "p99 ms")
             if what.startswith("aetcd")

@@ -109,6 +109,34 @@ class GrpcCall(CallTasks):
             closer(self)
 
 
+class UnaryCall(GrpcCall):
+    """A call with one answer: the first thing the handler sends (a response body or an
+    ApiError) settles ``answer_future``; no queue, as the call never streams."""
+
+    def __init__(self, server: Any, cert_user: str) -> None:
+        self.server = server
+        self.app = server.app
+        self.cert_user = cert_user
+        self.user = ""
+        self.auth_revision = 0
+        self.closed = False
+        self.watch_streams = {}
+        self.tasks = {}
+        self.answer_future: asyncio.Future = server.app.loop.create_future()
+
+    def reply(self, stream: int, body: bytes | errors.ApiError | None) -> None:
+        if not self.answer_future.done():
+            self.answer_future.set_result(body)
+
+    message = reply
+
+    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
+        self.reply(stream, error)
+
+    def end(self, stream: int) -> None:
+        self.reply(stream, None)
+
+
 async def _abort(context: grpc.aio.ServicerContext, error: errors.ApiError) -> None:
     await context.abort(_STATUS.get(error.code, grpc.StatusCode.UNKNOWN), error.message)
 
@@ -235,14 +263,19 @@ class GrpcFront:
         if self._grpc is not None:
             await self._grpc.stop(0.5)
 
-    def _call(self, context: grpc.aio.ServicerContext) -> tuple[GrpcCall, str]:
-        peer = context.peer()  # "ipv4:127.0.0.1:PORT"
-        port = int(peer.rsplit(":", 1)[1]) if peer.startswith("ipv4:") else -1
+    def _call(
+        self, context: grpc.aio.ServicerContext, kind: type[GrpcCall] = GrpcCall
+    ) -> tuple[GrpcCall, str]:
+        cert_user = ""
+        if self.cert_users:  # only connections with a verified certificate are listed
+            peer = context.peer()  # "ipv4:127.0.0.1:PORT"
+            port = int(peer.rsplit(":", 1)[1]) if peer.startswith("ipv4:") else -1
+            cert_user = self.cert_users.get(port, "")
         token = ""
         for key, value in context.invocation_metadata() or ():
             if key == "token":
                 token = value if isinstance(value, str) else value.decode()
-        return GrpcCall(self.server, self.cert_users.get(port, "")), token
+        return kind(self.server, cert_user), token
 
     async def _check_size(self, body: bytes, context: grpc.aio.ServicerContext) -> None:
         """A request over the limit answers grpc-go's wording, as etcd's members do."""
@@ -273,14 +306,15 @@ class GrpcFront:
         number = method.number
 
         async def call(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            await self._check_size(body, context)
-            connection, token = self._call(context)
+            if len(body) > self.limit:  # no coroutine per call for the common case
+                await self._check_size(body, context)
+            connection, token = self._call(context, UnaryCall)
             url = self._leader_url(method)
             try:
                 if url is not None:
                     return (await self._relay(url, method, body, token))[-1]
                 self.server.dispatch(connection, STREAM, number, 0, body, token)
-                answer = await connection.queue.get()
+                answer = await connection.answer_future  # type: ignore[attr-defined]
             finally:
                 connection.close()
             if isinstance(answer, errors.ApiError):
@@ -363,7 +397,8 @@ class H2Splice(asyncio.Protocol):
             transport.close()
             return
         self._port = transport.get_extra_info("sockname")[1]
-        self._front.cert_users[self._port] = self._cert_user
+        if self._cert_user:
+            self._front.cert_users[self._port] = self._cert_user
         transport.set_write_buffer_limits(high=SPLICE_HIGH_WATER)  # type: ignore[attr-defined]
         self._upstream = transport  # type: ignore[assignment]
         if self._pending:
