@@ -1,7 +1,7 @@
 """aetcd in a process of its own (its generated etcd protobufs clash with pyraftkv's in one
 process): ``python aetcd_worker.py HOST PORT`` runs a session, prints "ready", waits for a
-line on stdin (the test restarts the member meanwhile), checks the same client goes on,
-prints "done"."""
+line on stdin (the test kills the member meanwhile, writes through the others and restarts
+it), checks the same client goes on, sees those writes and keeps its lease, prints "done"."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ async def main(host: str, port: int) -> None:
         assert await client.get(b"leased") is None
         async with client.lock(b"aetcd-lock", ttl=10) as held:
             assert await held.is_acquired()
+        kept = await client.lease(60)  # outlives the failover
+        await client.put(b"kept", b"v", lease=kept)
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         for _ in range(50):  # the client reconnects by itself on its next calls
@@ -45,6 +47,10 @@ async def main(host: str, port: int) -> None:
             raise SystemExit("aetcd did not reconnect after the member restarted")
         await client.put(b"after", b"restart")
         assert (await client.get(b"after")).value == b"restart"
+        # What the other members took while this one was down, from its restarted copy.
+        assert (await client.get(b"during")).value == b"failover"
+        assert (await kept.refresh()).TTL > 0  # kept alive through the new leader
+        assert (await client.get(b"kept")).lease == kept.id
         print("done", flush=True)
 
 

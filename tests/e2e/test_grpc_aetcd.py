@@ -1,5 +1,6 @@
 """aetcd 1.0 (an unmodified asyncio gRPC etcd client) against a 3-member pyraftkv: KV, txn,
-watch, lease and lock, and the same client going on after its member is restarted."""
+watch, lease and lock, and the same client going on across a failover: the leader it talks
+to is killed, the others elect a leader and take writes, the member is restarted."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.skipif(
 WORKER = os.path.join(os.path.dirname(__file__), "aetcd_worker.py")
 
 
-def test_aetcd_session_and_restart(cluster):
-    member = cluster.members[0]
+def test_aetcd_session_and_failover(cluster):
+    member = cluster.wait_leader()
     host, port = member.endpoint.rsplit(":", 1)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     worker = subprocess.Popen(
@@ -30,7 +31,11 @@ def test_aetcd_session_and_restart(cluster):
     )
     try:
         assert worker.stdout.readline() == b"ready\n", worker.stderr.read1(65536)
-        cluster.terminate(member)
+        cluster.kill(member)
+        survivors = [m for m in cluster.members if m is not member]
+        cluster.wait_leader(among=survivors)
+        with cluster.client(survivors) as client:
+            client.put("during", "failover")
         cluster.start_member(member)
         cluster.wait_serving(member)
         out, err = worker.communicate(b"go\n", timeout=60)
