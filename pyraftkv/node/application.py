@@ -76,6 +76,9 @@ NO_REVISION = frozenset(
 # --snapshot-count says: a busy leader batches hundreds of writes per entry, and the WAL
 # replayed at restart and the log the Raft process holds grow with bytes, not entries.
 SNAPSHOT_LOG_BYTES = 64 << 20
+# A publish of this member's name and client URLs not applied after this long is sent again
+# (a proposal lost in a leader change is not refused, only dropped).
+PUBLISH_RECHECK_S = 2.0
 
 
 class Application:
@@ -169,7 +172,9 @@ class Application:
         self.admin = AdminWaiters(self, send_down, self.proposals.new_id)
         self._flush_scheduled = False
         self._up_handlers = self._up_handler_table()
-        self._published = False
+        self._published = False  # a publish proposal is in flight or applied
+        self._publish_confirmed = False  # the members list shows what we published
+        self._published_at = 0.0
         self._catch_up_scheduled = False
         self._lease_counter = 0
         self.watch_hub = watch_hub_factory(self)
@@ -383,20 +388,25 @@ class Application:
         self.leader_id, self.term, self.commit_index, self.role = leader, term, commit, role
         self.is_learner = bool(flags & 1)
         self.raft_started.set()
-        if leader and not self._published:
-            self._publish_attributes()
+        if (
+            leader
+            and not self._publish_confirmed
+            and (not self._published or time.monotonic() - self._published_at > PUBLISH_RECHECK_S)
+        ):
+            self._publish_attributes()  # again if a proposal was lost without a refusal
 
     def _publish_attributes(self) -> None:
         """Tell the cluster (through the log) our name and client URLs, as etcd does."""
         me = self.members.get(self.member_id)
         if me is not None and me.name == self.name and list(me.client_urls) == self.client_urls:
-            self._published = True
+            self._published = self._publish_confirmed = True
             return
         attributes = internal.MemberAttributes(
             id=self.member_id, name=self.name, client_urls=self.client_urls
         )
         self.propose(None, MEMBER_PUBLISH, attributes.SerializeToString())
-        self._published = True  # re-checked on the next status if it did not apply
+        self._published = True  # re-checked on a status after PUBLISH_RECHECK_S
+        self._published_at = time.monotonic()
 
     def _on_refused(self, reason: int, ident: int, data: bytes) -> None:
         error: errors.ApiError

@@ -48,12 +48,22 @@ class ClusterCalls:
             "Defragment": self.defragment,
         }
 
+    def _leader_only(self) -> None:
+        """Membership changes are checked and proposed by the leader: a follower's view may
+        lag (a member just added not known yet), so its client is sent there first."""
+        app = self.app
+        if app.leader_id and app.leader_id != app.member_id:
+            error = errors.NotLeader()
+            error.leader_url = app.members.client_url(app.leader_id)  # type: ignore[attr-defined]
+            raise error
+
     def member_list(self, connection, stream, flags, body):
         rpc.MemberListRequest.FromString(body)
         response = rpc.MemberListResponse(members=self.app.members.to_rpc())
         connection.answer(stream, response)
 
     def member_add(self, connection, stream, flags, body):
+        self._leader_only()
         from ..admin.cluster import Url, member_id
         from ..errors import ConfigError
         from ..raft.types import ConfChangeType
@@ -85,6 +95,7 @@ class ClusterCalls:
         )
 
     def member_remove(self, connection, stream, flags, body):
+        self._leader_only()
         from ..raft.types import ConfChangeType
 
         request = rpc.MemberRemoveRequest.FromString(body)
@@ -101,6 +112,7 @@ class ClusterCalls:
         )
 
     def member_promote(self, connection, stream, flags, body):
+        self._leader_only()
         from ..raft.types import ConfChangeType
 
         request = rpc.MemberPromoteRequest.FromString(body)
@@ -122,6 +134,7 @@ class ClusterCalls:
     def member_update(self, connection, stream, flags, body):
         """etcd's MemberUpdate: a conf change through the log that changes only the member's
         peer URLs; every member then dials it at the new address."""
+        self._leader_only()
         from ..admin.cluster import Url
         from ..errors import ConfigError
         from ..raft.types import ConfChangeType

@@ -312,9 +312,12 @@ class GrpcFront:
             url = self._leader_url(method)
             try:
                 if url is not None:
-                    return (await self._relay(url, method, body, token))[-1]
-                self.server.dispatch(connection, STREAM, number, 0, body, token)
-                answer = await connection.answer_future  # type: ignore[attr-defined]
+                    answer = (await self._relay(url, method, body, token))[-1]
+                else:
+                    self.server.dispatch(connection, STREAM, number, 0, body, token)
+                    answer = await connection.answer_future  # type: ignore[attr-defined]
+            except errors.ApiError as error:  # the leader's answer to a relayed call
+                answer = error
             finally:
                 connection.close()
             if isinstance(answer, errors.ApiError):

@@ -39,8 +39,18 @@ log = logging.getLogger("pyraftkv.clients")
 ETCD_API_VERSION = "3.4.0"
 MAX_HEAD_BYTES = 64 * 1024
 DISCARD_S = 10.0
-# Answered by the leader only: a follower passes them on (etcd's members do the same).
-LEADER_CALLS = frozenset(("LeaseKeepAlive", "LeaseTimeToLive"))
+# Answered by the leader only: a follower passes them on (etcd's members do the same;
+# membership changes are proposed by the leader here, through any member in etcd).
+LEADER_CALLS = frozenset(
+    (
+        "LeaseKeepAlive",
+        "LeaseTimeToLive",
+        "MemberAdd",
+        "MemberRemove",
+        "MemberUpdate",
+        "MemberPromote",
+    )
+)
 CORS_HEADERS = (
     (b"Access-Control-Allow-Headers", b"accept, content-type, authorization"),
     (b"Access-Control-Allow-Methods", b"POST, GET, OPTIONS, PUT, DELETE"),

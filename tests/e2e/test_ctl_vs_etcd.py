@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -354,7 +355,9 @@ def member_ids(side: Side) -> list[int]:
 
 def wait_for_leader(side: Side, leader: int) -> None:
     """Until every member names ``leader`` as the leader."""
-    wait_until(lambda: {s["leader"] for s in statuses(side)} == {leader}, what=f"leader {leader:x}")
+    wait_until(  # (a member between leaders names none: no "leader" field)
+        lambda: {s.get("leader") for s in statuses(side)} == {leader}, what=f"leader {leader:x}"
+    )
 
 
 def wait_for_same_hashes(side: Side) -> None:
@@ -486,6 +489,15 @@ def masked_maintenance(side: Side) -> list[tuple[str, int, str, str]]:
             r"V\1SIZE\3\4\5\6\7T\8I\9I",
             text,
         )
+        text = re.sub(r"took = [\d.]+[µm]?s", "took = T", text)  # endpoint health
+        text = re.sub(r'"took":"[^"]*"', '"took":"T"', text)
+        # member add: pyraftkvctl names pyraftkv's environment variables
+        text = re.sub(r"\bPYRAFTKV_(NAME|INITIAL_)", r"ETCD_\1", text)
+        text = re.sub(  # member add: the new member's place among the others is by ID
+            r'ETCD_INITIAL_CLUSTER="([^"]*)"',
+            lambda m: f'ETCD_INITIAL_CLUSTER="{",".join(sorted(m[1].split(",")))}"',
+            text,
+        )
         text = re.sub(r"-{2,}", "-", text)
         return re.sub(r" {2,}", " ", text)
 
@@ -583,24 +595,94 @@ def member_update_script(side: Side) -> None:
     side.run("put", "after", "update", endpoint=first)
 
 
+def member_add_script(side: Side) -> None:
+    """member add (a learner and a voter; neither is started), promote, remove, their
+    refusals, and endpoint health."""
+
+    def published() -> bool:  # every member's client URLs known (a fresh cluster's may not)
+        listed = json.loads(side.run("member", "list", "-w", "json", record=False).out)
+        return all(member.get("clientURLs") for member in listed["members"])
+
+    wait_until(published, what="every member's client URLs published")
+    ids = member_ids(side)
+    side.names = {ids[i]: f"M{i + 1}" for i in range(3)}
+    side.names[statuses(side)[0]["header"]["cluster_id"]] = "C"
+    first = side.endpoints[0]
+    learner_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    added = side.run("member", "add", "newbie", f"--peer-urls={learner_url}", "--learner")
+    assert added.code == 0, (side.program, added)
+    side.names[int(added.out.split()[1], 16)] = "NEW1"
+    wait_until(  # (applied by every member a moment after the one that answered)
+        lambda: side.run("member", "list", endpoint=first, record=False).out.count(b"\n") == 4,
+        what="the learner listed",
+    )
+    listed = side.run("member", "list", endpoint=first, record=False)  # by ID: by name here
+    lines = listed.out.splitlines(keepends=True)
+    listed.out = b"".join(sorted(lines, key=lambda line: line.split(b", ")[2]))
+    side._record(("member", "list"), listed, True)
+    leader = statuses(side)[0]["leader"]
+    follower = side.endpoints[next(i for i, n in enumerate(ids) if n != leader)]
+    side.run("member", "promote", f"{int(added.out.split()[1], 16):x}", endpoint=follower)
+    side.run("member", "promote", f"{ids[1]:x}", endpoint=first)
+    side.run("member", "promote", "1234", endpoint=first)
+    # (a URL list: etcd's new ID hashes the URLs and the second, so the same list again
+    # within a second would clash on the ID first)
+    also = f"http://127.0.0.1:{free_ports(1)[0]}"
+    side.run("member", "add", "again", f"--peer-urls={also},{learner_url}", endpoint=first)
+    side.run("member", "remove", f"{int(added.out.split()[1], 16):x}", endpoint=first)
+    side.run("member", "remove", "1234", endpoint=first)
+    voter_url = f"http://127.0.0.1:{free_ports(1)[0]}"
+    added = side.run("member", "add", "voter", f"--peer-urls={voter_url}", endpoint=first)
+    side.names[int(added.out.split()[1], 16)] = "NEW2"
+    side.run("member", "remove", added.out.split()[1].decode(), endpoint=first)
+    wait_until(  # (the leader answered; the first member applies it a moment later)
+        lambda: side.run("member", "list", endpoint=first, record=False).out.count(b"\n") == 3,
+        what="the voter gone from the list",
+    )
+    side.run("member", "list", "-w", "json", endpoint=first)
+    side.run("endpoint", "health", endpoint=first)
+    side.run("endpoint", "health", "-w", "json", endpoint=first)
+    side.run("put", "after", "membership", endpoint=first)
+
+
 def test_member_update_matches_etcd(etcd, make_cluster, tmp_path):
     """etcdctl against etcd 3.4, pyraftkvctl against pyraftkv and etcdctl against pyraftkv
-    (gRPC) print the same for member update and its refusals."""
+    (gRPC) print the same for member update, add (learner and voter), promote, remove and
+    their refusals, and endpoint health."""
     etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
     etcd_env["ETCDCTL_API"] = "3"
+    started = time.monotonic()  # (etcd's cluster started just before)
     fresh_cluster = like_etcd(etcd, make_cluster)
     sides = {
         "etcdctl -> etcd": Side([ETCDCTL], etcd.endpoints, etcd_env, tmp_path / "theirs"),
         "pyraftkvctl -> pyraftkv": OursSide(fresh_cluster(), tmp_path / "ours"),
         "etcdctl -> pyraftkv": Side([ETCDCTL], fresh_cluster(), etcd_env, tmp_path / "grpc"),
     }
-    for side in sides.values():
+    added = {}
+    for name, side in reversed(sides.items()):
+        if side.endpoints == etcd.endpoints:
+            # etcd adds members only once every voter has been connected for 5 s
+            time.sleep(max(0.0, started + 5.5 - time.monotonic()))
         side.tmp.mkdir()
+        member_add_script(side)
+        added[name] = masked_maintenance(side)
+        side.transcript = []
         member_update_script(side)
+    (expected_added, *others_added) = [added[name] for name in sides]
+    for name, got in zip(list(sides)[1:], others_added, strict=True):
+        for step_theirs, step_ours in zip(expected_added, got, strict=True):
+            assert step_ours == step_theirs, name
     (expected, *others) = [masked_maintenance(side) for side in sides.values()]
     for name, got in zip(list(sides)[1:], others, strict=True):
         for step_theirs, step_ours in zip(expected, got, strict=True):
             assert step_ours == step_theirs, name
+    added_out = {command: (code, out, err) for command, code, out, err in expected_added}
+    assert added_out["member promote NEW1"][2] == (
+        "Error: etcdserver: can only promote a learner member which is in sync with leader\n"
+    )
+    assert added_out["member remove NEW1"] == (0, "Member NEW1 removed from cluster C\n", "")
+    assert "NEW1, unstarted, , http://" in added_out["member list"][1]
+    assert "is healthy: successfully committed proposal" in added_out["endpoint health"][2]
     outputs = [(code, out, err) for _command, code, out, err in expected]
     assert outputs[0] == (0, "Member M3 updated in cluster C\n", "")
     assert outputs[4][::2] == (1, "Error: etcdserver: Peer URLs already exists\n")
