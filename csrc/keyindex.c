@@ -688,6 +688,120 @@ int ki_restore(ki_index *t, const char *key, size_t key_len, int64_t main, int64
     }
 }
 
+/* ---- restoring from the MVCC store's records ---- */
+
+/* A stored record's fields: those of mvccpb.KeyValue the index needs. */
+struct record {
+    const char *key;
+    size_t key_len;
+    int64_t main, sub, create_revision, version, lease;
+    int tombstone;
+};
+
+/* Reads a base-128 varint at *p (< end); 0 on success, -EINVAL when cut or too long. */
+static int read_varint(const unsigned char **p, const unsigned char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        unsigned char b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+static int64_t load_be64(const unsigned char *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | b[i];
+    return (int64_t)v;
+}
+
+/* Parses an LMDB record: the revision key (16 bytes, or 17 ending in 't' for a
+ * tombstone) and the KeyValue protobuf (fields 1 key, 2 create_revision, 4 version,
+ * 6 lease; others skipped). -EINVAL on anything malformed. */
+static int parse_record(const unsigned char *k, size_t klen, const unsigned char *v,
+                        size_t vlen, struct record *r)
+{
+    const unsigned char *p = v, *end = v + vlen;
+    memset(r, 0, sizeof(*r));
+    if (klen == 17 && k[16] == 't')
+        r->tombstone = 1;
+    else if (klen != 16)
+        return -EINVAL;
+    r->main = load_be64(k);
+    r->sub = load_be64(k + 8);
+    r->key = (const char *)v; /* an empty key unless field 1 says otherwise */
+    while (p < end) {
+        uint64_t tag, val;
+        if (read_varint(&p, end, &tag) < 0 || (tag >> 3) == 0)
+            return -EINVAL;
+        switch (tag & 7) {
+        case 0:
+            if (read_varint(&p, end, &val) < 0)
+                return -EINVAL;
+            if ((tag >> 3) == 2)
+                r->create_revision = (int64_t)val;
+            else if ((tag >> 3) == 4)
+                r->version = (int64_t)val;
+            else if ((tag >> 3) == 6)
+                r->lease = (int64_t)val;
+            break;
+        case 1:
+            if (end - p < 8)
+                return -EINVAL;
+            p += 8;
+            break;
+        case 2:
+            if (read_varint(&p, end, &val) < 0 || val > (uint64_t)(end - p))
+                return -EINVAL;
+            if ((tag >> 3) == 1) {
+                r->key = (const char *)p;
+                r->key_len = (size_t)val;
+            }
+            p += val;
+            break;
+        case 5:
+            if (end - p < 4)
+                return -EINVAL;
+            p += 4;
+            break;
+        default:
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int ki_restore_records(ki_index *t, size_t n, const char *keys, const size_t *key_lens,
+                       const char *vals, const size_t *val_lens, size_t *done,
+                       size_t *leased, size_t *nleased)
+{
+    const unsigned char *k = (const unsigned char *)keys, *v = (const unsigned char *)vals;
+    struct record r;
+    size_t i;
+    int rc = 0;
+    *nleased = 0;
+    for (i = 0; i < n; i++) {
+        rc = parse_record(k, key_lens[i], v, val_lens[i], &r);
+        if (rc == 0)
+            rc = ki_restore(t, r.key, r.key_len, r.main, r.sub, r.create_revision, r.version,
+                            r.tombstone);
+        if (rc < 0)
+            break;
+        if (r.lease && !r.tombstone)
+            leased[(*nleased)++] = i;
+        k += key_lens[i];
+        v += val_lens[i];
+    }
+    *done = i;
+    return rc;
+}
+
 /* Positions at the first entry >= start (the whole tree when start_len is 0). */
 static void seek(ki_index *t, const char *start, size_t start_len, struct leaf **lf, int *pos)
 {

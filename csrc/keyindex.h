@@ -82,6 +82,16 @@ int ki_compact(ki_index *idx, int64_t at_rev, int64_t *n, const int64_t **revs);
 int ki_restore(ki_index *idx, const char *key, size_t key_len, int64_t main, int64_t sub,
                int64_t create_revision, int64_t version, int tombstone);
 
+/* ki_restore for n records as the MVCC store keeps them in LMDB, in revision order:
+ * keys/vals hold the records' LMDB keys (16 big-endian bytes of main and sub, plus 't'
+ * for a tombstone) and values (serialized mvccpb.KeyValue) back to back, key_lens and
+ * val_lens their lengths. *done = records replayed; leased[0..*nleased) = the indexes
+ * (in this call) of puts that carry a lease. -EINVAL at record *done when it is
+ * malformed or does not continue its key's history. */
+int ki_restore_records(ki_index *idx, size_t n, const char *keys, const size_t *key_lens,
+                       const char *vals, const size_t *val_lens, size_t *done,
+                       size_t *leased, size_t *nleased);
+
 /* Counts: keys, revisions held, bytes allocated (entries and nodes, without malloc's
  * own overhead). */
 int ki_stats(ki_index *idx, int64_t *keys, int64_t *revisions, int64_t *bytes);

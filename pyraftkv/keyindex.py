@@ -8,7 +8,7 @@ revision R" so the record can be fetched from LMDB by revision. Revisions are
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from pyraftkv._native import ffi, lib
@@ -201,17 +201,38 @@ class KeyIndex:
                 )
             _check(rc, "restore")
 
-    def restore_many(self, records: Iterable[tuple[bytes, int, int, int, int, bool]]) -> int:
-        """restore for a stream of (key, main, sub, create_revision, version, tombstone)
-        records in revision order, without a Python call per record; returns the count."""
-        handle, restore = self._handle, lib.ki_restore
-        n = 0
-        for key, main, sub, create_revision, version, tombstone in records:
-            rc = restore(handle, key, len(key), main, sub, create_revision, version, tombstone)
-            if rc:
-                self.restore(key, main, sub, create_revision, version, tombstone)  # raises
-            n += 1
-        return n
+    def restore_records(self, keys: Sequence[bytes], values: Sequence[bytes]) -> list[int]:
+        """restore for stored records as the MVCC store keeps them in LMDB (revision key,
+        serialized KeyValue), in revision order, parsed in C; returns the positions of the
+        puts that carry a lease. ValueError names the first bad record (those before it
+        are restored)."""
+        n = len(keys)
+        if len(values) != n:
+            raise ValueError("restore_records: as many values as keys are needed")
+        key_lens = ffi.new("size_t[]", [len(k) for k in keys])
+        val_lens = ffi.new("size_t[]", [len(v) for v in values])
+        leased = ffi.new("size_t[]", max(n, 1))
+        done = ffi.new("size_t *")
+        nleased = ffi.new("size_t *")
+        rc = lib.ki_restore_records(
+            self._handle,
+            n,
+            b"".join(keys),
+            key_lens,
+            b"".join(values),
+            val_lens,
+            done,
+            leased,
+            nleased,
+        )
+        if rc:
+            if rc == -errno.EINVAL:
+                raise ValueError(
+                    f"restore: record {keys[done[0]]!r} is malformed or does not continue "
+                    f"its key's history"
+                )
+            _check(rc, "restore")
+        return ffi.unpack(leased, nleased[0])
 
     def stats(self) -> tuple[int, int, int]:
         """(keys, revisions, bytes allocated) held by the index."""

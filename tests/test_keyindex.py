@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from pyraftkv.keyindex import DroppedRevision, KeyIndex, KeyState, RangeItem
+from pyraftkv.mvcc.records import revision_key, tombstone_key
+from pyraftkv.proto.kv_pb2 import KeyValue
 
 # ---- reference model: etcd's keyIndex, written the way etcd describes it ----------------
 
@@ -140,14 +142,29 @@ class ModelIndex:
         return sorted(out)
 
 
+def stored(key: bytes, main: int, sub: int, create: int, version: int, tomb: bool, lease=0):
+    """A record as the MVCC store keeps it in LMDB: (revision key, serialized KeyValue)."""
+    if tomb:
+        return tombstone_key(main, sub), KeyValue(key=key, mod_revision=main).SerializeToString()
+    kv = KeyValue(
+        key=key, create_revision=create, mod_revision=main, version=version, value=b"v", lease=lease
+    )
+    return revision_key(main, sub), kv.SerializeToString()
+
+
+def restore(index: KeyIndex, records: list[tuple[bytes, bytes]]) -> list[int]:
+    keys, values = zip(*records, strict=True) if records else ((), ())
+    return index.restore_records(list(keys), list(values))
+
+
 def restored_from(model: ModelIndex) -> KeyIndex:
     """A fresh KeyIndex rebuilt from the model's records, the way the store reopens."""
     index = KeyIndex()
-    records = model.records()
-    n = index.restore_many(
-        (key, main, sub, create, version, tomb) for main, sub, key, create, version, tomb in records
-    )
-    assert n == len(records)
+    records = [
+        stored(key, main, sub, create, version, tomb)
+        for main, sub, key, create, version, tomb in model.records()
+    ]
+    assert restore(index, records) == []
     return index
 
 
@@ -380,10 +397,9 @@ def test_restore_rejects_records_that_do_not_continue_the_history() -> None:
         index.restore(b"k", 6, 0, 3, 5, False)  # another create revision
     index.restore(b"k", 6, 0, 2, 5, False)
     index.restore(b"k", 7, 0, 0, 0, True)
+    records = [stored(b"j", 8, 0, 8, 1, False), stored(b"j", 9, 0, 0, 0, True)]
     with pytest.raises(ValueError, match="does not continue"):
-        index.restore_many(
-            [(b"j", 8, 0, 8, 1, False), (b"j", 9, 0, 0, 0, True), (b"j", 10, 0, 0, 0, True)]
-        )
+        restore(index, [*records, stored(b"j", 10, 0, 0, 0, True)])
     assert index.get(b"j", 8) == KeyState(8, 0, 8, 1) and index.get(b"j", 9) is None
     assert index.get(b"k", 7) is None and index.get(b"k", 6) == KeyState(6, 0, 2, 5)
 
@@ -405,3 +421,44 @@ def test_long_and_binary_keys_order_by_bytes() -> None:
     items, total = index.range(b"", None, 100)
     assert [it.key for it in items] == sorted(keys) and total == len(keys)
     assert index.range(b"a" * 8, b"a" * 9, 100)[1] == 2
+
+
+def test_restore_records_reports_the_puts_with_a_lease() -> None:
+    index = KeyIndex()
+    records = [
+        stored(b"a", 2, 0, 2, 1, False, lease=7),
+        stored(b"b", 3, 0, 3, 1, False),
+        stored(b"a", 4, 0, 0, 0, True),
+        stored(b"c", 5, 0, 5, 1, False, lease=9),
+    ]
+    assert restore(index, records) == [0, 3]
+    assert index.get(b"a", 5) is None and index.get(b"c", 5) == KeyState(5, 0, 5, 1)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        (b"short", b""),  # not a revision key
+        (revision_key(2, 0) + b"x", b""),  # 17 bytes without the tombstone mark
+        (revision_key(2, 0), b"\x0a\x05ab"),  # key field cut short
+        (revision_key(2, 0), b"\x10\xff"),  # varint cut short
+        (revision_key(2, 0), b"\x00\x01"),  # field number 0
+        (revision_key(2, 0), b"\x0b"),  # a group: not in KeyValue
+        (revision_key(2, 0), b"\x0a\x01a\x10\x03\x20\x01"),  # created after its revision
+    ],
+)
+def test_restore_records_refuses_malformed_records(record: tuple[bytes, bytes]) -> None:
+    index = KeyIndex()
+    good = stored(b"k", 1, 0, 1, 1, False)
+    with pytest.raises(ValueError, match="malformed or does not continue"):
+        restore(index, [good, record, stored(b"z", 3, 0, 3, 1, False)])
+    assert index.get(b"k", 1) == KeyState(1, 0, 1, 1)  # the records before it are in
+    assert index.get(b"z", 3) is None and index.stats()[:2] == (1, 1)
+
+
+def test_restore_records_skips_fields_it_does_not_need() -> None:
+    kv = KeyValue(key=b"k", create_revision=4, mod_revision=4, version=1, value=b"x" * 300)
+    extra = b"\x39" + b"\x00" * 8 + b"\x45" + b"\x00" * 4  # fields 7 (fixed64), 8 (fixed32)
+    index = KeyIndex()
+    assert restore(index, [(revision_key(4, 0), kv.SerializeToString() + extra)]) == []
+    assert index.get(b"k", 4) == KeyState(4, 0, 4, 1)

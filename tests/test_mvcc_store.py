@@ -426,6 +426,33 @@ def test_keys_by_lease(store: MVCCStore) -> None:
     assert store.keys_by_lease() == {7: [b"a"], 8: [b"c"]}
 
 
+def test_keys_by_lease_after_reopening_compacted_history(path: Path) -> None:
+    """At open, the leases come from the index rebuild, not a second pass over the keys."""
+    with MVCCStore(path) as store:
+        with store.write_batch(1) as b:
+            b.put(P(b"a", lease=7))
+            b.put(P(b"b", lease=7))
+            b.put(P(b"c", lease=8))
+            b.put(P(b"f", lease=8))
+        with store.write_batch(2) as b:
+            b.put(P(b"b", lease=0))  # detached
+            b.put(P(b"c", lease=9))  # moved to another lease
+            b.put(P(b"d", lease=9))
+            b.delete_range(rpc_pb2.DeleteRangeRequest(key=b"d"))
+            b.put(P(b"e", lease=7))
+        with store.write_batch(3) as b:
+            b.compact(rpc_pb2.CompactionRequest(revision=store.revision - 1))
+            b.put(P(b"a", lease=7))  # a new revision, same lease
+            b.put(P(b"f"))  # detached after the compaction: its leased record stays
+        expected = store.keys_by_lease()
+    assert expected == {7: [b"a", b"e"], 9: [b"c"]}
+    with MVCCStore(path) as store:
+        assert store.keys_by_lease() == expected
+        with store.write_batch(4) as b:
+            b.put(P(b"e"))
+        assert store.keys_by_lease() == {7: [b"a"], 9: [b"c"]}
+
+
 def test_opening_something_that_is_not_a_store_fails_cleanly(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"not a directory")
     with pytest.raises((OSError, lmdb.Error)):

@@ -11,6 +11,7 @@ re-applies the entries above applied_index. sync() makes the LMDB files durable
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import threading
 import zlib
@@ -52,6 +53,24 @@ MEMBER_LOCAL_META = frozenset((META_APPLIED_INDEX, META_APPLIED_TERM))
 DEFRAG_FILE = "defrag.tmp"  # the compacted copy being made, in the store's directory
 
 KeyValue = kv_pb2.KeyValue
+# Records replayed per call into C when the index is rebuilt: enough that the per-call
+# cost vanishes, few enough that a chunk's copies stay small (tens of MB).
+RESTORE_CHUNK = 65536
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a burst of objects that form no cycles is made
+    (the rebuild's record tuples), as collecting them would scan every one repeatedly."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 Event = kv_pb2.Event
 
 
@@ -111,27 +130,41 @@ class MVCCStore:
         self._rebuild_index()
 
     def _rebuild_index(self) -> None:
-        """A fresh key index from every record, in revision order."""
+        """A fresh key index from every record, in revision order (parsed in C, in
+        chunks), noting which live keys hold a lease as it goes."""
         index = KeyIndex()
-        last = [0]
-
-        def records(txn: lmdb.Transaction) -> Iterator[tuple[bytes, int, int, int, int, bool]]:
-            kv = KeyValue()
-            parse = kv.ParseFromString
-            for raw_key, data in txn.cursor(db=self._kv_db):
-                main, sub, tombstone = parse_revision_key(raw_key)
-                parse(data)
-                last[0] = main
-                yield kv.key, main, sub, kv.create_revision, kv.version, tombstone
-
-        with self._env.begin() as txn:
-            index.restore_many(records(txn))
-        if last[0] > self.revision:
+        candidates: dict[bytes, tuple[int, int, int]] = {}  # key -> (lease, main, sub)
+        last_key = None
+        with self._env.begin() as txn, _gc_paused():
+            cursor = txn.cursor(db=self._kv_db)
+            more = cursor.first()
+            while more:
+                keys, values = [], []
+                for key, value in cursor:
+                    keys.append(key)
+                    values.append(value)
+                    if len(keys) == RESTORE_CHUNK:
+                        break
+                more = len(keys) == RESTORE_CHUNK and cursor.next()
+                if not keys:
+                    break
+                for at in index.restore_records(keys, values):
+                    kv = KeyValue.FromString(values[at])
+                    main, sub, _ = parse_revision_key(keys[at])
+                    candidates[kv.key] = (kv.lease, main, sub)
+                last_key = keys[-1]
+        last = parse_revision_key(last_key)[0] if last_key is not None else 0
+        if last > self.revision:
             raise RuntimeError(
-                f"{self.path}: record at revision {last[0]} above the stored revision "
-                f"{self.revision}"
+                f"{self.path}: record at revision {last} above the stored revision {self.revision}"
             )
+        leased: dict[int, list[bytes]] = {}
+        for key, (lease, main, sub) in candidates.items():
+            state = index.get(key, self.revision)
+            if state is not None and (state.mod_main, state.mod_sub) == (main, sub):
+                leased.setdefault(lease, []).append(key)
         self._index = index
+        self._leased_at = (self.revision, leased)
 
     # ---- writing ----------------------------------------------------------------------
 
@@ -252,8 +285,12 @@ class MVCCStore:
 
     def keys_by_lease(self) -> dict[int, list[bytes]]:
         """Every live key with a lease, grouped by lease id (the lease layer's start-up
-        view; afterwards it follows the events)."""
+        view; afterwards it follows the events). Noted while the index was rebuilt, read
+        again only after writes."""
         self._idle()
+        revision, leased = self._leased_at
+        if revision == self.revision:
+            return {lease: list(keys) for lease, keys in leased.items()}
         out: dict[int, list[bytes]] = {}
         with self._env.begin() as txn:
             view = ReadView(self._index, txn, self._kv_db, self.compact_revision)
