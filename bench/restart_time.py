@@ -78,14 +78,15 @@ def start_until_read(cluster: LocalCluster, member: Member, key: bytes) -> float
 
 
 async def write(endpoint: str, writes: int, keys: int, in_flight: int = 256) -> None:
+    """writes puts over the keys, in_flight at a time."""
     async with AsyncClient([endpoint]) as client:
-        gate = asyncio.Semaphore(in_flight)
+        numbers = iter(range(writes))
 
-        async def put(i: int) -> None:
-            async with gate:
+        async def writer() -> None:
+            for i in numbers:
                 await client.put(b"key/%09d" % (i * 7919 % keys), b"w" * 128)
 
-        await asyncio.gather(*(put(i) for i in range(writes)))
+        await asyncio.gather(*(writer() for _ in range(in_flight)))
 
 
 def main() -> None:
