@@ -1,12 +1,13 @@
-"""Restart time and memory of one member holding a large store.
+"""Restart time and memory of a member holding a large store.
 
-Builds a store of --keys keys offline (as bench/member_join.py does), restores it into a
-one-member cluster's data dir, starts the member and writes --writes more puts over the
-same keys (so the WAL and the history hold something), then --rounds times: kill -9 of
-both processes, start again, and time until the first linearizable read is answered
-(the client port polled every 5 ms, then one Range). Prints each process's resident
-memory (anonymous and file-backed: LMDB's pages are the latter) before the kill and after
-each restart, and the data dir's sizes.
+Builds a store of --keys keys offline (as bench/member_join.py does), restores it into the
+data dir of each member of a --members cluster (1 by default), starts them and writes
+--writes more puts over the same keys (so the WAL and the history hold something), then
+--rounds times: kill -9 of every member's two processes, start again, and time until the
+first member answers a linearizable read (its client port polled every 5 ms, then one
+Range; with several members that includes electing a leader). Prints the first member's
+resident memory per process (anonymous and file-backed: LMDB's pages are the latter)
+before the kill and after each restart, and the data dir's sizes.
 
     PYTHONPATH=. python bench/restart_time.py --keys 1000000 --writes 200000
 """
@@ -61,10 +62,13 @@ def dir_mb(path: str) -> float:
     ) / (1 << 20)
 
 
-def start_until_read(cluster: LocalCluster, member: Member, key: bytes) -> float:
-    """Starts the member; seconds until a linearizable Range of key is answered."""
+def start_until_read(cluster: LocalCluster, key: bytes) -> float:
+    """Starts every member; seconds until a linearizable Range of key is answered by the
+    first."""
     started = time.monotonic()
-    cluster.start_member(member, wait=False)
+    for member in cluster.members:
+        cluster.start_member(member, wait=False)
+    member = cluster.members[0]
     while True:
         assert member.running, member.log_text()[-2000:]
         try:
@@ -95,25 +99,36 @@ def main() -> None:
     parser.add_argument("--value-bytes", type=int, default=256)
     parser.add_argument("--writes", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--members", type=int, default=1)
     args = parser.parse_args()
     root = tempfile.mkdtemp(dir=os.environ.get("TMPDIR"))
-    cluster = LocalCluster(root, 1, snapshot_count=100_000, token="bench-restart")
-    (member,) = cluster.members
+    cluster = LocalCluster(
+        root,
+        args.members,
+        snapshot_count=100_000,
+        token="bench-restart",
+        extra_args=["--heartbeat-interval", "100", "--election-timeout", "1000"],  # etcd's
+    )
+    member = cluster.members[0]
     try:
         backup = os.path.join(root, "backup.db")
         make_backup(backup, args.keys, args.value_bytes)
-        subprocess.run(
-            [sys.executable, "-m", "pyraftkv.ctl", "snapshot", "restore", backup]
-            + ["--name", member.name, "--data-dir", member.data_dir]
-            + ["--initial-cluster", cluster.initial_cluster]
-            + ["--initial-cluster-token", cluster.token]
-            + ["--initial-advertise-peer-urls", f"http://{member.peer_url_host}"],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        for m in cluster.members:
+            subprocess.run(
+                [sys.executable, "-m", "pyraftkv.ctl", "snapshot", "restore", backup]
+                + ["--name", m.name, "--data-dir", m.data_dir]
+                + ["--initial-cluster", cluster.initial_cluster]
+                + ["--initial-cluster-token", cluster.token]
+                + ["--initial-advertise-peer-urls", f"http://{m.peer_url_host}"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         os.remove(backup)
-        print(f"keys {args.keys:,} ({args.value_bytes} B values), then {args.writes:,} puts")
-        first = start_until_read(cluster, member, b"key/000000001")
+        print(
+            f"{args.members} member(s), keys {args.keys:,} ({args.value_bytes} B values), "
+            f"then {args.writes:,} puts"
+        )
+        first = start_until_read(cluster, b"key/000000001")
         print(f"first start from the restored backup: {first:.2f} s")
         started = time.monotonic()
         asyncio.run(write(member.endpoint, args.writes, args.keys))
@@ -125,8 +140,9 @@ def main() -> None:
         )
         times = []
         for n in range(args.rounds):
-            cluster.kill(member)
-            times.append(start_until_read(cluster, member, b"key/000000002"))
+            for m in cluster.members:
+                cluster.kill(m)
+            times.append(start_until_read(cluster, b"key/000000002"))
             print(
                 f"restart {n + 1}: first linearizable read after {times[-1]:.2f} s; "
                 f"{memory(member)}",

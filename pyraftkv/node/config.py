@@ -79,6 +79,7 @@ class NodeConfig:
     corrupt_check_interval_s: float = 0.0  # 0: no periodic check
     strict_reconfig_check: bool = True
     force_new_cluster: bool = False
+    initial_election_tick_advance: bool = True
 
     def __post_init__(self) -> None:
         me = next((m for m in self.initial_cluster if m.name == self.name), None)
@@ -285,6 +286,13 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         False,
         "Start this member from its data as a single-member cluster, removing every other "
         "member (recovery when a quorum is lost for good).",
+    ),
+    (
+        "initial-election-tick-advance",
+        bool,
+        True,
+        "At start, once a peer is connected, skip all but two ticks of the first election "
+        "timeout, so a cluster restarting together elects its leader sooner.",
     ),
     (
         "strict-reconfig-check",
@@ -513,6 +521,7 @@ def _build(raw: dict) -> NodeConfig:
         initial_corrupt_check=raw["experimental-initial-corrupt-check"],
         strict_reconfig_check=raw["strict-reconfig-check"],
         force_new_cluster=raw["force-new-cluster"],
+        initial_election_tick_advance=raw["initial-election-tick-advance"],
         corrupt_check_interval_s=_optional_duration(
             raw["experimental-corrupt-check-time"], "--experimental-corrupt-check-time"
         ),

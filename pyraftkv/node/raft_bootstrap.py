@@ -61,6 +61,7 @@ class RaftProcessConfig:
     down_fds: tuple[int, int, int]
     up_fds: tuple[int, int, int]
     force_new_cluster: bool = False  # --force-new-cluster: drop every other member
+    initial_election_tick_advance: bool = True  # --initial-election-tick-advance
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

@@ -177,6 +177,8 @@ class RaftProcess:
                     break
                 self.core.tick()
                 self._process_ready()
+        elif self.cfg.initial_election_tick_advance:
+            self.loop.create_task(self._advance_election_ticks())
         interval = self.cfg.heartbeat_interval_ms / 1000
         self.loop.create_task(self._ticker(interval))
         self._push_status()
@@ -194,6 +196,24 @@ class RaftProcess:
                 last_index=self.core.log.last_index,
             ),
         )
+
+    async def _advance_election_ticks(self) -> None:
+        """--initial-election-tick-advance, as etcd's: once a peer is connected (within
+        5 s), skip all but two ticks of the first election timeout. Members restarting
+        together then elect a leader about an election timeout sooner; one rejoining a
+        live cluster still has two ticks to hear its leader, and pre-vote keeps an early
+        campaign from disturbing anyone."""
+        peers = self.core.membership.voters - {self.id}
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if self.core.leader_id:
+                return
+            if any(self.transport.is_connected(peer) for peer in peers):
+                for _ in range(self.cfg.election_ticks - 2):
+                    self.core.tick()
+                self._process_ready()
+                log.info("advanced %d election ticks", max(0, self.cfg.election_ticks - 2))
+                return
 
     async def _ticker(self, interval: float) -> None:
         next_at = time.monotonic()

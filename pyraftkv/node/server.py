@@ -271,6 +271,7 @@ class Node:
             down_fds=down.fds,
             up_fds=up.fds,
             force_new_cluster=config.force_new_cluster,
+            initial_election_tick_advance=config.initial_election_tick_advance,
         )
         self.process = subprocess.Popen(
             module_command("pyraftkv.node.raft_process"),

@@ -160,3 +160,27 @@ def test_values_near_the_request_limit_replicate_to_every_member(cluster):
         with cluster.client([member]) as c:
             got = c.get("big", prefix=True)
             assert [kv.value for kv in got.kvs] == [big[i:] + big[:i] for i in range(3)]
+
+
+def test_members_starting_together_skip_most_of_the_first_election_timeout(make_cluster):
+    """--initial-election-tick-advance (etcd's default): once a peer is connected, all but
+    two ticks of the first election timeout are skipped; =false keeps the whole timeout."""
+    ticks = 40  # 4 s at a 100 ms heartbeat
+    timing = ["--heartbeat-interval", "100", "--election-timeout", str(ticks * 100)]
+    advanced = make_cluster(3, extra_args=timing)
+    advanced.start()
+    for member in advanced.members:
+        assert f"advanced {ticks - 2} election ticks" in member.log_text()
+    with advanced.client() as c:
+        c.put("k", "v")
+        assert c.get("k").kvs[0].value == b"v"
+    for member in advanced.members:
+        advanced.kill(member)
+    advanced.start()  # a whole-cluster restart advances again
+    assert all(m.log_text().count("election ticks") == 2 for m in advanced.members)
+
+    kept = make_cluster(3, extra_args=[*timing, "--initial-election-tick-advance=false"])
+    kept.start()
+    with kept.client() as c:
+        assert c.get("k").count == 0
+    assert not any("election ticks" in m.log_text() for m in kept.members)
