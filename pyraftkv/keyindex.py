@@ -226,7 +226,7 @@ class KeyIndex:
             nleased,
         )
         if rc:
-            if rc == -errno.EINVAL:
+            if rc in (-errno.EINVAL, -errno.ERANGE):
                 raise ValueError(
                     f"restore: record {keys[done[0]]!r} is malformed or does not continue "
                     f"its key's history"

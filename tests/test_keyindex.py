@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -462,3 +462,25 @@ def test_restore_records_skips_fields_it_does_not_need() -> None:
     index = KeyIndex()
     assert restore(index, [(revision_key(4, 0), kv.SerializeToString() + extra)]) == []
     assert index.get(b"k", 4) == KeyState(4, 0, 4, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(
+                st.binary(max_size=18), st.builds(revision_key, st.integers(0, 50), st.just(0))
+            ),
+            st.binary(max_size=40),
+        ),
+        max_size=8,
+    )
+)
+def test_restore_records_takes_any_bytes_without_crashing(records) -> None:
+    """A damaged store file gives a ValueError, never a crash or a read past a record."""
+    index = KeyIndex()
+    try:
+        restore(index, records)
+    except ValueError as exc:
+        assert "malformed or does not continue" in str(exc)
+    assert index.stats()[0] <= len(records)
