@@ -35,7 +35,7 @@ from ..failpoints import hit
 from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
-from ..protocol.methods import BY_NAME
+from ..protocol.methods import BY_NAME, METHODS
 from ..raft.types import Entry
 from . import corrupt_check, reconfig_check
 from . import ringproto as rp
@@ -163,6 +163,8 @@ class Application:
         self._snapshot_files = 0  # snapshot files made for peers (names them uniquely)
         # For metrics: leaders seen (changes to a known leader), the Raft process's WAL.
         self.leader_changes = 0
+        # client requests served, by method number (ClientServer.dispatch; /metrics)
+        self.requests_served = [0] * (max(m.number for m in METHODS) + 1)
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
 
         self.proposals = Proposals(member_id, send_down, request_timeout, trace_interval_ms)

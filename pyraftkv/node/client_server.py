@@ -131,6 +131,7 @@ class ClientServer:
         if handler is None:
             connection.error(stream, errors.UnknownMethod(f"unknown method {method}"))
             return
+        self.app.requests_served[method] += 1
         try:
             auth = self.app.auth
             if token or relayed is not None or auth.enabled:

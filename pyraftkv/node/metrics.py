@@ -17,6 +17,7 @@ from typing import Any
 
 from ..admin.cluster import Url
 from ..proto import rpc_pb2 as rpc
+from ..protocol.methods import METHODS
 from .ringproto import SyncLatency
 from .write_trace import STAGES
 
@@ -95,8 +96,18 @@ def render(app: Any) -> str:
         ("etcd_debugging_mvcc_watcher_total", "gauge",
          "Watchers on this member.", len(app.watch_hub)),
     )  # fmt: skip
+    figures += (("pyraftkv_leases", "gauge", "Live leases.", len(app.lessor.leases)),)
     for name, kind, help_text, value in figures:
         lines += (f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}")
+    name = "pyraftkv_requests_total"
+    lines += (
+        f"# HELP {name} Client requests served, by method, on every protocol.",
+        f"# TYPE {name} counter",
+    )
+    served = app.requests_served
+    lines += [
+        f'{name}{{method="{m.name}"}} {served[m.number]}' for m in METHODS if served[m.number]
+    ]
     return "\n".join(lines) + "\n"
 
 

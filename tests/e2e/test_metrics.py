@@ -74,6 +74,18 @@ def test_metrics_report_fsyncs_leadership_and_the_store(make_cluster):
     assert seen["etcd_debugging_mvcc_keys_total"] == 5  # the deleted key until compaction
     assert seen["etcd_debugging_mvcc_watcher_total"] == 1
     assert seen["etcd_server_proposals_applied_total"] >= 6
+    assert seen['pyraftkv_requests_total{method="Put"}'] == 5
+    assert seen['pyraftkv_requests_total{method="DeleteRange"}'] == 1
+    assert 'pyraftkv_requests_total{method="Range"}' not in seen
+    assert seen["pyraftkv_leases"] == 0
+    with cluster.client() as client:
+        client.get("m/1")
+        client.get("m/", prefix=True, serializable=True)
+        client.lease_grant(60)
+    seen = metrics(port)
+    assert seen['pyraftkv_requests_total{method="Range"}'] == 2
+    assert seen['pyraftkv_requests_total{method="LeaseGrant"}'] == 1
+    assert seen["pyraftkv_leases"] == 1
     assert (
         seen["etcd_mvcc_db_total_size_in_bytes"]
         >= seen["etcd_mvcc_db_total_size_in_use_in_bytes"]
