@@ -46,13 +46,23 @@ def member_argv(index: int, size: int, prefix: str, token: str = "pyraftkv-local
     )
 
 
-def run_local_cluster(size: int, prefix: str) -> int:
+def run_local_cluster(size: int, prefix: str, dashboard: str | None = None) -> int:
     if not 1 <= size <= 6:
         print("pyraftkv cluster: --size must be between 1 and 6", file=sys.stderr)
         return 2
-    processes = [subprocess.Popen(member_argv(i, size, prefix)) for i in range(size)]
     endpoints = ",".join(f"127.0.0.1:{member_ports(i)[0]}" for i in range(size))
+    if dashboard:
+        from ..dashboard.server import start_dashboard
+
+        try:
+            start_dashboard(endpoints.split(","), dashboard)
+        except (OSError, ValueError) as exc:
+            print(f"pyraftkv cluster: --dashboard {dashboard}: {exc}", file=sys.stderr)
+            return 2
+    processes = [subprocess.Popen(member_argv(i, size, prefix)) for i in range(size)]
     print(f"pyraftkv: {size} members started; endpoints: {endpoints}", flush=True)
+    if dashboard:
+        print(f"pyraftkv: dashboard on http://{dashboard}/", flush=True)
     print(f"pyraftkv: try  pyraftkvctl --endpoints={endpoints} put foo bar", flush=True)
 
     stop = []

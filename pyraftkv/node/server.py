@@ -465,11 +465,27 @@ def main(argv: list[str] | None = None) -> int:
         default="local",
         help="data dirs are <prefix>-<n>.pyraftkv (default: local)",
     )
+    cluster.add_argument(
+        "--dashboard",
+        metavar="HOST:PORT",
+        help="also serve the live dashboard of the cluster there (see pyraftkv dashboard)",
+    )
+    from .. import dashboard
+
+    dashboard.add_arguments(
+        commands.add_parser(
+            "dashboard", help="serve a live page of a cluster's members, load and events"
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "cluster":
         from .local_cluster import run_local_cluster
 
-        return run_local_cluster(args.size, args.data_dir_prefix)
+        return run_local_cluster(args.size, args.data_dir_prefix, args.dashboard)
+    if args.command == "dashboard":
+        from ..dashboard.server import run_dashboard
+
+        return run_dashboard(args)
     try:
         config = config_from_args(args)
     except ConfigError as exc:
