@@ -76,6 +76,15 @@ _IDEMPOTENT = frozenset(
 _AUTHENTICATE = BY_NAME["Authenticate"].number
 
 
+class _Expired(Exception):
+    """A call's deadline passed before its reply (set on its future by _expire)."""
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(_Expired())
+
+
 class AsyncClient:
     """An asyncio client for a pyraftkv cluster; use ``async with AsyncClient(...) as c``."""
 
@@ -212,20 +221,27 @@ class AsyncClient:
                 if lost is not None:
                     raise ConnectionLost(f"{method}: {lost}")
                 raise TimedOut(f"{method}: no answer within the timeout")
-            try:
-                connection = await asyncio.wait_for(self.connection(), remaining)
-            except (ConnectionLost, asyncio.TimeoutError) as exc:
-                lost = exc if isinstance(exc, ConnectionLost) else lost
-                # Nothing was sent: always safe to try again after a pause.
-                if deadline - time.monotonic() <= backoff:
-                    raise ConnectionLost(f"{method}: {lost or 'timed out connecting'}") from exc
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
+            connection = self._connection
+            if connection is None or connection.closed:
+                try:
+                    connection = await asyncio.wait_for(self.connection(), remaining)
+                except (ConnectionLost, asyncio.TimeoutError) as exc:
+                    lost = exc if isinstance(exc, ConnectionLost) else lost
+                    # Nothing was sent: always safe to try again after a pause.
+                    if deadline - time.monotonic() <= backoff:
+                        raise ConnectionLost(f"{method}: {lost or 'timed out connecting'}") from exc
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+                    continue
             future = connection.call(spec.number, body)
+            # One timer per call rather than asyncio.wait_for, which costs a waiter future
+            # and callbacks on every call of the hot path.
+            timer = asyncio.get_running_loop().call_later(
+                deadline - time.monotonic(), _expire, future
+            )
             try:
-                reply = await asyncio.wait_for(future, deadline - time.monotonic())
-            except asyncio.TimeoutError:
+                reply = await future
+            except _Expired:
                 raise TimedOut(f"{method}: no answer within the timeout") from None
             except ConnectionLost as exc:
                 self._drop(connection)
@@ -256,6 +272,8 @@ class AsyncClient:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
+            finally:
+                timer.cancel()
             return spec.response.FromString(reply)
 
     # -- KV -------------------------------------------------------------------------------
