@@ -53,6 +53,19 @@ def make_backup(path: str, keys: int, value_bytes: int) -> None:
         store.close()
 
 
+def restore_backup(backup: str, cluster: LocalCluster, member: Member) -> None:
+    """`pyraftkvctl snapshot restore` of the backup into the member's data dir."""
+    subprocess.run(
+        [sys.executable, "-m", "pyraftkv.ctl", "snapshot", "restore", backup]
+        + ["--name", member.name, "--data-dir", member.data_dir]
+        + ["--initial-cluster", cluster.initial_cluster]
+        + ["--initial-cluster-token", cluster.token]
+        + ["--initial-advertise-peer-urls", f"http://{member.peer_url_host}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def count(member: Member) -> int:
     with Client([member.endpoint], timeout=120) as c:
         return c.get("key/", prefix=True, count_only=True, serializable=True).count
@@ -89,15 +102,7 @@ def main() -> None:
             started = time.monotonic()
             for m in cluster.members:
                 one = time.monotonic()
-                subprocess.run(
-                    [sys.executable, "-m", "pyraftkv.ctl", "snapshot", "restore", backup]
-                    + ["--name", m.name, "--data-dir", m.data_dir]
-                    + ["--initial-cluster", cluster.initial_cluster]
-                    + ["--initial-cluster-token", cluster.token]
-                    + ["--initial-advertise-peer-urls", f"http://{m.peer_url_host}"],
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                )
+                restore_backup(backup, cluster, m)
                 timed(f"  snapshot restore {m.name}", one)
             timed("snapshot restore, 3 members", started)
 

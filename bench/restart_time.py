@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from member_join import make_backup  # noqa: E402
+from member_join import make_backup, restore_backup  # noqa: E402
 
 from pyraftkv import Client  # noqa: E402
 from pyraftkv.client.aio import AsyncClient  # noqa: E402
@@ -114,15 +114,7 @@ def main() -> None:
         backup = os.path.join(root, "backup.db")
         make_backup(backup, args.keys, args.value_bytes)
         for m in cluster.members:
-            subprocess.run(
-                [sys.executable, "-m", "pyraftkv.ctl", "snapshot", "restore", backup]
-                + ["--name", m.name, "--data-dir", m.data_dir]
-                + ["--initial-cluster", cluster.initial_cluster]
-                + ["--initial-cluster-token", cluster.token]
-                + ["--initial-advertise-peer-urls", f"http://{m.peer_url_host}"],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            restore_backup(backup, cluster, m)
         os.remove(backup)
         print(
             f"{args.members} member(s), keys {args.keys:,} ({args.value_bytes} B values), "
