@@ -468,9 +468,9 @@ def masked_maintenance(side: Side) -> list[tuple[str, int, str, str]]:
         text = re.sub(r"127\.0\.0\.1:(\d+)", lambda m: f"127.0.0.1:{name(int(m[1]))}", text)
         text = re.sub(r"\b\d+(\.\d+)? [kMG]?B\b", "SIZE", text)
         # snapshot status: hash (hex), revision, total keys, size
-        text = re.sub(
-            r"\b[0-9a-f]{8}(, | \| +)(\d+)(, | \| +)\d+(, | \| +)SIZE",
-            lambda m: f"{name(int(m[0][:8], 16))}{m[1]}{m[2]}{m[3]}K{m[4]}SIZE",
+        text = re.sub(  # (etcdctl prints the hash in %x: 7 digits or fewer when it can)
+            r"\b([0-9a-f]{1,8})(, | \| +)(\d+)(, | \| +)\d+(, | \| +)SIZE",
+            lambda m: f"{name(int(m[1], 16))}{m[2]}{m[3]}{m[4]}K{m[5]}SIZE",
             text,
         )
         for number, number_name in side.names.items():  # members by endpoint, the cluster
