@@ -43,7 +43,9 @@ def test_stale_member_fails_serializable_but_not_linearizable_reads(cluster):
     with paused(raft_pid(stale)):  # its store stops moving; its client port still answers
         code, text = check(cluster, "--duration", "2s", "--keys", "2")
         assert code == 0, text
-        code, text = check(cluster, "--duration", "2s", "--keys", "2", "--serializable")
+        # 5 s: a client on the paused member waits out a 1 s timeout on each write or cas
+        # (half of its ops), so in 2 s it could make no read at all
+        code, text = check(cluster, "--duration", "5s", "--keys", "2", "--serializable")
     assert code == 1, text
     assert text.startswith("not linearizable:"), text
     assert "smallest failing window" in text and "read ->" in text, text
