@@ -777,28 +777,67 @@ static int parse_record(const unsigned char *k, size_t klen, const unsigned char
     return 0;
 }
 
+/* Orders parsed records by key, then by their place in the chunk (revision order). */
+static int record_cmp(const void *a, const void *b)
+{
+    const struct record *x = *(const struct record *const *)a;
+    const struct record *y = *(const struct record *const *)b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = n ? memcmp(x->key, y->key, n) : 0;
+    if (c)
+        return c;
+    if (x->key_len != y->key_len)
+        return x->key_len < y->key_len ? -1 : 1;
+    return x < y ? -1 : (x > y);
+}
+
 int ki_restore_records(ki_index *t, size_t n, const char *keys, const size_t *key_lens,
                        const char *vals, const size_t *val_lens, size_t *done,
                        size_t *leased, size_t *nleased)
 {
     const unsigned char *k = (const unsigned char *)keys, *v = (const unsigned char *)vals;
-    struct record r;
+    struct record *recs;
+    struct record **order;
     size_t i;
     int rc = 0;
     *nleased = 0;
+    *done = 0;
+    if (n == 0)
+        return 0;
+    recs = malloc(n * sizeof(*recs));
+    order = malloc(n * sizeof(*order));
+    if (!recs || !order) {
+        free(recs);
+        free(order);
+        return -ENOMEM;
+    }
     for (i = 0; i < n; i++) {
-        rc = parse_record(k, key_lens[i], v, val_lens[i], &r);
-        if (rc == 0)
-            rc = ki_restore(t, r.key, r.key_len, r.main, r.sub, r.create_revision, r.version,
-                            r.tombstone);
-        if (rc < 0)
-            break;
-        if (r.lease && !r.tombstone)
+        rc = parse_record(k, key_lens[i], v, val_lens[i], &recs[i]);
+        if (rc < 0) {
+            *done = i;
+            goto out;
+        }
+        order[i] = &recs[i];
+        if (recs[i].lease && !recs[i].tombstone)
             leased[(*nleased)++] = i;
         k += key_lens[i];
         v += val_lens[i];
     }
-    *done = i;
+    /* Key order keeps the B+tree's descents in cache; each key's records stay in order. */
+    qsort(order, n, sizeof(*order), record_cmp);
+    for (i = 0; i < n; i++) {
+        const struct record *r = order[i];
+        rc = ki_restore(t, r->key, r->key_len, r->main, r->sub, r->create_revision, r->version,
+                        r->tombstone);
+        if (rc < 0) {
+            *done = (size_t)(r - recs);
+            goto out;
+        }
+    }
+    *done = n;
+out:
+    free(recs);
+    free(order);
     return rc;
 }
 

@@ -85,9 +85,11 @@ int ki_restore(ki_index *idx, const char *key, size_t key_len, int64_t main, int
 /* ki_restore for n records as the MVCC store keeps them in LMDB, in revision order:
  * keys/vals hold the records' LMDB keys (16 big-endian bytes of main and sub, plus 't'
  * for a tombstone) and values (serialized mvccpb.KeyValue) back to back, key_lens and
- * val_lens their lengths. *done = records replayed; leased[0..*nleased) = the indexes
- * (in this call) of puts that carry a lease. -EINVAL at record *done when it is
- * malformed or does not continue its key's history. */
+ * val_lens their lengths. They are replayed in key order (each key's records in their
+ * order), which keeps the tree's descents in cache. leased[0..*nleased) = the indexes (in
+ * this call) of puts that carry a lease. -EINVAL (or -ERANGE) naming record *done when it
+ * is malformed or does not continue its key's history; the index then holds part of the
+ * chunk and is to be discarded. -ENOMEM: nothing was replayed. */
 int ki_restore_records(ki_index *idx, size_t n, const char *keys, const size_t *key_lens,
                        const char *vals, const size_t *val_lens, size_t *done,
                        size_t *leased, size_t *nleased);

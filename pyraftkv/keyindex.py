@@ -204,8 +204,8 @@ class KeyIndex:
     def restore_records(self, keys: Sequence[bytes], values: Sequence[bytes]) -> list[int]:
         """restore for stored records as the MVCC store keeps them in LMDB (revision key,
         serialized KeyValue), in revision order, parsed in C; returns the positions of the
-        puts that carry a lease. ValueError names the first bad record (those before it
-        are restored)."""
+        puts that carry a lease. ValueError names a bad record; the index is then partly
+        restored and must be discarded."""
         n = len(keys)
         if len(values) != n:
             raise ValueError("restore_records: as many values as keys are needed")
