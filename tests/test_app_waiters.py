@@ -4,10 +4,12 @@ time out instead of holding a client forever."""
 
 from __future__ import annotations
 
+import time
+
 from pyraftkv import errors
 from pyraftkv.node import ringproto as rp
 from pyraftkv.node.admin_waiters import AdminWaiters
-from pyraftkv.node.reads import ReadRounds
+from pyraftkv.node.reads import RETRY_S, ReadRounds
 from pyraftkv.node.reply import Reply
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.methods import BY_NAME
@@ -41,6 +43,26 @@ def test_read_contexts_differ_across_incarnations() -> None:
         reads.start_round()
     contexts = [rp.unpack(sent[0], rp.U64)[0] for sent in (first, second)]
     assert contexts[0] != contexts[1]
+
+
+def test_an_unconfirmed_round_is_asked_for_again_until_it_is_confirmed() -> None:
+    sent: list[bytes] = []
+    served: list[int] = []
+    reads = rounds(sent, served)
+    reads.add(Reply(Connection(), 1), lambda: 1)
+    reads.start_round()
+    (context,) = rp.unpack(sent[0], rp.U64)
+    now = time.monotonic()
+    reads.expire(now)  # too early: nothing asked again
+    assert len(sent) == 1
+    reads.expire(now + RETRY_S + 0.01)
+    reads.expire(now + 2 * RETRY_S + 0.02)
+    assert [rp.unpack(m, rp.U64)[0] for m in sent] == [context] * 3  # the same context
+    reads.confirmed(7, context, applied_index=7)
+    assert served == [1] and not reads
+    reads.confirmed(7, context, applied_index=7)  # the other answer: nothing more
+    reads.expire(now + 3 * RETRY_S + 0.03)
+    assert served == [1] and len(sent) == 3
 
 
 def test_rounds_confirmed_out_of_order_are_served_in_index_order() -> None:

@@ -3,7 +3,10 @@ iteration joins one round; the Raft process confirms the round's index with a qu
 the reads are served from the local store once it has applied up to that index.
 
 Round contexts start from a random boot nonce, so a confirmation that belonged to a round
-of an earlier incarnation of this process can never release a read of this one.
+of an earlier incarnation of this process can never release a read of this one. A round
+not confirmed within RETRY_S is asked for again under the same context (a follower's
+request to the leader is dropped while its peer link is down, and Raft does not resend
+it); either answer confirms it, since both were asked after its reads arrived.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from . import ringproto as rp
 from .reply import Reply
 
 ReadRound = list[tuple[Reply, Callable[[], Message]]]
+RETRY_S = 0.5
 
 
 class ReadRounds:
@@ -37,6 +41,7 @@ class ReadRounds:
         self._joining: ReadRound = []
         self._rounds: dict[int, ReadRound] = {}  # context -> reads, while unconfirmed
         self._deadlines: deque[tuple[float, int]] = deque()
+        self._retries: deque[tuple[float, int]] = deque()  # (when to ask again, context)
         self._confirmed: deque[tuple[int, ReadRound]] = deque()  # (read index, reads) by index
         self.waiting = 0  # reads not yet answered (they count toward the pending limit)
         self._next_context = random.getrandbits(23) << 40 | 1
@@ -58,7 +63,9 @@ class ReadRounds:
         context = self._next_context
         self._next_context += 1
         self._rounds[context] = self._joining
-        self._deadlines.append((time.monotonic() + self._request_timeout, context))
+        now = time.monotonic()
+        self._deadlines.append((now + self._request_timeout, context))
+        self._retries.append((now + RETRY_S, context))
         self._joining = []
         self._send_down(rp.pack(rp.READ_INDEX, rp.U64, context))
 
@@ -97,7 +104,15 @@ class ReadRounds:
             reply.fail(error, leader_url)
 
     def expire(self, now: float) -> None:
-        """Fail rounds not confirmed within the request timeout."""
+        """Ask again for rounds unconfirmed after RETRY_S; fail those not confirmed within
+        the request timeout."""
+        retries, due = self._retries, []
+        while retries and retries[0][0] <= now:
+            due.append(retries.popleft()[1])
+        for context in due:
+            if context in self._rounds:
+                retries.append((now + RETRY_S, context))
+                self._send_down(rp.pack(rp.READ_INDEX, rp.U64, context))
         while self._deadlines and self._deadlines[0][0] <= now:
             _, context = self._deadlines.popleft()
             reads = self._rounds.pop(context, ())
