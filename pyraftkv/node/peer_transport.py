@@ -20,6 +20,7 @@ handshake is read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
@@ -145,6 +146,7 @@ class PeerSender:
         self._flush_scheduled = False
         self.connected = False
         self.dropped = 0
+        self._woken = asyncio.Event()
         self._task = self.loop.create_task(self._run())
 
     def send(self, frames: list[bytes]) -> bool:
@@ -176,6 +178,7 @@ class PeerSender:
             host, port, tls = self.addresses[attempt % len(self.addresses)]
             attempt += 1
             connection = None
+            self._woken.clear()  # a wake from here on cuts the next backoff short
             try:
                 _, connection = await asyncio.wait_for(
                     self.loop.create_connection(
@@ -205,7 +208,8 @@ class PeerSender:
                 if connection is not None and connection.transport is not None:
                     connection.transport.close()
                 self.transport.on_unreachable(self.peer_id)
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _set_connected(self, connected: bool) -> None:
@@ -213,6 +217,10 @@ class PeerSender:
             self.connected = connected
             if connected:
                 log.info("connected to member %x", self.peer_id)
+
+    def wake(self) -> None:
+        """End a backoff wait early (the peer was just heard from)."""
+        self._woken.set()
 
     def close(self) -> None:
         self._task.cancel()
@@ -278,12 +286,16 @@ class PeerTransport:
         if sender is not None:
             sender.close()
 
-    def send(self, peer_id: int, frames: list[bytes], faulted: bool = True) -> None:
+    def send(self, peer_id: int, frames: list[bytes], faulted: bool = True) -> bool:
+        """Queue frames for a peer; False when they were dropped (no connection yet, or
+        its buffer is full)."""
         if faulted and FAULTS is not None and FAULTS.intercept(peer_id, frames, self._late):
-            return  # (tests only: dropped, or delivered later)
+            return True  # (tests only: dropped, or delivered later, as if on the wire)
         sender = self.senders.get(peer_id)
         if sender is None or not sender.send(frames):
             self.on_unreachable(peer_id)
+            return False
+        return True
 
     def _late(self, peer_id: int, frames: list[bytes]) -> None:
         self.send(peer_id, frames, faulted=False)
@@ -345,6 +357,9 @@ class PeerTransport:
                 writer.write(FRAME.pack(len(answer)) + answer)
                 await writer.drain()
                 return
+            outgoing = self.senders.get(sender)
+            if outgoing is not None:
+                outgoing.wake()  # the peer is up: a sender waiting out its backoff dials now
             on_message = self.on_message
             buffer = bytearray()
             while True:

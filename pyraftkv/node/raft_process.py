@@ -340,8 +340,11 @@ class RaftProcess:
             leader, reason = 0, rp.DROPPED
         if origin == self.id and leader and leader != self.id:
             frame = bytes((FRAME_FORWARD,)) + self.id.to_bytes(8, "big") + data
-            self.transport.send(leader, [frame])
-            return 0
+            if self.transport.send(leader, [frame]):
+                return 0
+            # Not sent (the link to the leader is still connecting): refused now, so the
+            # client tries again, rather than waiting out its timeout for a lost proposal.
+            reason = rp.NO_LEADER
         if origin == self.id:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, reason, 0, tail=data))
         else:

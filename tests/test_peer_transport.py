@@ -1,0 +1,90 @@
+"""Peer links on loopback: what send reports while a link is still connecting, and a sender
+waiting out its reconnect backoff dialling at once when the peer connects to it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from pyraftkv.node import peer_transport
+from pyraftkv.node.peer_transport import PeerTransport
+
+CLUSTER = 0xC1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def transport(member_id: int, received: list) -> PeerTransport:
+    return PeerTransport(
+        member_id=member_id,
+        cluster_id=CLUSTER,
+        on_message=lambda sender, frame: received.append((sender, frame)),
+        on_unreachable=lambda peer: None,
+    )
+
+
+async def until(condition, timeout: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def test_send_reports_frames_dropped_while_the_link_connects():
+    """A follower forwarding a proposal learns it was not sent, so it can refuse it at once."""
+
+    async def scenario():
+        port_b = free_port()
+        got_a: list = []
+        got_b: list = []
+        a = transport(1, got_a)
+        a.set_peer(2, [("127.0.0.1", port_b, False)])
+        try:
+            await asyncio.sleep(0.05)
+            assert a.send(2, [b"lost"]) is False  # nobody listens there yet
+            assert a.send(3, [b"lost"]) is False  # not a peer at all
+            b = transport(2, got_b)
+            await b.listen([("127.0.0.1", port_b, False)])
+            try:
+                assert await until(lambda: a.is_connected(2), 5.0)
+                assert a.send(2, [b"hello"]) is True
+                assert await until(lambda: got_b, 5.0)
+                assert got_b == [(1, b"hello")]
+            finally:
+                await b.close()
+        finally:
+            await a.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_connecting_in_cuts_the_backoff_short(monkeypatch):
+    """With a backoff far longer than the test, member 1 reaches member 2 only because
+    member 2's own connection to it wakes its sender."""
+    monkeypatch.setattr(peer_transport, "BACKOFF_FIRST_S", 60.0)
+    monkeypatch.setattr(peer_transport, "BACKOFF_MAX_S", 60.0)
+
+    async def scenario():
+        port_a, port_b = free_port(), free_port()
+        a = transport(1, [])
+        await a.listen([("127.0.0.1", port_a, False)])
+        a.set_peer(2, [("127.0.0.1", port_b, False)])
+        b = transport(2, [])
+        try:
+            await asyncio.sleep(0.2)  # a's first dial failed: it now waits 60 s
+            assert not a.is_connected(2)
+            await b.listen([("127.0.0.1", port_b, False)])
+            b.set_peer(1, [("127.0.0.1", port_a, False)])
+            assert await until(lambda: b.is_connected(1), 5.0)
+            assert await until(lambda: a.is_connected(2), 5.0)
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(scenario())
