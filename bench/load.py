@@ -169,7 +169,9 @@ class OpenLoop(Connection):
                 self.transport.write(b"".join(out))
             if sent < due:
                 break
-            await asyncio.sleep(0.0005)
+            # Sleep until the next request is due (not a fixed short nap: a generator
+            # waking thousands of times a second per connection eats the members' CPU).
+            await asyncio.sleep(max(0.0, start + sent * interval - time.perf_counter()))
         waited_until = time.perf_counter() + 10.0
         while self.sent_at and time.perf_counter() < waited_until:
             await asyncio.sleep(0.01)
