@@ -4,18 +4,13 @@ waiting out its reconnect backoff dialling at once when the peer connects to it.
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from pyraftkv.node import peer_transport
 from pyraftkv.node.peer_transport import PeerTransport
 
+from .e2e.harness import free_ports
+
 CLUSTER = 0xC1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def transport(member_id: int, received: list) -> PeerTransport:
@@ -40,10 +35,9 @@ def test_send_reports_frames_dropped_while_the_link_connects():
     """A follower forwarding a proposal learns it was not sent, so it can refuse it at once."""
 
     async def scenario():
-        port_b = free_port()
-        got_a: list = []
+        (port_b,) = free_ports(1)
         got_b: list = []
-        a = transport(1, got_a)
+        a = transport(1, [])
         a.set_peer(2, [("127.0.0.1", port_b, False)])
         try:
             await asyncio.sleep(0.05)
@@ -71,7 +65,7 @@ def test_a_peer_connecting_in_cuts_the_backoff_short(monkeypatch):
     monkeypatch.setattr(peer_transport, "BACKOFF_MAX_S", 60.0)
 
     async def scenario():
-        port_a, port_b = free_port(), free_port()
+        port_a, port_b = free_ports(2)
         a = transport(1, [])
         await a.listen([("127.0.0.1", port_a, False)])
         a.set_peer(2, [("127.0.0.1", port_b, False)])
