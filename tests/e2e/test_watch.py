@@ -127,9 +127,19 @@ def test_progress_notifications_reach_quiet_watchers_that_asked(make_cluster):
             plain = await client.watch("p/", prefix=True)
             revision = (await client.put("other", "x")).header.revision
             replies = asked.responses()
-            progress = await asyncio.wait_for(anext(replies), 5)
+
+            async def next_where(wanted):
+                """The next reply passing `wanted`; the ones before it must be bare progress."""
+                while True:
+                    reply = await asyncio.wait_for(anext(replies), 5)
+                    if wanted(reply):
+                        return reply
+                    assert not reply.events, reply
+
+            # A progress reply may have gone out before the put applied: wait for a later one.
+            progress = await next_where(lambda r: r.header.revision >= revision)
             await client.put("p/a", "1")
-            event = await asyncio.wait_for(anext(replies), 5)
+            event = await next_where(lambda r: r.events)
             plain_first = await asyncio.wait_for(anext(plain.responses()), 5)
             await asyncio.sleep(1.0)  # quiet again: more progress, nothing for the other
             later = await asyncio.wait_for(anext(replies), 5)
