@@ -76,6 +76,10 @@ MAX_COMMITTED_MESSAGE_BYTES = 4 << 20
 FRAME_RAFT = 1
 FRAME_FORWARD = 2  # a follower forwards a proposal payload to the leader
 FRAME_REFUSED = 3  # the leader could not take a forwarded proposal: u8 reason + payload
+# A proposal for a leader whose link is still connecting waits this many ticks for it (about
+# a second at the default heartbeat), then is refused as "no leader"; at most this many wait.
+FORWARD_WAIT_TICKS = 10
+MAX_WAITING_FORWARDS = 1024
 
 
 def write_ready(
@@ -156,6 +160,8 @@ class RaftProcess:
         self._heard: set[int] = set()
         self._hash_queries: dict[int, asyncio.Future] = {}  # a peer's HashKV, by query id
         self._next_hash_query = 0
+        # Proposals waiting for the link to the leader: (ticks waited, payload).
+        self._waiting_forwards: list[tuple[int, bytes]] = []
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -223,6 +229,7 @@ class RaftProcess:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.core.tick()
             self._heard.clear()
+            self._retry_forwards()
             if next_at >= next_latency_report:
                 self._report_sync_latency()
                 if samples := self.trace.take_rtt():
@@ -325,9 +332,9 @@ class RaftProcess:
 
     # -- proposals from the application -------------------------------------------------
 
-    def _propose(self, data: bytes, origin: int) -> int:
+    def _propose(self, data: bytes, origin: int, waited: int = 0) -> int:
         """Propose on the leader (the entry's index), forward from a follower, refuse
-        without a leader (0 for both)."""
+        without a leader (0 for both). ``waited``: ticks spent waiting for a link."""
         core = self.core
         try:
             return core.propose([data])
@@ -342,14 +349,24 @@ class RaftProcess:
             frame = bytes((FRAME_FORWARD,)) + self.id.to_bytes(8, "big") + data
             if self.transport.send(leader, [frame]):
                 return 0
-            # Not sent (the link to the leader is still connecting): refused now, so the
-            # client tries again, rather than waiting out its timeout for a lost proposal.
+            # Not sent: the link to the leader is still connecting (just after an election),
+            # so try again next tick; past the wait, refuse it so the client tries again
+            # rather than waiting out its timeout for a lost proposal.
+            if waited < FORWARD_WAIT_TICKS and len(self._waiting_forwards) < MAX_WAITING_FORWARDS:
+                self._waiting_forwards.append((waited, data))
+                return 0
             reason = rp.NO_LEADER
         if origin == self.id:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, reason, 0, tail=data))
         else:
             self.transport.send(origin, [bytes((FRAME_REFUSED, reason)) + data])
         return 0
+
+    def _retry_forwards(self) -> None:
+        """Send the proposals waiting for the leader's link again (to whoever leads now)."""
+        waiting, self._waiting_forwards = self._waiting_forwards, []
+        for waited, data in waiting:
+            self._propose(data, self.id, waited + 1)
 
     def _on_down_messages(self, messages: list[bytes]) -> None:
         handlers = self._down_handlers
