@@ -15,16 +15,13 @@ import hashlib
 import os
 import ssl
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 from google.protobuf.message import Message
 
 from ..errors import (
-    ApiError,
     AuthNotEnabled,
     AuthOldRevision,
-    Compacted,
     InvalidAuthToken,
     NoLeader,
     NotLeader,
@@ -37,7 +34,7 @@ from ..proto import v3election_pb2 as election_pb2
 from ..proto import v3lock_pb2 as lock_pb2
 from ..protocol.methods import BY_NAME
 from .config_watch import AsyncConfigWatcher
-from .connection import Connection, ConnectionLost, Stream, normalize_endpoint
+from .connection import Connection, ConnectionLost, normalize_endpoint
 from .discovery import AsyncServiceRegistry
 from .election import AsyncElection, observe_leader
 from .leases import AsyncLease, KeepAlive, LeaseKeeper
@@ -52,6 +49,7 @@ from .requests import (
     txn_request,
 )
 from .tls import TLS, client_context
+from .watch import ServerWatch, Watcher
 
 # Calls whose repetition cannot change the store.
 _IDEMPOTENT = frozenset(
@@ -114,6 +112,7 @@ class AsyncClient:
         self._connection: Connection | None = None
         self._connecting: asyncio.Task | None = None
         self._keeper: LeaseKeeper | None = None
+        self._watches: dict[object, ServerWatch] = {}
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -127,6 +126,8 @@ class AsyncClient:
         if self._keeper is not None:
             await self._keeper.close()
             self._keeper = None
+        for feed in list(self._watches.values()):
+            feed.stop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -524,177 +525,16 @@ class AsyncClient:
             filters=[names[f.lower()] for f in filters],
             progress_notify=progress_notify,
         )
-        watcher = Watcher(self, create)
-        await watcher._start()
-        return watcher
+        # Watchers "from now" with the same request share one server watch (see .watch).
+        key: object = create.SerializeToString() if not start_revision else object()
+        feed = self._watches.get(key)
+        if feed is None:
+            feed = self._watches[key] = ServerWatch(self, create, lambda: self._unwatch(key, feed))
+        return await feed.join()
 
-
-def _compacted(reply: rpc.WatchResponse) -> Compacted:
-    error = Compacted(
-        f"etcdserver: mvcc: required revision has been compacted "
-        f"(compact revision {reply.compact_revision})"
-    )
-    error.compact_revision = reply.compact_revision
-    error.response = reply  # the reply itself, for callers that show it (as etcdctl does)
-    return error
-
-
-class Watcher:
-    """Events of one watch, in revision order, each once, across reconnects.
-
-    On a lost connection it re-creates the watch on the next endpoint from the revision
-    after the last one it delivered, so nothing is missed or repeated. Iterate it for
-    events, ``batches()`` for the events of each server reply, or ``responses()`` for the
-    replies themselves (with progress notifications and the server's final cancel).
-    """
-
-    def __init__(self, client: AsyncClient, create: rpc.WatchCreateRequest) -> None:
-        self._client = client
-        self._create = create
-        self._stream: Stream | None = None
-        self._ready: deque[rpc.WatchResponse] = deque()
-        self._pending: list[kv_pb2.Event] = []
-        self._canceled = False
-        self.watch_id = 0
-        # The revision the next event must have at least; 0 until the server tells us.
-        self.next_revision = create.start_revision
-        self.header: rpc.ResponseHeader | None = None
-
-    async def _start(self) -> None:
-        deadline = time.monotonic() + self._client.timeout
-        while True:
-            try:
-                connection = await self._client.connection()
-                stream = connection.open_stream(BY_NAME["Watch"].number)
-                create = rpc.WatchCreateRequest()
-                create.CopyFrom(self._create)
-                create.start_revision = self.next_revision
-                stream.send(rpc.WatchRequest(create_request=create).SerializeToString())
-                reply = rpc.WatchResponse.FromString(
-                    await asyncio.wait_for(stream.receive(), max(0.01, deadline - time.monotonic()))
-                )
-            except (ConnectionLost, asyncio.TimeoutError, NoLeader) as exc:
-                if self._client._connection is not None:
-                    self._client._drop(self._client._connection)
-                if time.monotonic() >= deadline:
-                    raise ConnectionLost(f"cannot (re)start watch: {exc}") from exc
-                await asyncio.sleep(0.1)
-                continue
-            if reply.canceled:
-                stream.close()
-                if reply.compact_revision:
-                    raise _compacted(reply)
-                error = ApiError(reply.cancel_reason or "etcdserver: watch canceled")
-                error.response = reply  # type: ignore[attr-defined]
-                raise error
-            self._stream = stream
-            self.watch_id = reply.watch_id
-            self.header = reply.header
-            if self.next_revision == 0:
-                # "From now": the first event can only come after the creating revision.
-                self.next_revision = reply.header.revision + 1
-            self._take(reply)
-            return
-
-    def _take(self, reply: rpc.WatchResponse) -> None:
-        """Queue a reply with only the events not delivered yet (or a progress reply).
-
-        A revision's events always travel in one reply, so everything below
-        ``next_revision`` was delivered and everything at or above it is new.
-        """
-        self.header = reply.header
-        fresh = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
-        if fresh:
-            self.next_revision = fresh[-1].kv.mod_revision + 1
-            if len(fresh) != len(reply.events):
-                trimmed = rpc.WatchResponse()
-                trimmed.CopyFrom(reply)
-                del trimmed.events[:]
-                trimmed.events.extend(fresh)
-                reply = trimmed
-            self._ready.append(reply)
-        elif not reply.events and not reply.created:
-            # A progress notification: every event up to header.revision was sent.
-            self.next_revision = max(self.next_revision, reply.header.revision + 1)
-            self._ready.append(reply)
-
-    async def _next_response(self) -> rpc.WatchResponse | None:
-        """The next reply for responses(); None once the watch has ended."""
-        while not self._ready:
-            if self._canceled:
-                return None
-            try:
-                reply = rpc.WatchResponse.FromString(await self._stream.receive())
-            except ConnectionLost:
-                if self._canceled:
-                    return None
-                await self._start()
-                continue
-            except ApiError:
-                if self._canceled:
-                    return None
-                raise
-            if reply.canceled:
-                self._canceled = True
-                self._stream.close()
-                return reply
-            self._take(reply)
-        return self._ready.popleft()
-
-    async def responses(self):
-        """Async iterator over server replies: each with new events, each progress
-        notification, and last the server's cancel reply if it ends the watch."""
-        while (reply := await self._next_response()) is not None:
-            yield reply
-
-    async def _next_events(self) -> list[kv_pb2.Event] | None:
-        """The events of the next reply that has any; None at the end of the watch.
-        Raises Compacted if the server ends the watch because of a compaction."""
-        while (reply := await self._next_response()) is not None:
-            if reply.canceled:
-                if reply.compact_revision:
-                    raise _compacted(reply)
-                return None
-            if reply.events:
-                return list(reply.events)
-        return None
-
-    async def batches(self):
-        """Async iterator over lists of events, as they arrive (one list per server reply)."""
-        while True:
-            if self._pending:
-                events, self._pending = self._pending, []
-                yield events
-                continue
-            events = await self._next_events()
-            if events is None:
-                return
-            yield events
-
-    def __aiter__(self) -> Watcher:
-        return self
-
-    async def __anext__(self) -> kv_pb2.Event:
-        if not self._pending:
-            events = await self._next_events()
-            if events is None:
-                raise StopAsyncIteration
-            self._pending = events
-        return self._pending.pop(0)  # lists stay short: one server reply's events
-
-    async def request_progress(self) -> None:
-        """Ask for a progress notification (etcd's WatchProgressRequest): a reply with no
-        events, through responses(), once every event up to its revision was sent."""
-        if self._stream is not None and not self._canceled:
-            request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
-            with contextlib.suppress(ConnectionLost):
-                self._stream.send(request.SerializeToString())
-
-    async def cancel(self) -> None:
-        """Stop the watch; iteration ends."""
-        self._canceled = True
-        if self._stream is not None:
-            self._stream.close()
+    def _unwatch(self, key: object, feed: ServerWatch) -> None:
+        if self._watches.get(key) is feed:
+            del self._watches[key]
 
 
 __all__ = ["AsyncClient", "KeepAlive", "Watcher", "to_bytes"]

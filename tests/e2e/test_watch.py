@@ -176,3 +176,55 @@ def test_periodic_auto_compaction_drops_history_older_than_the_retention(make_cl
         # History within the retention is still there, the current value too.
         assert client.get("ac/k", revision=latest).kvs[0].value == b"more"
     assert "auto-compacted to revision" in cluster.members[0].log_text()
+
+
+def test_watchers_of_one_range_from_now_share_one_server_watch(make_cluster):
+    import asyncio
+
+    from pyraftkv import AsyncClient
+
+    from .test_metrics import metrics, with_metrics
+
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    cluster.start()
+    member = cluster.members[0]
+
+    def server_watches() -> float:
+        return metrics(port)["etcd_debugging_mvcc_watcher_total"]
+
+    async def keys(watchers) -> list[bytes]:
+        return [(await asyncio.wait_for(anext(w), 5)).kv.key for w in watchers]
+
+    async def scenario():
+        async with AsyncClient([member.endpoint], timeout=30) as client:
+            sharers = [await client.watch("s/", prefix=True) for _ in range(3)]
+            own = await client.watch("s/", prefix=True, start_revision=1)  # history: its own
+            other = await client.watch("s/", prefix=True, prev_kv=True)  # other options
+            watching = await asyncio.to_thread(server_watches)
+            await client.put("s/a", "1")
+            first = await keys(sharers + [own, other])
+            await sharers[0].cancel()
+            late = await client.watch("s/", prefix=True)  # joins the running server watch
+            await client.put("s/b", "2")
+            second = await keys(sharers[1:] + [late])
+            ended = [e async for e in sharers[0]]
+            # The member restarts: the shared watch resumes after the last revision seen.
+            await asyncio.to_thread(cluster.kill, member)
+            await asyncio.to_thread(cluster.start_member, member)
+            await client.put("s/c", "3")
+            third = await keys(sharers[1:] + [late])
+            for watcher in sharers[1:] + [late, own, other]:
+                await watcher.cancel()
+            return watching, first, second, ended, third
+
+    watching, first, second, ended, third = asyncio.run(scenario())
+    assert watching == 3  # three sharers, one with a start revision, one with prev_kv
+    assert first == [b"s/a"] * 5
+    assert second == [b"s/b"] * 3  # the late joiner starts at the shared watch's position
+    assert ended == []  # a canceled sharer's iteration ends; the others go on
+    assert third == [b"s/c"] * 3
+    deadline = time.monotonic() + 10
+    while server_watches() != 0:  # the last sharer leaving ends the server watch
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

@@ -1,0 +1,306 @@
+"""Watches of AsyncClient: one server watch per distinct request, shared by its watchers.
+
+Watchers that start "from now" (no start revision) with the same key range and options
+share one watch on the server: each change is sent once to the client, parsed once and
+handed to every sharer, so a process with thousands of watchers of one key costs the
+server one watch and itself one parse per change. A watcher that names a start revision
+has a server watch of its own (the history it asks for is its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..errors import ApiError, Compacted, NoLeader
+from ..proto import kv_pb2
+from ..proto import rpc_pb2 as rpc
+from ..protocol.methods import BY_NAME
+from .connection import ConnectionLost, Stream
+
+_WATCH = BY_NAME["Watch"].number
+_RUNNING = object()  # a Watcher's end while its server watch goes on
+
+
+def _compacted(reply: rpc.WatchResponse) -> Compacted:
+    error = Compacted(
+        f"etcdserver: mvcc: required revision has been compacted "
+        f"(compact revision {reply.compact_revision})"
+    )
+    error.compact_revision = reply.compact_revision
+    error.response = reply  # the reply itself, for callers that show it (as etcdctl does)
+    return error
+
+
+class ServerWatch:
+    """One watch on the server and the Watchers it feeds, kept going across reconnects.
+
+    On a lost connection it re-creates the watch on the next endpoint from the revision
+    after the last one it delivered, so nothing is missed or repeated. It ends when its
+    last watcher leaves, when the server cancels it, or when no member can take it again
+    within the client's timeout.
+    """
+
+    def __init__(self, client, create: rpc.WatchCreateRequest, on_end: Callable[[], None]):
+        self._client = client
+        self._create = create
+        self._on_end = on_end
+        self.watchers: dict[Watcher, None] = {}  # insertion-ordered set
+        # The revision the next event must have at least; 0 until the server tells us.
+        self.next_revision = create.start_revision
+        self.watch_id = 0
+        self.header: rpc.ResponseHeader | None = None
+        self._stream: Stream | None = None
+        self._stopped = False
+        self._created = asyncio.get_running_loop().create_future()
+        self._created.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._task = asyncio.create_task(self._run())
+
+    async def join(self) -> Watcher:
+        """A new Watcher of this watch, once the server has created it."""
+        watcher = Watcher(self)
+        self.watchers[watcher] = None
+        try:
+            await asyncio.shield(self._created)
+        except BaseException:
+            self.leave(watcher)
+            raise
+        return watcher
+
+    def leave(self, watcher: Watcher) -> None:
+        """A watcher is done; the server watch ends with the last one."""
+        self.watchers.pop(watcher, None)
+        if not self.watchers:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the server watch; its watchers' iterations end."""
+        if not self._stopped:
+            self._stopped = True
+            self._on_end()
+            if self._stream is not None:
+                self._stream.close()
+
+    def request_progress(self) -> None:
+        if self._stream is not None and not self._stopped:
+            request = rpc.WatchRequest(progress_request=rpc.WatchProgressRequest())
+            with contextlib.suppress(ConnectionLost):
+                self._stream.send(request.SerializeToString())
+
+    async def _run(self) -> None:
+        try:
+            await self._open()
+        except Exception as exc:
+            self._created.set_exception(exc)
+            self.stop()
+            return
+        self._created.set_result(None)
+        end: rpc.WatchResponse | BaseException | None
+        try:
+            end = await self._follow()
+        except Exception as exc:  # the server's error, or no member took the watch again
+            end = None if self._stopped else exc
+        self.stop()
+        for watcher in self.watchers:
+            watcher._finish(end)
+
+    async def _open(self) -> None:
+        """Create the watch on the server from ``next_revision``, trying members in turn."""
+        client = self._client
+        deadline = time.monotonic() + client.timeout
+        while True:
+            if self._stopped:
+                raise ConnectionLost("the watch was canceled")
+            try:
+                connection = await client.connection()
+                stream = self._stream = connection.open_stream(_WATCH)
+                create = rpc.WatchCreateRequest()
+                create.CopyFrom(self._create)
+                create.start_revision = self.next_revision
+                stream.send(rpc.WatchRequest(create_request=create).SerializeToString())
+                reply = rpc.WatchResponse.FromString(
+                    await asyncio.wait_for(stream.receive(), max(0.01, deadline - time.monotonic()))
+                )
+            except (ConnectionLost, asyncio.TimeoutError, NoLeader) as exc:
+                if client._connection is not None and not self._stopped:
+                    client._drop(client._connection)
+                if time.monotonic() >= deadline or self._stopped:
+                    raise ConnectionLost(f"cannot (re)start watch: {exc}") from exc
+                await asyncio.sleep(0.1)
+                continue
+            if reply.canceled:
+                stream.close()
+                if reply.compact_revision:
+                    raise _compacted(reply)
+                error = ApiError(reply.cancel_reason or "etcdserver: watch canceled")
+                error.response = reply  # type: ignore[attr-defined]
+                raise error
+            self.watch_id = reply.watch_id
+            if self.next_revision == 0:
+                # "From now": the first event can only come after the creating revision.
+                self.next_revision = reply.header.revision + 1
+            self._hand_out(reply)
+            return
+
+    async def _follow(self) -> rpc.WatchResponse | None:
+        """Hand out replies until the watch ends: the server's cancel reply, or None."""
+        while True:
+            try:
+                body = await self._stream.receive()
+            except ConnectionLost:
+                if self._stopped:
+                    return None
+                await self._open()
+                continue
+            reply = rpc.WatchResponse.FromString(body)
+            if reply.canceled:
+                return reply
+            self._hand_out(reply)
+
+    def _hand_out(self, reply: rpc.WatchResponse) -> None:
+        """Give every watcher a reply with only the events not delivered yet (or a progress
+        reply). A revision's events always travel in one reply, so everything below
+        ``next_revision`` was delivered and everything at or above it is new."""
+        self.header = reply.header
+        fresh = [e for e in reply.events if e.kv.mod_revision >= self.next_revision]
+        if fresh:
+            self.next_revision = fresh[-1].kv.mod_revision + 1
+            if len(fresh) != len(reply.events):
+                trimmed = rpc.WatchResponse()
+                trimmed.CopyFrom(reply)
+                del trimmed.events[:]
+                trimmed.events.extend(fresh)
+                reply = trimmed
+        elif not reply.events and not reply.created:
+            # A progress notification: every event up to header.revision was sent.
+            self.next_revision = max(self.next_revision, reply.header.revision + 1)
+        else:
+            return
+        for watcher in self.watchers:  # the hot loop of a fan-out: kept flat
+            watcher._ready.append(reply)
+            waiter = watcher._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+
+class Watcher:
+    """Events of one watch, in revision order, each once, across reconnects.
+
+    Iterate it for events, ``batches()`` for the events of each server reply, or
+    ``responses()`` for the replies themselves (with progress notifications and the
+    server's final cancel). Watchers sharing a server watch get the same reply objects:
+    read them, do not change them.
+    """
+
+    def __init__(self, feed: ServerWatch) -> None:
+        self._feed = feed
+        self._ready: deque[rpc.WatchResponse] = deque()
+        self._waiter: asyncio.Future | None = None
+        self._end: object = _RUNNING
+        self._canceled = False
+        self._pending: list[kv_pb2.Event] = []
+
+    @property
+    def watch_id(self) -> int:
+        return self._feed.watch_id
+
+    @property
+    def header(self) -> rpc.ResponseHeader | None:
+        """The header of the latest reply from the server watch."""
+        return self._feed.header
+
+    @property
+    def next_revision(self) -> int:
+        """The revision the next event will have at least."""
+        return self._feed.next_revision
+
+    def _finish(self, end: rpc.WatchResponse | BaseException | None) -> None:
+        self._end = end
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_response(self) -> rpc.WatchResponse | None:
+        """The next reply for responses(); None once the watch has ended."""
+        while not self._ready:
+            if self._canceled:
+                return None
+            end = self._end
+            if end is not _RUNNING:
+                if isinstance(end, BaseException):
+                    raise end
+                self._canceled = True
+                return end  # the server's cancel reply, or None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._ready.popleft()
+
+    async def responses(self):
+        """Async iterator over server replies: each with new events, each progress
+        notification, and last the server's cancel reply if it ends the watch."""
+        while (reply := await self._next_response()) is not None:
+            yield reply
+
+    async def _next_events(self) -> list[kv_pb2.Event] | None:
+        """The events of the next reply that has any; None at the end of the watch.
+        Raises Compacted if the server ends the watch because of a compaction."""
+        while (reply := await self._next_response()) is not None:
+            if reply.canceled:
+                if reply.compact_revision:
+                    raise _compacted(reply)
+                return None
+            if reply.events:
+                return list(reply.events)
+        return None
+
+    async def batches(self):
+        """Async iterator over lists of events, as they arrive (one list per server reply)."""
+        while True:
+            if self._pending:
+                events, self._pending = self._pending, []
+                yield events
+                continue
+            events = await self._next_events()
+            if events is None:
+                return
+            yield events
+
+    def __aiter__(self) -> Watcher:
+        return self
+
+    async def __anext__(self) -> kv_pb2.Event:
+        while not self._pending:
+            reply = await self._next_response()
+            if reply is None:
+                raise StopAsyncIteration
+            if reply.canceled:
+                if reply.compact_revision:
+                    raise _compacted(reply)
+                raise StopAsyncIteration
+            if len(reply.events) == 1:
+                return reply.events[0]  # the common case, without a list per watcher
+            self._pending = list(reply.events)  # none for a progress reply: wait on
+        return self._pending.pop(0)  # lists stay short: one server reply's events
+
+    async def request_progress(self) -> None:
+        """Ask for a progress notification (etcd's WatchProgressRequest): a reply with no
+        events, through responses(), once every event up to its revision was sent (every
+        watcher sharing the server watch gets it)."""
+        if not self._canceled:
+            self._feed.request_progress()
+
+    async def cancel(self) -> None:
+        """Stop the watch; iteration ends."""
+        if not self._canceled:
+            self._canceled = True
+            self._feed.leave(self)
+            self._wake()
