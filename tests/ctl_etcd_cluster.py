@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pyraftkv.ctl.printers import PRINTERS, EndpointHealth
 from pyraftkv.proto import rpc_pb2 as rpc
 
 from .ctl_etcd_bridge import EtcdBridge
+from .e2e.harness import free_ports
 
 ETCD = shutil.which("etcd")
 ETCDCTL = shutil.which("etcdctl")
@@ -45,17 +45,6 @@ class Result:
     code: int
     out: bytes
     err: bytes
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (bound once by the kernel's choice, then freed)."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def wait_until(condition, timeout: float = 15.0, what: str = "condition") -> None:

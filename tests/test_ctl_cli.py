@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +14,12 @@ from pyraftkv.ctl import main, run
 from pyraftkv.ctl.command import COMMANDS
 from pyraftkv.ctl.kv import GET_FLAGS
 
+from .e2e.harness import free_ports
+
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]  # nothing listens there
 
 
 def ctl(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:

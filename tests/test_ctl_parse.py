@@ -8,7 +8,6 @@ reach a server would fail with a different (connection) error.
 from __future__ import annotations
 
 import io
-import socket
 import time
 
 import pytest
@@ -19,6 +18,8 @@ from pyraftkv.ctl.flags import Flag, UsageError, go_parse_int, parse_duration, p
 from pyraftkv.ctl.kv import DEL_FLAGS, GET_FLAGS, PUT_FLAGS, build_delete, build_put, build_range
 from pyraftkv.ctl.txn import parse_compare, parse_go_string, parse_request, read_txn, split_words
 from pyraftkv.proto import rpc_pb2 as rpc
+
+from .e2e.harness import free_ports
 
 FLAGS = (
     Flag("rev", "int", 0, "revision"),
@@ -32,9 +33,7 @@ FLAGS = (
 
 @pytest.fixture(scope="module")
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]  # nothing listens there
 
 
 def ctl(closed_port: int, *argv: str, stdin: bytes = b"", environ=None) -> tuple[int, str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,8 @@ from google.protobuf import json_format
 from pyraftkv import errors
 from pyraftkv.mvcc import MVCCStore, prefix_end
 from pyraftkv.proto import rpc_pb2
+
+from .e2e.harness import free_ports
 
 ETCD = shutil.which("etcd")
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd is not installed")
@@ -44,17 +45,11 @@ _ENDPOINTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Etcd:
     """One etcd member on loopback, spoken to through its gRPC-gateway JSON API."""
 
     def __init__(self, data_dir: Path) -> None:
-        client, peer = _free_port(), _free_port()
+        client, peer = free_ports(2)
         self.url = f"http://127.0.0.1:{client}/v3/"
         self.log = open(data_dir / "etcd.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,15 +24,27 @@ HEARTBEAT_MS = 50
 ELECTION_MS = 500
 
 
+# Test ports come from below Linux's ephemeral range (32768-60999), where every outgoing
+# connection takes its local port: a port picked there could be taken by one between the
+# pick and the member's bind.
+_PORTS = range(10_000, 32_000)
+_handed_out: set[int] = set()  # never the same port twice in one run
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    sockets, ports = [], []
-    for _ in range(count):
-        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        s.bind((host, 0))
-        sockets.append(s)
-        ports.append(s.getsockname()[1])
-    for s in sockets:
-        s.close()
+    """``count`` ports that nothing is bound to now, for members to listen on."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        ports.append(port)
     return ports
 
 
