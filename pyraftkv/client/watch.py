@@ -91,21 +91,19 @@ class ServerWatch:
                 self._stream.send(request.SerializeToString())
 
     async def _run(self) -> None:
+        end: rpc.WatchResponse | BaseException | None = None
         try:
             await self._open()
-        except Exception as exc:
-            self._created.set_exception(exc)
-            self.stop()
-            return
-        self._created.set_result(None)
-        end: rpc.WatchResponse | BaseException | None
-        try:
+            self._created.set_result(None)
             end = await self._follow()
-        except Exception as exc:  # the server's error, or no member took the watch again
+        except Exception as exc:  # the server's error, or no member took the watch (again)
             end = None if self._stopped else exc
-        self.stop()
-        for watcher in self.watchers:
-            watcher._finish(end)
+        finally:  # also when the task is cancelled (its loop closing): nobody waits forever
+            if not self._created.done():
+                self._created.set_exception(end or ConnectionLost("the watch was canceled"))
+            self.stop()
+            for watcher in self.watchers:
+                watcher._finish(end)
 
     async def _open(self) -> None:
         """Create the watch on the server from ``next_revision``, trying members in turn."""

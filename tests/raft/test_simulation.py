@@ -1,7 +1,7 @@
 """Seeded cluster simulations (see simulate.py). Every seed checks safety after each step
 and liveness after the faults heal; a failure names the command that replays it.
 
-PYRAFTKV_SIM_SEEDS=N runs N seeds per cluster size (default 1000, about 100 s of the
+PYRAFTKV_SIM_SEEDS=N runs N seeds per cluster size (default 600, about 80 s of the
 suite on 2 cores); PYRAFTKV_SIM_SEED=S runs just seed S. For long soaks use
 `python -m tests.raft.simulate --seeds 100000`."""
 
@@ -13,7 +13,7 @@ import pytest
 
 from .simulate import run_seed
 
-SEEDS = int(os.environ.get("PYRAFTKV_SIM_SEEDS", "1000"))
+SEEDS = int(os.environ.get("PYRAFTKV_SIM_SEEDS", "600"))
 ONE_SEED = os.environ.get("PYRAFTKV_SIM_SEED")
 CHUNKS = 10
 
