@@ -18,6 +18,7 @@ per request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -248,6 +249,17 @@ class Application:
         if self.reads.add(reply, serve):
             self._schedule_flush()
         self.proposals.pause_if_full()
+
+    async def caught_up(self) -> None:
+        """Return once this member has applied what was committed when called (a ReadIndex
+        round, as a linearizable read waits for): a follower that passed a membership
+        change on to the leader waits for it, so that its own member list shows the change
+        when it answers, as the proposing member's does in etcd. Best effort: without a
+        leader to confirm the round it returns all the same."""
+        done = self.loop.create_future()
+        self.read(Reply(LocalCaller(done, lambda _body: None), 0), rpc.MemberListResponse, True)
+        with contextlib.suppress(errors.ApiError):
+            await done
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:

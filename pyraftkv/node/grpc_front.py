@@ -313,6 +313,8 @@ class GrpcFront:
             try:
                 if url is not None:
                     answer = (await self._relay(url, method, body, token))[-1]
+                    if method.name.startswith("Member"):
+                        await self.server.app.caught_up()
                 else:
                     self.server.dispatch(connection, STREAM, number, 0, body, token)
                     answer = await connection.answer_future  # type: ignore[attr-defined]

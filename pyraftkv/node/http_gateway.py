@@ -262,9 +262,12 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     async def _relay(
         self, stream: int, url: str, route: Method, bodies: list[bytes], token: str
     ) -> None:
-        """A lease call the leader answers, passed on to it (leader_relay.py)."""
+        """A lease or membership call the leader answers, passed on to it (leader_relay.py)."""
         tls = self.server.leader_tls
-        for kind, body in await call_leader(url, route.number, bodies, token, route.streaming, tls):
+        answers = await call_leader(url, route.number, bodies, token, route.streaming, tls)
+        if route.name.startswith("Member"):
+            await self.app.caught_up()
+        for kind, body in answers:
             raise_if_error(kind, body)
             if kind == MESSAGE:
                 self.message(stream, body)

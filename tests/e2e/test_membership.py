@@ -106,3 +106,56 @@ def test_member_update_moves_a_member_to_new_peer_urls(cluster):
         assert [list(m.peerURLs) for m in c.member_list().members if moved_id == m.ID] == [
             [new_url]
         ]
+
+
+def test_a_follower_passing_a_member_change_on_lists_it_when_it_answers(make_cluster):
+    """gRPC and the JSON gateway: a follower passes MemberAdd / MemberRemove to the leader
+    and answers once it has applied the change itself, so the very next MemberList it
+    answers shows it (as etcd's proposing member does), even with the leader's messages
+    to it 300 ms late."""
+    import grpc
+
+    from .gateway_http import call
+    from .nemesis import Network
+
+    cluster = make_cluster(3)
+    network = Network(cluster)
+    cluster.start()
+    leader = cluster.wait_leader()
+    follower = next(m for m in cluster.members if m is not leader)
+    network.delay(leader, follower, 300)
+
+    def grpc_call(name: str, request, response_type):
+        with grpc.insecure_channel(follower.endpoint) as channel:
+            method = channel.unary_unary(
+                f"/etcdserverpb.Cluster/{name}",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=response_type.FromString,
+            )
+            return method(request, timeout=10)
+
+    for round_ in range(2):
+        url = f"http://127.0.0.1:{free_ports(1)[0]}"
+        added = grpc_call(
+            "MemberAdd", rpc.MemberAddRequest(peerURLs=[url], isLearner=True), rpc.MemberAddResponse
+        )
+        listed = grpc_call("MemberList", rpc.MemberListRequest(), rpc.MemberListResponse)
+        assert added.member.ID in [m.ID for m in listed.members], round_
+        grpc_call(
+            "MemberRemove", rpc.MemberRemoveRequest(ID=added.member.ID), rpc.MemberRemoveResponse
+        )
+        listed = grpc_call("MemberList", rpc.MemberListRequest(), rpc.MemberListResponse)
+        assert added.member.ID not in [m.ID for m in listed.members], round_
+
+        url = f"http://127.0.0.1:{free_ports(1)[0]}"
+        answer = call(
+            follower.endpoint, "/v3/cluster/member/add", {"peerURLs": [url], "isLearner": True}
+        )
+        assert answer.status == 200, answer
+        new_id = int(answer.json["member"]["ID"])
+        listed = call(follower.endpoint, "/v3/cluster/member/list", {}).json
+        assert new_id in [int(m["ID"]) for m in listed["members"]], round_
+        answer = call(follower.endpoint, "/v3/cluster/member/remove", {"ID": str(new_id)})
+        assert answer.status == 200, answer
+        listed = call(follower.endpoint, "/v3/cluster/member/list", {}).json
+        assert new_id not in [int(m["ID"]) for m in listed["members"]], round_
