@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
 from ..client.sync import Client
+from ..client.tls import TLS
 from ..proto import rpc_pb2 as rpc
 from .state import ClusterView, MemberSample, parse_metrics
 
@@ -36,9 +38,20 @@ STATIC = {
 class Poller:
     """Polls every endpoint each ``interval`` seconds into a ClusterView."""
 
-    def __init__(self, endpoints: list[str], interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        interval: float = 1.0,
+        *,
+        tls: TLS | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.interval = interval
+        self._tls = tls
+        self._ssl = tls.context() if tls is not None else None
+        self._user, self._password = user, password
         self.view = ClusterView(endpoints)
         self._clients: dict[str, Client] = {}
         self._pool = ThreadPoolExecutor(len(endpoints), thread_name_prefix="poll")
@@ -49,7 +62,14 @@ class Poller:
     def _client(self, endpoint: str) -> Client:
         client = self._clients.get(endpoint)
         if client is None:
-            client = Client([endpoint], timeout=POLL_TIMEOUT_S, connect_timeout=POLL_TIMEOUT_S)
+            client = Client(
+                [endpoint],
+                timeout=POLL_TIMEOUT_S,
+                connect_timeout=POLL_TIMEOUT_S,
+                tls=self._tls,
+                user=self._user,
+                password=self._password,
+            )
             self._clients[endpoint] = client
         return client
 
@@ -70,8 +90,9 @@ class Poller:
                 "isLearner": status.isLearner,
                 "errors": list(status.errors),
             }
-            url = f"http://{endpoint}/metrics"
-            with urllib.request.urlopen(url, timeout=POLL_TIMEOUT_S) as response:
+            scheme = "https" if self._ssl is not None else "http"
+            url = f"{scheme}://{endpoint}/metrics"
+            with urllib.request.urlopen(url, timeout=POLL_TIMEOUT_S, context=self._ssl) as response:
                 sample.metrics = parse_metrics(response.read().decode())
             if cluster_wide:
                 members = client.member_list().members
@@ -148,11 +169,12 @@ def _handler(poller: Poller) -> type[BaseHTTPRequestHandler]:
 
 
 def start_dashboard(
-    endpoints: list[str], listen: str, interval: float = 1.0
+    endpoints: list[str], listen: str, interval: float = 1.0, **access
 ) -> tuple[ThreadingHTTPServer, Poller]:
-    """Starts the poller and the HTTP server in daemon threads; returns both."""
+    """Starts the poller and the HTTP server in daemon threads; returns both. ``access``:
+    the Poller's tls, user and password."""
     host, _, port = listen.rpartition(":")
-    poller = Poller(endpoints, interval)
+    poller = Poller(endpoints, interval, **access)
     server = ThreadingHTTPServer((host.strip("[]") or "127.0.0.1", int(port)), _handler(poller))
     server.daemon_threads = True
     threading.Thread(target=poller.run, name="dashboard-poller", daemon=True).start()
@@ -168,8 +190,29 @@ def run_dashboard(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("pyraftkv dashboard: --interval must be positive", file=sys.stderr)
         return 2
+    if bool(args.cert) != bool(args.key):
+        print("pyraftkv dashboard: --cert and --key go together", file=sys.stderr)
+        return 2
+    user = password = None
+    if args.user:
+        user, colon, password = args.user.partition(":")
+        if not colon or not user:
+            print("pyraftkv dashboard: --user takes username:password", file=sys.stderr)
+            return 2
+    tls = None
+    if args.cacert or args.cert or args.insecure_skip_tls_verify:
+        tls = TLS(
+            ca_file=args.cacert,
+            cert_file=args.cert,
+            key_file=args.key,
+            insecure_skip_verify=args.insecure_skip_tls_verify,
+        )
     try:
-        server, poller = start_dashboard(endpoints, args.address, args.interval)
+        access = {"tls": tls, "user": user, "password": password}
+        server, poller = start_dashboard(endpoints, args.address, args.interval, **access)
+    except (ssl.SSLError, FileNotFoundError) as exc:
+        print(f"pyraftkv dashboard: cannot use the TLS files: {exc}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as exc:
         print(f"pyraftkv dashboard: cannot listen on {args.address}: {exc}", file=sys.stderr)
         return 2
