@@ -66,6 +66,7 @@ class Server:
         self.on_connection_lost = []
         self.paused = False
         self.dispatched: list[tuple[int, int]] = []
+        self.cors = self.host_whitelist = None  # (the HTTP side's: anything goes)
 
     def dispatch(self, connection, stream, method, flags, body, token="", relayed=None):
         self.dispatched.append((stream, method))

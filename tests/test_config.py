@@ -96,11 +96,24 @@ def test_three_member_cluster():
         (["--experimental-watch-progress-notify-interval", "5 m"], "not a duration"),
         (["--experimental-watch-progress-notify-interval", "0s"], "must be positive"),
         (["--max-request-bytes", str(2 << 30)], "at most 1073741824"),
+        (["--cors", "http://a.example"], "scheme://host:port"),
+        (["--cors", "a.example:80"], "scheme://host:port"),
     ],
 )
 def test_bad_flags_are_refused_with_a_clear_message(argv, message):
     with pytest.raises(ConfigError, match=message):
         parse(argv)
+
+
+def test_cors_and_host_whitelist_are_sets_or_anything():
+    config = parse(
+        ["--cors", "http://a.example:80, https://b.example:443", "--host-whitelist", "x"]
+    )
+    assert config.cors == {"http://a.example:80", "https://b.example:443"}
+    assert config.host_whitelist == {"x"}
+    default = parse([])
+    assert default.cors is None and default.host_whitelist is None  # anything goes
+    assert parse(["--cors", "*", "--host-whitelist", "a,*"]).host_whitelist is None
 
 
 def test_bad_environment_value_names_the_variable():

@@ -52,6 +52,9 @@ class ClientServer:
         self.paused = False
         # How this member dials another's https client URL (leader_relay.py); None: no TLS.
         self.leader_tls: ssl.SSLContext | None = None
+        # HTTP requests: origins given CORS headers, Host names served (None: any).
+        self.cors: frozenset[str] | None = None
+        self.host_whitelist: frozenset[str] | None = None
         self.handlers: dict[int, Callable[[ClientConnection, int, int, bytes], None]] = {}
         app.on_pause(self._pause_all)
         writes = (

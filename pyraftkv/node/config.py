@@ -80,6 +80,8 @@ class NodeConfig:
     strict_reconfig_check: bool = True
     force_new_cluster: bool = False
     initial_election_tick_advance: bool = True
+    cors: frozenset[str] | None = None  # None: any origin
+    host_whitelist: frozenset[str] | None = None  # None: any host
 
     def __post_init__(self) -> None:
         me = next((m for m in self.initial_cluster if m.name == self.name), None)
@@ -178,6 +180,20 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
         "of applied log also does.",
     ),
     ("max-request-bytes", int, 1536 * 1024, "Maximum client request size in bytes."),
+    (
+        "cors",
+        str,
+        "*",
+        "Comma-separated origins (scheme://host:port) whose cross-origin HTTP requests get "
+        "CORS headers; '*' means any.",
+    ),
+    (
+        "host-whitelist",
+        str,
+        "*",
+        "Comma-separated host names that HTTP requests to a plaintext client port may name "
+        "in their Host header (against DNS rebinding); '*' means any.",
+    ),
     (
         "quota-backend-bytes",
         int,
@@ -525,7 +541,25 @@ def _build(raw: dict) -> NodeConfig:
         corrupt_check_interval_s=_optional_duration(
             raw["experimental-corrupt-check-time"], "--experimental-corrupt-check-time"
         ),
+        cors=_cors(raw["cors"]),
+        host_whitelist=_any_or_set(raw["host-whitelist"]),
     )
+
+
+def _any_or_set(text: str) -> frozenset[str] | None:
+    """A comma-separated list: None when it is empty or holds '*' (anything goes)."""
+    items = frozenset(item.strip() for item in text.split(",") if item.strip())
+    return None if not items or "*" in items else items
+
+
+def _cors(text: str) -> frozenset[str] | None:
+    origins = _any_or_set(text)
+    for origin in origins or ():
+        scheme, sep, rest = origin.partition("://")
+        host, colon, port = rest.rpartition(":")
+        if scheme not in ("http", "https") or not (sep and colon and host and port.isdigit()):
+            raise ConfigError(f"--cors: {origin!r} is not an origin of the form scheme://host:port")
+    return origins
 
 
 def _optional_duration(text: str, flag: str) -> float:

@@ -33,8 +33,6 @@ _IGNORED_WHEN: dict[str, Callable[[object], bool]] = {
         key: lambda v: v in (None, "", [], False)
         for key in (
             "wal-dir",
-            "cors",
-            "host-whitelist",
             "discovery",
             "discovery-srv",
             "discovery-srv-name",

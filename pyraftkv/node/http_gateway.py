@@ -51,10 +51,15 @@ LEADER_CALLS = frozenset(
         "MemberPromote",
     )
 )
-CORS_HEADERS = (
+CORS_ALLOW = (
     (b"Access-Control-Allow-Headers", b"accept, content-type, authorization"),
     (b"Access-Control-Allow-Methods", b"POST, GET, OPTIONS, PUT, DELETE"),
-    (b"Access-Control-Allow-Origin", b"*"),
+)
+CORS_ANY = (*CORS_ALLOW, (b"Access-Control-Allow-Origin", b"*"))
+MISDIRECTED = (
+    b"pyraftkv received the request, but its Host header is not in --host-whitelist.\n\n"
+    b"Use TLS on the client port (any host is then served), or add the host name to "
+    b"--host-whitelist.\nThis guards against DNS rebinding (CVE-2018-5702).\n"
 )
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
@@ -62,6 +67,7 @@ TEXT = b"text/plain; charset=utf-8"
 CALL_HEADERS = ((b"Grpc-Metadata-Content-Type", b"application/grpc"),)
 REASONS = {code: reason.encode() for code, reason in gateway.REASONS.items()}
 REASONS[405] = b"Method Not Allowed"
+REASONS[421] = b"Misdirected Request"
 
 
 class HttpConnection(CallTasks, asyncio.Protocol):
@@ -94,11 +100,14 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._discarding = False  # the rest of a refused body: read and dropped
         self.last_active = time.monotonic()
         self._parked: tuple | None = None  # a request held while the member is paused
+        self._cors = CORS_ANY  # the CORS headers of the request in hand (--cors)
+        self._tls = False  # whether the connection is TLS (any Host is then served)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._tls = transport.get_extra_info("ssl_object") is not None
         self.cert_user = common_name(transport.get_extra_info("peercert"))
         if len(self.server.connections) >= MAX_CONNECTIONS:
             log.warning("refusing a client connection: %d are open", len(self.server.connections))
@@ -178,7 +187,11 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         target = request.target.decode("ascii", "replace")
         path = target.split("?", 1)[0]
         method = request.method
-        if path.startswith(("/v3/", gateway.OLD_PREFIX)):
+        self._cors = self._cors_headers(request)
+        hosts = self.server.host_whitelist
+        if hosts is not None and not self._tls and _host(request) not in hosts:
+            self._respond(421, MISDIRECTED, TEXT, ((b"X-Content-Type-Options", b"nosniff"),))
+        elif path.startswith(("/v3/", gateway.OLD_PREFIX)):
             self._gateway(path, method, request, body)
         elif method == b"OPTIONS":
             self._respond(200, b"", None)
@@ -195,6 +208,16 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 self.app.loop.create_task(self._health(self._stream))
         else:
             self._respond(404, b"404 page not found\n", TEXT)
+
+    def _cors_headers(self, request: h11.Request) -> tuple:
+        """Any origin (the default), the request's origin when --cors names it, or none."""
+        allowed = self.server.cors
+        if allowed is None:
+            return CORS_ANY
+        origin = _header(request, b"origin")
+        if origin in allowed:
+            return (*CORS_ALLOW, (b"Access-Control-Allow-Origin", origin.encode()))
+        return ()
 
     def _only_get(self, method: bytes) -> bool:
         if method in (b"GET", b"HEAD"):
@@ -338,7 +361,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     # -- output -------------------------------------------------------------------------------
 
     def _headers(self, content_type: bytes | None, extra: tuple = ()) -> list[tuple[bytes, bytes]]:
-        headers = [*CORS_HEADERS, *extra, (b"Date", email.utils.formatdate(usegmt=True).encode())]
+        headers = [*self._cors, *extra, (b"Date", email.utils.formatdate(usegmt=True).encode())]
         if content_type is not None:
             headers.append((b"Content-Type", content_type))
         return headers
@@ -433,6 +456,22 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def _close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
+
+
+def _header(request: h11.Request, name: bytes) -> str:
+    """A header's value ('' when absent); h11 gives names in lower case."""
+    for key, value in request.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return ""
+
+
+def _host(request: h11.Request) -> str:
+    """The host name the request names, without its port (and an IPv6 address's brackets)."""
+    host = _header(request, b"host")
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _content_length(request: h11.Request) -> int:

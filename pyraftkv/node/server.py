@@ -230,6 +230,7 @@ class Node:
             app, token_provider(config.auth_token, config.auth_token_ttl_s), config.bcrypt_cost
         )
         self.server = ClientServer(app, config.max_request_bytes, auth)
+        self.server.cors, self.server.host_whitelist = config.cors, config.host_whitelist
         if config.client_tls.has_cert:
             self.server.leader_tls = config.client_tls.client_context()
         await self._wait_raft_started()

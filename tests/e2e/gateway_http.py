@@ -8,7 +8,7 @@ import http.client
 import json
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ctl_etcd_cluster import ETCD, free_ports, wait_until
@@ -22,6 +22,7 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+    headers: dict = field(default_factory=dict)  # names in lower case
 
     @property
     def json(self):
@@ -56,7 +57,10 @@ def call(
             data = json.dumps(body)
         connection.request(method, path, data, headers or {})
         response = connection.getresponse()
-        return Answer(response.status, response.getheader("Content-Type", ""), response.read())
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return Answer(
+            response.status, response.getheader("Content-Type", ""), response.read(), headers
+        )
     finally:
         connection.close()
 
@@ -72,8 +76,9 @@ def normalise(value):
     return value
 
 
-def start_etcd(directory: Path) -> tuple[subprocess.Popen, str]:
-    """A single-member etcd 3.4 on free ports; (process, client endpoint) once healthy."""
+def start_etcd(directory: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """A single-member etcd 3.4 on free ports, with ``flags`` besides; (process, client
+    endpoint) once healthy."""
     client, peer = free_ports(2)
     log = open(directory / "etcd.log", "wb")  # noqa: SIM115 (lives with the process)
     process = subprocess.Popen(
@@ -85,6 +90,7 @@ def start_etcd(directory: Path) -> tuple[subprocess.Popen, str]:
             *("--listen-peer-urls", f"http://127.0.0.1:{peer}"),
             *("--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}"),
             *("--initial-cluster", f"default=http://127.0.0.1:{peer}"),
+            *flags,
         ],
         stdout=log,
         stderr=log,
