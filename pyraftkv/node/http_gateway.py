@@ -475,10 +475,7 @@ def _host(request: h11.Request) -> str:
 
 
 def _content_length(request: h11.Request) -> int:
-    for name, value in request.headers:
-        if name == b"content-length":
-            return int(value)  # h11 has checked it is a number
-    return 0
+    return int(_header(request, b"content-length") or 0)  # h11 has checked it is a number
 
 
 def _token(request: h11.Request) -> str:
