@@ -11,7 +11,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..ctl_etcd_cluster import ETCD, free_ports, wait_until
+from ..ctl_etcd_cluster import ETCD, wait_until
+from .harness import free_ports
 
 # Values that differ between any two clusters, whatever they serve.
 MEMBER_FIELDS = ("cluster_id", "member_id", "raft_term")

@@ -16,9 +16,9 @@ import pytest
 
 from pyraftkv.ctl import run
 
-from ..ctl_etcd_cluster import ETCD, ETCD_LOG_LINE, ETCDCTL, MISSING, Result, free_ports, wait_until
+from ..ctl_etcd_cluster import ETCD, ETCD_LOG_LINE, ETCDCTL, MISSING, Result, wait_until
 from . import gateway_http as gateway
-from .harness import LocalCluster
+from .harness import LocalCluster, free_ports
 
 pytestmark = pytest.mark.skipif(ETCD is None or ETCDCTL is None, reason=MISSING)
 

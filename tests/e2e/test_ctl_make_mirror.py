@@ -23,7 +23,8 @@ import pytest
 from pyraftkv.ctl import run
 
 from ..ctl_etcd_bridge import EtcdBridge
-from ..ctl_etcd_cluster import ETCD, ETCDCTL, MISSING, Result, free_ports, wait_until
+from ..ctl_etcd_cluster import ETCD, ETCDCTL, MISSING, Result, wait_until
+from .harness import free_ports
 
 pytestmark = pytest.mark.skipif(ETCD is None or ETCDCTL is None, reason=MISSING)
 
