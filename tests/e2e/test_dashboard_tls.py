@@ -78,3 +78,15 @@ def test_the_dashboard_polls_members_over_tls_with_a_user(tmp_path, certs):
         assert "authentication failed" in refused["members"][0]["error"]
     finally:
         cluster.stop_all()
+
+
+def test_bad_tls_and_user_flags_are_refused_before_anything_starts(tmp_path):
+    run = [sys.executable, "-m", "pyraftkv", "dashboard", "--endpoints", "127.0.0.1:1"]
+    for flags, message in (
+        (["--user", "bob"], "--user takes username:password"),
+        (["--user", ":pw"], "--user takes username:password"),
+        (["--cert", str(tmp_path / "c.pem")], "--cert and --key go together"),
+        (["--cacert", str(tmp_path / "missing.pem")], "cannot use the TLS files"),
+    ):
+        done = subprocess.run([*run, *flags], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and message in done.stderr, (flags, done.stderr)
