@@ -8,7 +8,9 @@ the handler answers through this connection's ``reply``/``message``/``end``/``er
 which turn the response message back into JSON. One request is served at a time per
 connection, so pipelined requests are answered in order (h11 holds the next one until the
 answer to the current one is out). Streamed calls (watch, keep-alive, snapshot, observe)
-answer one ``{"result": ...}`` line per message, each in a chunk of its own.
+answer one ``{"result": ...}`` line per message, each in a chunk of its own. A request
+that asks to become a WebSocket carries its call's requests and answers as WebSocket
+messages instead (gateway_websocket.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..protocol import gateway
 from ..protocol.frames import END, FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import Method
 from .client_connection import MAX_CONNECTIONS, SERVED_WHILE_PAUSED, CallTasks
+from .gateway_websocket import WebSocketCall, wants_websocket
 from .leader_relay import call_leader, raise_if_error
 from .metrics import healthy, render
 from .tls import common_name
@@ -80,8 +83,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self.app = server.app
         # A request message may be up to the request limit plus the frame overhead (as a
         # gRPC message to etcd may); its JSON (base64, quoting) up to about twice that.
-        self._max_message = server.max_request_bytes + FRAME_OVERHEAD_BYTES
-        self._max_body = 2 * self._max_message + MAX_HEAD_BYTES
+        self.max_message = server.max_request_bytes + FRAME_OVERHEAD_BYTES
+        self.max_body = 2 * self.max_message + MAX_HEAD_BYTES
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._transport: asyncio.Transport | None = None
         self.closed = False
@@ -102,6 +105,16 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._parked: tuple | None = None  # a request held while the member is paused
         self._cors = CORS_ANY  # the CORS headers of the request in hand (--cors)
         self._tls = False  # whether the connection is TLS (any Host is then served)
+        self._ws: WebSocketCall | None = None  # the call, once the connection is a WebSocket
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def stream(self) -> int:
+        """The number of the request being answered."""
+        return self._stream
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -123,6 +136,9 @@ class HttpConnection(CallTasks, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self._ws is not None:
+            self._ws.receive(data)
+            return
         if self._discarding or self._transport is None or self._transport.is_closing():
             return  # the rest of a refused body, or bytes that came after we hung up
         try:
@@ -132,6 +148,9 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._next()
 
     def eof_received(self) -> bool:
+        if self._ws is not None:
+            self._ws.receive(None)
+            return False
         if self._discarding or self._transport is None or self._transport.is_closing():
             return False
         self._h11.receive_data(b"")
@@ -160,7 +179,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 self._body.clear()
                 self._stream += 1
                 self._busy = True
-                if _content_length(event) > self._max_body:
+                if _content_length(event) > self.max_body:
                     self._refuse_body()
                     return
                 if self._h11.they_are_waiting_for_100_continue:  # curl, for bodies > 1 KiB
@@ -168,7 +187,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                         h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
                     )
             elif isinstance(event, h11.Data):
-                if len(self._body) + len(event.data) > self._max_body:
+                if len(self._body) + len(event.data) > self.max_body:
                     self._refuse_body()
                     return
                 if self._busy:
@@ -192,7 +211,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         if hosts is not None and not self._tls and _host(request) not in hosts:
             self._respond(421, MISDIRECTED, TEXT, ((b"X-Content-Type-Options", b"nosniff"),))
         elif path.startswith(("/v3/", gateway.OLD_PREFIX)):
-            self._gateway(path, method, request, body)
+            if wants_websocket(request):
+                self._upgrade(request, path)
+            else:
+                self._gateway(path, method, request, body)
         elif method == b"OPTIONS":
             self._respond(200, b"", None)
         elif path == "/version":
@@ -231,6 +253,15 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             body = b'{"health":"true"}' if ok else b'{"health":"false"}'
             self._respond(200 if ok else 503, body, TEXT)
 
+    def _upgrade(self, request: h11.Request, path: str) -> None:
+        """Become a WebSocket carrying the call of ``path`` (any method, as etcd's proxy)."""
+        call = self._ws = WebSocketCall(self, gateway.route(path), _token(request))
+        self._route = call.route
+        trailing, _closed = self._h11.trailing_data
+        if not call.start(request, bytes(trailing)):
+            self._ws = None
+            self._respond(400, b"Bad Request: not a WebSocket handshake\n", TEXT)
+
     def _gateway(self, path: str, method: bytes, request: h11.Request, body: bytes) -> None:
         if method == b"OPTIONS":  # a browser's CORS preflight
             self._respond(200, b"", None)
@@ -244,16 +275,16 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             return
         try:
             # A bidirectional stream's body holds any number of requests, none included.
-            bidirectional = route.name in ("Watch", "LeaseKeepAlive")
+            bidirectional = route.name in gateway.BIDIRECTIONAL
             messages = gateway.parse_requests(body, route.request, not bidirectional)
         except gateway.BadJson as exc:
-            self._fail(exc)
+            self._fail(exc.for_call(route))
             return
         token = _token(request)
         for message in messages:
             size = message.ByteSize()
-            if size > self._max_message:
-                self._fail(gateway.MessageTooLarge(size, self._max_message))
+            if size > self.max_message:
+                self._fail(gateway.MessageTooLarge(size, self.max_message))
                 return
         self._route = route
         if self.server.paused and route.number not in SERVED_WHILE_PAUSED:
@@ -262,17 +293,19 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             self._parked = (route, messages, token)
             self._transport.pause_reading()
             return
-        self._call(route, messages, token)
+        self.call(route, messages, token)
 
-    def _call(self, route: Method, messages: list[Message], token: str) -> None:
+    def leader_elsewhere(self, route: Method) -> bool:
+        """Whether ``route`` is a call the leader answers and another member leads."""
+        return route.name in LEADER_CALLS and self.app.leader_id not in (0, self.app.member_id)
+
+    def call(self, route: Method, messages: list[Message], token: str) -> None:
         """Hand the request's messages to the method's handler (or to the leader)."""
         stream, number, dispatch = self._stream, route.number, self.server.dispatch
         messages = messages if route.streaming else messages[:1]
-        leader = self.app.leader_id
-        if route.name in LEADER_CALLS and messages and leader not in (0, self.app.member_id):
+        if messages and self.leader_elsewhere(route):
             bodies = [m.SerializeToString() for m in messages]
-            url = self.app.members.client_url(leader)
-            self.start_task(stream, self._relay(stream, url, route, bodies, token))
+            self.start_task(stream, self.relay(stream, route, bodies, token))
             return
         for message in messages:
             dispatch(self, stream, number, 0, message.SerializeToString(), token)
@@ -282,10 +315,12 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             # The request body is the client's side of the stream: its end ends the call.
             dispatch(self, stream, number, FLAG_END, b"", token)
 
-    async def _relay(
-        self, stream: int, url: str, route: Method, bodies: list[bytes], token: str
+    async def relay(
+        self, stream: int, route: Method, bodies: list[bytes], token: str, end: bool = True
     ) -> None:
-        """A lease or membership call the leader answers, passed on to it (leader_relay.py)."""
+        """A lease or membership call the leader answers, passed on to it (leader_relay.py);
+        with ``end`` false the call goes on after the leader's answer (a WebSocket's)."""
+        url = self.app.members.client_url(self.app.leader_id)
         tls = self.server.leader_tls
         answers = await call_leader(url, route.number, bodies, token, route.streaming, tls)
         if route.name.startswith("Member"):
@@ -296,13 +331,16 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 self.message(stream, body)
             elif kind == REPLY:
                 self.reply(stream, body)
-            elif kind == END:
+            elif kind == END and end:
                 self.end(stream)
 
     # -- answers (the handler table's connection interface) -----------------------------------
 
     def reply(self, stream: int, body: bytes) -> None:
         if stream == self._stream and self._busy and self._route is not None:
+            if self._ws is not None:
+                self._ws.send_reply(self._route.response.FromString(body))
+                return
             json_body = gateway.to_json(self._route.response.FromString(body))
             self._respond(200, json_body, JSON, CALL_HEADERS)
 
@@ -312,17 +350,26 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def message(self, stream: int, body: bytes) -> None:
         if stream != self._stream or not self._busy or self._route is None:
             return
+        if self._ws is not None:
+            self._ws.send_message(self._route.response.FromString(body))
+            return
         self._start_stream()
         self._send(h11.Data(data=gateway.stream_result(self._route.response.FromString(body))))
 
     def end(self, stream: int) -> None:
         if stream != self._stream or not self._busy:
             return
+        if self._ws is not None:
+            self._ws.close()
+            return
         self._start_stream()  # (a stream may end before its first message)
         self._finish()
 
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
         if stream != self._stream or not self._busy:
+            return
+        if self._ws is not None:
+            self._ws.fail(error)
             return
         if self._route is None or not self._route.streaming:
             self._fail(error)
@@ -348,7 +395,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             return
         (route, messages, token), self._parked = self._parked, None
         self._transport.resume_reading()
-        self._call(route, messages, token)
+        self.call(route, messages, token)
 
     def close_with(self, code: int, message: str) -> None:
         """The member is stopping: answer the request in hand with the error, then close."""
@@ -426,7 +473,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         it closes too (closing at once could reset the connection before the client reads
         the answer), for at most DISCARD_S."""
         self._body.clear()
-        self._fail(gateway.MessageTooLarge(None, self._max_body))
+        self._fail(gateway.MessageTooLarge(None, self.max_body))
         self._discarding = True
         transport = self._transport
         if transport is not None and not transport.is_closing():

@@ -112,8 +112,20 @@ REASONS = {
 }
 
 
+# Calls whose client side streams: their requests keep coming after the first.
+BIDIRECTIONAL = frozenset(("Watch", "LeaseKeepAlive"))
+
+
 class BadJson(errors.InvalidArgument):
     """A request body that is not the method's message in JSON."""
+
+    def for_call(self, route: Method) -> errors.ApiError:
+        """The error as etcd's gateway reports it for ``route``: InvalidArgument, except
+        in a bidirectional stream, whose requests are decoded inside the stream (Unknown,
+        HTTP 500)."""
+        if route.name not in BIDIRECTIONAL:
+            return self
+        return errors.ApiError(self.message)  # ApiError's code is UNKNOWN
 
 
 class MessageTooLarge(errors.ApiError):
