@@ -23,12 +23,13 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event,
     Ping,
     Request,
     TextMessage,
 )
 from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .. import errors
 from ..protocol import gateway
@@ -78,7 +79,7 @@ class WebSocketCall:
             return False
         if not accepted:
             return False
-        self._write(self._ws.send(AcceptConnection()))
+        self._send(AcceptConnection())
         if self.route is None:  # an unknown path: its 404 text, as etcd's proxy relays it
             self._text(b"Not Found")
             self.close()
@@ -99,20 +100,19 @@ class WebSocketCall:
                 if isinstance(event, (TextMessage, BytesMessage)):
                     self._fragment(event.data, event.message_finished)
                 elif isinstance(event, Ping):
-                    self._write(self._ws.send(event.response()))
+                    self._send(event.response())
                 elif isinstance(event, CloseConnection):
                     self._client_ended()
-                    if not self._closing:
-                        with contextlib.suppress(Exception):
-                            self._write(self._ws.send(event.response()))
+                    self._send(event.response())  # (not when our close was first)
                     self._close_transport()
                     return
                 if self.connection.closed:
                     return
         except RemoteProtocolError as exc:
             log.info("closing a WebSocket gateway connection: %s", exc)
-            with contextlib.suppress(Exception):
-                self._write(self._ws.send(CloseConnection(code=exc.event_hint.code)))
+            hint = exc.event_hint
+            if isinstance(hint, CloseConnection):
+                self._send(hint)
             self._close_transport()
         if data is None:
             self._client_ended()
@@ -219,8 +219,7 @@ class WebSocketCall:
         if self._closing:
             return
         self._closing = True
-        with contextlib.suppress(Exception):
-            self._write(self._ws.send(CloseConnection(code=CloseReason.NORMAL_CLOSURE)))
+        self._send(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
         transport = self.connection.transport
         if transport is not None and not transport.is_closing() and transport.can_write_eof():
             transport.write_eof()
@@ -229,11 +228,19 @@ class WebSocketCall:
             self._close_transport()
 
     def _text(self, data: bytes) -> None:
-        self._write(self._ws.send(TextMessage(data=data.decode())))
+        self._send(TextMessage(data=data.decode()))
 
-    def _write(self, data: bytes) -> None:
+    def _send(self, event: Event) -> None:
+        """Send ``event`` unless the WebSocket's state no longer allows it (an answer that
+        comes after either side's close frame is dropped)."""
         transport = self.connection.transport
-        if data and transport is not None and not transport.is_closing():
+        if transport is None or transport.is_closing():
+            return
+        try:
+            data = self._ws.send(event)
+        except LocalProtocolError:
+            return
+        if data:
             transport.write(data)
 
     def _close_transport(self) -> None:

@@ -1,9 +1,10 @@
 """Seeded random input on the client port's HTTP side: gateway calls with random JSON built
 from each request message's own field names (boundary numbers, wrong types, deep nesting),
 bodies that are not JSON, lying Content-Lengths, broken chunking and header lines,
-pipelined bursts. Afterwards the member still runs, answers HTTP and native requests, and
-logged no traceback. (Membership, leader moves, auth enable and compaction are left out:
-legitimate calls that change who serves, not bad input.)"""
+pipelined bursts, WebSocket calls with valid and broken frames. Afterwards the member
+still runs, answers HTTP and native requests, and logged no traceback. (Membership, leader
+moves, auth enable and compaction are left out: legitimate calls that change who serves,
+not bad input.)"""
 
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ def _request(rng: random.Random, last: bool) -> bytes:
     else:
         body = b'{"key":"YQ=="}' * rng.randrange(1, 4)
     close = b"Connection: close\r\n" if last else b""
-    framing = rng.randrange(8)
+    framing = rng.randrange(9)
+    if framing == 8:  # the call over a WebSocket: frames valid or not, whatever follows
+        return WS_UPGRADE % path.encode() + _frames(rng, body)
     if framing == 0:  # a Content-Length that lies (shorter)
         return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n%s" % (
             path.encode(), max(0, len(body) - 2), close, body)  # fmt: skip
@@ -75,6 +78,41 @@ def _request(rng: random.Random, last: bool) -> bytes:
                            b"POST\r\n\r\n", b"GET / HTTP/1.1\r\nHost: \x00\r\n\r\n"])  # fmt: skip
     return b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n%s" % (
         path.encode(), len(body), close, body)  # fmt: skip
+
+
+WS_UPGRADE = (
+    b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def _frame(rng: random.Random, opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """One client frame (masked, as RFC 6455 asks of clients)."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    size = len(payload)
+    if size < 126:
+        head += bytes([0x80 | size])
+    elif size < 1 << 16:
+        head += bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + size.to_bytes(8, "big")
+    mask = bytes(rng.randrange(256) for _ in range(4))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _frames(rng: random.Random, body: bytes) -> bytes:
+    choice = rng.randrange(7)
+    if choice < 3:  # the request as one text frame, maybe twice
+        return _frame(rng, 1, body) * rng.randrange(1, 3)
+    if choice == 3:  # in fragments, a ping between them
+        half = len(body) // 2
+        first, ping = _frame(rng, 1, body[:half], False), _frame(rng, 9, b"p")
+        return first + ping + _frame(rng, 0, body[half:])
+    if choice == 4:  # a close frame, valid or with a bad code
+        return _frame(rng, 8, rng.choice([b"\x03\xe8", b"\x00\x01", b"x"]))
+    if choice == 5:  # a frame that claims more than anything sent, or an unmasked one
+        return rng.choice([b"\x81\xff" + (2**62).to_bytes(8, "big"), b"\x81\x05hello"])
+    return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))
 
 
 def _session(endpoint: tuple[str, int], rng: random.Random) -> bytes:
@@ -98,7 +136,7 @@ def test_random_http_input_leaves_the_member_serving(make_cluster):
     member = cluster.members[0]
     rng = random.Random(12)
     answers = b"".join(_session(("127.0.0.1", member.client_port), rng) for _ in range(150))
-    for status in (b"200 OK", b"400 Bad Request", b"404 Not Found"):
+    for status in (b"200 OK", b"400 Bad Request", b"404 Not Found", b"101 Switching Protocols"):
         assert answers.count(b"HTTP/1.1 " + status) >= 5, status  # the input reached calls
     assert member.running
     assert call(member.endpoint, "/health", method="GET").status == 200

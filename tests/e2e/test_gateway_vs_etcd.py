@@ -134,6 +134,10 @@ def test_bad_json_gets_etcds_status_and_code(both):
         etcd, ours = (call(endpoint, "/v3/kv/range", body) for endpoint in both)
         assert (ours.status, ours.json["code"]) == (etcd.status, etcd.json["code"]) == (400, 3)
         assert ours.json["error"] == ours.json["message"] != ""
+    # a bidirectional stream decodes its requests inside the stream: Unknown, 500
+    for path in ("/v3/watch", "/v3/lease/keepalive", "/v3/election/observe"):
+        etcd, ours = (call(endpoint, path, "not json") for endpoint in both)
+        assert (ours.status, ours.json["code"]) == (etcd.status, etcd.json["code"]), path
     # and the member keeps serving
     assert call(both[1], "/v3/kv/range", {"key": A}).status == 200
 
