@@ -6,7 +6,9 @@ timeout, and sends sequential puts (16-byte keys, 128-byte values) to each leade
 blocking Python client: pyraftkv's ``Client`` (native protocol) and a grpcio stub for etcd
 (etcd's gRPC API). Rounds alternate between the two so both see the same machine. Prints
 p50/p99 per round and over all rounds, and pyraftkv's stage breakdown (the member's
-per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it).
+per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it), and the CPU
+each process spent per put (the client, each member's processes): one writer's latency is
+the CPU on its critical path plus the fdatasyncs.
 
     python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX]
 """
@@ -27,6 +29,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 import grpc  # noqa: E402
 
+from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
 from pyraftkv.client.aio import AsyncClient  # noqa: E402
 from pyraftkv.ctl.check import stage_histograms, stage_lines  # noqa: E402
 from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
@@ -118,6 +121,36 @@ def pyraftkv_round(client, count: int, value: bytes, base: int) -> list[float]:
     return latencies
 
 
+class CpuMeter:
+    """CPU seconds per named process (and this one: the client), summed over measured
+    rounds."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.spent = dict.fromkeys([*pids, "client (this process)"], 0.0)
+        self.puts = 0
+
+    def _now(self) -> dict[str, float]:
+        now = {name: sum(cpu_seconds(pid)) for name, pid in self.pids.items()}
+        now["client (this process)"] = time.process_time()
+        return now
+
+    def measure(self, run, puts: int):
+        before = self._now()
+        result = run()
+        after = self._now()
+        for name in self.spent:
+            self.spent[name] += after[name] - before[name]
+        self.puts += puts
+        return result
+
+    def lines(self, title: str) -> list[str]:
+        lines = [f"{title}: CPU per put, per process (us)"]
+        for name, seconds in self.spent.items():
+            lines.append(f"  {name:<24} {seconds / max(1, self.puts) * 1e6:8.1f}")
+        return lines
+
+
 def read_stages(endpoints: tuple[str, ...]):
     async def read():
         async with AsyncClient(endpoints) as client:
@@ -145,6 +178,15 @@ def main() -> int:
         leader = cluster.wait_leader()
         channel = etcd.leader_channel() if etcd else None
         endpoints = tuple(m.endpoint for m in cluster.members)
+        pids = {}
+        for m in cluster.members:
+            role = "leader" if m is leader else "follower"
+            pids[f"{m.name} app ({role})"] = m.process.pid
+            pids[f"{m.name} raft ({role})"] = raft_pid(m.process.pid)
+        meters = {"pyraftkv": CpuMeter(pids)}
+        if etcd is not None:
+            etcd_pids = {f"etcd e{i}": p.pid for i, p in enumerate(etcd.processes)}
+            meters["etcd 3.4"] = CpuMeter(etcd_pids)
         with cluster.client([leader]) as client:
             # Warm both up (connections, first LMDB pages), then measure.
             pyraftkv_round(client, 200, value, 10**9)
@@ -159,7 +201,7 @@ def main() -> int:
                         ("etcd 3.4", lambda b=base: etcd_round(channel, args.count, value, b))
                     )
                 for name, measure in runs if r % 2 == 0 else runs[::-1]:
-                    latencies = measure()
+                    latencies = meters[name].measure(measure, args.count)
                     results[name] += latencies
                     print(
                         f"round {r + 1} {name:<9} p50 {percentile(latencies, 0.5) * 1000:.3f} ms"
@@ -180,6 +222,9 @@ def main() -> int:
             )
     for line in stage_lines(before, after):
         print(line)
+    for name, meter in meters.items():
+        for line in meter.lines(name):
+            print(line)
     if args.plot:
         from plots import latency_cdf
 
