@@ -1,18 +1,24 @@
 """A JSON gateway call over a WebSocket, as etcd 3.4's gateway takes one on any of its
 paths (browsers cannot stream a request body, so this is how a web page watches).
 
-The upgrade request names the call by its path (any method; the token in its headers).
-Each message the client sends (text or binary) is one request of the call in JSON; each
-answer goes back as one text message: a unary call's response (then the server closes),
-each ``{"result": ...}`` of a streamed one, or the error body. A request that is not the
-method's JSON gets the error and the connection closes, as etcd's does. wsproto frames the
-WebSocket (RFC 6455) the way h11 frames HTTP: this module only routes messages.
+The upgrade request names the call by its path (any method). Each message the client
+sends (text or binary) is one request of the call in JSON; each answer goes back as one
+text message: a unary call's response (then the server closes), each ``{"result": ...}``
+of a streamed one, or the error body. A request that is not the method's JSON gets the
+error and the connection closes, as etcd's does. wsproto frames the WebSocket (RFC 6455)
+the way h11 frames HTTP: this module only routes messages.
+
+With auth on, a browser (which cannot set headers on a WebSocket) passes its token as
+etcd's proxy takes it: as the subprotocols ``Bearer, <token>`` (answered with ``Bearer``)
+or in a cookie named ``token``; other clients may use the gateway's headers. (etcd 3.4
+hands such a token on with a ``Bearer`` prefix and refuses it as invalid; here it works.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookies
 import logging
 from typing import Any
 
@@ -74,12 +80,14 @@ class WebSocketCall:
         bytes that came after it."""
         try:
             self._ws.initiate_upgrade_connection(request.headers, request.target)
-            accepted = any(isinstance(e, Request) for e in self._ws.events())
+            upgrade = next((e for e in self._ws.events() if isinstance(e, Request)), None)
         except RemoteProtocolError:
             return False
-        if not accepted:
+        if upgrade is None:
             return False
-        self._send(AcceptConnection())
+        bearer = upgrade.subprotocols[:1] == ["Bearer"]
+        self.token = _browser_token(upgrade.subprotocols, request.headers) or self.token
+        self._send(AcceptConnection(subprotocol="Bearer" if bearer else None))
         if self.route is None:  # an unknown path: its 404 text, as etcd's proxy relays it
             self._text(b"Not Found")
             self.close()
@@ -247,3 +255,18 @@ class WebSocketCall:
         transport = self.connection.transport
         if transport is not None and not transport.is_closing():
             transport.close()
+
+
+def _browser_token(subprotocols: list[str], headers: list[tuple[bytes, bytes]]) -> str:
+    """The token a browser passes: subprotocols ``Bearer, <token>``, else a ``token``
+    cookie ('' when neither)."""
+    if len(subprotocols) > 1 and subprotocols[0] == "Bearer":
+        return subprotocols[1]
+    for name, value in headers:
+        if name == b"cookie":
+            cookie = http.cookies.SimpleCookie()
+            with contextlib.suppress(http.cookies.CookieError):
+                cookie.load(value.decode("latin-1"))
+            if "token" in cookie:
+                return cookie["token"].value
+    return ""
