@@ -5,8 +5,12 @@ message and the member keeps serving."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import shutil
 import socket
+import subprocess
+import threading
 import time
 
 import pytest
@@ -279,3 +283,67 @@ def test_auth_token_from_a_browser_subprotocol_cookie_or_header(both):
                 call(endpoint, "/v3/auth/disable", {}, headers={"Authorization": token}).status
                 == 200
             )
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+# A web page that watches a key over a WebSocket, puts a value over another, and shows
+# the event it got; then it loads an image that lets the test's server answer /hold, so
+# that the page's load event (when Chromium dumps the DOM) comes after the watch event.
+PAGE = """<!doctype html><html><body><pre id="out">waiting</pre><script>
+const base = "ws://ENDPOINT", key = btoa("browser/" + Date.now());
+const out = document.getElementById("out");
+const done = () => { new Image().src = "http://HOLD/release"; };
+const watch = new WebSocket(base + "/v3/watch");
+watch.onopen = () => watch.send(JSON.stringify({create_request: {key: key}}));
+watch.onmessage = (message) => {
+  const result = JSON.parse(message.data).result;
+  if (result.created) {
+    const put = new WebSocket(base + "/v3/kv/put");
+    put.onopen = () => put.send(JSON.stringify({key: key, value: btoa("from the page")}));
+  } else if (result.events) {
+    const kv = result.events[0].kv;
+    out.textContent = "event " + atob(kv.value) + " version " + kv.version;
+    done();
+  }
+};
+watch.onerror = () => { out.textContent = "error"; done(); };
+</script><img src="http://HOLD/hold"></body></html>"""
+
+
+class _Hold(http.server.BaseHTTPRequestHandler):
+    """/hold answers once /release was asked for (or after 20 s)."""
+
+    released = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.path == "/release":
+            self.released.set()
+        else:
+            self.released.wait(20)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.parametrize("server", ["etcd", "pyraftkv"])
+def test_a_web_page_in_chromium_watches_and_puts_over_websockets(both, tmp_path, server):
+    endpoint = both[0] if server == "etcd" else both[1]
+    _Hold.released.clear()
+    hold = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hold)
+    threading.Thread(target=hold.serve_forever, daemon=True).start()
+    try:
+        page = tmp_path / f"{server}.html"
+        holder = f"127.0.0.1:{hold.server_address[1]}"
+        page.write_text(PAGE.replace("ENDPOINT", endpoint).replace("HOLD", holder))
+        done = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        hold.shutdown()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '<pre id="out">event from the page version 1</pre>' in done.stdout, done.stdout
