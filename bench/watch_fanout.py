@@ -10,12 +10,16 @@ to get each update shows the server's path). Reports the latencies, the events d
 per second and the CPU each member process spent per delivered event.
 
     python bench/watch_fanout.py --watchers 10000 --procs 2 --conns 8 --updates 100 --rate 10
+
+With ``--callbacks`` each watcher takes its events through ``Watcher.on_events`` (a
+callback on the client's loop) instead of iterating (a task woken per watcher and change).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -34,12 +38,12 @@ from tests.e2e.harness import LocalCluster  # noqa: E402
 KEY = b"/config/fanout"
 
 
-def watcher_process(endpoints, watchers, conns, updates, ready, results, timeout):
+def watcher_process(endpoints, watchers, conns, updates, ready, results, timeout, callbacks):
     """Open the watches, say ready, then gather every watcher's latencies."""
-    run(_watch(endpoints, watchers, conns, updates, ready, results, timeout))
+    run(_watch(endpoints, watchers, conns, updates, ready, results, timeout, callbacks))
 
 
-async def _watch(endpoints, watchers, conns, updates, ready, results, timeout):
+async def _watch(endpoints, watchers, conns, updates, ready, results, timeout, callbacks):
     clients = [AsyncClient([endpoints[i % len(endpoints)]]) for i in range(conns)]
     for client in clients:
         await client.__aenter__()
@@ -63,15 +67,52 @@ async def _watch(endpoints, watchers, conns, updates, ready, results, timeout):
                 break
         return seen
 
-    tasks = [asyncio.create_task(collect(w)) for w in watches]
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
-    finished = time.time()
-    for task in pending:
-        task.cancel()
-    missing = sum(updates - t.result() for t in done) + updates * len(pending)
+    if callbacks:
+        missing = await _by_callbacks(watches, updates, latencies, timeout)
+        finished = time.time()
+    else:
+        tasks = [asyncio.create_task(collect(w)) for w in watches]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        finished = time.time()
+        for task in pending:
+            task.cancel()
+        missing = sum(updates - t.result() for t in done) + updates * len(pending)
     results.put((latencies, missing, finished))
     for client in clients:
         await client.__aexit__(None, None, None)
+
+
+async def _by_callbacks(watches, updates, latencies, timeout) -> int:
+    """Each watcher's events through a callback; the events still missing at the end."""
+    loop = asyncio.get_running_loop()
+    left = [len(watches)]  # watchers still waiting for their last update
+    all_done = loop.create_future()
+
+    def watcher_callback():
+        seen = [0]
+
+        def on_events(events) -> None:
+            for event in events:
+                seq, sent = event.kv.value.split()
+                latencies.append((int(seq), time.time() - float(sent)))
+                if int(seq) != seen[0]:
+                    raise AssertionError(f"update {seq} arrived where {seen[0]} was due")
+                seen[0] += 1
+                if seen[0] == updates:
+                    left[0] -= 1
+                    if not left[0]:
+                        all_done.set_result(None)
+
+        return on_events, seen
+
+    seens = []
+    for watch in watches:
+        callback, seen = watcher_callback()
+        watch.on_events(callback)
+        seens.append(seen)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(all_done, timeout)
+    return sum(updates - seen[0] for seen in seens)
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -85,6 +126,7 @@ def main() -> int:
     parser.add_argument("--conns", type=int, default=8, help="connections per watcher process")
     parser.add_argument("--updates", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0, help="updates per second")
+    parser.add_argument("--callbacks", action="store_true", help="watchers take events by callback")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="pyraftkv-fanout-")
     cluster = LocalCluster(
@@ -102,7 +144,16 @@ def main() -> int:
         for _ in range(args.procs):
             proc = context.Process(
                 target=watcher_process,
-                args=(endpoints, share, args.conns, args.updates, ready, results, timeout),
+                args=(
+                    endpoints,
+                    share,
+                    args.conns,
+                    args.updates,
+                    ready,
+                    results,
+                    timeout,
+                    args.callbacks,
+                ),
             )
             proc.start()
             procs.append(proc)

@@ -228,3 +228,57 @@ def test_watchers_of_one_range_from_now_share_one_server_watch(make_cluster):
     while server_watches() != 0:  # the last sharer leaving ends the server watch
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_watch_callbacks_get_each_event_once_in_order_and_the_end(make_cluster):
+    """Watcher.on_events: events that arrived before are handed over at once, then each
+    reply's events as they come, beside an iterating sharer of the same server watch; a
+    callback that raises does not stop the others; on_end says None on cancel and why a
+    watch ended when no member takes it back."""
+    import asyncio
+
+    from pyraftkv import AsyncClient
+    from pyraftkv.client.connection import ConnectionLost
+    from pyraftkv.client.requests import Op as TxnOp
+
+    cluster = make_cluster(1)
+    cluster.start()
+    member = cluster.members[0]
+
+    async def scenario():
+        async with AsyncClient([member.endpoint], timeout=2) as client:
+            called, iterating, failing, lasting = [
+                await client.watch("cb/", prefix=True) for _ in range(4)
+            ]
+            got, ends, lasting_ends, failures = [], [], [], []
+
+            def fail(events) -> None:
+                failures.append(len(events))
+                raise RuntimeError("a callback that fails")
+
+            await client.put("cb/a", "1")
+            first = await asyncio.wait_for(anext(iterating), 5)  # so `called` holds it too
+            called.on_events(lambda events: got.extend(e.kv.value for e in events), ends.append)
+            early = list(got)
+            failing.on_events(fail)
+            lasting.on_events(lambda events: None, lasting_ends.append)
+            await client.put("cb/b", "2")
+            await client.txn(success=[TxnOp.put("cb/c", "3"), TxnOp.put("cb/d", "4")])
+            later = [(await asyncio.wait_for(anext(iterating), 5)).kv.value for _ in range(3)]
+            await called.cancel()
+            await client.put("cb/e", "5")
+            await asyncio.wait_for(anext(iterating), 5)
+            await asyncio.to_thread(cluster.kill, member)
+            for _ in range(100):  # the watch gives up after the client's timeout (2 s)
+                if lasting_ends:
+                    break
+                await asyncio.sleep(0.1)
+            return first.kv.value, early, later, got, ends, failures, lasting_ends
+
+    first, early, later, got, ends, failures, lasting_ends = asyncio.run(scenario())
+    assert first == b"1" and early == [b"1"]
+    assert later == [b"2", b"3", b"4"]
+    assert got == [b"1", b"2", b"3", b"4"]  # each once, in order, nothing after cancel
+    assert ends == [None]
+    assert failures == [1, 1, 2, 1]  # (the txn's two events in one reply)
+    assert len(lasting_ends) == 1 and isinstance(lasting_ends[0], ConnectionLost)
