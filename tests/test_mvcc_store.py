@@ -475,3 +475,20 @@ def test_the_whole_backend_hash_leaves_out_the_raft_position_only(tmp_path: Path
         with b.write_batch(b.applied_index + 1) as batch:
             batch.put(P(b"k1", b"diverged"))
         assert a.hash()[0] != b.hash()[0]
+
+
+def test_close_waits_for_a_reserved_sync_and_none_after_close(path: Path) -> None:
+    """A snapshot's sync runs in another thread beside applies; closing the store (a
+    snapshot install, a defragment) waits for it, and nothing is reserved once closed."""
+    store = MVCCStore(str(path))
+    history(store)
+    sync = store.reserve_sync()
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (store.close(), closed.set()))
+    closer.start()
+    assert not closed.wait(0.3)  # held by the reserved sync
+    sync()
+    assert closed.wait(10)
+    closer.join()
+    with pytest.raises(RuntimeError, match="closed"):
+        store.reserve_sync()

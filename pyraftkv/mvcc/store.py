@@ -16,7 +16,7 @@ import os
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -53,6 +53,7 @@ MEMBER_LOCAL_META = frozenset((META_APPLIED_INDEX, META_APPLIED_TERM))
 DEFRAG_FILE = "defrag.tmp"  # the compacted copy being made, in the store's directory
 
 KeyValue = kv_pb2.KeyValue
+T = TypeVar("T")
 # Records replayed per call into C when the index is rebuilt: enough that the per-call
 # cost vanishes, few enough that a chunk's copies stay small (tens of MB).
 RESTORE_CHUNK = 65536
@@ -357,20 +358,29 @@ class MVCCStore:
         """A copy of the store (snapshot_to) to be made once, in any thread, beside the
         apply loop (it reads committed state only): close() waits until it is made, so a
         defragment or snapshot install never closes the store under it."""
+        return self._reserve(self._copy_to)
+
+    def reserve_sync(self) -> Callable[[], None]:
+        """sync() to be run once, in any thread, beside the apply loop (LMDB flushes what
+        was committed before it started; the GIL is released meanwhile): close() waits
+        for it, as for a copy."""
+        return self._reserve(self.sync)
+
+    def _reserve(self, work: Callable[..., T]) -> Callable[..., T]:
         with self._copies_done:
             if self._closed:
                 raise RuntimeError(f"{self.path}: store closed")
             self._copies += 1
 
-        def copy(path: str | os.PathLike[str]) -> int:
+        def run(*args: Any) -> T:
             try:
-                return self._copy_to(path)
+                return work(*args)
             finally:
                 with self._copies_done:
                     self._copies -= 1
                     self._copies_done.notify_all()
 
-        return copy
+        return run
 
     def _copy_to(self, path: str | os.PathLike[str]) -> int:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

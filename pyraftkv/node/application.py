@@ -162,6 +162,7 @@ class Application:
         self.applied_term = store.applied_term
         self.last_snapshot_index = self.applied_index
         self._snapshot_files = 0  # snapshot files made for peers (names them uniquely)
+        self._snapshot_saving = False  # a snapshot's LMDB sync is running off the loop
         # For metrics: leaders seen (changes to a known leader), the Raft process's WAL.
         self.leader_changes = 0
         # client requests served, by method number (ClientServer.dispatch; /metrics)
@@ -679,12 +680,29 @@ class Application:
     # -- snapshots -----------------------------------------------------------------------------
 
     def _save_snapshot(self) -> None:
-        """Make the store durable up to the applied index so the WAL below it can go."""
-        self.store.sync()
-        self.last_snapshot_index = self.applied_index
+        """Make the store durable up to the applied index so the WAL below it can go.
+        LMDB's sync runs off the loop: after tens of MB of writes it takes hundreds of
+        milliseconds, during which applies and clients go on (one sync at a time)."""
+        if self._snapshot_saving:
+            return
+        self._snapshot_saving = True
+        store, index, term = self.store, self.applied_index, self.applied_term
         self._log_bytes = 0
-        self._send_down(rp.pack(rp.SNAPSHOT_SAVED, rp.U64x2, self.applied_index, self.applied_term))
-        log.info("snapshot saved at index %d", self.applied_index)
+        synced = self.loop.run_in_executor(None, store.reserve_sync())
+
+        def done(future: asyncio.Future) -> None:
+            self._snapshot_saving = False
+            if future.cancelled():
+                return
+            if future.exception() is not None:
+                raise future.exception()  # the loop's handler stops the member
+            if store is not self.store or index <= self.last_snapshot_index:
+                return  # a snapshot was installed meanwhile: that one stands
+            self.last_snapshot_index = index
+            self._send_down(rp.pack(rp.SNAPSHOT_SAVED, rp.U64x2, index, term))
+            log.info("snapshot saved at index %d", index)
+
+        synced.add_done_callback(done)
 
     async def _make_snapshot_file(self) -> None:
         """A consistent copy of the store for a lagging follower (made off the loop)."""
