@@ -77,6 +77,8 @@ NO_REVISION = frozenset(
 # --snapshot-count says: a busy leader batches hundreds of writes per entry, and the WAL
 # replayed at restart and the log the Raft process holds grow with bytes, not entries.
 SNAPSHOT_LOG_BYTES = 64 << 20
+# Log bytes applied between two background syncs of the store (see _sync_store).
+STORE_SYNC_BYTES = 4 << 20
 # A publish of this member's name and client URLs not applied after this long is sent again
 # (a proposal lost in a leader change is not refused, only dropped).
 PUBLISH_RECHECK_S = 2.0
@@ -162,7 +164,8 @@ class Application:
         self.applied_term = store.applied_term
         self.last_snapshot_index = self.applied_index
         self._snapshot_files = 0  # snapshot files made for peers (names them uniquely)
-        self._snapshot_saving = False  # a snapshot's LMDB sync is running off the loop
+        self._store_syncing = False  # an LMDB sync is running off the loop
+        self._unsynced_bytes = 0  # of entries applied since the last LMDB sync started
         # For metrics: leaders seen (changes to a known leader), the Raft process's WAL.
         self.leader_changes = 0
         # client requests served, by method number (ClientServer.dispatch; /metrics)
@@ -501,12 +504,16 @@ class Application:
         self.proposals.resume_if_drained()
         if self._index_waiters:
             self._wake_index_waiters()
-        self._log_bytes += sum(len(entry.data) for entry in entries)
+        applied_bytes = sum(len(entry.data) for entry in entries)
+        self._log_bytes += applied_bytes
+        self._unsynced_bytes += applied_bytes
         if (
             self.applied_index - self.last_snapshot_index >= self.snapshot_count
             or self._log_bytes >= SNAPSHOT_LOG_BYTES
         ):
             self._save_snapshot()
+        elif self._unsynced_bytes >= STORE_SYNC_BYTES:
+            self._sync_store()
 
     def _raise_nospace(self) -> None:
         """Propose this member's NOSPACE alarm if it is over its quota and has none raised
@@ -680,29 +687,42 @@ class Application:
     # -- snapshots -----------------------------------------------------------------------------
 
     def _save_snapshot(self) -> None:
-        """Make the store durable up to the applied index so the WAL below it can go.
-        LMDB's sync runs off the loop: after tens of MB of writes it takes hundreds of
-        milliseconds, during which applies and clients go on (one sync at a time)."""
-        if self._snapshot_saving:
-            return
-        self._snapshot_saving = True
-        store, index, term = self.store, self.applied_index, self.applied_term
-        self._log_bytes = 0
+        """Make the store durable up to the applied index so the WAL below it can go."""
+        index, term = self.applied_index, self.applied_term
+
+        def saved() -> None:
+            if index > self.last_snapshot_index:  # (not below a snapshot installed since)
+                self.last_snapshot_index = index
+                self._send_down(rp.pack(rp.SNAPSHOT_SAVED, rp.U64x2, index, term))
+                log.info("snapshot saved at index %d", index)
+
+        if self._sync_store(saved):
+            self._log_bytes = 0
+
+    def _sync_store(self, then: Callable[[], None] | None = None) -> bool:
+        """Run LMDB's sync off the loop, one at a time (False: one is running), and
+        ``then()`` on the loop once it is done, unless the store was replaced meanwhile.
+        After tens of MB of writes a sync takes hundreds of milliseconds, and the WAL's
+        fdatasyncs wait behind it on the disk: applies go on beside it, and the store is
+        synced every STORE_SYNC_BYTES of log so that no sync has much to write."""
+        if self._store_syncing:
+            return False
+        self._store_syncing = True
+        self._unsynced_bytes = 0
+        store = self.store
         synced = self.loop.run_in_executor(None, store.reserve_sync())
 
         def done(future: asyncio.Future) -> None:
-            self._snapshot_saving = False
+            self._store_syncing = False
             if future.cancelled():
                 return
             if future.exception() is not None:
                 raise future.exception()  # the loop's handler stops the member
-            if store is not self.store or index <= self.last_snapshot_index:
-                return  # a snapshot was installed meanwhile: that one stands
-            self.last_snapshot_index = index
-            self._send_down(rp.pack(rp.SNAPSHOT_SAVED, rp.U64x2, index, term))
-            log.info("snapshot saved at index %d", index)
+            if then is not None and store is self.store:
+                then()
 
         synced.add_done_callback(done)
+        return True
 
     async def _make_snapshot_file(self) -> None:
         """A consistent copy of the store for a lagging follower (made off the loop)."""
