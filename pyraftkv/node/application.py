@@ -716,8 +716,9 @@ class Application:
             self._store_syncing = False
             if future.cancelled():
                 return
-            if future.exception() is not None:
-                raise future.exception()  # the loop's handler stops the member
+            error = future.exception()
+            if error is not None:
+                raise error  # the loop's handler stops the member
             if then is not None and store is self.store:
                 then()
 

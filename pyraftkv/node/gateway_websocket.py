@@ -147,13 +147,9 @@ class WebSocketCall:
         if self._ended or (self._requests > 1 and route.name not in gateway.BIDIRECTIONAL):
             return  # a call that takes one request: the rest are not read (as etcd's)
         try:
-            (message,) = gateway.parse_requests(body, route.request)[:1]
-        except gateway.BadJson as exc:
-            self.fail(exc.for_call(route), unary=True)
-            return
-        size = message.ByteSize()
-        if size > self.connection.max_message:
-            self.fail(gateway.MessageTooLarge(size, self.connection.max_message), unary=True)
+            message = gateway.call_requests(body, route, self.connection.max_message, True)[0]
+        except errors.ApiError as exc:
+            self.fail(exc, unary=True)
             return
         connection = self.connection
         if route.name == "LeaseKeepAlive" and connection.leader_elsewhere(route):

@@ -276,16 +276,11 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         try:
             # A bidirectional stream's body holds any number of requests, none included.
             bidirectional = route.name in gateway.BIDIRECTIONAL
-            messages = gateway.parse_requests(body, route.request, not bidirectional)
-        except gateway.BadJson as exc:
-            self._fail(exc.for_call(route))
+            messages = gateway.call_requests(body, route, self.max_message, not bidirectional)
+        except errors.ApiError as exc:
+            self._fail(exc)
             return
         token = _token(request)
-        for message in messages:
-            size = message.ByteSize()
-            if size > self.max_message:
-                self._fail(gateway.MessageTooLarge(size, self.max_message))
-                return
         self._route = route
         if self.server.paused and route.number not in SERVED_WHILE_PAUSED:
             # The member has too many requests waiting: this one waits for it to resume

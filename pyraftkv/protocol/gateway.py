@@ -167,6 +167,20 @@ def parse_requests(
     return messages or ([request_type()] if at_least_one else [])
 
 
+def call_requests(body: bytes, route: Method, limit: int, at_least_one: bool) -> list[Message]:
+    """The request messages of a call's body (parse_requests), each at most ``limit``
+    bytes; raises the ApiError etcd's gateway answers otherwise."""
+    try:
+        messages = parse_requests(body, route.request, at_least_one)
+    except BadJson as exc:
+        raise exc.for_call(route) from None
+    for message in messages:
+        size = message.ByteSize()
+        if size > limit:
+            raise MessageTooLarge(size, limit)
+    return messages
+
+
 def _message(value: object, request_type: type[Message]) -> Message:
     if value is not None and not isinstance(value, dict):
         raise BadJson(f"a request must be a JSON object, not {type(value).__name__}")
