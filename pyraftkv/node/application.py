@@ -709,7 +709,7 @@ class Application:
             return False
         self._store_syncing = True
         self._unsynced_bytes = 0
-        store = self.store
+        store, index = self.store, self.applied_index
         synced = self.loop.run_in_executor(None, store.reserve_sync())
 
         def done(future: asyncio.Future) -> None:
@@ -719,7 +719,9 @@ class Application:
             error = future.exception()
             if error is not None:
                 raise error  # the loop's handler stops the member
-            if then is not None and store is self.store:
+            if then is None:
+                log.debug("store synced in the background up to index %d", index)
+            elif store is self.store:
                 then()
 
         synced.add_done_callback(done)

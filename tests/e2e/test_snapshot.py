@@ -1,6 +1,7 @@
 """A member that was down for longer than --snapshot-count entries catches up by snapshot."""
 
 import os
+import time
 
 from .harness import put_retrying
 
@@ -61,3 +62,24 @@ def test_a_snapshot_is_taken_after_64_mib_of_log_whatever_the_entry_count(make_c
     cluster.start_member(member)
     with cluster.client() as c:
         assert c.get("big/", prefix=True, count_only=True).count == 70
+
+
+def test_the_store_is_synced_in_the_background_every_few_mib_of_writes(make_cluster):
+    """Between snapshots the member syncs LMDB off its loop every STORE_SYNC_BYTES of
+    applied log (4 MiB), so no sync has tens of MB to write while WAL fdatasyncs wait."""
+    cluster = make_cluster(1, extra_args=["--log-level", "debug"])
+    cluster.start()
+    member = cluster.members[0]
+    value = "v" * (256 << 10)
+    with cluster.client() as client:
+        for i in range(12):  # 3 MiB: not yet
+            client.put(f"big/{i}", value)
+        assert "store synced in the background" not in member.log_text()
+        for i in range(12, 24):  # past 4 MiB
+            client.put(f"big/{i}", value)
+        deadline = time.monotonic() + 10
+        while "store synced in the background" not in member.log_text():
+            assert time.monotonic() < deadline, "no background sync after 6 MiB of writes"
+            time.sleep(0.05)
+        assert client.get("big/23").kvs[0].value == value.encode()
+    assert "snapshot saved" not in member.log_text()  # the sync is not a snapshot
