@@ -262,9 +262,9 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         reason = str(exc) if exc else "closed"
-        if exc is None and not self.answered:
+        if (exc is None or isinstance(exc, ConnectionResetError)) and not self.answered:
             # A TLS listener drops plaintext, or a client without the certificate it
-            # requires, without a word.
+            # requires, without a word (a reset when our request was still unread).
             reason = (
                 "closed before answering (does the member require a client certificate "
                 "signed by its CA? give tls=TLS(cert_file=..., key_file=...))"

@@ -11,7 +11,7 @@ import io
 import pytest
 
 from pyraftkv import TLS, AsyncClient, Client
-from pyraftkv.client.connection import ConnectionLost
+from pyraftkv.client.connection import Connection, ConnectionLost
 from pyraftkv.ctl import run
 
 from ..ctl_etcd_cluster import Result
@@ -81,6 +81,22 @@ def test_bad_clients_get_a_clear_error_and_the_member_keeps_serving(
     with tls_cluster.client([member]) as c:
         assert c.get("a").kvs[0].value == b"1"
     assert member.running
+
+
+@pytest.mark.parametrize("exc", [None, ConnectionResetError(104, "Connection reset by peer")])
+def test_a_refused_handshake_names_the_likely_cause_closed_or_reset(exc):
+    # TLS 1.3 checks the client's certificate after the client sent its request: the
+    # member's close then reaches the client as a clean close or, with the request
+    # unread, as a reset (which one is timing); both get the hint.
+    async def lost() -> str:
+        connection = Connection("127.0.0.1:1")
+        connection._tls = True
+        future = asyncio.get_running_loop().create_future()
+        connection._calls[1] = future
+        connection.connection_lost(exc)
+        return str(future.exception())
+
+    assert "require a client certificate signed by its CA?" in asyncio.run(lost())
 
 
 def _other_ca_cert(certs):
