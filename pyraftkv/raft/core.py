@@ -101,6 +101,10 @@ class Config:
     max_pending_reads: int = 1 << 16
     pre_vote: bool = True
     check_quorum: bool = True
+    # False: a commit index that moved goes to the followers at once, in appends of its
+    # own. True: it rides on the next append or heartbeat, or goes when the shell calls
+    # send_commit() (a write then costs each follower one message and wake-up, not two).
+    lazy_commit: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.heartbeat_ticks < self.election_ticks:
@@ -216,6 +220,7 @@ class RaftCore:
         self._lead_transferee = 0
         self._first_index_of_term = 0
         self._needs_broadcast = False
+        self._commit_broadcast = 0  # the commit index the last broadcast carried
         self._uncommitted_bytes = 0
         self._read_round = 0
         self._reads_unsent: list[_PendingRead] = []
@@ -348,6 +353,21 @@ class RaftCore:
         self._maybe_commit()  # a smaller quorum may already hold more
         self._release_reads()
         return entry.index
+
+    @property
+    def commit_unsent(self) -> bool:
+        """Leading, with a commit index no broadcast has carried yet (see lazy_commit)."""
+        return self.role == Role.LEADER and self.log.committed > self._commit_broadcast
+
+    @property
+    def commit_broadcast(self) -> int:
+        """The commit index the leader's last broadcast of appends carried."""
+        return self._commit_broadcast
+
+    def send_commit(self) -> None:
+        """Broadcast the commit index in the next Ready if no broadcast has carried it."""
+        if self.commit_unsent:
+            self._needs_broadcast = True
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read point; a ReadState(index, context) follows in a later
@@ -867,6 +887,7 @@ class RaftCore:
 
     def _broadcast_appends(self) -> None:
         self._needs_broadcast = False
+        self._commit_broadcast = self.log.committed
         for node_id, progress in self._progress.items():
             if node_id != self.id:
                 self._send_append(node_id, progress, False)
@@ -904,7 +925,8 @@ class RaftCore:
         old = log.committed
         first_in_term = old < self._first_index_of_term <= index
         log.commit_to(index)
-        self._needs_broadcast = True
+        if not self.config.lazy_commit:
+            self._needs_broadcast = True
         if self._uncommitted_bytes:
             size = sum(
                 len(e.data)

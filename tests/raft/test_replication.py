@@ -50,6 +50,33 @@ def test_committed_entries_reach_every_member() -> None:
         assert [e.data for e in net.applied[node][-3:]] == [b"a", b"b", b"c"]
 
 
+def test_lazy_commit_rides_on_the_next_append_or_goes_when_asked() -> None:
+    """With lazy_commit a new commit index sends nothing of its own: the next append (or
+    heartbeat) carries it, or send_commit() broadcasts it; without, it goes at once."""
+    for lazy in (False, True):
+        net = Network(config=Config(election_ticks=10, heartbeat_ticks=1, lazy_commit=lazy))
+        net.campaign(1)
+        net[1].send_commit()
+        net.deliver()
+        first = net[1].propose([b"a"])
+        net.deliver()
+        assert net[1].commit_index == first
+        assert [net[n].commit_index == first for n in (2, 3)] == [not lazy] * 2
+        assert net[1].commit_unsent is lazy
+        if lazy:
+            second = net[1].propose([b"b"])
+            net.deliver()
+            assert [net[n].commit_index for n in (2, 3)] == [first, first]  # carried along
+            sent = len(net.sent)
+            net[1].send_commit()
+            net.deliver()
+            assert [net[n].commit_index for n in (2, 3)] == [second, second]
+            assert {m.type for m in net.sent[sent:]} == {MessageType.APP, MessageType.APP_RESP}
+            assert not net[1].commit_unsent
+            net[1].send_commit()  # nothing left to tell: nothing sent
+            assert not net[1].has_ready()
+
+
 @pytest.mark.parametrize("case", sorted(FIGURE7_FOLLOWERS))
 def test_figure7_leader_brings_any_follower_log_into_agreement(case: str) -> None:
     """§5.3: "the leader handles inconsistencies by forcing the followers' logs to
