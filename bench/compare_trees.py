@@ -15,11 +15,13 @@ run and median p50/p99, and the change in median throughput.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -27,34 +29,46 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
 
-def run(args: argparse.Namespace, tree: str) -> dict:
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.path.abspath(tree)  # the members' pyraftkv
+@contextlib.contextmanager
+def members_from(tree: str) -> Iterator[None]:
+    """Clusters started inside run members that import ``tree``'s pyraftkv: on its path,
+    and their working directory (``python -m`` puts that first, ahead of PYTHONPATH)."""
+    saved_path, saved_cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+    os.environ["PYTHONPATH"] = os.path.abspath(tree)
+    os.chdir(tree)
     try:
-        with tempfile.TemporaryDirectory(prefix="pyraftkv-trees-bench-") as directory:
-            cluster = LocalCluster(
-                directory, 3, snapshot_count=100_000, extra_args=["--log-level", "warning"]
-            )
-            cluster.start()
-            try:
-                command = [
-                    *(sys.executable, os.path.join(HERE, "load.py"), "--json"),
-                    *("--endpoints", ",".join(cluster.endpoints)),
-                    *("--duration", str(args.duration)),
-                    *("--clients", str(args.clients), "--conns", str(args.conns)),
-                ]
-                env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-                out = subprocess.run(
-                    command, check=True, capture_output=True, text=True, env=env
-                ).stdout
-                return json.loads(out.strip().splitlines()[-1])
-            finally:
-                cluster.stop_all()
+        yield
     finally:
-        if saved is None:
+        os.chdir(saved_cwd)
+        if saved_path is None:
             os.environ.pop("PYTHONPATH", None)
         else:
-            os.environ["PYTHONPATH"] = saved
+            os.environ["PYTHONPATH"] = saved_path
+
+
+def run(args: argparse.Namespace, tree: str) -> dict:
+    with (
+        members_from(tree),
+        tempfile.TemporaryDirectory(prefix="pyraftkv-trees-bench-") as directory,
+    ):
+        cluster = LocalCluster(
+            directory, 3, snapshot_count=100_000, extra_args=["--log-level", "warning"]
+        )
+        cluster.start()
+        try:
+            command = [
+                *(sys.executable, os.path.join(HERE, "load.py"), "--json"),
+                *("--endpoints", ",".join(cluster.endpoints)),
+                *("--duration", str(args.duration)),
+                *("--clients", str(args.clients), "--conns", str(args.conns)),
+            ]
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            out = subprocess.run(
+                command, check=True, capture_output=True, text=True, env=env
+            ).stdout
+            return json.loads(out.strip().splitlines()[-1])
+        finally:
+            cluster.stop_all()
 
 
 def main() -> int:

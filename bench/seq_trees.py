@@ -1,0 +1,80 @@
+"""One writer's sequential puts against 3-member clusters run from two source trees,
+alternating runs in one sitting: did a change cut one writer's latency, and where did the
+CPU per put go?
+
+    python bench/seq_trees.py /tmp/before /tmp/after [--runs 3] [--seconds 10]
+
+Trees are prepared as for bench/compare_trees.py (each with its extension built). Each run
+starts a fresh cluster from one tree (its members import that tree's pyraftkv), sends
+sequential puts (128-byte values) to the leader from this tree's blocking ``Client`` for
+``--seconds``, and reads the CPU the leader's and one follower's two processes spent per
+put (/proc). Prints one line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
+from bench.compare_trees import members_from  # noqa: E402
+from pyraftkv import Client  # noqa: E402
+from tests.e2e.harness import LocalCluster  # noqa: E402
+
+
+def run(tree: str, seconds: float) -> str:
+    root = tempfile.mkdtemp(prefix="pyraftkv-seq-trees-")
+    cluster = LocalCluster(root, 3)
+    try:
+        with members_from(tree):
+            cluster.start()
+        leader = cluster.wait_leader()
+        follower = next(m for m in cluster.members if m is not leader)
+        pids = {}
+        for role, member in (("leader", leader), ("follower", follower)):
+            pids[f"{role} raft"] = raft_pid(member.process.pid)
+            pids[f"{role} app"] = member.process.pid
+        with Client([leader.endpoint]) as client:
+            client.put(b"warm", b"up")
+            before = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
+            latencies: list[float] = []
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                start = time.perf_counter()
+                client.put(b"seq/%012d" % len(latencies), b"v" * 128)
+                latencies.append(time.perf_counter() - start)
+            after = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
+    finally:
+        cluster.stop_all()
+        shutil.rmtree(root, ignore_errors=True)
+    latencies.sort()
+    n = len(latencies)
+    cpu = ", ".join(f"{name} {(after[name] - before[name]) / n * 1e6:.0f}" for name in pids)
+    return (
+        f"{n} puts  p50 {latencies[n // 2] * 1e3:.3f} ms  p99 {latencies[int(n * 0.99)] * 1e3:.3f}"
+        f" ms  CPU us/put: {cpu}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", help="source tree (with its extension built)")
+    parser.add_argument("after", help="source tree (with its extension built)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    for _ in range(args.runs):
+        for name, tree in (("before", args.before), ("after", args.after)):
+            print(f"{name:<7} {run(tree, args.seconds)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
