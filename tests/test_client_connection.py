@@ -177,3 +177,28 @@ def test_a_connection_that_never_says_which_protocol_is_closed(monkeypatch):
         assert silent.closed and not talking.closed
 
     run(test)
+
+
+def test_a_task_ending_leaves_a_later_one_on_its_stream_tracked():
+    # A follower relays a WebSocket client's keep-alives one after another, each a task on
+    # the same stream: the first one ending must not untrack the one still running (the
+    # connection would look idle, and closing it would not cancel that one).
+    async def test(loop):
+        conn, _server, _transport = connection(loop)
+        first_may_end, second_may_end = asyncio.Event(), asyncio.Event()
+
+        async def relay(may_end: asyncio.Event) -> None:
+            await may_end.wait()
+
+        conn.start_task(7, relay(first_may_end))
+        conn.start_task(7, relay(second_may_end))
+        second = conn.tasks[7]
+        first_may_end.set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert conn.tasks == {7: second} and not conn.idle
+        conn.connection_lost(None)
+        await asyncio.sleep(0)
+        assert second.cancelled()
+
+    run(test)

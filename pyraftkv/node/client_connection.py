@@ -91,7 +91,8 @@ class CallTasks:
         self.tasks[stream] = task
 
         def done(task) -> None:
-            self.tasks.pop(stream, None)
+            if self.tasks.get(stream) is task:  # a later task on the stream stays tracked
+                del self.tasks[stream]
             if task.cancelled():
                 return
             error = task.exception()
