@@ -82,8 +82,10 @@ FORWARD_WAIT_TICKS = 10
 MAX_WAITING_FORWARDS = 1024
 # A leader tells the followers a new commit index with its next append, or after this long
 # without one (the core's lazy_commit): a writer's next put, or a busy cluster's next
-# batch, carries it for free, and followers apply at most about twice this late.
-COMMIT_NOTICE_S = 0.005
+# batch, carries it for free, and followers apply at most about twice this late. A write a
+# follower forwarded is told at once: that follower's client waits for it to apply there.
+# (The environment may set it, for tests that tell the two paths apart.)
+COMMIT_NOTICE_S = float(os.environ.get("PYRAFTKV_COMMIT_NOTICE_S", "0.005"))
 
 
 def write_ready(
@@ -167,6 +169,8 @@ class RaftProcess:
         # Proposals waiting for the link to the leader: (ticks waited, payload).
         self._waiting_forwards: list[tuple[int, bytes]] = []
         self._commit_notice: asyncio.TimerHandle | None = None
+        # Log indexes of proposals followers forwarded here, until they are committed.
+        self._forwarded: deque[int] = deque()
         self._commit_notice_armed_at = 0  # core.commit_broadcast when the notice was armed
 
     # -- start and stop -------------------------------------------------------------------
@@ -313,7 +317,8 @@ class RaftProcess:
             problem = batch_problem(frame[9:])
             if problem:
                 raise PeerProtocolError(f"member {sender:x} forwarded a bad proposal: {problem}")
-            self._propose(frame[9:], sender)
+            if index := self._propose(frame[9:], sender):
+                self._forwarded.append(index)
         elif kind == FRAME_REFUSED:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
         else:
@@ -482,6 +487,14 @@ class RaftProcess:
                     self._handle_ready(ready)
         finally:
             self._flush_up()
+        forwarded = self._forwarded
+        if forwarded and forwarded[0] <= core.commit_index:
+            while forwarded and forwarded[0] <= core.commit_index:
+                forwarded.popleft()
+            if core.commit_unsent:  # a follower's client waits for this commit: tell now
+                core.send_commit()
+                self.schedule()
+                return
         if core.commit_unsent and self._commit_notice is None:
             self._arm_commit_notice()
 
@@ -617,6 +630,7 @@ class RaftProcess:
             for context in self._reads_outstanding:
                 self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
             self._reads_outstanding.clear()
+            self._forwarded.clear()
         self.leader, self._role = soft.leader_id, soft.role
 
     def _report_sync_latency(self) -> None:
