@@ -2,13 +2,15 @@
 alternating runs in one sitting: did a change cut one writer's latency, and where did the
 CPU per put go?
 
-    python bench/seq_trees.py /tmp/before /tmp/after [--runs 3] [--seconds 10]
+    python bench/seq_trees.py /tmp/before /tmp/after [--runs 3] [--seconds 10] \\
+        [--via-follower]
 
 Trees are prepared as for bench/compare_trees.py (each with its extension built). Each run
 starts a fresh cluster from one tree (its members import that tree's pyraftkv), sends
-sequential puts (128-byte values) to the leader from this tree's blocking ``Client`` for
-``--seconds``, and reads the CPU the leader's and one follower's two processes spent per
-put (/proc). Prints one line per run.
+sequential puts (128-byte values) from this tree's blocking ``Client`` to the leader (to a
+follower, which forwards them, with ``--via-follower``) for ``--seconds``, and reads the
+CPU the leader's and one follower's two processes spent per put (/proc). Prints one line
+per run.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pyraftkv import Client  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
 
-def run(tree: str, seconds: float) -> str:
+def run(tree: str, seconds: float, via_follower: bool) -> str:
     root = tempfile.mkdtemp(prefix="pyraftkv-seq-trees-")
     cluster = LocalCluster(root, 3)
     try:
@@ -41,7 +43,7 @@ def run(tree: str, seconds: float) -> str:
         for role, member in (("leader", leader), ("follower", follower)):
             pids[f"{role} raft"] = raft_pid(member.process.pid)
             pids[f"{role} app"] = member.process.pid
-        with Client([leader.endpoint]) as client:
+        with Client([(follower if via_follower else leader).endpoint]) as client:
             client.put(b"warm", b"up")
             before = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
             latencies: list[float] = []
@@ -69,10 +71,11 @@ def main() -> int:
     parser.add_argument("after", help="source tree (with its extension built)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--via-follower", action="store_true", help="put through a follower")
     args = parser.parse_args()
     for _ in range(args.runs):
         for name, tree in (("before", args.before), ("after", args.after)):
-            print(f"{name:<7} {run(tree, args.seconds)}", flush=True)
+            print(f"{name:<7} {run(tree, args.seconds, args.via_follower)}", flush=True)
     return 0
 
 
