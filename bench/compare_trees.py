@@ -71,11 +71,17 @@ def run(args: argparse.Namespace, tree: str) -> dict:
             cluster.stop_all()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def tree_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every two-tree comparison takes: the trees and how many rounds."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("before", help="source tree (with its extension built)")
     parser.add_argument("after", help="source tree (with its extension built)")
     parser.add_argument("--runs", type=int, default=3)
+    return parser
+
+
+def main() -> int:
+    parser = tree_parser(__doc__)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=256)
     parser.add_argument("--conns", type=int, default=6)

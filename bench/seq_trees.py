@@ -15,7 +15,6 @@ per run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -26,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
-from bench.compare_trees import members_from  # noqa: E402
+from bench.compare_trees import members_from, tree_parser  # noqa: E402
 from pyraftkv import Client  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
@@ -66,10 +65,7 @@ def run(tree: str, seconds: float, via_follower: bool) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("before", help="source tree (with its extension built)")
-    parser.add_argument("after", help="source tree (with its extension built)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser = tree_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--via-follower", action="store_true", help="put through a follower")
     args = parser.parse_args()

@@ -169,9 +169,9 @@ class RaftProcess:
         # Proposals waiting for the link to the leader: (ticks waited, payload).
         self._waiting_forwards: list[tuple[int, bytes]] = []
         self._commit_notice: asyncio.TimerHandle | None = None
+        self._commit_notice_armed_at = 0  # core.commit_broadcast when the notice was armed
         # Log indexes of proposals followers forwarded here, until they are committed.
         self._forwarded: deque[int] = deque()
-        self._commit_notice_armed_at = 0  # core.commit_broadcast when the notice was armed
 
     # -- start and stop -------------------------------------------------------------------
 
