@@ -82,3 +82,53 @@ def test_a_peer_connecting_in_cuts_the_backoff_short(monkeypatch):
             await b.close()
 
     asyncio.run(scenario())
+
+
+def test_frames_arrive_whole_in_order_and_each_read_ends_with_frames_done():
+    """Frames cut at any byte reach on_message whole; after each read on_frames_done runs
+    (the Raft process takes its Ready then); a frame over the limit closes only that
+    connection."""
+
+    async def scenario():
+        (port,) = free_ports(1)
+        events: list = []
+        b = PeerTransport(
+            member_id=2,
+            cluster_id=CLUSTER,
+            on_message=lambda sender, frame: events.append((sender, frame)),
+            on_frames_done=lambda: events.append("done"),
+            on_unreachable=lambda peer: None,
+            is_peer=lambda peer: peer == 1,
+        )
+        await b.listen([("127.0.0.1", port, False)])
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                peer_transport.encode_handshake(peer_transport.CHANNEL_MESSAGES, CLUSTER, 1, 2)
+            )
+            assert await reader.readexactly(1) == peer_transport.ACCEPT
+            frames = [b"one", b"two" * 100, b"three"]
+            wire = b"".join(peer_transport.FRAME.pack(len(f)) + f for f in frames)
+            for i in range(0, len(wire), 7):  # cut mid-header and mid-frame
+                writer.write(wire[i : i + 7])
+                await writer.drain()
+                await asyncio.sleep(0.002)
+            assert await until(lambda: len([e for e in events if e != "done"]) == 3, 5.0)
+            assert [e for e in events if e != "done"] == [(1, f) for f in frames]
+            assert events[-1] == "done"
+            writer.write(peer_transport.FRAME.pack(peer_transport.MAX_FRAME_BYTES + 1))
+            assert await asyncio.wait_for(reader.read(), 5.0) == b""  # closed by b
+            writer.close()
+            # b goes on: a new connection is accepted and served
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                peer_transport.encode_handshake(peer_transport.CHANNEL_MESSAGES, CLUSTER, 1, 2)
+            )
+            assert await reader.readexactly(1) == peer_transport.ACCEPT
+            writer.write(peer_transport.FRAME.pack(4) + b"more")
+            assert await until(lambda: (1, b"more") in events, 5.0)
+            writer.close()
+        finally:
+            await b.close()
+
+    asyncio.run(scenario())

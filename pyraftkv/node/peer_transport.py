@@ -132,6 +132,56 @@ class _Outgoing(asyncio.Protocol):
             self.lost.set_result(error)
 
 
+class _Incoming(asyncio.Protocol):
+    """The receiving side of a peer's message connection, after its handshake: each frame
+    goes to ``on_message`` as it arrives, then ``on_frames_done`` once per read."""
+
+    def __init__(
+        self,
+        sender: int,
+        on_message: Callable[[int, bytes], None],
+        on_frames_done: Callable[[], None],
+    ) -> None:
+        self.sender = sender
+        self.on_message = on_message
+        self.on_frames_done = on_frames_done
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        offset = 0
+        try:
+            while len(buffer) - offset >= FRAME.size:
+                (length,) = FRAME.unpack_from(buffer, offset)
+                if length > MAX_FRAME_BYTES:
+                    raise PeerProtocolError(f"frame of {length} bytes is over the limit")
+                end = offset + FRAME.size + length
+                if end > len(buffer):
+                    break
+                self.on_message(self.sender, bytes(buffer[offset + FRAME.size : end]))
+                offset = end
+        except PeerProtocolError as exc:
+            log.warning("closing a peer connection: %s", exc)
+            self.transport.close()
+        except Exception:
+            # Handling one peer's message failed: that connection ends, the member goes on.
+            log.exception("closing a peer connection: error handling what it sent")
+            self.transport.close()
+        finally:
+            del buffer[:offset]
+            self.on_frames_done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 class PeerSender:
     """The outgoing connection to one peer: writes coalesced per loop iteration, reconnects
     with backoff. While disconnected, messages are dropped (Raft sends again)."""
@@ -238,6 +288,7 @@ class PeerTransport:
         client_ssl: SSLContext | None = None,
         allowed_cn: str = "",
         on_message: Callable[[int, bytes], None],
+        on_frames_done: Callable[[], None] = lambda: None,
         on_unreachable: Callable[[int], None],
         on_snapshot_connection: Callable[
             [int, asyncio.StreamReader, asyncio.StreamWriter], asyncio.Future
@@ -253,6 +304,7 @@ class PeerTransport:
         self.client_ssl = client_ssl
         self.allowed_cn = allowed_cn
         self.on_message = on_message
+        self.on_frames_done = on_frames_done
         self.on_unreachable = on_unreachable
         self.on_snapshot_connection = on_snapshot_connection
         self.members = members
@@ -335,7 +387,8 @@ class PeerTransport:
                 log.warning("refused a peer connection: %x is not a member", sender)
                 writer.write(b"\x00" + f"{sender:x} is not a member of this cluster".encode())
                 return
-            writer.write(ACCEPT)
+            if channel != CHANNEL_MESSAGES:
+                writer.write(ACCEPT)
             if channel == CHANNEL_QUERY:
                 members = self.members() if self.members is not None else []
                 writer.write(
@@ -360,24 +413,19 @@ class PeerTransport:
             outgoing = self.senders.get(sender)
             if outgoing is not None:
                 outgoing.wake()  # the peer is up: a sender waiting out its backoff dials now
-            on_message = self.on_message
-            buffer = bytearray()
-            while True:
-                data = await reader.read(1 << 18)
-                if not data:
-                    return
-                buffer += data
-                offset = 0
-                while len(buffer) - offset >= FRAME.size:
-                    (length,) = FRAME.unpack_from(buffer, offset)
-                    if length > MAX_FRAME_BYTES:
-                        raise PeerProtocolError(f"frame of {length} bytes is over the limit")
-                    end = offset + FRAME.size + length
-                    if end > len(buffer):
-                        break
-                    on_message(sender, bytes(buffer[offset + FRAME.size : end]))
-                    offset = end
-                del buffer[:offset]
+            # Frames from here on go straight from the transport to the Raft process (no
+            # task switch per read). The peer sends nothing before our ACCEPT; if it did,
+            # those bytes are frames like the rest.
+            if reader.at_eof() or writer.transport.is_closing():
+                return
+            incoming = _Incoming(sender, self.on_message, self.on_frames_done)
+            buffered = bytes(reader._buffer)  # noqa: SLF001 (StreamReader keeps no public one)
+            writer.transport.set_protocol(incoming)
+            writer.write(ACCEPT)
+            incoming.connection_made(writer.transport)
+            if buffered:
+                incoming.data_received(buffered)
+            await incoming.closed
         except (asyncio.IncompleteReadError, OSError, asyncio.TimeoutError):
             pass  # the peer went away (ConnectionError is an OSError)
         except RuntimeError as exc:  # uvloop: writing to a transport the peer closed

@@ -137,6 +137,7 @@ class RaftProcess:
             member_id=self.id,
             cluster_id=self.cluster_id,
             on_message=self._on_peer_frame,
+            on_frames_done=self._process_scheduled_ready,
             on_unreachable=self._on_unreachable,
             on_snapshot_connection=lambda *args: self.snapshots.on_connection(*args),
             members=lambda: sorted(self.core.membership.members()),
@@ -149,7 +150,7 @@ class RaftProcess:
         self.membership = MembershipChanges(self)
         self.snapshots = SnapshotShipper(self)
         self._last_written = last_written  # last entry index handed to the WAL writer
-        self._scheduled = False
+        self._scheduled: asyncio.Handle | None = None
         self._awaiting_install: tuple[Ready, str] | None = None
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
@@ -469,12 +470,19 @@ class RaftProcess:
     # -- the Ready loop -----------------------------------------------------------------------
 
     def schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._process_ready)
+        if self._scheduled is None:
+            self._scheduled = self.loop.call_soon(self._process_ready)
+
+    def _process_scheduled_ready(self) -> None:
+        """After a read of peer frames: what they made ready goes out now, not after the
+        loop's other callbacks."""
+        if self._scheduled is not None:
+            self._process_ready()
 
     def _process_ready(self) -> None:
-        self._scheduled = False
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
         core = self.core
         # What the Readies send up goes as one ring push: the application wakes once.
         self._up_batch = []
@@ -673,7 +681,7 @@ class RaftProcess:
             self.link.send_many(batch)
 
     def _before_blocking(self) -> None:
-        """Before an fdatasync on the loop: what this iteration queued goes out first."""
+        """Before a WAL write on the loop: what this iteration queued goes out first."""
         self.transport.flush()
         if self._up_batch:
             self.link.send_many(self._up_batch)

@@ -7,7 +7,9 @@ thread and hearing back costs two thread wake-ups, each as long as a loopback ho
 busy machine, so a Ready is then written on the event loop itself: always when it needs
 no fdatasync (one small pwrite), and with its fdatasync when the disk has been idle for
 at least as long as the last fdatasync took (the disk less than half busy, where blocking
-the loop for one fdatasync holds up nothing that waited).
+the loop for one fdatasync holds up nothing that waited). What the loop queued for peers and
+the application goes out before that write: a leader's appends and the committed entries
+need not wait for the local disk.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class WalWriter:
         loop: asyncio.AbstractEventLoop,
         before_blocking: Callable[[], None] = lambda: None,
     ) -> None:
-        """``before_blocking`` runs before an fdatasync on the event loop (to send what
-        the loop has queued for the network first)."""
+        """``before_blocking`` runs before a WAL write on the event loop (to send what
+        the loop has queued, for peers and the application, first)."""
         self.wal = wal
         self.loop = loop
         self._before_blocking = before_blocking
@@ -72,13 +74,13 @@ class WalWriter:
                     self._cond.notify()
                 return
         try:
+            self._before_blocking()
             if FAILPOINTS:
                 hit("raftBeforeWalAppend")
             write(self.wal)
             if FAILPOINTS:
                 hit("raftAfterWalAppend")
             if sync:
-                self._before_blocking()
                 self._sync()
         except BaseException as exc:  # the WAL is unusable: the process must stop
             self.failed = exc
