@@ -1,4 +1,5 @@
-"""check perf's pure parts: etcdctl's key encoding, progress line and PASS/FAIL rule."""
+"""check perf's pure parts: etcdctl's key encoding, progress line, PASS/FAIL rule and the stage
+breakdown."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pyraftkv.ctl.check import (
     Result,
     check_key,
     progress_line,
+    stage_lines,
     verdict,
     zigzag_varint,
 )
+from pyraftkv.node.write_trace import STAGE_BUCKETS, STAGES
 
 
 def test_varint_is_gos_put_varint():
@@ -64,3 +67,34 @@ def test_each_rule_can_fail():
     spread = [0.0] * 500 + [0.45] * 500
     lines, ok = verdict(Result(spread, {}, 1.0), LOADS["s"])
     assert not ok and lines[2] == "Stddev too high: 0.225000s" and lines[-1] == "FAIL"
+
+
+def test_stage_lines_print_leader_and_forwarded_writes_apart():
+    """Writes a follower forwarded get a breakdown of their own, after the leaders'."""
+
+    def histogram(bucket: int, writes: int) -> tuple[tuple[float, ...], list[int]]:
+        counts = [0] * (len(STAGE_BUCKETS) + 1)
+        counts[bucket] = writes
+        return STAGE_BUCKETS, counts
+
+    after = {name: histogram(2, 5) for name in (*STAGES, "total")}
+    after |= {f"forwarded/{name}": histogram(6, 3) for name in (*STAGES, "total")}
+    lines = stage_lines({}, after)
+    first = lines.index(
+        "Where each write's time went (5 writes traced; per-stage percentiles, which do not "
+        "add up):"
+    )
+    second = lines.index(
+        "Where each write a follower forwarded's time went (3 writes traced; per-stage "
+        "percentiles, which do not add up):"
+    )
+    assert first < second
+    leader_rows = [line.split()[0] for line in lines[first + 2 : second - 1]]
+    forwarded_rows = [line.split() for line in lines[second + 2 :]]
+    assert leader_rows == [*STAGES, "total"]
+    assert [row[0] for row in forwarded_rows] == [*STAGES, "total"]
+    for row in forwarded_rows:  # the p50 lies in the bucket the forwarded writes fell in
+        assert STAGE_BUCKETS[5] * 1000 < float(row[1]) <= STAGE_BUCKETS[6] * 1000
+    # Only forwarded writes traced: just their breakdown.
+    only = stage_lines({}, {k: v for k, v in after.items() if k.startswith("forwarded/")})
+    assert only[1].startswith("Where each write a follower forwarded's time went (3 writes")

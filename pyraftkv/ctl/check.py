@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..client.aio import AsyncClient
 from ..client.requests import delete_request
 from ..errors import ApiError, PyraftkvError
+from ..node.write_trace import FORWARDED
 from ..proto import rpc_pb2 as rpc
 from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, CtlError
@@ -233,19 +234,31 @@ def stage_percentiles(before: Stages, after: Stages) -> tuple[int, dict[str, tup
     return writes, rows
 
 
+def _named(stages: Stages, prefix: str) -> Stages:
+    """The stages whose name is ``prefix`` and a plain stage name, without the prefix."""
+    return {
+        name[len(prefix) :]: value
+        for name, value in stages.items()
+        if name.startswith(prefix) and "/" not in name[len(prefix) :]
+    }
+
+
 def stage_lines(before: Stages, after: Stages) -> list[str]:
-    """The stage breakdown as check perf prints it (nothing if no write was traced)."""
-    writes, rows = stage_percentiles(before, after)
-    if not writes:
-        return []
-    lines = [
-        "",
-        f"Where each write's time went ({writes} writes traced; per-stage percentiles, "
-        "which do not add up):",
-        f"{'stage':<10} {'p50':>10} {'p99':>10}",
-    ]
-    for stage, (p50, p99) in rows.items():
-        lines.append(f"{stage:<10} {p50 * 1000:>7.3f} ms {p99 * 1000:>7.3f} ms")
+    """The stage breakdown as check perf prints it: the writes leaders took, then those
+    followers took and forwarded (nothing for either if none of its writes was traced)."""
+    lines = []
+    for prefix, which in (("", "write"), (FORWARDED, "write a follower forwarded")):
+        writes, rows = stage_percentiles(_named(before, prefix), _named(after, prefix))
+        if not writes:
+            continue
+        lines += [
+            "",
+            f"Where each {which}'s time went ({writes} writes traced; per-stage "
+            "percentiles, which do not add up):",
+            f"{'stage':<10} {'p50':>10} {'p99':>10}",
+        ]
+        for stage, (p50, p99) in rows.items():
+            lines.append(f"{stage:<10} {p50 * 1000:>7.3f} ms {p99 * 1000:>7.3f} ms")
     return lines
 
 

@@ -347,8 +347,8 @@ class Application:
             self._on_refused(reason, ident, rp.tail(message, rp.REFUSED_FMT))
 
         def trace(message: bytes) -> None:
-            index, *readings = rp.unpack(message, rp.TRACE_FMT)
-            self.trace.arrived(index, readings)
+            index, forwarded, *readings = rp.unpack(message, rp.TRACE_FMT)
+            self.trace.arrived(index, readings, bool(forwarded))
 
         def sync_latency(message: bytes) -> None:
             self.wal_sync_latency = rp.decode_sync_latency(message)

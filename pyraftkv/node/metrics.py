@@ -64,13 +64,17 @@ def render(app: Any) -> str:
     )
     for peer, histogram in sorted(trace.peer_rtt.items()):
         lines += histogram.lines("etcd_network_peer_round_trip_time_seconds", f'To="{peer:x}"')
-    name = "pyraftkv_write_stage_duration_seconds"
-    lines += _head(name, "Time traced writes spent in each stage, per write.")
-    for stage, histogram in zip(STAGES, trace.stages, strict=True):
-        lines += histogram.lines(name, f'stage="{stage}"')
-    name = "pyraftkv_write_duration_seconds"
-    lines += _head(name, "Whole time of traced writes, from batched to reply written.")
-    lines += trace.total.lines(name)
+    for kind, histograms, taken_by in (
+        ("write", trace.taken, "writes this member took as leader"),
+        ("forwarded_write", trace.forwarded, "writes this member took as a follower"),
+    ):
+        name = f"pyraftkv_{kind}_stage_duration_seconds"
+        lines += _head(name, f"Time traced {taken_by} spent in each stage, per write.")
+        for stage, histogram in zip(STAGES, histograms.stages, strict=True):
+            lines += histogram.lines(name, f'stage="{stage}"')
+        name = f"pyraftkv_{kind}_duration_seconds"
+        lines += _head(name, f"Whole time of traced {taken_by}, from batched to reply written.")
+        lines += histograms.total.lines(name)
     store = app.store
     figures = (
         ("etcd_server_has_leader", "gauge", "1 if this member knows a leader, else 0.",

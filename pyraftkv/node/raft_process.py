@@ -414,9 +414,12 @@ class RaftProcess:
         def propose_traced(message: bytes) -> None:
             popped = time.monotonic_ns()
             received, batched = rp.unpack(message, rp.TRACED)
-            index = self._propose(rp.tail(message, rp.TRACED), self.id)
+            data = rp.tail(message, rp.TRACED)
+            index = self._propose(data, self.id)
             if index:
                 self.trace.proposed(index, received, batched, popped)
+            elif self.leader and self.leader != self.id:
+                self.trace.forwarded(data, received, batched, popped)
 
         return {
             rp.PROPOSE: lambda m: self._propose(m[1:], self.id),
@@ -527,8 +530,11 @@ class RaftProcess:
             self._on_soft_state(ready.soft_state)
         if ready.messages:
             self._send_frames(ready.messages)
-        if self.trace.open and ready.entries:
-            self.trace.stamp(ready.entries, SENT)
+        if ready.entries:
+            if self.trace.forwarding:
+                self.trace.came_back(ready.entries)
+            if self.trace.open:
+                self.trace.stamp(ready.entries, SENT)
         if ready.snapshot is not None:
             path = self.snapshots.take_received(ready.snapshot.index)
             self.push_up(

@@ -3,6 +3,9 @@ heartbeat round trips to each peer (etcd_network_peer_round_trip_time_seconds).
 
 Traced proposals are few (at most one per trace interval), so every hook here is a dict
 check when none is open. Readings are ``time.monotonic_ns``, one clock for both processes.
+A follower forwards its traced proposals to the leader and knows their entry index only when
+the leader's AppendEntries brings the entry back: until then the trace waits under the
+proposal's length and hash.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .write_trace import (
     QUORUM,
     RAFT_IN,
     RAFT_READINGS,
+    SENT,
     WAL_SYNCED,
     WAL_WRITTEN,
 )
@@ -25,20 +29,49 @@ from .write_trace import (
 MAX_RTT_SAMPLES = 1024
 
 
+def _readings(received: int, batched: int, popped: int) -> list[int]:
+    readings = [0] * RAFT_READINGS
+    readings[0], readings[1], readings[RAFT_IN] = received, batched, popped
+    return readings
+
+
 class RaftTrace:
     """Open traces by entry index, stamped as their entry moves through this process."""
 
     def __init__(self) -> None:
         self.open: dict[int, list[int]] = {}
+        self.forwarding: dict[tuple[int, int], list[int]] = {}  # (len, hash) -> readings
+        self._forwarded: set[int] = set()  # indexes in ``open`` that a follower forwarded
         self._heartbeat_sent: dict[int, int] = {}
         self._rtt: list[tuple[int, float]] = []
 
     def proposed(self, index: int, received: int, batched: int, popped: int) -> None:
         """A traced proposal became entry ``index`` on this leader."""
+        self._open(index, _readings(received, batched, popped))
+
+    def forwarded(self, data: bytes, received: int, batched: int, popped: int) -> None:
+        """On a follower: a traced proposal went to the leader."""
+        if len(self.forwarding) >= MAX_OPEN_TRACES:  # lost with a leader change
+            self.forwarding.pop(next(iter(self.forwarding)))
+        self.forwarding[len(data), hash(data)] = _readings(received, batched, popped)
+
+    def came_back(self, entries: Sequence) -> None:
+        """On a follower: entries the leader appended here; a forwarded traced proposal
+        among them becomes the open trace of its index, stamped as arrived (SENT)."""
+        lengths = {length for length, _ in self.forwarding}
+        for entry in entries:
+            if len(entry.data) in lengths:
+                readings = self.forwarding.pop((len(entry.data), hash(entry.data)), None)
+                if readings is not None:
+                    readings[SENT] = time.monotonic_ns()
+                    self._open(entry.index, readings)
+                    self._forwarded.add(entry.index)
+
+    def _open(self, index: int, readings: list[int]) -> None:
         if len(self.open) >= MAX_OPEN_TRACES:  # orphans of a lost leadership
-            self.open.pop(next(iter(self.open)))
-        readings = [0] * RAFT_READINGS
-        readings[0], readings[1], readings[RAFT_IN] = received, batched, popped
+            oldest = next(iter(self.open))
+            del self.open[oldest]
+            self._forwarded.discard(oldest)
         self.open[index] = readings
 
     def within(self, first: int, last: int) -> list[list[int]]:
@@ -78,7 +111,9 @@ class RaftTrace:
         for index in [i for i in self.open if first <= i <= last]:
             readings = self.open.pop(index)
             readings[COMMITTED] = now
-            out.append(rp.pack(rp.TRACE, rp.TRACE_FMT, index, *readings))
+            forwarded = index in self._forwarded
+            self._forwarded.discard(index)
+            out.append(rp.pack(rp.TRACE, rp.TRACE_FMT, index, forwarded, *readings))
         return out
 
     # -- heartbeat round trips ----------------------------------------------------------------

@@ -42,7 +42,7 @@ INSTALL_SNAPSHOT = 106  # u64 index, u64 term, path: replace the state machine w
 MOVE_LEADER_DONE = 107  # u64 request id, u8 ok
 CONF_CHANGE_APPLIED = 108  # u64 index, u64 request id, u8 outcome (CONF_*)
 WAL_SYNC_LATENCY = 109  # the WAL's fdatasync histogram (see encode_sync_latency)
-TRACE = 110  # u64 index, 8 x i64 readings: a traced proposal's entry (write_trace.py)
+TRACE = 110  # u64 index, u8 forwarded, 8 x i64 readings: a traced proposal's entry (write_trace.py)
 PEER_RTT = 111  # (u64 peer, f64 seconds) pairs: heartbeat round trips measured
 HASH_KV_WANTED = 112  # u64 query id, data: a HashKVRequest a peer sent (corrupt_check.py)
 PEERS_HEARD = 113  # u64 member ids: peers a Raft message came from since the last report
@@ -69,7 +69,7 @@ _CONF_APPLIED = struct.Struct("<QQB")
 _LATENCY = struct.Struct("<Qd")  # samples, sum of seconds
 _BUCKET = struct.Struct("<dQ")  # upper bound in seconds (exclusive), samples
 _TRACED = struct.Struct("<qq")  # PROPOSE_TRACED: received, batched
-_TRACE = struct.Struct("<Q8q")  # TRACE: index, readings
+_TRACE = struct.Struct("<QB8q")  # TRACE: index, forwarded by this follower, readings
 _RTT = struct.Struct("<Qd")  # one PEER_RTT sample
 
 

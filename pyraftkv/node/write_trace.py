@@ -14,8 +14,14 @@ The differences between consecutive readings are the stages. A leader sends to i
 followers while its own WAL write runs, and a majority may answer before the leader's own
 fdatasync ends: a reading earlier than the one before it counts as that one, so no stage is
 negative and the stages of a write add up to its whole time. Every write of a traced batch
-is counted once per stage: the histograms are per write. Writes a follower forwards to the
-leader are not traced.
+is counted once per stage: the histograms are per write.
+
+A write taken by a follower is traced on that follower, in histograms of its own (stage
+names prefixed ``forwarded/`` in the Status call, pyraftkv_forwarded_write_* on /metrics),
+with the same stages seen from there: ``propose`` runs until the leader's AppendEntries
+brings the entry back (the forward, the leader's append and send), ``wal_write`` and
+``wal_fsync`` are the follower's own, and ``quorum`` ends when the follower learns the
+entry committed (the leader's acknowledgement round and its commit notice).
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ STAGE_BUCKETS = tuple(0.00001 * 2**k for k in range(18))
 # etcd's buckets (checked against etcd 3.4's /metrics).
 ETCD_DISK_BUCKETS = tuple(0.001 * 2**k for k in range(14))
 ETCD_RTT_BUCKETS = tuple(0.0001 * 2**k for k in range(16))
+# Stage names of the writes a follower took, in the Status call.
+FORWARDED = "forwarded/"
 # Traces waiting for their entry; a leader change can orphan some, so keep a bound.
 MAX_OPEN_TRACES = 256
 
@@ -100,22 +108,52 @@ def stage_seconds(readings: list[int]) -> list[float]:
     return out
 
 
+class StageHistograms:
+    """One histogram per stage, and one of the whole."""
+
+    def __init__(self) -> None:
+        self.stages = [Histogram(STAGE_BUCKETS) for _ in STAGES]
+        self.total = Histogram(STAGE_BUCKETS)
+
+    def observe(self, seconds: list[float], writes: int) -> None:
+        for histogram, value in zip(self.stages, seconds, strict=True):
+            histogram.observe(value, writes)
+        self.total.observe(sum(seconds), writes)
+
+    def status(self, prefix: str) -> list[rpc.WriteStageHistogram]:
+        if not self.total.count:
+            return []
+        named = [*zip(STAGES, self.stages, strict=True), ("total", self.total)]
+        return [
+            rpc.WriteStageHistogram(
+                stage=prefix + name, upper_bounds=h.bounds, counts=h.counts, sum_seconds=h.sum
+            )
+            for name, h in named
+        ]
+
+
 class WriteTrace:
     """The application side: open traces by entry index, and the stage histograms."""
 
     def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
         self._schedule = schedule
         self.open: dict[int, list[int]] = {}  # entry index -> readings so far
-        self.stages = [Histogram(STAGE_BUCKETS) for _ in STAGES]
-        self.total = Histogram(STAGE_BUCKETS)
+        self.taken = StageHistograms()  # writes taken by this member as leader
+        self.forwarded = StageHistograms()  # writes this member took as a follower
+        self._forwarded: set[int] = set()  # indexes in ``open`` that this member forwarded
         self.backend_commit = Histogram(ETCD_DISK_BUCKETS)
         self.peer_rtt: dict[int, Histogram] = {}
 
-    def arrived(self, index: int, readings: tuple[int, ...]) -> None:
-        """The Raft process's readings for entry ``index``, just popped from the ring."""
+    def arrived(self, index: int, readings: list[int], forwarded: bool) -> None:
+        """The Raft process's readings for entry ``index``, just popped from the ring;
+        ``forwarded`` when this member took the write as a follower."""
         if len(self.open) >= MAX_OPEN_TRACES:
-            self.open.pop(next(iter(self.open)))
+            oldest = next(iter(self.open))
+            del self.open[oldest]
+            self._forwarded.discard(oldest)
         self.open[index] = [*readings, time.monotonic_ns()]
+        if forwarded:
+            self._forwarded.add(index)
 
     def applied(self, done: list[tuple[int, int]]) -> None:
         """Entries (index, writes) just applied and their replies queued: stamp them, and
@@ -125,33 +163,26 @@ class WriteTrace:
         taken = []
         for index, writes in done:
             readings = self.open.pop(index, None)
+            forwarded = index in self._forwarded
+            self._forwarded.discard(index)
             if readings is not None and writes:
                 readings.append(now)
-                taken.append((readings, writes))
+                taken.append((readings, writes, self.forwarded if forwarded else self.taken))
         if taken:
             self._schedule(lambda: self._record(taken))
 
-    def _record(self, taken: list[tuple[list[int], int]]) -> None:
+    @staticmethod
+    def _record(taken: list[tuple[list[int], int, StageHistograms]]) -> None:
         now = time.monotonic_ns()
-        for readings, writes in taken:
+        for readings, writes, histograms in taken:
             readings.append(now)
-            seconds = stage_seconds(readings)
-            for histogram, value in zip(self.stages, seconds, strict=True):
-                histogram.observe(value, writes)
-            self.total.observe(sum(seconds), writes)
+            histograms.observe(stage_seconds(readings), writes)
 
     def status(self) -> list[rpc.WriteStageHistogram]:
         """The stage histograms for the Status call (``pyraftkvctl check perf`` reads them),
-        then the whole (stage ``total``); nothing until a write was traced."""
-        if not self.total.count:
-            return []
-        named = [*zip(STAGES, self.stages, strict=True), ("total", self.total)]
-        return [
-            rpc.WriteStageHistogram(
-                stage=name, upper_bounds=h.bounds, counts=h.counts, sum_seconds=h.sum
-            )
-            for name, h in named
-        ]
+        each set followed by the whole (stage ``total``), a follower's forwarded writes under
+        ``forwarded/`` names; nothing for a set until one of its writes was traced."""
+        return self.taken.status("") + self.forwarded.status(FORWARDED)
 
     def observe_rtt(self, peer: int, seconds: float) -> None:
         histogram = self.peer_rtt.get(peer)

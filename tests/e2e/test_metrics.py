@@ -130,8 +130,8 @@ def test_health_fails_when_the_member_loses_its_quorum(make_cluster):
         time.sleep(0.2)
 
 
-def stage_figures(seen: dict[str, float], suffix: str) -> dict[str, float]:
-    prefix = f'pyraftkv_write_stage_duration_seconds_{suffix}{{stage="'
+def stage_figures(seen: dict[str, float], suffix: str, kind: str = "write") -> dict[str, float]:
+    prefix = f'pyraftkv_{kind}_stage_duration_seconds_{suffix}{{stage="'
     return {k[len(prefix) : -2]: v for k, v in seen.items() if k.startswith(prefix)}
 
 
@@ -174,3 +174,41 @@ def test_the_stage_trace_counts_every_traced_write_in_every_stage(make_cluster):
         assert seen[f'etcd_network_peer_round_trip_time_seconds_count{{To="{peer}"}}'] > 0
         inf = f'etcd_network_peer_round_trip_time_seconds_bucket{{To="{peer}",le="+Inf"}}'
         assert seen[inf] == seen[f'etcd_network_peer_round_trip_time_seconds_count{{To="{peer}"}}']
+
+
+def test_writes_a_follower_forwards_are_traced_on_that_follower(make_cluster):
+    """Their stages as the follower sees them, in histograms of their own; the leader,
+    which did not take them from a client, traces none of them."""
+    cluster = make_cluster(3)
+    ports = [with_metrics(cluster, i) for i in range(3)]
+    cluster.start()
+    with cluster.client() as client:
+        client.put("warm", "up")
+    at = next(i for i, p in enumerate(ports) if metrics(p)["etcd_server_is_leader"] == 0)
+    follower = ports[at]
+    leader = next(p for p in ports if metrics(p)["etcd_server_is_leader"] == 1)
+    before, leader_before = metrics(follower), metrics(leader)
+    with cluster.client([cluster.members[at]]) as client:
+        for i in range(20):
+            client.put(f"f/{i}", "v")
+    name = "pyraftkv_forwarded_write_duration_seconds"
+    deadline = time.monotonic() + 10
+    while (seen := metrics(follower))[f"{name}_count"] < before[f"{name}_count"] + 20:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+    counts = stage_figures(seen, "count", "forwarded_write")
+    sums = stage_figures(seen, "sum", "forwarded_write")
+    assert set(counts.values()) == {seen[f"{name}_count"]}
+    assert abs(sum(sums.values()) - seen[f"{name}_sum"]) < 1e-6
+    # The forward round trip, this follower's own fdatasync, and the commit it learned.
+    assert sums["propose"] > 0 and sums["wal_fsync"] > 0 and sums["quorum"] > 0
+    assert (
+        seen["pyraftkv_write_duration_seconds_count"]
+        == before["pyraftkv_write_duration_seconds_count"]
+    )
+    grown = metrics(leader)
+    assert (
+        grown["pyraftkv_write_duration_seconds_count"]
+        == leader_before["pyraftkv_write_duration_seconds_count"]
+    )
+    assert grown[f"{name}_count"] == 0
