@@ -4,13 +4,14 @@ Starts a fresh 3-member pyraftkv cluster and a fresh 3-member etcd cluster (``--
 default /usr/bin/etcd) on loopback, both with a 100 ms heartbeat and a 1 s election
 timeout, and sends sequential puts (16-byte keys, 128-byte values) to each leader from a
 blocking Python client: pyraftkv's ``Client`` (native protocol) and a grpcio stub for etcd
-(etcd's gRPC API). Rounds alternate between the two so both see the same machine. Prints
+(etcd's gRPC API); with ``--via-follower`` to a follower of each, which forwards the write
+to its leader. Rounds alternate between the two so both see the same machine. Prints
 p50/p99 per round and over all rounds, and pyraftkv's stage breakdown (the member's
 per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it), and the CPU
 each process spent per put (the client, each member's processes): one writer's latency is
 the CPU on its critical path plus the fdatasyncs.
 
-    python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX]
+    python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX] [--via-follower]
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class Etcd:
             log = open(os.path.join(root, f"etcd-{i}.log"), "wb")  # noqa: SIM115
             self.processes.append(subprocess.Popen(argv, stdout=log, stderr=log))
 
-    def leader_channel(self) -> grpc.Channel:
+    def leader_channel(self, follower: bool = False) -> grpc.Channel:
+        """A channel to the leader, once there is one (to a follower with ``follower``)."""
         deadline = time.monotonic() + 30
         while True:
             for port in self.clients:
@@ -80,7 +82,8 @@ class Etcd:
                 )
                 try:
                     answer = status(rpc.StatusRequest(), timeout=1)
-                    if answer.leader and answer.leader == answer.header.member_id:
+                    leads = answer.leader == answer.header.member_id
+                    if answer.leader and leads != follower:
                         return channel
                 except grpc.RpcError:
                     pass
@@ -167,6 +170,11 @@ def main() -> int:
     parser.add_argument("--etcd", default="/usr/bin/etcd")
     parser.add_argument("--plot", metavar="PREFIX", help="write PREFIX-cdf.png (both)")
     parser.add_argument("--no-etcd", action="store_true", help="pyraftkv only")
+    parser.add_argument(
+        "--via-follower",
+        action="store_true",
+        help="write through a follower (which forwards to the leader), in both clusters",
+    )
     args = parser.parse_args()
     value = os.urandom(args.value_size // 2).hex().encode()[: args.value_size]
     root = tempfile.mkdtemp(prefix="pyraftkv-seq-")
@@ -176,7 +184,10 @@ def main() -> int:
     try:
         cluster.start()
         leader = cluster.wait_leader()
-        channel = etcd.leader_channel() if etcd else None
+        channel = etcd.leader_channel(args.via_follower) if etcd else None
+        target = (
+            next(m for m in cluster.members if m is not leader) if args.via_follower else leader
+        )
         endpoints = tuple(m.endpoint for m in cluster.members)
         pids = {}
         for m in cluster.members:
@@ -187,7 +198,7 @@ def main() -> int:
         if etcd is not None:
             etcd_pids = {f"etcd e{i}": p.pid for i, p in enumerate(etcd.processes)}
             meters["etcd 3.4"] = CpuMeter(etcd_pids)
-        with cluster.client([leader]) as client:
+        with cluster.client([target]) as client:
             # Warm both up (connections, first LMDB pages), then measure.
             pyraftkv_round(client, 200, value, 10**9)
             if channel is not None:
