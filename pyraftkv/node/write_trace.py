@@ -137,10 +137,10 @@ class WriteTrace:
 
     def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
         self._schedule = schedule
-        self.open: dict[int, list[int]] = {}  # entry index -> readings so far
+        # entry index -> readings so far, and the histograms the write goes to
+        self.open: dict[int, tuple[list[int], StageHistograms]] = {}
         self.taken = StageHistograms()  # writes taken by this member as leader
         self.forwarded = StageHistograms()  # writes this member took as a follower
-        self._forwarded: set[int] = set()  # indexes in ``open`` that this member forwarded
         self.backend_commit = Histogram(ETCD_DISK_BUCKETS)
         self.peer_rtt: dict[int, Histogram] = {}
 
@@ -148,12 +148,9 @@ class WriteTrace:
         """The Raft process's readings for entry ``index``, just popped from the ring;
         ``forwarded`` when this member took the write as a follower."""
         if len(self.open) >= MAX_OPEN_TRACES:
-            oldest = next(iter(self.open))
-            del self.open[oldest]
-            self._forwarded.discard(oldest)
-        self.open[index] = [*readings, time.monotonic_ns()]
-        if forwarded:
-            self._forwarded.add(index)
+            self.open.pop(next(iter(self.open)))
+        histograms = self.forwarded if forwarded else self.taken
+        self.open[index] = ([*readings, time.monotonic_ns()], histograms)
 
     def applied(self, done: list[tuple[int, int]]) -> None:
         """Entries (index, writes) just applied and their replies queued: stamp them, and
@@ -162,12 +159,11 @@ class WriteTrace:
         now = time.monotonic_ns()
         taken = []
         for index, writes in done:
-            readings = self.open.pop(index, None)
-            forwarded = index in self._forwarded
-            self._forwarded.discard(index)
-            if readings is not None and writes:
+            trace = self.open.pop(index, None)
+            if trace is not None and writes:
+                readings, histograms = trace
                 readings.append(now)
-                taken.append((readings, writes, self.forwarded if forwarded else self.taken))
+                taken.append((readings, writes, histograms))
         if taken:
             self._schedule(lambda: self._record(taken))
 
