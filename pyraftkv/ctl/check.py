@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from ..client.aio import AsyncClient
 from ..client.requests import delete_request
 from ..errors import ApiError, PyraftkvError
-from ..node.write_trace import FORWARDED
 from ..proto import rpc_pb2 as rpc
 from .command import ALL_FORMATS, command, group
 from .errors import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_INVALID_INPUT, CtlError
@@ -199,6 +198,8 @@ def quantile(bounds: Iterable[float], counts: list[int], q: float) -> float:
 
 
 Stages = dict[str, tuple[tuple[float, ...], list[int]]]  # stage -> (bounds, counts)
+# Status names the stages of the writes a follower took and forwarded with this prefix.
+FORWARDED = "forwarded/"
 
 
 async def stage_histograms(client: AsyncClient, endpoints: tuple[str, ...]) -> Stages:
