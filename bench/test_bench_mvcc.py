@@ -66,7 +66,11 @@ def test_apply_puts_of_new_keys(benchmark, store: MVCCStore) -> None:
     per_request(benchmark, BATCH)
 
 
-def test_apply_puts_updating_existing_keys(benchmark, store: MVCCStore) -> None:
+@pytest.mark.parametrize("prev", ["prev read", "no lease or prev_kv watcher"])
+def test_apply_puts_updating_existing_keys(benchmark, store: MVCCStore, prev: str) -> None:
+    """Overwrites; without a lease or a watcher asking for prev_kv the previous version
+    is not read (MVCCStore.events_need_prev)."""
+    store.events_need_prev = lambda: prev == "prev read"
     rng = random.Random(1)
 
     def setup():

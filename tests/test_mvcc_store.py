@@ -492,3 +492,22 @@ def test_close_waits_for_a_reserved_sync_and_none_after_close(path: Path) -> Non
     closer.join()
     with pytest.raises(RuntimeError, match="closed"):
         store.reserve_sync()
+
+
+def test_a_put_reads_the_previous_version_only_when_needed(store: MVCCStore) -> None:
+    """With events_need_prev false an overwrite's event has no prev_kv, unless the request
+    itself needs the previous version (prev_kv, ignore_value, ignore_lease)."""
+    with store.write_batch(1) as batch:
+        batch.put(rpc_pb2.PutRequest(key=b"k", value=b"one"))
+    store.events_need_prev = lambda: False
+    with store.write_batch(2) as batch:
+        resp, events = batch.put(rpc_pb2.PutRequest(key=b"k", value=b"two"))
+        assert not events[0].HasField("prev_kv") and not resp.HasField("prev_kv")
+        resp, events = batch.put(rpc_pb2.PutRequest(key=b"k", value=b"three", prev_kv=True))
+        assert resp.prev_kv.value == b"two" and events[0].prev_kv.value == b"two"
+        _, events = batch.put(rpc_pb2.PutRequest(key=b"k", ignore_value=True))
+        assert events[0].kv.value == b"three"
+    store.events_need_prev = lambda: True
+    with store.write_batch(3) as batch:
+        _, events = batch.put(rpc_pb2.PutRequest(key=b"k", value=b"four"))
+        assert events[0].prev_kv.value == b"three"

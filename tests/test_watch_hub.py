@@ -173,3 +173,39 @@ def test_large_responses_are_fragmented_only_for_watchers_that_asked(store, hub)
     hub.add(Watcher(3, small, rpc.WatchCreateRequest(key=b"s", fragment=True), 7, 200))
     apply(store, hub, ("put", b"s"))
     assert [r.fragment for r in small.responses] == [False]
+
+
+def test_live_events_carry_prev_kv_while_a_synced_watcher_asks_for_it(store, hub):
+    """The store reads a put's previous version only while some synced watcher wants
+    prev_kv (or a lease exists, or the request needs it): the hub counts such watchers
+    across sync, unsync, removal and a store replacement."""
+    store.events_need_prev = lambda: hub.prev_kv_synced > 0
+    apply(store, hub, ("put", b"k"))
+    plain, plain_sink = watch(hub, store, b"k")
+    apply(store, hub, ("put", b"k"))
+    assert hub.prev_kv_synced == 0
+    assert not plain_sink.responses[-1].events[0].HasField("prev_kv")  # none was read
+    with_prev, prev_sink = watch(hub, store, b"k", prev_kv=True)
+    assert hub.prev_kv_synced == 1
+    apply(store, hub, ("put", b"k"))
+    event = prev_sink.responses[-1].events[0]
+    assert event.prev_kv.value == b"vk" and event.prev_kv.mod_revision == event.kv.mod_revision - 1
+    assert not plain_sink.responses[-1].events[0].HasField("prev_kv")  # stripped for it
+    prev_sink.backlog = watch_hub.SLOW_CLIENT_BYTES + 1
+    apply(store, hub, ("put", b"k"))  # too slow: unsynced, to catch up from history
+    assert hub.prev_kv_synced == 0
+    prev_sink.backlog = 0
+    apply(store, hub, ("put", b"k"))  # no synced watcher wants prev_kv: not read
+    assert not plain_sink.responses[-1].events[0].HasField("prev_kv")
+    while hub.catch_up():
+        pass
+    assert hub.prev_kv_synced == 1
+    caught_up = [e for r in prev_sink.responses for e in r.events][-2:]
+    assert all(e.prev_kv.value == b"vk" for e in caught_up)  # history has it
+    hub.remove(with_prev)
+    hub.remove(with_prev)  # twice: counted once
+    assert hub.prev_kv_synced == 0
+    watch(hub, store, b"k", prev_kv=True)
+    hub.store_replaced(store)
+    assert hub.prev_kv_synced == 0
+    hub.remove(plain)

@@ -80,6 +80,7 @@ class WriteBatch:
         self._txn = store._env.begin(write=True)
         self._put_record = self._txn.put
         self._view = ReadView(store._index, self._txn, store._kv_db, store.compact_revision)
+        self._events_need_prev = store.events_need_prev()
         self._saved = (store.revision, store.compact_revision)
         self._done = False
         self._failure: BaseException | None = None
@@ -287,7 +288,9 @@ class WriteBatch:
         changes.sub = sub + 1
         event = Event()
         value, lease = req.value, req.lease
-        if prev_main >= 0:
+        if prev_main >= 0 and (
+            self._events_need_prev or req.prev_kv or req.ignore_value or req.ignore_lease
+        ):
             prev_kv = event.prev_kv
             prev_kv.ParseFromString(self._view.record(prev_main, prev_sub))
             if req.ignore_value:

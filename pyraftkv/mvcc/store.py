@@ -82,6 +82,11 @@ class MVCCStore:
     attaches one; returning False fails the put with LeaseNotFound. None accepts every
     lease. Attach/detach bookkeeping follows from the events (kv.lease and
     prev_kv.lease); keys_by_lease() rebuilds it at start-up.
+
+    events_need_prev says, once per write batch, whether a put's event must carry the
+    key's previous version (prev_kv): reading and parsing it is a third of an overwrite's
+    cost, and nothing needs it when no lease exists and no watcher asked for prev_kv. A
+    put whose request needs it (prev_kv, ignore_value, ignore_lease) reads it regardless.
     """
 
     def __init__(
@@ -98,6 +103,7 @@ class MVCCStore:
         self.max_request_bytes = max_request_bytes
         self.max_txn_ops = max_txn_ops
         self.lease_exists = lease_exists
+        self.events_need_prev: Callable[[], bool] = lambda: True
         # Copies run in other threads (snapshot_to); closing waits for them to finish.
         self._copies = 0
         self._closed = False

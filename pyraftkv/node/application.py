@@ -127,7 +127,7 @@ class Application:
         self.alarms = Alarms.load(store)
         self.strict_reconfig_check = True  # --strict-reconfig-check (set by the Node)
         self._alarm_raised_at = 0.0  # when this member last proposed its NOSPACE alarm
-        store.lease_exists = lessor.exists
+        self._wire_store(store)
         lessor.load(store)
         self.auth = AuthStore.load(store)
         # Checks a client request again when it applies while auth is on (set by the auth
@@ -744,11 +744,18 @@ class Application:
         index it holds. Replacing the store (snapshot install, defragment) waits for it."""
         return await self.loop.run_in_executor(None, _copy, self.store.reserve_copy(), path)
 
+    def _wire_store(self, store: Any) -> None:
+        """The store's seams to the lease layer and the watchers."""
+        store.lease_exists = self.lessor.exists
+        store.events_need_prev = lambda: (
+            bool(self.lessor.leases) or (self.watch_hub.prev_kv_synced > 0)
+        )
+
     def _install_snapshot(self, index: int, term: int, path: str) -> None:
         """Replace the state machine with a received snapshot."""
         self.store = self.store.replace_with(path)
         self.members = MemberList.decode(self.store.get_meta(b"members") or b"")
-        self.store.lease_exists = self.lessor.exists
+        self._wire_store(self.store)
         self.lessor.load(self.store)
         self.auth = AuthStore.load(self.store)
         self.alarms = Alarms.load(self.store)
@@ -773,7 +780,7 @@ class Application:
         before = self.store.db_size()
         started = time.monotonic()
         self.store = self.store.defragmented()
-        self.store.lease_exists = self.lessor.exists
+        self._wire_store(self.store)
         self.watch_hub.store_replaced(self.store)
         self.schedule_catch_up()
         after = self.store.db_size()

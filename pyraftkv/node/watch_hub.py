@@ -161,6 +161,8 @@ class WatchHub:
         self._single: dict[bytes, set[Watcher]] = defaultdict(set)  # synced, one key
         self._ranges: dict[tuple[bytes, bytes], set[Watcher]] = defaultdict(set)  # synced
         self._unsynced: set[Watcher] = set()
+        # Synced watchers that asked for prev_kv: while none is, live events need none.
+        self.prev_kv_synced = 0
 
     # -- membership -----------------------------------------------------------------------
 
@@ -177,13 +179,15 @@ class WatchHub:
         group = self._single if not watcher.range_end else self._ranges
         slot = watcher.key if not watcher.range_end else watcher.range_key
         members = group.get(slot)
-        if members is not None:
+        if members is not None and watcher in members:
             members.discard(watcher)
+            self.prev_kv_synced -= watcher.prev_kv
             if not members:
                 del group[slot]
 
     def _make_synced(self, watcher: Watcher) -> None:
         watcher.synced = True
+        self.prev_kv_synced += watcher.prev_kv
         if watcher.range_end:
             self._ranges[watcher.range_key].add(watcher)
         else:
@@ -205,6 +209,7 @@ class WatchHub:
                     watcher.synced = False
                     self._unsynced.add(watcher)
             group.clear()
+        self.prev_kv_synced = 0
 
     @property
     def has_unsynced(self) -> bool:

@@ -104,3 +104,23 @@ def test_killing_the_leader_member_expires_no_lease_early(cluster, workers):
         assert client.lease_time_to_live(unattended).TTL == -1
     assert workers.records("expired") == []
     assert all(p.poll() is None for p in workers.processes), workers.logs()
+
+
+def test_a_key_put_again_without_its_lease_leaves_the_lease(cluster):
+    """Detaching needs the key's previous version: read on every member while a lease
+    exists, so revoking the old lease then leaves the key alone, on all three members."""
+    with cluster.client() as client:
+        lease = client.lease_grant(30).ID
+        client.put("moved", "1", lease=lease)
+        client.put("stays", "1", lease=lease)
+        client.put("moved", "2")  # no lease now
+        assert list(client.lease_time_to_live(lease, keys=True).keys) == [b"stays"]
+        client.lease_revoke(lease)
+    for member in cluster.members:
+        with cluster.client([member]) as client:
+            deadline = time.monotonic() + 5
+            while client.get("stays", serializable=True).count:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            moved = client.get("moved", serializable=True)
+            assert [(kv.value, kv.lease) for kv in moved.kvs] == [(b"2", 0)]
