@@ -135,13 +135,24 @@ def stage_figures(seen: dict[str, float], suffix: str, kind: str = "write") -> d
     return {k[len(prefix) : -2]: v for k, v in seen.items() if k.startswith(prefix)}
 
 
-def test_the_stage_trace_counts_every_traced_write_in_every_stage(make_cluster):
+def traced_cluster(make_cluster) -> tuple:
+    """Three members with /metrics on ports of their own, a first write applied."""
     cluster = make_cluster(3)
     ports = [with_metrics(cluster, i) for i in range(3)]
     cluster.start()
     with cluster.client() as client:
         client.put("warm", "up")
-    at = next(i for i, p in enumerate(ports) if metrics(p)["etcd_server_is_leader"] == 1)
+    return cluster, ports
+
+
+def member_at(ports: list[int], leader: bool) -> int:
+    """Which member leads (or, with ``leader`` false, the first that follows)."""
+    return next(i for i, p in enumerate(ports) if metrics(p)["etcd_server_is_leader"] == leader)
+
+
+def test_the_stage_trace_counts_every_traced_write_in_every_stage(make_cluster):
+    cluster, ports = traced_cluster(make_cluster)
+    at = member_at(ports, leader=True)
     leader = ports[at]
     before = metrics(leader)
     with cluster.client([cluster.members[at]]) as client:
@@ -179,14 +190,9 @@ def test_the_stage_trace_counts_every_traced_write_in_every_stage(make_cluster):
 def test_writes_a_follower_forwards_are_traced_on_that_follower(make_cluster):
     """Their stages as the follower sees them, in histograms of their own; the leader,
     which did not take them from a client, traces none of them."""
-    cluster = make_cluster(3)
-    ports = [with_metrics(cluster, i) for i in range(3)]
-    cluster.start()
-    with cluster.client() as client:
-        client.put("warm", "up")
-    at = next(i for i, p in enumerate(ports) if metrics(p)["etcd_server_is_leader"] == 0)
-    follower = ports[at]
-    leader = next(p for p in ports if metrics(p)["etcd_server_is_leader"] == 1)
+    cluster, ports = traced_cluster(make_cluster)
+    at = member_at(ports, leader=False)
+    follower, leader = ports[at], ports[member_at(ports, leader=True)]
     before, leader_before = metrics(follower), metrics(leader)
     with cluster.client([cluster.members[at]]) as client:
         for i in range(20):
