@@ -1,0 +1,37 @@
+"""The Raft process's WAL writer on a real WAL: a quiet log is written on the event loop,
+and what the loop queued (for peers and the application) leaves before that write."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pyraftkv.node.wal_writer import WalWriter
+from pyraftkv.wal import WriteAheadLog
+
+
+def test_a_quiet_log_is_written_on_the_loop_after_what_the_loop_queued(tmp_path):
+    async def scenario() -> list:
+        order: list = []
+        wal = WriteAheadLog.create(tmp_path / "wal", b"meta")
+        writer = WalWriter(wal, asyncio.get_running_loop(), lambda: order.append("queued out"))
+        try:
+            for index, sync in ((1, False), (2, True)):
+
+                def write(log, index=index) -> None:
+                    order.append(f"write {index}")
+                    log.append([(1, index, 0, b"x")], (1, 0, index))
+
+                writer.submit(write, sync, lambda _ns, index=index: order.append(f"done {index}"))
+            return order
+        finally:
+            writer.stop()
+            wal.close()
+
+    # Both ran on the loop (done before submit returned), each after the queued messages
+    # left: a leader's appends and the committed entries do not wait for the local disk.
+    assert asyncio.run(scenario()) == [
+        "queued out", "write 1", "done 1", "queued out", "write 2", "done 2",
+    ]  # fmt: skip
+    wal, recovery = WriteAheadLog.open(tmp_path / "wal")
+    wal.close()
+    assert [entry[1] for entry in recovery.entries] == [1, 2]  # both written
