@@ -66,10 +66,10 @@ def test_apply_puts_of_new_keys(benchmark, store: MVCCStore) -> None:
     per_request(benchmark, BATCH)
 
 
-@pytest.mark.parametrize("prev", ["prev read", "no lease or prev_kv watcher"])
+@pytest.mark.parametrize("prev", ["prev read", "no prev_kv watcher"])
 def test_apply_puts_updating_existing_keys(benchmark, store: MVCCStore, prev: str) -> None:
-    """Overwrites; without a lease or a watcher asking for prev_kv the previous version
-    is not read (MVCCStore.events_need_prev)."""
+    """Overwrites; unless a watcher asks for prev_kv the previous version is not read
+    (MVCCStore.events_need_prev; the lessor knows each leased key's lease itself)."""
     store.events_need_prev = lambda: prev == "prev read"
     rng = random.Random(1)
 

@@ -86,3 +86,47 @@ def test_remaining_ttl_is_whole_seconds_rounded_down_as_etcd_reports_it(store, c
     clock.now += 0.001
     assert lessor.remaining(5) == 59
     assert lessor.remaining(404) == -1
+
+
+def test_attach_and_detach_follow_puts_and_deletes_without_previous_versions(store, clock):
+    """The store reads no previous version (no watcher wants one): the lessor itself knows
+    which lease a key held when it is put again, moved, deleted or its lease revoked, and
+    a reload from the store agrees."""
+    store.events_need_prev = lambda: False
+    lessor = Lessor(min_ttl=1, clock=clock)
+    grant(store, lessor, 7, 5, 1)
+    grant(store, lessor, 8, 5, 2)
+    ops = [
+        rpc.PutRequest(key=b"a", lease=7),
+        rpc.PutRequest(key=b"b", lease=7),
+        rpc.PutRequest(key=b"c", lease=7),
+        rpc.PutRequest(key=b"a", lease=8),  # moved
+        rpc.PutRequest(key=b"b"),  # detached
+        rpc.PutRequest(key=b"c", lease=7),  # put again on the same lease
+        rpc.DeleteRangeRequest(key=b"c"),
+        rpc.PutRequest(key=b"d", lease=8),
+    ]
+    for index, op in enumerate(ops, start=3):
+        with store.write_batch(index) as batch:
+            if isinstance(op, rpc.PutRequest):
+                _, events = batch.put(op)
+            else:
+                _, events = batch.delete_range(op)
+            for event in events:  # a delete's event carries it, but the lessor needs none
+                assert event.type == event.DELETE or not event.HasField("prev_kv")
+                event.ClearField("prev_kv")
+            lessor.on_events(events)
+    assert lessor.leases[7].keys == set()
+    assert lessor.leases[8].keys == {b"a", b"d"}
+    assert lessor.lease_of == {b"a": 8, b"d": 8}
+    with store.write_batch(20) as batch:
+        _, events = lessor.revoke(batch, 8)
+        lessor.on_events(events)
+    assert lessor.lease_of == {}
+    with store.write_batch(21) as batch:
+        _, events = batch.put(rpc.PutRequest(key=b"e", lease=7))
+        lessor.on_events(events)
+    reloaded = Lessor(min_ttl=1, clock=clock)
+    reloaded.load(store)
+    assert reloaded.lease_of == lessor.lease_of == {b"e": 7}
+    assert {i: lease.keys for i, lease in reloaded.leases.items()} == {7: {b"e"}}

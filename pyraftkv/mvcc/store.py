@@ -80,13 +80,13 @@ class MVCCStore:
 
     lease_exists is the lease layer's seam: called with a lease id for every put that
     attaches one; returning False fails the put with LeaseNotFound. None accepts every
-    lease. Attach/detach bookkeeping follows from the events (kv.lease and
-    prev_kv.lease); keys_by_lease() rebuilds it at start-up.
+    lease. Attach/detach bookkeeping follows from the events (kv.lease of puts, and
+    deletes); keys_by_lease() rebuilds it at start-up.
 
     events_need_prev says, once per write batch, whether a put's event must carry the
     key's previous version (prev_kv): reading and parsing it is a third of an overwrite's
-    cost, and nothing needs it when no lease exists and no watcher asked for prev_kv. A
-    put whose request needs it (prev_kv, ignore_value, ignore_lease) reads it regardless.
+    cost, and nothing needs it while no watcher asked for prev_kv. A put whose request
+    needs it (prev_kv, ignore_value, ignore_lease) reads it regardless.
     """
 
     def __init__(

@@ -747,9 +747,7 @@ class Application:
     def _wire_store(self, store: Any) -> None:
         """The store's seams to the lease layer and the watchers."""
         store.lease_exists = self.lessor.exists
-        store.events_need_prev = lambda: (
-            bool(self.lessor.leases) or (self.watch_hub.prev_kv_synced > 0)
-        )
+        store.events_need_prev = lambda: self.watch_hub.prev_kv_synced > 0
 
     def _install_snapshot(self, index: int, term: int, path: str) -> None:
         """Replace the state machine with a received snapshot."""

@@ -55,6 +55,9 @@ class Lessor:
         self.min_ttl = min_ttl
         self._clock = clock
         self.leases: dict[int, Lease] = {}
+        # The lease each leased key holds (the inverse of Lease.keys): an overwrite or delete
+        # detaches its key without the store reading the key's previous version.
+        self.lease_of: dict[bytes, int] = {}
         self.primary = False  # True while this member leads: only then do deadlines run
 
     # -- start-up --------------------------------------------------------------------------
@@ -62,6 +65,7 @@ class Lessor:
     def load(self, store) -> None:
         """Rebuild from the store: the leases (metadata) and the keys holding them."""
         self.leases.clear()
+        self.lease_of.clear()
         for name, value in store.meta_items(LEASE_META_PREFIX):
             (lease_id,) = _ID.unpack(name[len(LEASE_META_PREFIX) :])
             (ttl,) = _TTL.unpack(value)
@@ -70,6 +74,7 @@ class Lessor:
             lease = self.leases.get(lease_id)
             if lease is not None:
                 lease.keys.update(keys)
+                self.lease_of.update(dict.fromkeys(keys, lease_id))
         if self.primary:
             self.promote(0.0)
 
@@ -102,22 +107,28 @@ class Lessor:
         events: list = []
         if lease.keys:
             _, events = batch.delete_keys(sorted(lease.keys))
+            for key in lease.keys:
+                del self.lease_of[key]
         del self.leases[lease_id]
         batch.delete_meta(LEASE_META_PREFIX + _ID.pack(lease_id))
         return rpc.LeaseRevokeResponse(), events
 
     def on_events(self, events: Iterable[kv_pb2.Event]) -> None:
-        """Follow attach and detach from applied events (kv.lease and prev_kv.lease)."""
-        leases = self.leases
+        """Follow attach and detach from applied events: a put holds its key on kv.lease
+        (0: none), a delete frees it."""
+        leases, lease_of = self.leases, self.lease_of
         for event in events:
             key = event.kv.key
-            old = event.prev_kv.lease if event.HasField("prev_kv") else 0
             new = event.kv.lease if event.type == PUT else 0
-            if old != new:
-                if old and old in leases:
-                    leases[old].keys.discard(key)
-                if new and new in leases:
-                    leases[new].keys.add(key)
+            old = lease_of.get(key, 0)
+            if old == new:
+                continue
+            if old:
+                del lease_of[key]
+                leases[old].keys.discard(key)
+            if new and new in leases:
+                leases[new].keys.add(key)
+                lease_of[key] = new
 
     # -- time (leader only) -------------------------------------------------------------------
 

@@ -107,8 +107,9 @@ def test_killing_the_leader_member_expires_no_lease_early(cluster, workers):
 
 
 def test_a_key_put_again_without_its_lease_leaves_the_lease(cluster):
-    """Detaching needs the key's previous version: read on every member while a lease
-    exists, so revoking the old lease then leaves the key alone, on all three members."""
+    """An overwrite without a lease detaches the key from its old one (the lessor knows
+    each leased key's lease; the store no longer reads the previous version for it), so
+    revoking the old lease then leaves the key alone, on all three members."""
     with cluster.client() as client:
         lease = client.lease_grant(30).ID
         client.put("moved", "1", lease=lease)
