@@ -7,9 +7,10 @@ blocking Python client: pyraftkv's ``Client`` (native protocol) and a grpcio stu
 (etcd's gRPC API); with ``--via-follower`` to a follower of each, which forwards the write
 to its leader. Rounds alternate between the two so both see the same machine. Prints
 p50/p99 per round and over all rounds, and pyraftkv's stage breakdown (the member's
-per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it), and the CPU
-each process spent per put (the client, each member's processes): one writer's latency is
-the CPU on its critical path plus the fdatasyncs.
+per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it), and per put
+for each process (the client, each member's processes) the CPU it spent and the time it
+was runnable but waiting for a CPU: one writer's latency is the CPU on its critical path,
+the waits of each process woken along it, and the fdatasyncs.
 
     python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX] [--via-follower]
 """
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import glob
 import os
 import shutil
 import subprocess
@@ -124,18 +127,37 @@ def pyraftkv_round(client, count: int, value: bytes, base: int) -> list[float]:
     return latencies
 
 
+def schedstat(pid: int) -> tuple[int, int, int]:
+    """(ns on a CPU, ns runnable but waiting for one, times scheduled in) of a live process,
+    its threads summed (/proc/PID/task/*/schedstat)."""
+    total = [0, 0, 0]
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        with contextlib.suppress(OSError), open(path) as f:  # OSError: the thread ended
+            for i, field in enumerate(f.read().split()):
+                total[i] += int(field)
+    return total[0], total[1], total[2]
+
+
 class CpuMeter:
-    """CPU seconds per named process (and this one: the client), summed over measured
-    rounds."""
+    """CPU seconds, and time spent runnable but waiting for a CPU, per named process (and
+    this one: the client), summed over measured rounds. The wait shows what each hop
+    between processes costs beyond the CPU it uses: on a virtual machine a woken process
+    whose virtual CPU was halted waits for the host to run that CPU again."""
+
+    CLIENT = "client (this process)"
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
-        self.spent = dict.fromkeys([*pids, "client (this process)"], 0.0)
+        self.pids = {**pids, self.CLIENT: os.getpid()}
+        self.spent = dict.fromkeys(self.pids, 0.0)
+        self.waits = {name: [0, 0] for name in self.pids}  # ns waiting, times scheduled in
         self.puts = 0
 
-    def _now(self) -> dict[str, float]:
-        now = {name: sum(cpu_seconds(pid)) for name, pid in self.pids.items()}
-        now["client (this process)"] = time.process_time()
+    def _now(self) -> dict[str, tuple[float, int, int]]:
+        now = {}
+        for name, pid in self.pids.items():
+            cpu = time.process_time() if name == self.CLIENT else sum(cpu_seconds(pid))
+            _, waited, slices = schedstat(pid)
+            now[name] = (cpu, waited, slices)
         return now
 
     def measure(self, run, puts: int):
@@ -143,14 +165,24 @@ class CpuMeter:
         result = run()
         after = self._now()
         for name in self.spent:
-            self.spent[name] += after[name] - before[name]
+            self.spent[name] += after[name][0] - before[name][0]
+            self.waits[name][0] += after[name][1] - before[name][1]
+            self.waits[name][1] += after[name][2] - before[name][2]
         self.puts += puts
         return result
 
     def lines(self, title: str) -> list[str]:
-        lines = [f"{title}: CPU per put, per process (us)"]
+        puts = max(1, self.puts)
+        lines = [
+            f"{title}: per put, per process: CPU, time runnable waiting for a CPU (us), "
+            "times scheduled in, and the wait each time (us)"
+        ]
         for name, seconds in self.spent.items():
-            lines.append(f"  {name:<24} {seconds / max(1, self.puts) * 1e6:8.1f}")
+            waited, slices = self.waits[name]
+            lines.append(
+                f"  {name:<24} {seconds / puts * 1e6:8.1f} {waited / puts / 1e3:8.1f}"
+                f" {slices / puts:6.1f} {waited / max(1, slices) / 1e3:7.1f}"
+            )
         return lines
 
 
