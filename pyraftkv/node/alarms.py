@@ -37,7 +37,9 @@ class Alarms:
         return cls({(a.memberID, a.alarm) for a in response.alarms})
 
     def has(self, alarm: int) -> bool:
-        return any(kind == alarm for _, kind in self.raised)
+        """Whether any member has ``alarm`` raised (asked for every write: no alarm is the
+        case to answer without a loop)."""
+        return bool(self.raised) and any(kind == alarm for _, kind in self.raised)
 
     def has_for(self, member: int, alarm: int) -> bool:
         return (member, alarm) in self.raised
