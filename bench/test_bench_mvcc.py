@@ -66,6 +66,22 @@ def test_apply_puts_of_new_keys(benchmark, store: MVCCStore) -> None:
     per_request(benchmark, BATCH)
 
 
+def test_apply_one_put_per_batch(benchmark, store: MVCCStore) -> None:
+    """A lone writer's apply: one overwrite per write transaction, so the transaction's
+    own cost (begin, the counters, commit) is most of it. 1,000 batches per round."""
+    store.events_need_prev = lambda: False
+    rng = random.Random(3)
+    reqs = [rpc_pb2.PutRequest(key=key(rng.randrange(PREFILL)), value=VALUE) for _ in range(1000)]
+
+    def run():
+        for req in reqs:
+            with store.write_batch(next(_applied)) as b:
+                b.put(req)
+
+    benchmark.pedantic(run, rounds=15, iterations=1)
+    per_request(benchmark, len(reqs))
+
+
 @pytest.mark.parametrize("prev", ["prev read", "no prev_kv watcher"])
 def test_apply_puts_updating_existing_keys(benchmark, store: MVCCStore, prev: str) -> None:
     """Overwrites; unless a watcher asks for prev_kv the previous version is not read

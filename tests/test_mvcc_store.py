@@ -511,3 +511,32 @@ def test_a_put_reads_the_previous_version_only_when_needed(store: MVCCStore) -> 
     with store.write_batch(3) as batch:
         _, events = batch.put(rpc_pb2.PutRequest(key=b"k", value=b"four"))
         assert events[0].prev_kv.value == b"three"
+
+
+def test_counters_written_only_when_they_move_survive_reopening(tmp_path: Path) -> None:
+    """After its first commit a batch stores the counters that moved: every one reads back
+    after reopening whichever batch last moved it, and two stores with the same history
+    in different batches (so different counter writes) hash the same."""
+    with MVCCStore(tmp_path / "a") as a, MVCCStore(tmp_path / "b") as b:
+        with a.write_batch(1, 2) as batch:
+            for i in range(4):
+                batch.put(P(b"k%d" % i))
+            batch.compact(rpc_pb2.CompactionRequest(revision=3))
+        for index, op in enumerate(["put", "put", "put", "put", "compact"], start=1):
+            with b.write_batch(index, 2) as batch:
+                if op == "put":
+                    batch.put(P(b"k%d" % (index - 1)))
+                else:
+                    batch.compact(rpc_pb2.CompactionRequest(revision=3))
+        assert a.hash() == b.hash()
+        with b.write_batch(6, 2):  # nothing moved but the applied index
+            pass
+        with b.write_batch(7, 5) as batch:  # a new term only
+            batch.put_meta(b"x", b"1")
+        with a.write_batch(7, 5) as batch:
+            batch.put_meta(b"x", b"1")
+        assert a.hash() == b.hash()
+        expected = (b.revision, b.compact_revision, b.applied_index, b.applied_term)
+        assert expected == (5, 3, 7, 5)
+    with MVCCStore(tmp_path / "b") as b:
+        assert (b.revision, b.compact_revision, b.applied_index, b.applied_term) == expected

@@ -82,6 +82,7 @@ class WriteBatch:
         self._view = ReadView(store._index, self._txn, store._kv_db, store.compact_revision)
         self._events_need_prev = store.events_need_prev()
         self._saved = (store.revision, store.compact_revision)
+        self._saved_term = store.applied_term
         self._done = False
         self._failure: BaseException | None = None
 
@@ -101,23 +102,31 @@ class WriteBatch:
     # ---- lifecycle --------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Writes the counters (applied index and term, revision, compaction point) and
-        commits."""
+        """Writes the counters and commits: the applied index always, the others (format,
+        applied term, revision, compaction point) the first time and then when they moved.
+        A lone writer's batch is mostly this transaction's own cost."""
         self._usable()
         store = self._store
+        revision, compact_revision = self._saved
+        every = not store._counters_stored
         try:
             put, meta = self._put_record, store._meta_db
-            put(META_FORMAT, COUNTER.pack(FORMAT_VERSION), db=meta)
+            if every:
+                put(META_FORMAT, COUNTER.pack(FORMAT_VERSION), db=meta)
             put(META_APPLIED_INDEX, COUNTER.pack(self._applied_index), db=meta)
-            put(META_APPLIED_TERM, COUNTER.pack(self._applied_term), db=meta)
-            put(META_REVISION, COUNTER.pack(store.revision), db=meta)
-            put(META_COMPACT_REVISION, COUNTER.pack(store.compact_revision), db=meta)
+            if every or self._applied_term != self._saved_term:
+                put(META_APPLIED_TERM, COUNTER.pack(self._applied_term), db=meta)
+            if every or store.revision != revision:
+                put(META_REVISION, COUNTER.pack(store.revision), db=meta)
+            if every or store.compact_revision != compact_revision:
+                put(META_COMPACT_REVISION, COUNTER.pack(store.compact_revision), db=meta)
             self._txn.commit()
         except BaseException as exc:
             self._fail(exc)
             raise
         self._done = True
         store.applied_index, store.applied_term = self._applied_index, self._applied_term
+        store._counters_stored = True
         store._batch = None
 
     def _abort(self, exc: BaseException | None) -> None:

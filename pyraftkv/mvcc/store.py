@@ -126,6 +126,9 @@ class MVCCStore:
         """Reads the counters and rebuilds the key index from the records."""
         with self._env.begin() as txn:
             fmt = _counter(txn, self._meta_db, META_FORMAT, FORMAT_VERSION)
+            # The first commit stores every counter (the format with them), later ones
+            # those that moved: the same records, so the same hash, on every member.
+            self._counters_stored = txn.get(META_FORMAT, db=self._meta_db) is not None
             if fmt != FORMAT_VERSION:
                 raise RuntimeError(f"{self.path}: unknown MVCC store format {fmt}")
             self.applied_index = _counter(txn, self._meta_db, META_APPLIED_INDEX, 0)
