@@ -1,5 +1,6 @@
 """The Raft process's WAL writer on a real WAL: a quiet log is written on the event loop,
-and what the loop queued (for peers and the application) leaves before that write."""
+what the loop queued (for peers and the application) leaves before that write, and what
+the durable callbacks queued (a follower's acknowledgement) right after them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ def test_a_quiet_log_is_written_on_the_loop_after_what_the_loop_queued(tmp_path)
     async def scenario() -> list:
         order: list = []
         wal = WriteAheadLog.create(tmp_path / "wal", b"meta")
-        writer = WalWriter(wal, asyncio.get_running_loop(), lambda: order.append("queued out"))
+        writer = WalWriter(
+            wal,
+            asyncio.get_running_loop(),
+            lambda sync: order.append(f"queued out, sync {sync}"),
+            lambda: order.append("acknowledgements out"),
+        )
         try:
             for index, sync in ((1, False), (2, True)):
 
@@ -30,7 +36,8 @@ def test_a_quiet_log_is_written_on_the_loop_after_what_the_loop_queued(tmp_path)
     # Both ran on the loop (done before submit returned), each after the queued messages
     # left: a leader's appends and the committed entries do not wait for the local disk.
     assert asyncio.run(scenario()) == [
-        "queued out", "write 1", "done 1", "queued out", "write 2", "done 2",
+        "queued out, sync False", "write 1", "done 1", "acknowledgements out",
+        "queued out, sync True", "write 2", "done 2", "acknowledgements out",
     ]  # fmt: skip
     wal, recovery = WriteAheadLog.open(tmp_path / "wal")
     wal.close()

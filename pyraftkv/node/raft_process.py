@@ -144,7 +144,7 @@ class RaftProcess:
             is_peer=self._is_peer,
             on_hash_kv=self._on_hash_kv,
         )
-        self.writer = WalWriter(wal, self.loop, self._before_blocking)
+        self.writer = WalWriter(wal, self.loop, self._before_blocking, self.transport.flush)
         self._up_batch: list[bytes] | None = None  # messages up, while taking Readies
         self.peer_urls: dict[int, list[str]] = {}
         self.membership = MembershipChanges(self)
@@ -686,10 +686,13 @@ class RaftProcess:
         if batch:
             self.link.send_many(batch)
 
-    def _before_blocking(self) -> None:
-        """Before a WAL write on the loop: what this iteration queued goes out first."""
+    def _before_blocking(self, sync: bool) -> None:
+        """Before a WAL write on the loop: what this iteration queued goes out first; what
+        it queued for the application too, unless this member follows and the write waits
+        for an fdatasync: its acknowledgement, on a writer's path, is sent first then, and
+        the committed entries go up after it (a follower's apply is on no writer's path)."""
         self.transport.flush()
-        if self._up_batch:
+        if self._up_batch and not (sync and self.leader != self.id):
             self.link.send_many(self._up_batch)
             self._up_batch = []
 

@@ -9,7 +9,9 @@ no fdatasync (one small pwrite), and with its fdatasync when the disk has been i
 at least as long as the last fdatasync took (the disk less than half busy, where blocking
 the loop for one fdatasync holds up nothing that waited). What the loop queued for peers and
 the application goes out before that write: a leader's appends and the committed entries
-need not wait for the local disk.
+need not wait for the local disk. Once a group is durable and its callbacks have run,
+``after_durable`` runs once: what they queued (a follower's acknowledgement) goes out then,
+not after the rest of the loop's work.
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ class WalWriter:
         self,
         wal,
         loop: asyncio.AbstractEventLoop,
-        before_blocking: Callable[[], None] = lambda: None,
+        before_blocking: Callable[[bool], None] = lambda sync: None,
+        after_durable: Callable[[], None] = lambda: None,
     ) -> None:
-        """``before_blocking`` runs before a WAL write on the event loop (to send what
-        the loop has queued, for peers and the application, first)."""
+        """``before_blocking(sync)`` runs before a WAL write on the event loop (to send
+        what the loop has queued first); ``after_durable`` after each group's callbacks."""
         self.wal = wal
         self.loop = loop
         self._before_blocking = before_blocking
+        self._after_durable = after_durable
         self._jobs: deque[tuple[Callable, bool, Callable[[int], None]]] = deque()
         self._cond = threading.Condition()
         self._stopped = False
@@ -74,7 +78,7 @@ class WalWriter:
                     self._cond.notify()
                 return
         try:
-            self._before_blocking()
+            self._before_blocking(sync)
             if FAILPOINTS:
                 hit("raftBeforeWalAppend")
             write(self.wal)
@@ -86,6 +90,7 @@ class WalWriter:
             self.failed = exc
             self._fail(exc)
         done(time.monotonic_ns())
+        self._after_durable()
 
     def _sync(self) -> None:
         if FAILPOINTS:
@@ -127,10 +132,10 @@ class WalWriter:
                 self._complete, [done for _w, _s, done in jobs], durable_ns
             )
 
-    @staticmethod
-    def _complete(callbacks, durable_ns: int) -> None:
+    def _complete(self, callbacks, durable_ns: int) -> None:
         for callback in callbacks:
             callback(durable_ns)
+        self._after_durable()
 
     @staticmethod
     def _fail(exc: BaseException) -> None:
