@@ -108,7 +108,7 @@ class Lessor:
         if lease.keys:
             _, events = batch.delete_keys(sorted(lease.keys))
             for key in lease.keys:
-                del self.lease_of[key]
+                self.lease_of.pop(key, None)
         del self.leases[lease_id]
         batch.delete_meta(LEASE_META_PREFIX + _ID.pack(lease_id))
         return rpc.LeaseRevokeResponse(), events
@@ -125,7 +125,8 @@ class Lessor:
                 continue
             if old:
                 del lease_of[key]
-                leases[old].keys.discard(key)
+                if old in leases:  # always, while lease_of and Lease.keys agree
+                    leases[old].keys.discard(key)
             if new and new in leases:
                 leases[new].keys.add(key)
                 lease_of[key] = new
