@@ -20,7 +20,6 @@ from .write_trace import (
     QUORUM,
     RAFT_IN,
     RAFT_READINGS,
-    SENT,
     WAL_SYNCED,
     WAL_WRITTEN,
 )
@@ -57,13 +56,12 @@ class RaftTrace:
 
     def came_back(self, entries: Sequence) -> None:
         """On a follower: entries the leader appended here; a forwarded traced proposal
-        among them becomes the open trace of its index, stamped as arrived (SENT)."""
+        among them becomes the open trace of its index (``stamp`` then marks it SENT)."""
         lengths = {length for length, _ in self.forwarding}
         for entry in entries:
             if len(entry.data) in lengths:
                 readings = self.forwarding.pop((len(entry.data), hash(entry.data)), None)
                 if readings is not None:
-                    readings[SENT] = time.monotonic_ns()
                     self._open(entry.index, readings)
                     self._forwarded.add(entry.index)
 
