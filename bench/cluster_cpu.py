@@ -37,13 +37,14 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in f.read().split()]
 
 
-def raft_pid(app_pid: int) -> int:
-    # The Raft process runs in its own session but is still the application's child.
+def raft_pid(app_pid: int) -> int | None:
+    """The member's Raft process (its own session, still the application's child); None
+    for a ``--single-process`` member."""
     for child in children(app_pid):
         with open(f"/proc/{child}/cmdline", "rb") as f:
             if b"raft_process" in f.read():
                 return child
-    raise RuntimeError(f"no Raft process under {app_pid}")
+    return None
 
 
 def main() -> int:

@@ -12,7 +12,11 @@ for each process (the client, each member's processes) the CPU it spent and the 
 was runnable but waiting for a CPU: one writer's latency is the CPU on its critical path,
 the waits of each process woken along it, and the fdatasyncs.
 
-    python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX] [--via-follower]
+    python bench/seq_latency.py --count 2000 --rounds 3 [--plot PREFIX] [--via-follower] \\
+        [--single-process] [--no-etcd]
+
+``--single-process`` adds a third cluster, of members started with that flag (one process
+each), to the same rounds.
 """
 
 from __future__ import annotations
@@ -194,6 +198,17 @@ def read_stages(endpoints: tuple[str, ...]):
     return asyncio.run(read())
 
 
+def pyraftkv_pids(cluster: LocalCluster, leader) -> dict[str, int]:
+    pids = {}
+    for m in cluster.members:
+        role = "leader" if m is leader else "follower"
+        raft = raft_pid(m.process.pid)
+        pids[f"{m.name} {'app' if raft else 'member'} ({role})"] = m.process.pid
+        if raft:
+            pids[f"{m.name} raft ({role})"] = raft
+    return pids
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="puts per round")
@@ -207,64 +222,76 @@ def main() -> int:
         action="store_true",
         help="write through a follower (which forwards to the leader), in both clusters",
     )
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="also a cluster of --single-process members, measured in the same rounds",
+    )
     args = parser.parse_args()
     value = os.urandom(args.value_size // 2).hex().encode()[: args.value_size]
     root = tempfile.mkdtemp(prefix="pyraftkv-seq-")
-    cluster = LocalCluster(root, 3)
-    etcd = None if args.no_etcd else Etcd(args.etcd, root)
-    results: dict[str, list[float]] = {"pyraftkv": [], "etcd 3.4": []}
-    try:
-        cluster.start()
-        leader = cluster.wait_leader()
-        channel = etcd.leader_channel(args.via_follower) if etcd else None
-        target = (
-            next(m for m in cluster.members if m is not leader) if args.via_follower else leader
+    os.makedirs(os.path.join(root, "two"))
+    clusters = {"pyraftkv": LocalCluster(os.path.join(root, "two"), 3)}
+    if args.single_process:
+        os.makedirs(os.path.join(root, "one"))
+        clusters["pyraftkv 1p"] = LocalCluster(
+            os.path.join(root, "one"), 3, extra_args=["--single-process"]
         )
-        endpoints = tuple(m.endpoint for m in cluster.members)
-        pids = {}
-        for m in cluster.members:
-            role = "leader" if m is leader else "follower"
-            pids[f"{m.name} app ({role})"] = m.process.pid
-            pids[f"{m.name} raft ({role})"] = raft_pid(m.process.pid)
-        meters = {"pyraftkv": CpuMeter(pids)}
-        if etcd is not None:
-            etcd_pids = {f"etcd e{i}": p.pid for i, p in enumerate(etcd.processes)}
-            meters["etcd 3.4"] = CpuMeter(etcd_pids)
-        with cluster.client([target]) as client:
-            # Warm both up (connections, first LMDB pages), then measure.
-            pyraftkv_round(client, 200, value, 10**9)
-            if channel is not None:
+    etcd = None if args.no_etcd else Etcd(args.etcd, root)
+    results: dict[str, list[float]] = {name: [] for name in [*clusters, "etcd 3.4"]}
+    meters: dict[str, CpuMeter] = {}
+    stages = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            runs = []
+            for name, cluster in clusters.items():
+                stack.callback(cluster.stop_all)
+                cluster.start()
+                leader = cluster.wait_leader()
+                target = leader
+                if args.via_follower:
+                    target = next(m for m in cluster.members if m is not leader)
+                meters[name] = CpuMeter(pyraftkv_pids(cluster, leader))
+                client = stack.enter_context(cluster.client([target]))
+                # Warm up (connections, first LMDB pages), then measure.
+                pyraftkv_round(client, 200, value, 10**9)
+                endpoints = tuple(m.endpoint for m in cluster.members)
+                stages[name] = (endpoints, read_stages(endpoints))
+                runs.append((name, lambda b, c=client: pyraftkv_round(c, args.count, value, b)))
+            if etcd is not None:
+                channel = etcd.leader_channel(args.via_follower)
+                meters["etcd 3.4"] = CpuMeter(
+                    {f"etcd e{i}": p.pid for i, p in enumerate(etcd.processes)}
+                )
                 etcd_round(channel, 200, value, 10**9)
-            before = read_stages(endpoints)
+                runs.append(("etcd 3.4", lambda b: etcd_round(channel, args.count, value, b)))
             for r in range(args.rounds):
                 base = r * args.count
-                runs = [("pyraftkv", lambda b=base: pyraftkv_round(client, args.count, value, b))]
-                if channel is not None:
-                    runs.append(
-                        ("etcd 3.4", lambda b=base: etcd_round(channel, args.count, value, b))
-                    )
-                for name, measure in runs if r % 2 == 0 else runs[::-1]:
-                    latencies = meters[name].measure(measure, args.count)
+                # Each round starts one system later than the last: all see the same machine.
+                for name, measure in runs[r % len(runs) :] + runs[: r % len(runs)]:
+                    latencies = meters[name].measure(lambda m=measure, b=base: m(b), args.count)
                     results[name] += latencies
                     print(
-                        f"round {r + 1} {name:<9} p50 {percentile(latencies, 0.5) * 1000:.3f} ms"
-                        f"  p99 {percentile(latencies, 0.99) * 1000:.3f} ms",
+                        f"round {r + 1} {name:<11} p50 {percentile(latencies, 0.5) * 1000:.3f}"
+                        f" ms  p99 {percentile(latencies, 0.99) * 1000:.3f} ms",
                         flush=True,
                     )
-            after = read_stages(endpoints)
+            for name, (endpoints, before) in stages.items():
+                stages[name] = (before, read_stages(endpoints))
     finally:
-        cluster.stop_all()
         if etcd is not None:
             etcd.close()
         shutil.rmtree(root, ignore_errors=True)
     for name, latencies in results.items():
         if latencies:
             print(
-                f"all rounds {name:<9} p50 {percentile(latencies, 0.5) * 1000:.3f} ms"
+                f"all rounds {name:<11} p50 {percentile(latencies, 0.5) * 1000:.3f} ms"
                 f"  p99 {percentile(latencies, 0.99) * 1000:.3f} ms  ({len(latencies)} puts)"
             )
-    for line in stage_lines(before, after):
-        print(line)
+    for name, (before, after) in stages.items():
+        print(f"\n{name}:")
+        for line in stage_lines(before, after):
+            print(line)
     for name, meter in meters.items():
         for line in meter.lines(name):
             print(line)

@@ -1,11 +1,13 @@
-"""The ring link both processes use: order kept through a backlog while the other side is
-slow, delivery on the event loop, and a bounded backlog that reports a stuck reader."""
+"""The links between a member's two sides. The ring link both processes use: order kept
+through a backlog while the other side is slow, delivery on the event loop, and a bounded
+backlog that reports a stuck reader. The local link of a --single-process member: order,
+one batch per pass of the loop, never re-entrant."""
 
 from __future__ import annotations
 
 import asyncio
 
-from pyraftkv.node.ring_link import RingBacklogFull, RingLink
+from pyraftkv.node.ring_link import LocalLink, RingBacklogFull, RingLink
 from pyraftkv.ring import ShmRing
 
 
@@ -146,3 +148,43 @@ def test_a_malformed_ring_message_stops_the_process_naming_it() -> None:
     assert "applied" not in out
     assert "malformed ring message (truncated entry data in COMMITTED)" in err
     assert f"after message 1 (byte offset {len(good)}" in err
+
+
+def test_local_link_delivers_in_order_one_batch_per_loop_pass_never_reentrant() -> None:
+    """--single-process: what one side sends reaches the other in order, all that was sent
+    in one pass of the loop as one batch, from a later callback (not inside send)."""
+
+    async def run() -> None:
+        app, raft = LocalLink.pair(asyncio.get_running_loop())
+        batches: list[list[bytes]] = []
+        inside_send = False
+
+        def on_raft_messages(messages: list[bytes]) -> None:
+            assert not inside_send
+            batches.append(messages)
+            if messages == [b"ping"]:
+                raft.send(b"pong")  # answered from the delivery, delivered later too
+
+        answers: list[list[bytes]] = []
+        raft.on_messages = on_raft_messages
+        app.on_messages = answers.append
+        app.send(b"before start")  # waits for the receiver's start
+        raft.start()
+        app.start()
+        inside_send = True
+        app.send(b"a")
+        app.send_many([b"b", b"c"])
+        inside_send = False
+        assert batches == []
+        await asyncio.sleep(0)
+        assert batches == [[b"before start", b"a", b"b", b"c"]]
+        app.send(b"ping")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert batches[-1] == [b"ping"] and answers == [[b"pong"]]
+        raft.close()
+        app.send(b"after close")
+        await asyncio.sleep(0)
+        assert batches[-1] == [b"ping"]
+
+    asyncio.run(run())

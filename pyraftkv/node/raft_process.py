@@ -13,6 +13,9 @@ Output: every Ready the core produces, handled by the persistence rule in raft/r
 - committed entries, read states and leadership changes go up the ring to the
   application process as soon as the Ready is taken.
 
+With ``--single-process`` the same class runs on the application process's event loop
+(raft_side.py), linked by a LocalLink instead of the rings.
+
 Client writes arriving at a follower are forwarded here, at the shell, to the leader's
 Raft process (the core itself only accepts proposals on the leader); a refusal travels
 back so the client learns of it at once.
@@ -59,7 +62,7 @@ from .raft_bootstrap import RaftProcessConfig, RaftProcessError, open_core
 from .raft_membership import MembershipChanges
 from .raft_snapshots import SnapshotShipper
 from .raft_trace import RaftTrace
-from .ring_link import RingBacklogFull, RingLink
+from .ring_link import LocalLink, RingLink
 from .tls import TlsSettings
 from .wal_writer import WalWriter
 from .write_trace import SENT
@@ -111,7 +114,12 @@ class RaftProcess:
     """Everything the Raft process does, driven by its event loop."""
 
     def __init__(
-        self, cfg: RaftProcessConfig, core: RaftCore, wal, down, up, last_written: int
+        self,
+        cfg: RaftProcessConfig,
+        core: RaftCore,
+        wal,
+        link: RingLink | LocalLink,
+        last_written: int,
     ) -> None:
         self.cfg = cfg
         self.id = cfg.member_id
@@ -120,14 +128,8 @@ class RaftProcess:
         self.wal = wal
         self.loop = asyncio.get_running_loop()
         self._down_handlers = self._down_handler_table()
-        self.link = RingLink(
-            up,
-            down,
-            self.loop,
-            self._on_down_messages,
-            self._on_ring_overflow,
-            on_malformed=lambda what: stop_now(log, f"from the application process: {what}"),
-        )
+        self.link = link
+        link.on_messages = self._on_down_messages
         tls = TlsSettings.from_json(cfg.peer_tls)
         self.peer_ssl = tls.client_context()
         self.transport = PeerTransport(
@@ -159,7 +161,7 @@ class RaftProcess:
         self._role = Role.FOLLOWER
         self._stopping = False
         self.stopped = asyncio.Event()
-        self._parent = os.getppid()
+        self._parent = cfg.parent_pid  # 0: this is the application process
         self._reported_syncs = 0  # fdatasyncs already reported up
         self.trace = RaftTrace()
         # peers heard from this tick, each reported up once (--strict-reconfig-check's
@@ -247,7 +249,7 @@ class RaftProcess:
                     self.push_up(rp.encode_peer_rtt(samples))
                 next_latency_report = next_at + LATENCY_REPORT_S
             self.membership.tick()
-            if os.getppid() != self._parent:  # the application process is gone
+            if self._parent and os.getppid() != self._parent:  # the application is gone
                 log.error("the application process died; stopping")
                 self.stop()
             self.schedule()
@@ -696,19 +698,23 @@ class RaftProcess:
             self.link.send_many(self._up_batch)
             self._up_batch = []
 
-    @staticmethod
-    def _on_ring_overflow(exc: RingBacklogFull) -> None:
-        stop_now(log, f"the application process stopped reading: {exc}")
-
 
 async def amain(cfg: RaftProcessConfig) -> int:
     from ..ring import ShmRing
 
     down = ShmRing.attach(cfg.down_fds, "consumer")
     up = ShmRing.attach(cfg.up_fds, "producer")
-    core, wal, last = open_core(cfg, random.Random())
-    process = RaftProcess(cfg, core, wal, down, up, last)
     loop = asyncio.get_running_loop()
+    link = RingLink(
+        up,
+        down,
+        loop,
+        None,
+        lambda exc: stop_now(log, f"the application process stopped reading: {exc}"),
+        on_malformed=lambda what: stop_now(log, f"from the application process: {what}"),
+    )
+    core, wal, last = open_core(cfg, random.Random())
+    process = RaftProcess(cfg, core, wal, link, last)
     loop.set_exception_handler(crash_on_error(log, "the Raft process"))
     loop.add_signal_handler(signal.SIGTERM, process.stop)
     loop.add_signal_handler(signal.SIGINT, lambda: None)  # the application decides

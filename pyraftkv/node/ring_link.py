@@ -1,7 +1,8 @@
-"""One side of the link between a member's two processes: push into the outgoing shared
-memory ring, pop from the incoming one.
+"""One side of the link between a member's application and its Raft side: push into the
+outgoing shared memory ring, pop from the incoming one (``RingLink``, two processes), or
+hand the messages over on one event loop (``LocalLink``, ``--single-process``).
 
-Both processes use this class. A push that does not fit waits in a backlog that drains as
+Both processes use RingLink. A push that does not fit waits in a backlog that drains as
 the other process reads. The backlog is bounded: a process that stopped reading its ring for
 that long is stuck, and since neither side may drop a message (a committed entry, a
 proposal, a read), the link reports the overflow and the member stops with a clear message
@@ -30,21 +31,21 @@ class RingBacklogFull(Exception):
 
 class RingLink:
     """Sends into ``out_ring`` and delivers batches popped from ``in_ring`` to
-    ``on_messages`` on the event loop."""
+    ``on_messages`` on the event loop (set later by a side that is made after its link)."""
 
     def __init__(
         self,
         out_ring,
         in_ring,
         loop: asyncio.AbstractEventLoop,
-        on_messages: Callable[[list[bytes]], None],
+        on_messages: Callable[[list[bytes]], None] | None,
         on_overflow: Callable[[RingBacklogFull], None],
         backlog_limit: int = BACKLOG_LIMIT_BYTES,
         on_malformed: Callable[[str], None] | None = None,
     ) -> None:
         self.out_ring, self.in_ring = out_ring, in_ring
         self.loop = loop
-        self._on_messages = on_messages
+        self.on_messages = on_messages
         self._on_overflow = on_overflow
         self._backlog: list[bytes] = []
         self._backlog_bytes = 0
@@ -101,7 +102,7 @@ class RingLink:
         """Deliver everything in the incoming ring, in batches."""
         while messages := self.in_ring.pop_batch(POP_BATCH):
             try:
-                self._on_messages(messages)
+                self.on_messages(messages)
             except (RingProtocolError, DecodeError, struct.error) as exc:
                 if self._on_malformed is None:
                     raise
@@ -118,3 +119,56 @@ class RingLink:
         self.loop.remove_reader(self.in_ring.readable_fd())
         if self._backlog:
             self.loop.remove_reader(self.out_ring.writable_fd())
+
+
+class LocalLink:
+    """RingLink's interface for a member whose two sides share one process and one event
+    loop: what one side sends, the other receives, in order and in one batch, from a loop
+    callback soon after (never inside the sender's call, so neither side is re-entered).
+
+    The messages are the ring's bytes all the same, so both sides run unchanged. A side
+    can only send while the loop runs its callbacks, and the other side's batch is taken on
+    the same loop right after: an inbox holds at most what one side sent in between.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.on_messages: Callable[[list[bytes]], None] | None = None
+        self.peer: LocalLink | None = None
+        self._inbox: list[bytes] = []
+        self._started = False
+        self._delivery: asyncio.Handle | None = None
+
+    @classmethod
+    def pair(cls, loop: asyncio.AbstractEventLoop) -> tuple[LocalLink, LocalLink]:
+        a, b = cls(loop), cls(loop)
+        a.peer, b.peer = b, a
+        return a, b
+
+    def start(self) -> None:
+        """Deliver what was sent before the start, and every later arrival."""
+        self._started = True
+        self._arm()
+
+    def send(self, message: bytes) -> None:
+        self.peer._inbox.append(message)
+        self.peer._arm()
+
+    def send_many(self, messages: list[bytes]) -> None:
+        self.peer._inbox.extend(messages)
+        self.peer._arm()
+
+    def _arm(self) -> None:
+        if self._started and self._delivery is None and self._inbox:
+            self._delivery = self.loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._delivery = None
+        messages, self._inbox = self._inbox, []
+        self.on_messages(messages)
+
+    def close(self) -> None:
+        self._started = False
+        if self._delivery is not None:
+            self._delivery.cancel()
+            self._delivery = None

@@ -12,10 +12,10 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -42,9 +42,9 @@ from .lessor import Lessor, min_ttl_s
 from .logging_setup import fields, setup_logging
 from .metrics import MetricsServer
 from .process_entry import crash_on_error, stop_now
-from .python_command import module_command
 from .raft_bootstrap import RaftProcessConfig
-from .ring_link import RingLink
+from .raft_side import RaftInProcess, RaftSubprocess
+from .ring_link import LocalLink, RingLink
 from .watch_hub import WatchHub
 
 if TYPE_CHECKING:
@@ -160,7 +160,6 @@ class Node:
 
     async def start(self) -> None:
         from ..mvcc import MVCCStore
-        from ..ring import ShmRing
 
         self.loop.set_exception_handler(crash_on_error(log, "the member"))
         config = self.config
@@ -194,17 +193,7 @@ class Node:
                 f"it cannot rejoin with this data dir"
             )
 
-        down = ShmRing.create(RING_BYTES, role="producer")
-        up = ShmRing.create(RING_BYTES, role="consumer")
-        self._start_raft_process(datadir, store, members, down, up)
-        self.link = RingLink(
-            down,
-            up,
-            self.loop,
-            lambda messages: self.app.on_ring_messages(messages),
-            lambda exc: stop_now(log, f"the Raft process stopped reading: {exc}"),
-            on_malformed=lambda what: stop_now(log, f"from the Raft process: {what}"),
-        )
+        self.link = self._start_raft_side(datadir, store, members)
         self.app = app = Application(
             member_id=config.member_id,
             cluster_id=config.cluster_id,
@@ -224,6 +213,7 @@ class Node:
             trace_interval_ms=config.write_trace_interval_ms,
         )
         app.strict_reconfig_check = config.strict_reconfig_check
+        self.link.on_messages = app.on_ring_messages
         self.link.start()
         self.link.send(rp.pack(rp.MEMBERS, tail=members.encode()))
         auth = AuthService(
@@ -241,12 +231,16 @@ class Node:
             self.loop.add_signal_handler(sig, self.stop, 0)
         self._tasks.append(self.loop.create_task(self._tick()))
 
-    def _start_raft_process(
-        self, datadir: DataDir, store: MVCCStore, members: MemberList, down, up
-    ) -> None:
+    def _start_raft_side(
+        self, datadir: DataDir, store: MVCCStore, members: MemberList
+    ) -> RingLink | LocalLink:
+        """Start the Raft side (raft_side.py); the application's end of the link to it."""
+        from ..ring import ShmRing
+
         config = self.config
         learners = [m for m in members.ids() if members.get(m).is_learner]
-        raft_config = RaftProcessConfig(
+        raft_config = functools.partial(
+            RaftProcessConfig,
             member_id=config.member_id,
             cluster_id=config.cluster_id,
             wal_dir=datadir.wal,
@@ -268,22 +262,34 @@ class Node:
             log_level=config.log_level,
             logger=config.logger,
             log_outputs=config.log_outputs,
-            parent_pid=os.getpid(),
-            down_fds=down.fds,
-            up_fds=up.fds,
             force_new_cluster=config.force_new_cluster,
             initial_election_tick_advance=config.initial_election_tick_advance,
         )
-        self.process = subprocess.Popen(
-            module_command("pyraftkv.node.raft_process"),
-            pass_fds=[*down.fds, *up.fds],
-            env={**os.environ, "PYRAFTKV_RAFT_CONFIG": raft_config.to_json()},
-            # Its own session: a terminal's Ctrl-C or a group SIGTERM reaches only this
-            # process, which then stops the Raft process in order (STOP on the ring).
-            start_new_session=True,
-        )
-        self._pidfd = os.pidfd_open(self.process.pid)
-        self.loop.add_reader(self._pidfd, self._on_raft_exit)
+        if config.single_process:
+            link, raft_link = LocalLink.pair(self.loop)
+            self.raft = RaftInProcess(
+                self.loop,
+                raft_config(parent_pid=0, down_fds=(), up_fds=()),
+                raft_link,
+                self._on_raft_exit,
+            )
+        else:
+            down = ShmRing.create(RING_BYTES, role="producer")
+            up = ShmRing.create(RING_BYTES, role="consumer")
+            link = RingLink(
+                down,
+                up,
+                self.loop,
+                None,
+                lambda exc: stop_now(log, f"the Raft process stopped reading: {exc}"),
+                on_malformed=lambda what: stop_now(log, f"from the Raft process: {what}"),
+            )
+            self.raft = RaftSubprocess(
+                self.loop,
+                raft_config(parent_pid=os.getpid(), down_fds=down.fds, up_fds=up.fds),
+                self._on_raft_exit,
+            )
+        return link
 
     async def _wait_raft_started(self) -> None:
         """Wait for the Raft process's first status; refuse to serve if it exits first."""
@@ -294,13 +300,12 @@ class Node:
         exited.cancel()
         if not self.app.raft_started.is_set():
             raise NodeStopped(
-                f"the Raft process could not start (exit status {self.process.returncode}; "
+                f"the Raft process could not start (exit status {self.raft.returncode}; "
                 "its reason is logged above)"
             )
 
     def _on_raft_exit(self) -> None:
-        self.loop.remove_reader(self._pidfd)
-        code = self.process.wait()
+        code = self.raft.returncode
         self._raft_exited.set()
         if not self._stopping.is_set():
             log.error("the Raft process exited unexpectedly (status %s); stopping", code)
@@ -330,13 +335,13 @@ class Node:
                     )
                 )
         except OSError as exc:
-            self.process.terminate()
+            self.raft.terminate()
             raise NodeStopped(f"cannot listen for clients on {url.text}: {exc}") from exc
         self.metrics = MetricsServer(self.app)
         try:
             await self.metrics.listen(config.listen_metrics_urls, client_ssl)
         except OSError as exc:
-            self.process.terminate()
+            self.raft.terminate()
             urls = ", ".join(u.text for u in config.listen_metrics_urls)
             raise NodeStopped(f"cannot listen for metrics on {urls}: {exc}") from exc
         if config.listen_metrics_urls:
@@ -415,31 +420,29 @@ class Node:
     async def _shutdown(self) -> None:
         from ..ring import RingClosedError
 
-        process, app = self.process, self.app
+        raft, app = self.raft, self.app
         for listener in self._listeners:
             listener.close()
         self.metrics.close()
         await self.grpc.stop()
-        if process.poll() is None:
+        if raft.returncode is None:
             await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
-        if process.poll() is None:
+        if raft.returncode is None:
             with contextlib.suppress(RingClosedError):  # the Raft process is already leaving
                 self.link.send(rp.pack(rp.STOP))
             for _ in range(100):
-                if process.poll() is not None:
+                if raft.returncode is not None:
                     break
                 await asyncio.sleep(0.05)
-            if process.poll() is None:
-                log.warning("the Raft process did not stop in time; killing it")
-                process.kill()
-                process.wait()
+            if raft.returncode is None:
+                log.warning("the Raft side did not stop in time; killing it")
+                raft.kill()
         for task in self._tasks:
             task.cancel()
         self.link.close()
         for connection in list(self.server.connections):
             connection.close_with(errors.UNAVAILABLE, "etcdserver: server stopped")
         app.store.close()
-        os.close(self._pidfd)
 
 
 async def run_node(config: NodeConfig) -> int:
@@ -492,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pyraftkv: {exc}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level, "app", config.logger, config.log_outputs)
+    side = "member" if config.single_process else "app"
+    setup_logging(config.log_level, side, config.logger, config.log_outputs)
     try:
         return event_loop.run(run_node(config))
     except (ConfigError, NodeStopped) as exc:
