@@ -4,7 +4,7 @@ runs in one sitting: did a change slow the native path?
     git archive <before-commit> | tar -x -C /tmp/before && (cd /tmp/before && \\
         python setup.py build_ext --inplace)          # likewise /tmp/after
     python bench/compare_trees.py /tmp/before /tmp/after [--runs 3] [--duration 8] \\
-        [--clients 256] [--conns 6]
+        [--clients 256] [--conns 6] [--after-flags FLAGS]
 
 Each run starts a fresh cluster from one tree (its members import that tree's pyraftkv;
 the tests' harness: free loopback ports, data under a temporary dir), runs this tree's
@@ -46,13 +46,16 @@ def members_from(tree: str) -> Iterator[None]:
             os.environ["PYTHONPATH"] = saved_path
 
 
-def run(args: argparse.Namespace, tree: str) -> dict:
+def run(args: argparse.Namespace, tree: str, member_flags: str = "") -> dict:
     with (
         members_from(tree),
         tempfile.TemporaryDirectory(prefix="pyraftkv-trees-bench-") as directory,
     ):
         cluster = LocalCluster(
-            directory, 3, snapshot_count=100_000, extra_args=["--log-level", "warning"]
+            directory,
+            3,
+            snapshot_count=100_000,
+            extra_args=["--log-level", "warning", *member_flags.split()],
         )
         cluster.start()
         try:
@@ -85,11 +88,18 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=256)
     parser.add_argument("--conns", type=int, default=6)
+    parser.add_argument(
+        "--after-flags",
+        default="",
+        metavar="FLAGS",
+        help="member flags for the after tree's members only (e.g. --after-flags="
+        "--single-process, with the same tree twice, compares the two ways to run a member)",
+    )
     args = parser.parse_args()
     results: dict[str, list[dict]] = {"before": [], "after": []}
     for _ in range(args.runs):
         results["before"].append(run(args, args.before))
-        results["after"].append(run(args, args.after))
+        results["after"].append(run(args, args.after, args.after_flags))
     medians = {}
     for name, runs in results.items():
         rates = " / ".join(f"{r['throughput_per_s']:,.0f}" for r in runs)

@@ -3,7 +3,7 @@ alternating runs in one sitting: did a change cut one writer's latency, and wher
 CPU per put go?
 
     python bench/seq_trees.py /tmp/before /tmp/after [--runs 3] [--seconds 10] \\
-        [--via-follower]
+        [--via-follower] [--single-process]
 
 Trees are prepared as for bench/compare_trees.py (each with its extension built). Each run
 starts a fresh cluster from one tree (its members import that tree's pyraftkv), sends
@@ -30,9 +30,9 @@ from pyraftkv import Client  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
 
-def run(tree: str, seconds: float, via_follower: bool) -> str:
+def run(tree: str, seconds: float, via_follower: bool, single_process: bool) -> str:
     root = tempfile.mkdtemp(prefix="pyraftkv-seq-trees-")
-    cluster = LocalCluster(root, 3)
+    cluster = LocalCluster(root, 3, extra_args=["--single-process"] if single_process else [])
     try:
         with members_from(tree):
             cluster.start()
@@ -40,7 +40,8 @@ def run(tree: str, seconds: float, via_follower: bool) -> str:
         follower = next(m for m in cluster.members if m is not leader)
         pids = {}
         for role, member in (("leader", leader), ("follower", follower)):
-            pids[f"{role} raft"] = raft_pid(member.process.pid)
+            if raft := raft_pid(member.process.pid):
+                pids[f"{role} raft"] = raft
             pids[f"{role} app"] = member.process.pid
         with Client([(follower if via_follower else leader).endpoint]) as client:
             client.put(b"warm", b"up")
@@ -68,10 +69,14 @@ def main() -> int:
     parser = tree_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--via-follower", action="store_true", help="put through a follower")
+    parser.add_argument(
+        "--single-process", action="store_true", help="members of both trees one process each"
+    )
     args = parser.parse_args()
     for _ in range(args.runs):
         for name, tree in (("before", args.before), ("after", args.after)):
-            print(f"{name:<7} {run(tree, args.seconds, args.via_follower)}", flush=True)
+            line = run(tree, args.seconds, args.via_follower, args.single_process)
+            print(f"{name:<7} {line}", flush=True)
     return 0
 
 

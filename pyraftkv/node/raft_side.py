@@ -29,6 +29,8 @@ class RaftSubprocess:
     """The Raft side in a process of its own, linked by the shared memory rings whose
     descriptors ``cfg`` names."""
 
+    name = "the Raft process"
+
     def __init__(
         self, loop: asyncio.AbstractEventLoop, cfg: RaftProcessConfig, on_exit: Callable[[], None]
     ) -> None:
@@ -66,6 +68,8 @@ class RaftSubprocess:
 
 class RaftInProcess:
     """The Raft side on this process's event loop, linked by ``link``'s peer."""
+
+    name = "the Raft side"
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""``pyraftkv``: start a member (the application process, which starts its Raft process).
+"""``pyraftkv``: start a member (the application process, which starts its Raft process, or
+with ``--single-process`` runs the Raft side itself).
 
 The application process supervises the Raft process: if either dies the node stops with a
 clear message and a non-zero exit, and a restart recovers from disk. SIGTERM (or Ctrl-C)
@@ -300,7 +301,7 @@ class Node:
         exited.cancel()
         if not self.app.raft_started.is_set():
             raise NodeStopped(
-                f"the Raft process could not start (exit status {self.raft.returncode}; "
+                f"{self.raft.name} could not start (exit status {self.raft.returncode}; "
                 "its reason is logged above)"
             )
 
@@ -308,7 +309,7 @@ class Node:
         code = self.raft.returncode
         self._raft_exited.set()
         if not self._stopping.is_set():
-            log.error("the Raft process exited unexpectedly (status %s); stopping", code)
+            log.error("%s exited unexpectedly (status %s); stopping", self.raft.name, code)
             self.stop(3)
 
     async def _listen(self) -> None:
@@ -435,7 +436,7 @@ class Node:
                     break
                 await asyncio.sleep(0.05)
             if raft.returncode is None:
-                log.warning("the Raft side did not stop in time; killing it")
+                log.warning("%s did not stop in time; killing it", raft.name)
                 raft.kill()
         for task in self._tasks:
             task.cancel()
