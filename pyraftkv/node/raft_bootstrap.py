@@ -121,7 +121,9 @@ def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, Wri
         snapshot, hard_state = _record_store_as_snapshot(cfg, wal, hard_state)
         entries = []
     if cfg.force_new_cluster:
-        entries, hard_state = _force_new_cluster(member_id, wal, snapshot, entries, hard_state)
+        entries, hard_state = _force_new_cluster(
+            member_id, wal, snapshot, entries, hard_state, cfg.applied_index
+        )
     core = RaftCore(
         member_id,
         config,
@@ -141,11 +143,13 @@ def _force_new_cluster(
     snapshot: SnapshotMeta,
     entries: list[Entry],
     hard_state: HardState,
+    applied: int,
 ) -> tuple[list[Entry], HardState]:
     """--force-new-cluster, as etcd's: drop the entries not known committed, then append and
     commit the removal of every other member, so that this member is the whole cluster
-    (they apply as any membership change: the member list follows). Idempotent."""
-    commit = max(hard_state.commit, snapshot.index)
+    (they apply as any membership change: the member list follows). Idempotent. What the
+    store applied was committed, whatever commit index the WAL last recorded."""
+    commit = max(hard_state.commit, snapshot.index, applied)
     kept = [e for e in entries if e.index <= commit]
     if len(kept) < len(entries):
         log.warning(

@@ -163,6 +163,7 @@ class RaftProcess:
         self.stopped = asyncio.Event()
         self._parent = cfg.parent_pid  # 0: this is the application process
         self._reported_syncs = 0  # fdatasyncs already reported up
+        self._pushed_commit = 0  # the commit index the application was last told
         self.trace = RaftTrace()
         # peers heard from this tick, each reported up once (--strict-reconfig-check's
         # rule on reachable voters)
@@ -578,7 +579,11 @@ class RaftProcess:
             context = int.from_bytes(read_state.context, "big")
             self._reads_outstanding.discard(context)
             self.push_up(rp.pack(rp.READ_STATE, rp.U64x2, read_state.index, context))
-        if ready.hard_state is not None or ready.soft_state is not None:
+        if (
+            ready.hard_state is not None
+            or ready.soft_state is not None
+            or self.core.commit_index != self._pushed_commit
+        ):
             self._push_status()
 
     def _persist(self, ready: Ready) -> None:
@@ -662,6 +667,7 @@ class RaftProcess:
 
     def _push_status(self) -> None:
         core = self.core
+        self._pushed_commit = core.commit_index
         learner = 1 if self.id in core.membership.learners else 0
         self.push_up(
             rp.pack(

@@ -205,6 +205,7 @@ class RaftCore:
         self._confs: list[tuple[int, Membership]] = []
         self.membership = snapshot.membership
         self._prev_hard_state = HardState(self.term, self.vote, self.log.committed)
+        self._written_hard_state = self._prev_hard_state  # the last one handed out to write
         self._prev_soft_state = SoftState(0, Role.FOLLOWER, self.term)
         self._msgs: list[Message] = []
         self._msgs_after_persist: list[Message] = []
@@ -469,14 +470,20 @@ class RaftCore:
         log = self.log
         hard_state = HardState(self.term, self.vote, log.committed)
         prev_hard = self._prev_hard_state
-        changed_hard = hard_state != prev_hard
         self._prev_hard_state = hard_state
+        snapshot = self._snapshot_to_install
+        entries = log.take_unstable()
+        changed_hard = (
+            hard_state.term != prev_hard.term
+            or hard_state.vote != prev_hard.vote
+            or ((entries or snapshot is not None) and hard_state != self._written_hard_state)
+        )
+        if changed_hard:
+            self._written_hard_state = hard_state
         soft_state = SoftState(self.lead, self.role, self.term)
         changed_soft = soft_state != self._prev_soft_state
         self._prev_soft_state = soft_state
-        snapshot = self._snapshot_to_install
         self._snapshot_to_install = None
-        entries = log.take_unstable()
         messages, self._msgs = self._msgs, []
         persisted_messages, self._msgs_after_persist = self._msgs_after_persist, []
         read_states, self._read_states = self._read_states, []

@@ -25,6 +25,12 @@ majority and on this member). ``snapshot`` (a snapshot received from the leader)
 installed by the application once it is durable; entries after it come in later Readies.
 After a restart, committed entries at or below the application's applied index passed to
 the constructor are not handed out again.
+
+``hard_state`` (term, vote, commit index) comes when the term or the vote changed, or with
+entries or a snapshot; a commit index that moved alone is not written. It is volatile in
+Raft: after a restart the leader tells it again, and everything the application applied
+counts as committed (the constructor's ``applied``). So applying a commit costs no WAL
+write on the path between the acknowledgement and the answer.
 """
 
 from __future__ import annotations

@@ -188,3 +188,16 @@ def test_members_starting_together_skip_most_of_the_first_election_timeout(make_
     with kept.client() as c:
         assert c.get("k").count == 0
     assert not any("election ticks" in m.log_text() for m in kept.members)
+
+
+def test_status_raft_index_follows_every_commit(cluster):
+    """Status's raftIndex is the member's commit index: after each acknowledged put the
+    leader's is at least its applied index, which moved past the index before the put."""
+    leader = cluster.wait_leader()
+    with cluster.client([leader]) as client:
+        for i in range(5):
+            before = cluster.status(leader)
+            client.put(f"status/{i}", "x")
+            after = cluster.status(leader)
+            assert after.raftAppliedIndex > before.raftAppliedIndex
+            assert after.raftIndex >= after.raftAppliedIndex, (i, after)

@@ -382,5 +382,30 @@ def test_must_sync_only_when_something_durable_changed() -> None:
     follower.step(
         app._replace(type=MessageType.HEARTBEAT, commit=app.entries[-1].index, entries=())
     )
-    ready = follower.ready()  # only the commit index moved: no fsync needed
-    assert ready.hard_state is not None and not ready.must_sync
+    ready = follower.ready()  # only the commit index moved: nothing to write at all
+    assert ready.hard_state is None and not ready.must_sync
+    assert [e.data for e in ready.committed_entries] == [b"x"]
+    follower.advance(ready)
+    # The next write carries the commit index along with the entries.
+    net[1].propose([b"y"])
+    net.flush()
+    app = [m for m in net.inflight if m.to == 2 and m.entries][-1]
+    assert app.entries[-1].data == b"y"
+    follower.step(app)
+    ready = follower.ready()
+    assert ready.entries and ready.must_sync
+    assert ready.hard_state is not None and ready.hard_state.commit >= 2
+    follower.advance(ready)
+
+
+def test_a_restart_counts_what_the_application_applied_as_committed() -> None:
+    """The WAL's commit index may lag (it is written only with entries, a term or a vote):
+    entries the application applied are committed after a restart all the same, and are
+    not handed out again."""
+    entries = [Entry(1, i, 0, b"e%d" % i) for i in range(1, 6)]
+    core = RaftCore(
+        1, CONFIG, random.Random(0), hard_state=HardState(1, 1, 2), entries=entries, applied=4
+    )
+    assert core.commit_index == 4
+    ready = core.ready()
+    assert ready.committed_entries == ()
