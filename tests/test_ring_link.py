@@ -185,6 +185,6 @@ def test_local_link_delivers_in_order_one_batch_per_loop_pass_never_reentrant() 
         raft.close()
         app.send(b"after close")
         await asyncio.sleep(0)
-        assert batches[-1] == [b"ping"]
+        assert batches[-1] == [b"ping"] and raft._inbox == []  # dropped, not kept
 
     asyncio.run(run())

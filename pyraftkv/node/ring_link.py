@@ -137,6 +137,7 @@ class LocalLink:
         self.peer: LocalLink | None = None
         self._inbox: list[bytes] = []
         self._started = False
+        self._closed = False
         self._delivery: asyncio.Handle | None = None
 
     @classmethod
@@ -151,12 +152,14 @@ class LocalLink:
         self._arm()
 
     def send(self, message: bytes) -> None:
-        self.peer._inbox.append(message)
-        self.peer._arm()
+        if not self.peer._closed:
+            self.peer._inbox.append(message)
+            self.peer._arm()
 
     def send_many(self, messages: list[bytes]) -> None:
-        self.peer._inbox.extend(messages)
-        self.peer._arm()
+        if not self.peer._closed:
+            self.peer._inbox.extend(messages)
+            self.peer._arm()
 
     def _arm(self) -> None:
         if self._started and self._delivery is None and self._inbox:
@@ -168,7 +171,10 @@ class LocalLink:
         self.on_messages(messages)
 
     def close(self) -> None:
-        self._started = False
+        """Stop delivering; what is sent here from now on is dropped (this side is gone,
+        as a closed ring's reader)."""
+        self._started, self._closed = False, True
+        self._inbox.clear()
         if self._delivery is not None:
             self._delivery.cancel()
             self._delivery = None
