@@ -38,6 +38,7 @@ def main() -> int:
     parser.add_argument("--serializable", action="store_true")
     parser.add_argument("--members", type=int, default=3, help="cluster size (5: 3/2 splits)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--single-process", action="store_true", help="members in one process each")
     args = parser.parse_args()
     failed = total_ops = total_faults = 0
     for n in range(args.runs):
@@ -45,7 +46,8 @@ def main() -> int:
         faults = list(FAULTS) * args.rounds
         random.Random(seed).shuffle(faults)
         with tempfile.TemporaryDirectory() as root:
-            cluster = LocalCluster(root, args.members)
+            flags = ["--single-process"] if args.single_process else []
+            cluster = LocalCluster(root, args.members, extra_args=flags)
             network = Network(cluster)
             try:
                 cluster.start()

@@ -16,11 +16,15 @@ from .harness import LocalCluster, Member
 
 
 def raft_pid(member: Member) -> int:
-    """The pid of the member's Raft process (the application process's only child)."""
+    """The pid of the member's Raft process (the application process's only child), or of
+    the member itself when it runs its Raft side in one process (``--single-process``)."""
     assert member.process is not None
     pid = member.process.pid
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         children = [int(c) for c in f.read().split()]
+    if "--single-process" in member.extra_args:
+        assert children == [], children
+        return pid
     assert len(children) == 1, children
     return children[0]
 

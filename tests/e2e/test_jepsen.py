@@ -6,13 +6,17 @@ same for longer, many times."""
 
 from __future__ import annotations
 
+import pytest
+
 from .harness import LocalCluster
 from .jepsen import FAULTS, cluster_answers, run
 from .nemesis import Network
 
 
-def test_history_is_linearizable_under_faults(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3)
+@pytest.mark.parametrize("flags", [[], ["--single-process"]], ids=["two-process", "one"])
+def test_history_is_linearizable_under_faults(tmp_path, flags):
+    """With --single-process members a pause of the Raft process pauses the whole member."""
+    cluster = LocalCluster(str(tmp_path), 3, extra_args=flags)
     network = Network(cluster)
     try:
         cluster.start()
