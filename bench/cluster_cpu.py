@@ -47,6 +47,19 @@ def raft_pid(app_pid: int) -> int | None:
     return None
 
 
+def member_pids(members, leader) -> dict[str, int]:
+    """Each member's processes by name ("m1 app (leader)", "m1 raft (leader)"; a
+    ``--single-process`` member is one "m1 member (leader)")."""
+    pids = {}
+    for m in members:
+        role = "leader" if m is leader else "follower"
+        raft = raft_pid(m.process.pid)
+        pids[f"{m.name} {'app' if raft else 'member'} ({role})"] = m.process.pid
+        if raft:
+            pids[f"{m.name} raft ({role})"] = raft
+    return pids
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=100_000)
@@ -67,11 +80,7 @@ def main() -> int:
         cluster.start()
         leader = cluster.wait_leader()
         targets = [leader] if args.leader_only else cluster.members
-        pids = {}
-        for m in cluster.members:
-            role = "leader" if m is leader else "follower"
-            pids[f"{m.name} app ({role})"] = m.process.pid
-            pids[f"{m.name} raft ({role})"] = raft_pid(m.process.pid)
+        pids = member_pids(cluster.members, leader)
         index_before = cluster.status(leader).raftIndex
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         load = subprocess.Popen(

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 import grpc  # noqa: E402
 
-from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
+from bench.cluster_cpu import cpu_seconds, member_pids  # noqa: E402
 from pyraftkv.client.aio import AsyncClient  # noqa: E402
 from pyraftkv.ctl.check import stage_histograms, stage_lines  # noqa: E402
 from pyraftkv.proto import rpc_pb2 as rpc  # noqa: E402
@@ -198,17 +198,6 @@ def read_stages(endpoints: tuple[str, ...]):
     return asyncio.run(read())
 
 
-def pyraftkv_pids(cluster: LocalCluster, leader) -> dict[str, int]:
-    pids = {}
-    for m in cluster.members:
-        role = "leader" if m is leader else "follower"
-        raft = raft_pid(m.process.pid)
-        pids[f"{m.name} {'app' if raft else 'member'} ({role})"] = m.process.pid
-        if raft:
-            pids[f"{m.name} raft ({role})"] = raft
-    return pids
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="puts per round")
@@ -240,7 +229,7 @@ def main() -> int:
     etcd = None if args.no_etcd else Etcd(args.etcd, root)
     results: dict[str, list[float]] = {name: [] for name in [*clusters, "etcd 3.4"]}
     meters: dict[str, CpuMeter] = {}
-    stages = {}
+    stages_before: dict[str, tuple[tuple[str, ...], object]] = {}
     try:
         with contextlib.ExitStack() as stack:
             runs = []
@@ -251,12 +240,12 @@ def main() -> int:
                 target = leader
                 if args.via_follower:
                     target = next(m for m in cluster.members if m is not leader)
-                meters[name] = CpuMeter(pyraftkv_pids(cluster, leader))
+                meters[name] = CpuMeter(member_pids(cluster.members, leader))
                 client = stack.enter_context(cluster.client([target]))
                 # Warm up (connections, first LMDB pages), then measure.
                 pyraftkv_round(client, 200, value, 10**9)
                 endpoints = tuple(m.endpoint for m in cluster.members)
-                stages[name] = (endpoints, read_stages(endpoints))
+                stages_before[name] = (endpoints, read_stages(endpoints))
                 runs.append((name, lambda b, c=client: pyraftkv_round(c, args.count, value, b)))
             if etcd is not None:
                 channel = etcd.leader_channel(args.via_follower)
@@ -276,8 +265,10 @@ def main() -> int:
                         f" ms  p99 {percentile(latencies, 0.99) * 1000:.3f} ms",
                         flush=True,
                     )
-            for name, (endpoints, before) in stages.items():
-                stages[name] = (before, read_stages(endpoints))
+            stages = {
+                name: (before, read_stages(endpoints))
+                for name, (endpoints, before) in stages_before.items()
+            }
     finally:
         if etcd is not None:
             etcd.close()

@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from bench.cluster_cpu import cpu_seconds, raft_pid  # noqa: E402
+from bench.cluster_cpu import cpu_seconds, member_pids  # noqa: E402
 from pyraftkv import AsyncClient, Client  # noqa: E402
 from pyraftkv.node.event_loop import run  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
@@ -158,11 +158,7 @@ def main() -> int:
             proc.start()
             procs.append(proc)
         watching = sum(ready.get(timeout=120) for _ in procs)
-        pids = {}
-        for m in cluster.members:
-            role = "leader" if m is leader else "follower"
-            pids[f"{m.name} app ({role})"] = m.process.pid
-            pids[f"{m.name} raft ({role})"] = raft_pid(m.process.pid)
+        pids = member_pids(cluster.members, leader)
         before = {name: sum(cpu_seconds(pid)) for name, pid in pids.items()}
         with Client([leader.endpoint]) as writer:
             started = time.time()
