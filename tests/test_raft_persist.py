@@ -4,6 +4,7 @@ store is ahead of (or diverged from) its WAL."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from pyraftkv.admin.datadir import wal_metadata
@@ -154,3 +155,19 @@ def test_a_store_on_the_same_entries_keeps_the_wal(tmp_path):
         core, wal, last = open_core(_config(tmp_path, wal_dir, 8, applied_term), random.Random(1))
         wal.close()
         assert (last, core.log.last_index, core.log.term(10)) == (10, 10, 1)
+
+
+def test_force_new_cluster_keeps_what_the_store_applied_past_the_wals_commit(tmp_path):
+    """The WAL records a commit index only with entries, a term or a vote, so it may lag
+    what the store applied. --force-new-cluster drops the entries not known committed:
+    those the store applied are known committed, and stay (they were answered)."""
+    wal_dir = str(tmp_path / "wal")
+    with WriteAheadLog.create(wal_dir, wal_metadata(7, 1)) as wal:
+        write_ready(wal, None, 0, [_entry(1, i) for i in range(1, 11)], HardState(1, 1, 3))
+        wal.sync()
+    cfg = dataclasses.replace(_config(tmp_path, wal_dir, 8, 1), force_new_cluster=True)
+    core, wal, _last = open_core(cfg, random.Random(1))
+    wal.close()
+    # 4..8 were applied: they stay; only 9 and 10 go (no other member to remove here).
+    assert core.log.last_index == 8 and core.log.committed == 8
+    assert [core.log.term(i) for i in range(1, 9)] == [1] * 8
