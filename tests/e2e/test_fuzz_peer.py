@@ -4,12 +4,17 @@ make the members' stores differ."""
 
 from __future__ import annotations
 
+import pytest
+
 from ..fuzzing import client_port, peer_port
 from .harness import LocalCluster
 
 
-def test_fuzzed_peer_port_leaves_every_member_serving_and_agreeing(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3)
+@pytest.mark.parametrize("flags", [[], ["--single-process"]], ids=["two-process", "one"])
+def test_fuzzed_peer_port_leaves_every_member_serving_and_agreeing(tmp_path, flags):
+    """Also against single-process members, whose Raft side shares the process that
+    serves clients: a peer's bytes must not stop it either."""
+    cluster = LocalCluster(str(tmp_path), 3, extra_args=flags)
     try:
         cluster.start()
         tracked = client_port.track_writes(cluster.client())
