@@ -2,9 +2,11 @@
 
 First a call that does nothing, handed to the client's loop thread and back (no server),
 then sequential puts to the leader of a fresh 3-member cluster, alternating rounds of the
-blocking ``Client`` and of ``AsyncClient`` on this thread's own loop.
+blocking ``Client`` (its direct path, client/direct.py), the same client with that path
+held so every put is handed to its loop thread, and ``AsyncClient`` on this thread's own
+loop. Each line gives the client process's CPU per put too.
 
-    python bench/client_handover.py [--rounds 3] [--count 2000]
+    python bench/client_handover.py [--rounds 3] [--count 2000] [--single-process]
 """
 
 from __future__ import annotations
@@ -35,14 +37,22 @@ async def nothing() -> None:
     return None
 
 
-def blocking_puts(endpoint: str, count: int) -> list[float]:
+def blocking_puts(endpoint: str, count: int, direct: bool = True) -> list[float]:
     latencies = []
     with Client([endpoint]) as client:
+        if not direct:
+            client._direct.lock.acquire()  # as if another thread were on the direct path
         for i in range(count):
             start = time.perf_counter()
             client.put(b"handover/%08d" % i, b"v" * 128)
             latencies.append(time.perf_counter() - start)
+        if not direct:
+            client._direct.lock.release()
     return latencies
+
+
+def handed_over_puts(endpoint: str, count: int) -> list[float]:
+    return blocking_puts(endpoint, count, direct=False)
 
 
 def async_puts(endpoint: str, count: int) -> list[float]:
@@ -64,6 +74,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument(
+        "--single-process", action="store_true", help="members run with --single-process"
+    )
     args = parser.parse_args()
     with Client(["127.0.0.1:1"]) as idle:  # never connects: only the hand-over is timed
         latencies = []
@@ -73,13 +86,23 @@ def main() -> int:
             latencies.append(time.perf_counter() - start)
     print(f"a call that does nothing, through Client's thread: {percentiles(latencies)}")
     root = tempfile.mkdtemp(prefix="pyraftkv-handover-")
-    cluster = LocalCluster(root, 3)
+    cluster = LocalCluster(root, 3, extra_args=["--single-process"] if args.single_process else [])
     try:
         cluster.start()
         endpoint = cluster.wait_leader().endpoint
+        kinds = (
+            ("Client", blocking_puts),
+            ("Client, handed over", handed_over_puts),
+            ("AsyncClient", async_puts),
+        )
         for _ in range(args.rounds):
-            for name, puts in (("Client", blocking_puts), ("AsyncClient", async_puts)):
-                print(f"{name:<12} sequential puts: {percentiles(puts(endpoint, args.count))}")
+            for name, puts in kinds:
+                cpu = time.process_time()
+                latencies = puts(endpoint, args.count)
+                cpu_us = (time.process_time() - cpu) / args.count * 1e6
+                print(
+                    f"{name:<20} sequential puts: {percentiles(latencies)}  CPU {cpu_us:.0f} us/put"
+                )
     finally:
         cluster.stop_all()
         shutil.rmtree(root, ignore_errors=True)

@@ -52,7 +52,7 @@ from .tls import TLS, client_context
 from .watch import ServerWatch, Watcher
 
 # Calls whose repetition cannot change the store.
-_IDEMPOTENT = frozenset(
+IDEMPOTENT = frozenset(
     (
         "Range",
         "MemberList",
@@ -212,7 +212,7 @@ class AsyncClient:
         spec = BY_NAME[method]
         body = request.SerializeToString()
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        idempotent = method in _IDEMPOTENT
+        idempotent = method in IDEMPOTENT
         backoff = 0.05
         lost: ConnectionLost | None = None  # why the last connection failed, for the error
         refreshed = False

@@ -10,16 +10,19 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
+from google.protobuf.message import Message
+
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election_pb2
-from .aio import AsyncClient, Watcher
+from .aio import IDEMPOTENT, AsyncClient, Watcher
 from .config_watch import ConfigWatcher
+from .direct import DirectPath
 from .discovery import ServiceRegistry
 from .election import Election
 from .leases import Lease
 from .locks import DEFAULT_TTL_S, Lock
-from .requests import Bytesish
+from .requests import Bytesish, delete_request, put_request, range_request, txn_request
 from .tls import TLS
 
 T = TypeVar("T")
@@ -68,6 +71,29 @@ class Client:
             )
 
         self._client: AsyncClient = self._run(make())
+        self._direct = DirectPath(
+            self._client._ssl, self._client._server_name, connect_timeout, user, password
+        )
+
+    def _call(self, method: str, request: Message) -> Message:
+        """A unary call: on this thread while no other thread holds the direct path (see
+        direct.py), else, and whenever that path cannot finish it, on the loop thread."""
+        direct = self._direct
+        if direct.lock.acquire(blocking=False):
+            try:
+                client = self._client
+                reply = direct.call(
+                    client.endpoints[client._current],
+                    method,
+                    request,
+                    self.timeout,
+                    method in IDEMPOTENT,
+                )
+            finally:
+                direct.lock.release()
+            if reply is not None:
+                return reply
+        return self._run(self._client.call(method, request))
 
     def _run(self, coroutine):
         """Run ``coroutine`` on the loop thread and wait for its result. The loop releases a
@@ -103,6 +129,8 @@ class Client:
         """Close the connection and stop the client's thread."""
         if self._loop.is_closed():
             return
+        with self._direct.lock:
+            self._direct.close()
         self._run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
@@ -120,15 +148,15 @@ class Client:
         return self._client.endpoints
 
     def put(self, key: Bytesish, value: Bytesish, **options) -> rpc.PutResponse:
-        return self._run(self._client.put(key, value, **options))
+        return self._call("Put", put_request(key, value, **options))
 
     def get(self, key: Bytesish, range_end: Bytesish | None = None, **options) -> rpc.RangeResponse:
-        return self._run(self._client.get(key, range_end, **options))
+        return self._call("Range", range_request(key, range_end, **options))
 
     def delete(
         self, key: Bytesish, range_end: Bytesish | None = None, **options
     ) -> rpc.DeleteRangeResponse:
-        return self._run(self._client.delete(key, range_end, **options))
+        return self._call("DeleteRange", delete_request(key, range_end, **options))
 
     def txn(
         self,
@@ -136,7 +164,7 @@ class Client:
         success: Iterable[rpc.RequestOp] = (),
         failure: Iterable[rpc.RequestOp] = (),
     ) -> rpc.TxnResponse:
-        return self._run(self._client.txn(list(compare), list(success), list(failure)))
+        return self._call("Txn", txn_request(compare, success, failure))
 
     def compact(self, revision: int, physical: bool = False) -> rpc.CompactionResponse:
         return self._run(self._client.compact(revision, physical))
