@@ -74,7 +74,7 @@ class NodeConfig:
     auth_token: str = "simple"
     auth_token_ttl_s: int = 300
     bcrypt_cost: int = 10
-    write_trace_interval_ms: float = 1.0
+    write_trace_interval_ms: float = 10.0
     initial_corrupt_check: bool = False
     corrupt_check_interval_s: float = 0.0  # 0: no periodic check
     strict_reconfig_check: bool = True
@@ -351,7 +351,7 @@ _FLAGS: tuple[tuple[str, object, object, str], ...] = (
     (
         "write-trace-interval",
         float,
-        1.0,
+        10.0,
         "Milliseconds between two traced proposal batches (the per-write stage histograms "
         "pyraftkv_write_stage_duration_seconds on /metrics); 0 turns the trace off.",
     ),

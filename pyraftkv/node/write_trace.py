@@ -1,8 +1,8 @@
 """The per-write stage trace: where a write's time goes, stage by stage, across both
 processes of the member that took it.
 
-A sampled proposal batch (at most one per ``--write-trace-interval`` ms, so a single
-writer has every write traced while heavy load pays for a small share) carries clock
+A sampled proposal batch (at most one per ``--write-trace-interval`` ms, 10 by default:
+a single writer has about one write in eight traced, heavy load a far smaller share) carries clock
 readings with it: the application process stamps it when its first write joined the batch
 and when the batch went down the ring; the Raft process when it popped it, sent the
 AppendEntries, finished the WAL write and the fdatasync, learned the entry committed on a

@@ -136,8 +136,9 @@ def stage_figures(seen: dict[str, float], suffix: str, kind: str = "write") -> d
 
 
 def traced_cluster(make_cluster) -> tuple:
-    """Three members with /metrics on ports of their own, a first write applied."""
-    cluster = make_cluster(3)
+    """Three members with /metrics on ports of their own, a first write applied; every
+    write one at a time is traced (one trace a millisecond at most)."""
+    cluster = make_cluster(3, extra_args=["--write-trace-interval", "1"])
     ports = [with_metrics(cluster, i) for i in range(3)]
     cluster.start()
     with cluster.client() as client:
