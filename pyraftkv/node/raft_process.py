@@ -163,7 +163,7 @@ class RaftProcess:
         self.stopped = asyncio.Event()
         self._parent = cfg.parent_pid  # 0: this is the application process
         self._reported_syncs = 0  # fdatasyncs already reported up
-        self._pushed_commit = 0  # the commit index the application was last told
+        self._pushed_status: tuple = ()  # what the application was last told (STATUS)
         self.trace = RaftTrace()
         # peers heard from this tick, each reported up once (--strict-reconfig-check's
         # rule on reachable voters)
@@ -579,12 +579,7 @@ class RaftProcess:
             context = int.from_bytes(read_state.context, "big")
             self._reads_outstanding.discard(context)
             self.push_up(rp.pack(rp.READ_STATE, rp.U64x2, read_state.index, context))
-        if (
-            ready.hard_state is not None
-            or ready.soft_state is not None
-            or self.core.commit_index != self._pushed_commit
-        ):
-            self._push_status()
+        self._push_status()
 
     def _persist(self, ready: Ready) -> None:
         snapshot, entries, hard_state = ready.snapshot, ready.entries, ready.hard_state
@@ -666,20 +661,19 @@ class RaftProcess:
             )
 
     def _push_status(self) -> None:
+        """Tell the application the leader, term, commit index, role and learner flag,
+        when any of them changed since it was last told."""
         core = self.core
-        self._pushed_commit = core.commit_index
-        learner = 1 if self.id in core.membership.learners else 0
-        self.push_up(
-            rp.pack(
-                rp.STATUS,
-                rp.STATUS_FMT,
-                core.leader_id,
-                core.term,
-                core.commit_index,
-                int(core.role),
-                learner,
-            )
+        status = (
+            core.leader_id,
+            core.term,
+            core.commit_index,
+            int(core.role),
+            1 if self.id in core.membership.learners else 0,
         )
+        if status != self._pushed_status:
+            self._pushed_status = status
+            self.push_up(rp.pack(rp.STATUS, rp.STATUS_FMT, *status))
 
     # -- the up ring -------------------------------------------------------------------------
 
