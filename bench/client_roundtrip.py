@@ -1,7 +1,7 @@
 """Round trip of the blocking Client: serial serializable gets against one member, in µs.
 
-A serial get is one trip through the client's event-loop thread and back, so this shows
-what the client itself costs per call (the member answers from memory).
+A serial get is one blocking round trip on the calling thread (the client's direct path),
+so this shows what the client itself costs per call (the member answers from memory).
 
     pyraftkv &
     python bench/client_roundtrip.py --endpoint 127.0.0.1:2379 --count 3000 --rounds 3
