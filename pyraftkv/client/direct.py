@@ -19,6 +19,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 
 from google.protobuf.message import Message
 
@@ -77,6 +78,7 @@ class DirectPath:
         self._decoder = FrameDecoder(DEFAULT_MAX_REPLY_FRAME_BYTES, REPLY_KINDS)
         self._token = b""
         self._next_id = 1
+        self._shut = False  # the client closed: every call takes the loop's path (and fails)
 
     def call(
         self, endpoint: str, method: str, request: Message, timeout: float, idempotent: bool
@@ -84,6 +86,8 @@ class DirectPath:
         """The reply to ``request`` sent to ``endpoint``, or None: make the call on the
         loop's path instead (nothing was applied, or the call may be repeated). Hold
         ``lock`` while calling."""
+        if self._shut:
+            return None
         try:
             if self._sock is not None and (endpoint != self._endpoint or self._closed_by_peer()):
                 self.close()
@@ -118,7 +122,17 @@ class DirectPath:
             return None
         raise error
 
+    def shut(self) -> None:
+        """The client is closing: end a call in progress on another thread (its blocking
+        read returns) and make no more. Needs no lock; ``close`` then releases the socket."""
+        self._shut = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
+        """Drop the connection (the next call opens another). Hold ``lock``."""
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
@@ -173,7 +187,9 @@ class DirectPath:
         else:
             frame = encode_frame(stream_id, method, body)
         sock = self._sock
-        sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        if sock.gettimeout() != timeout:  # setting it costs a system call each time
+            sock.settimeout(timeout)
         try:
             sock.sendall(frame)
         except TimeoutError:
@@ -198,3 +214,5 @@ class DirectPath:
                     return kind, reply
                 if reply_id in (0, stream_id):  # the server closing, or a stream's frame
                     raise _Lost(f"{self._endpoint} closed the connection or broke the protocol")
+            if time.monotonic() > deadline:  # bytes trickling in, never the reply
+                raise TimeoutError

@@ -99,6 +99,9 @@ class Client:
         """Run ``coroutine`` on the loop thread and wait for its result. The loop releases a
         lock when the task ends: a call costs about half of what run_coroutine_threadsafe's
         chained futures did (bench/client_handover.py)."""
+        if self._loop.is_closed():
+            coroutine.close()
+            raise RuntimeError("the client is closed")
         ended = threading.Lock()
         ended.acquire()
         started: list[asyncio.Task] = []
@@ -129,6 +132,7 @@ class Client:
         """Close the connection and stop the client's thread."""
         if self._loop.is_closed():
             return
+        self._direct.shut()
         with self._direct.lock:
             self._direct.close()
         self._run(self._shutdown())

@@ -12,11 +12,12 @@ import pytest
 from pyraftkv import Client
 from pyraftkv.client.connection import ConnectionLost
 from pyraftkv.client.requests import put_request
-from pyraftkv.errors import TimedOut
+from pyraftkv.errors import AuthFailed, PermissionDenied, TimedOut
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.frames import REPLY, FrameDecoder, encode_frame
 
 from .harness import LocalCluster
+from .test_auth import FAST, set_up_auth
 
 
 def loop_side_connected(client: Client) -> bool:
@@ -71,6 +72,24 @@ def test_calls_from_several_threads_share_one_client(tmp_path) -> None:
         cluster.stop_all()
 
 
+def test_a_user_s_calls_carry_a_token_on_the_direct_path(tmp_path) -> None:
+    cluster = LocalCluster(str(tmp_path), 1, extra_args=FAST)
+    cluster.start()
+    try:
+        with cluster.client() as admin:
+            set_up_auth(admin)
+        alice = cluster.client(user="alice", password="alicepw")
+        alice.put("foo", "bar")
+        assert alice.get("foo").kvs[0].value == b"bar"
+        with pytest.raises(PermissionDenied):
+            alice.put("aaa", "x")  # outside [foo, zoo)
+        assert not loop_side_connected(alice)
+        with pytest.raises(AuthFailed):
+            cluster.client(user="alice", password="wrong").put("foo", "x")
+    finally:
+        cluster.stop_all()
+
+
 class Server:
     """A loopback server that reads request frames and answers each as ``answer`` says."""
 
@@ -118,6 +137,34 @@ def test_a_write_whose_connection_dies_after_sending_is_not_repeated() -> None:
             assert len(server.requests) == 1  # sent once, never again
     finally:
         server.close()
+
+
+def test_closing_the_client_ends_a_call_in_progress_on_another_thread() -> None:
+    server = Server(lambda sock, stream, number: True)  # never answers
+    client = Client([server.endpoint], timeout=30)
+    outcome: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            client.put("k", "v")
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    caller = threading.Thread(target=put)
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not server.requests:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    started = time.monotonic()
+    client.close()
+    caller.join(5)
+    assert not caller.is_alive() and time.monotonic() - started < 5
+    assert [type(exc) for exc in outcome] == [ConnectionLost]
+    with pytest.raises(RuntimeError, match="the client is closed"):
+        client.put("k", "v")
+    assert len(server.requests) == 1
+    server.close()
 
 
 def test_a_late_reply_does_not_answer_the_next_call() -> None:
