@@ -20,6 +20,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from functools import lru_cache
 
 from .errors import CodecError
 from .types import (
@@ -67,6 +68,12 @@ def _encode_snapshot(snapshot: SnapshotMeta) -> bytes:
     return _TWO_U64.pack(snapshot.index, snapshot.term) + _encode_membership(snapshot.membership)
 
 
+@lru_cache(maxsize=64)
+def _entries_head(count: int) -> struct.Struct:
+    """The first index, then the terms, types and data lengths of ``count`` entries."""
+    return struct.Struct(f"<Q{count}Q{count}B{count}I")
+
+
 def encode_message(msg: Message) -> bytes:
     """Encode msg to bytes; raises ValueError (or struct.error) for out-of-range fields."""
     entries = msg.entries
@@ -93,10 +100,11 @@ def encode_message(msg: Message) -> bytes:
         if entries[-1].index != first + len(entries) - 1:
             raise ValueError("entries of a message must have consecutive indexes")
         datas = [e.data for e in entries]
-        parts.append(_U64.pack(first))
-        parts.append(_array_bytes("Q", [e.term for e in entries]))
-        parts.append(bytes([e.type for e in entries]))
-        parts.append(_array_bytes("I", [len(d) for d in datas]))
+        parts.append(
+            _entries_head(len(entries)).pack(
+                first, *[e.term for e in entries], *[e.type for e in entries], *map(len, datas)
+            )
+        )
         parts.extend(datas)
     if msg.snapshot is not None:
         parts.append(_encode_snapshot(msg.snapshot))
@@ -161,8 +169,12 @@ def _decode_snapshot(reader: _Reader) -> SnapshotMeta:
 
 
 def decode_message(buf: bytes) -> Message:
-    """Decode one message; raises CodecError on anything but a whole, valid message."""
-    reader = _Reader(buf)
+    """Decode one message; raises CodecError on anything but a whole, valid message.
+    (Every message a member takes passes here: offsets and one struct per part, no
+    reader object, keep it cheap.)"""
+    size = len(buf)
+    if size < _HEADER.size:
+        raise CodecError(f"truncated message header: {size} bytes")
     (
         version,
         type_,
@@ -176,7 +188,7 @@ def decode_message(buf: bytes) -> Message:
         reject_hint,
         context_len,
         count,
-    ) = reader.unpack(_HEADER, "message header")
+    ) = _HEADER.unpack_from(buf)
     if version != VERSION:
         raise CodecError(f"unknown message version {version}")
     msg_type = _MESSAGE_TYPES.get(type_)
@@ -186,31 +198,42 @@ def decode_message(buf: bytes) -> Message:
         raise CodecError(f"unknown message flags {flags:#x}")
     _node_id(to, "recipient")
     _node_id(sender, "sender")
-    context = bytes(reader.take(context_len, "context"))
+    pos = _HEADER.size + context_len
+    if pos > size:
+        raise CodecError(f"truncated context: {context_len} bytes past the buffer's {size}")
+    context = bytes(buf[_HEADER.size : pos])
     entries: tuple[Entry, ...] = ()
     if count:
         # 13 bytes per entry at least: refuse absurd counts before allocating anything.
-        if count * 13 + 8 > len(buf) - reader.pos:
+        if count * 13 + 8 > size - pos:
             raise CodecError(f"truncated entries: {count} entries cannot fit")
-        (first,) = reader.unpack(_U64, "first entry index")
+        head = _entries_head(count)
+        values = head.unpack_from(buf, pos)  # fits: checked against 13 bytes per entry
+        first = values[0]
         if first == 0 or first + count - 1 > _U64_MAX:
             raise CodecError(f"bad first entry index {first}")
-        terms = reader.array("Q", count, "entry terms")
-        types = bytes(reader.take(count, "entry types"))
+        types = values[count + 1 : 2 * count + 1]
         if max(types) > 1:
             raise CodecError(f"unknown entry type {max(types)}")
-        lengths = reader.array("I", count, "entry lengths")
-        blob = bytes(reader.take(sum(lengths), "entry data"))
-        pos = 0
+        lengths = values[2 * count + 1 :]
+        pos += head.size
+        if pos + sum(lengths) > size:
+            raise CodecError(f"truncated entry data: {sum(lengths)} bytes past the buffer")
         built = []
         kinds = _ENTRY_TYPES
         for i in range(count):
             end = pos + lengths[i]
-            built.append(Entry(terms[i], first + i, kinds[types[i]], blob[pos:end]))
+            built.append(Entry(values[i + 1], first + i, kinds[types[i]], bytes(buf[pos:end])))
             pos = end
         entries = tuple(built)
-    snapshot = _decode_snapshot(reader) if flags & FLAG_HAS_SNAPSHOT else None
-    reader.finish("message")
+    snapshot = None
+    if flags & FLAG_HAS_SNAPSHOT:
+        reader = _Reader(buf)
+        reader.pos = pos
+        snapshot = _decode_snapshot(reader)
+        pos = reader.pos
+    if pos != size:
+        raise CodecError(f"{size - pos} trailing bytes after message")
     return Message(
         msg_type,
         to,
