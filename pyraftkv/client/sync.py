@@ -1,4 +1,5 @@
-"""``Client``: the blocking client. It runs an AsyncClient on a private event-loop thread."""
+"""``Client``: the blocking client. It runs an AsyncClient on a private event-loop thread,
+and makes its KV calls on the calling thread when it can (direct.py)."""
 
 from __future__ import annotations
 
