@@ -55,7 +55,8 @@ class ConnectionLost(PyraftkvError):
     """The connection closed (or never opened) before the reply came."""
 
 
-def _api_error(body: bytes) -> ApiError:
+def api_error(body: bytes) -> ApiError:
+    """The error an ERROR frame's body carries (with the leader's URL when it names one)."""
     code, message, leader_url = decode_error(body)
     error = error_from_wire(code, message)
     error.leader_url = leader_url
@@ -223,7 +224,7 @@ class Connection(asyncio.Protocol):
             if stream_id == 0 and kind in (REPLY, ERROR):
                 # The server is closing this connection (stopping, or it found our bytes
                 # malformed): everything on it is lost, failover may follow.
-                reason = _api_error(body).message if kind == ERROR else "no reason given"
+                reason = api_error(body).message if kind == ERROR else "no reason given"
                 self._fail_all(ConnectionLost(f"{self.endpoint} closed the connection: {reason}"))
                 self._transport.close()
                 return
@@ -239,13 +240,13 @@ class Connection(asyncio.Protocol):
                     if kind == REPLY:
                         future.set_result(body)
                     else:
-                        future.set_exception(_api_error(body))
+                        future.set_exception(api_error(body))
             elif kind == MESSAGE:
                 streams[stream_id]._push(body)
             else:
                 stream = streams.pop(stream_id)
                 stream._closed = True
-                stream._push(_api_error(body) if kind == ERROR else ConnectionLost("stream ended"))
+                stream._push(api_error(body) if kind == ERROR else ConnectionLost("stream ended"))
 
     def _stream_failed(self, stream_id: int, what: str) -> None:
         """The server broke the stream rules on one stream: fail that call alone."""

@@ -2,14 +2,15 @@
 plain blocking socket, one request frame out and one reply frame back.
 
 Handing a call to the client's event-loop thread and back costs two thread wake-ups and
-several more system calls per call (a third of a sequential writer's time in the client;
-bench/client_handover.py). The direct path serves the common case, a call that succeeds on
-the member the client talks to, and hands anything else to the loop's ``AsyncClient.call``,
-which knows failover, retries and re-authentication: a refusal made before anything was
-proposed (no leader, not the leader, an expired token) is asked again there, and so is an
-idempotent call whose connection failed. A non-idempotent call whose request may have left
-raises ConnectionLost as AsyncClient.call does. One thread at a time uses the direct
-connection; a call made meanwhile from another thread takes the loop's path.
+several more system calls per call (half the client's CPU per call, a tenth of a
+sequential writer's latency; bench/client_handover.py). The direct path serves the common
+case, a call that succeeds on the member the client talks to, and hands anything else to
+the loop's ``AsyncClient.call``, which knows failover, retries and re-authentication: a
+refusal made before anything was proposed (no leader, not the leader, an expired token) is
+asked again there, and so is an idempotent call whose connection failed. A non-idempotent
+call whose request may have left raises ConnectionLost as AsyncClient.call does. One
+thread at a time uses the direct connection; a call made meanwhile from another thread
+takes the loop's path.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from ..protocol.frames import (
     with_token,
 )
 from ..protocol.methods import BY_NAME
-from .connection import ConnectionLost, _api_error, split_endpoint
+from .connection import ConnectionLost, api_error, split_endpoint
 
 # Refusals given before anything was proposed: the loop's path retries them properly.
 _ASK_THE_LOOP = (NotLeader, NoLeader, InvalidAuthToken, AuthOldRevision)
@@ -115,7 +116,7 @@ class DirectPath:
             raise
         if kind == REPLY:
             return spec.response.FromString(body)
-        error = _api_error(body)
+        error = api_error(body)
         if isinstance(error, _ASK_THE_LOOP):
             if isinstance(error, InvalidAuthToken | AuthOldRevision):
                 self.close()  # a new token on the next connection
@@ -160,7 +161,7 @@ class DirectPath:
             kind, body = self._round_trip(_AUTHENTICATE, request.SerializeToString(), timeout)
             if kind == REPLY:
                 self._token = rpc.AuthenticateResponse.FromString(body).token.encode()
-            elif not isinstance(error := _api_error(body), AuthNotEnabled):
+            elif not isinstance(error := api_error(body), AuthNotEnabled):
                 raise error  # a wrong password, as the loop's path would say
 
     def _closed_by_peer(self) -> bool:
