@@ -209,3 +209,21 @@ def test_live_events_carry_prev_kv_while_a_synced_watcher_asks_for_it(store, hub
     hub.store_replaced(store)
     assert hub.prev_kv_synced == 0
     hub.remove(plain)
+
+
+def test_a_watcher_that_starts_past_this_member_s_store_gets_nothing_below_its_start(store, hub):
+    """A client that read revision R from another member watches from R + 1 here while
+    this member is still behind: the events below R + 1 must not reach it (they would be
+    a second copy of what it already saw), as etcd's watchers skip what is below their
+    minimum revision."""
+    base = store.revision
+    _, now = watch(hub, store, b"k", b"l")
+    _, ahead = watch(hub, store, b"k", b"l", start=base + 3)
+    _, far = watch(hub, store, b"k", b"l", start=base + 6)
+    apply(store, hub, ("put", b"k1"), ("put", b"k2"), ("put", b"k3"), ("put", b"k4"))
+    assert [rev for _t, _k, rev in now.events()] == [base + 1, base + 2, base + 3, base + 4]
+    assert [rev for _t, _k, rev in ahead.events()] == [base + 3, base + 4]
+    assert far.events() == []
+    apply(store, hub, ("put", b"k5"), ("del", b"k1"))
+    assert [rev for _t, _k, rev in far.events()] == [base + 6]
+    assert [rev for _t, _k, rev in ahead.events()] == [base + 3, base + 4, base + 5, base + 6]

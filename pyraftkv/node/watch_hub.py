@@ -247,19 +247,31 @@ class WatchHub:
     def _deliver(
         self, watchers: set[Watcher], hits: list[kv_pb2.Event], header: bytes, revision: int
     ) -> None:
-        """Send one group's events; watchers with the same options share one encoding."""
+        """Send one group's events; watchers with the same options share one encoding.
+
+        A watcher may start past this member's store (a client that read a newer revision
+        from another member): it gets only the events from its start revision on, as
+        etcd's watchers skip what is below their minimum revision."""
         encoded: dict[tuple[bool, bool, bool], list[bytes]] = {}
+        first = hits[0].kv.mod_revision
         for watcher in list(watchers):
             if watcher.sink.backlog_bytes() > SLOW_CLIENT_BYTES:
                 self._make_unsynced(watcher)  # caught up from history once it drains
                 continue
+            start = watcher.next_revision
+            if start > revision:
+                continue
             watcher.next_revision = revision + 1
-            options = (watcher.prev_kv, watcher.no_put, watcher.no_delete)
-            parts = encoded.get(options)
-            if parts is None:
-                wanted = [e for e in hits if watcher.wants(e)]
+            if start > first:
+                wanted = [e for e in hits if e.kv.mod_revision >= start and watcher.wants(e)]
                 parts = event_parts(wanted if watcher.prev_kv else _without_prev(wanted))
-                encoded[options] = parts
+            else:
+                options = (watcher.prev_kv, watcher.no_put, watcher.no_delete)
+                parts = encoded.get(options)
+                if parts is None:
+                    wanted = [e for e in hits if watcher.wants(e)]
+                    parts = event_parts(wanted if watcher.prev_kv else _without_prev(wanted))
+                    encoded[options] = parts
             if parts:
                 watcher.quiet = False
                 self._send(watcher, header, parts)
