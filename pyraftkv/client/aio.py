@@ -134,6 +134,11 @@ class AsyncClient:
 
     # -- connection management ----------------------------------------------------------
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint calls go to now (the next after a failover)."""
+        return self.endpoints[self._current]
+
     async def connection(self) -> Connection:
         """The live connection, opening one (trying every endpoint in turn) if needed."""
         if self._connection is not None and not self._connection.closed:

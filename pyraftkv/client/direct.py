@@ -94,9 +94,9 @@ class DirectPath:
                 self.close()
             if self._sock is None:
                 self._open(endpoint, timeout)
-        except (OSError, ConnectionLost, _Lost, ProtocolError):
+        except (OSError, _Lost):  # a dial, TLS or authentication failure
             self.close()
-            return None  # nothing was sent: the loop's path dials (and fails over) itself
+            return None  # the request was not sent: the loop's path dials (and fails over)
         except BaseException:  # a wrong password (raised as the loop's path would)
             self.close()
             raise

@@ -82,13 +82,8 @@ class Client:
         direct = self._direct
         if direct.lock.acquire(blocking=False):
             try:
-                client = self._client
                 reply = direct.call(
-                    client.endpoints[client._current],
-                    method,
-                    request,
-                    self.timeout,
-                    method in IDEMPOTENT,
+                    self._client.endpoint, method, request, self.timeout, method in IDEMPOTENT
                 )
             finally:
                 direct.lock.release()

@@ -42,7 +42,6 @@ _KNOWN_FLAGS = FLAG_REJECT | FLAG_HAS_SNAPSHOT
 _U64_MAX = (1 << 64) - 1
 
 _HEADER = struct.Struct("<BBBQQQQQQQII")
-_U64 = struct.Struct("<Q")
 _TWO_U32 = struct.Struct("<II")
 _TWO_U64 = struct.Struct("<QQ")
 _CONF_CHANGE = struct.Struct("<BQ")
@@ -116,9 +115,9 @@ class _Reader:
 
     __slots__ = ("buf", "pos")
 
-    def __init__(self, buf: bytes) -> None:
+    def __init__(self, buf: bytes, pos: int = 0) -> None:
         self.buf = buf
-        self.pos = 0
+        self.pos = pos
 
     def take(self, size: int, what: str) -> memoryview:
         end = self.pos + size
@@ -228,8 +227,7 @@ def decode_message(buf: bytes) -> Message:
         entries = tuple(built)
     snapshot = None
     if flags & FLAG_HAS_SNAPSHOT:
-        reader = _Reader(buf)
-        reader.pos = pos
+        reader = _Reader(buf, pos)
         snapshot = _decode_snapshot(reader)
         pos = reader.pos
     if pos != size:
