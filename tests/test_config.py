@@ -25,6 +25,7 @@ def test_defaults_are_a_single_member_on_loopback():
     assert config.watch_progress_notify_interval_s == 600  # etcd's 10m
     assert config.listen_metrics_urls == ()  # no metrics listener unless asked
     assert config.auto_compaction_retention == 0  # no auto-compaction unless asked
+    assert config.write_trace_interval_ms == 10.0  # a single writer's every write costs 2-4 %
 
 
 def test_environment_fills_in_and_flags_win():

@@ -14,7 +14,7 @@ from pyraftkv.client.connection import ConnectionLost
 from pyraftkv.client.requests import put_request
 from pyraftkv.errors import AuthFailed, PermissionDenied, TimedOut
 from pyraftkv.proto import rpc_pb2 as rpc
-from pyraftkv.protocol.frames import REPLY, FrameDecoder, encode_frame
+from pyraftkv.protocol.frames import HEADER, REPLY, FrameDecoder, encode_frame
 
 from .harness import LocalCluster
 from .test_auth import FAST, set_up_auth
@@ -135,6 +135,25 @@ def test_a_write_whose_connection_dies_after_sending_is_not_repeated() -> None:
             with pytest.raises(ConnectionLost):
                 client.put("k", "v")
             assert len(server.requests) == 1  # sent once, never again
+    finally:
+        server.close()
+
+
+def test_a_malformed_reply_is_a_clear_error_and_the_next_call_starts_afresh() -> None:
+    def answer(sock: socket.socket, stream: int, number: int) -> bool:
+        if number == 1:
+            sock.sendall(HEADER.pack(10, stream, 99, 0))  # 99: no reply kind
+            time.sleep(0.5)  # the client reads it before the connection ends
+            return False
+        reply_with_revision(sock, stream, number)
+        return True
+
+    server = Server(answer)
+    try:
+        with Client([server.endpoint], timeout=2) as client:
+            with pytest.raises(ConnectionLost, match="bad reply"):
+                client.put("k", "v")
+            assert client.put("k", "v").header.revision == 2  # on a new connection
     finally:
         server.close()
 
