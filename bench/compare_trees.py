@@ -80,6 +80,13 @@ def tree_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("before", help="source tree (with its extension built)")
     parser.add_argument("after", help="source tree (with its extension built)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--after-flags",
+        default="",
+        metavar="FLAGS",
+        help="member flags for the after tree's members only (e.g. --after-flags="
+        "--single-process, with the same tree twice, compares the two ways to run a member)",
+    )
     return parser
 
 
@@ -88,13 +95,6 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=256)
     parser.add_argument("--conns", type=int, default=6)
-    parser.add_argument(
-        "--after-flags",
-        default="",
-        metavar="FLAGS",
-        help="member flags for the after tree's members only (e.g. --after-flags="
-        "--single-process, with the same tree twice, compares the two ways to run a member)",
-    )
     args = parser.parse_args()
     results: dict[str, list[dict]] = {"before": [], "after": []}
     for _ in range(args.runs):

@@ -3,19 +3,21 @@ alternating runs in one sitting: did a change cut one writer's latency, and wher
 CPU per put go?
 
     python bench/seq_trees.py /tmp/before /tmp/after [--runs 3] [--seconds 10] \\
-        [--via-follower] [--single-process]
+        [--via-follower] [--single-process] [--after-flags FLAGS]
 
 Trees are prepared as for bench/compare_trees.py (each with its extension built). Each run
 starts a fresh cluster from one tree (its members import that tree's pyraftkv), sends
 sequential puts (128-byte values) from this tree's blocking ``Client`` to the leader (to a
 follower, which forwards them, with ``--via-follower``) for ``--seconds``, and reads the
 CPU the leader's and one follower's two processes spent per put (/proc). Prints one line
-per run.
+per run. ``--after-flags`` adds member flags to the after tree's members (the same tree
+twice then compares two settings).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -30,9 +32,9 @@ from pyraftkv import Client  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
 
-def run(tree: str, seconds: float, via_follower: bool, single_process: bool) -> str:
+def run(tree: str, seconds: float, via_follower: bool, flags: list[str]) -> str:
     root = tempfile.mkdtemp(prefix="pyraftkv-seq-trees-")
-    cluster = LocalCluster(root, 3, extra_args=["--single-process"] if single_process else [])
+    cluster = LocalCluster(root, 3, extra_args=flags)
     try:
         with members_from(tree):
             cluster.start()
@@ -73,9 +75,14 @@ def main() -> int:
         "--single-process", action="store_true", help="members of both trees one process each"
     )
     args = parser.parse_args()
+    both = ["--single-process"] if args.single_process else []
+    sides = (
+        ("before", args.before, both),
+        ("after", args.after, both + shlex.split(args.after_flags)),
+    )
     for _ in range(args.runs):
-        for name, tree in (("before", args.before), ("after", args.after)):
-            line = run(tree, args.seconds, args.via_follower, args.single_process)
+        for name, tree, flags in sides:
+            line = run(tree, args.seconds, args.via_follower, flags)
             print(f"{name:<7} {line}", flush=True)
     return 0
 
