@@ -6,11 +6,13 @@ for a frame failed cleanly, and the connection limit."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from pyraftkv import errors
 from pyraftkv.node import client_connection as cc
+from pyraftkv.node.proposals import Proposals
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.frames import ERROR, FrameDecoder, decode_error, encode_frame
 from pyraftkv.protocol.methods import BY_NAME
@@ -56,6 +58,7 @@ class Transport:
 class App:
     def __init__(self, loop) -> None:
         self.loop = loop
+        self.proposals = Proposals(1, lambda message: None, 5.0)
 
 
 class Server:
@@ -66,10 +69,12 @@ class Server:
         self.on_connection_lost = []
         self.paused = False
         self.dispatched: list[tuple[int, int]] = []
+        self.arrivals: list[int] = []  # proposals.arrived_ns as each frame was dispatched
         self.cors = self.host_whitelist = None  # (the HTTP side's: anything goes)
 
     def dispatch(self, connection, stream, method, flags, body, token="", relayed=None):
         self.dispatched.append((stream, method))
+        self.arrivals.append(self.app.proposals.arrived_ns)
 
 
 def connection(loop) -> tuple[cc.ClientConnection, Server, Transport]:
@@ -103,6 +108,29 @@ def test_paused_member_holds_writes_in_order_and_serves_keep_alives():
         server.paused = False
         conn.pause(False)
         assert server.dispatched == [(3, KEEPALIVE), (1, PUT), (5, PUT)]
+
+    run(test)
+
+
+def test_frames_of_one_read_are_dispatched_stamped_with_its_arrival():
+    """The stage trace starts when the read arrived: every frame of it is handled with
+    that reading, and nothing handled outside a read carries one."""
+
+    async def test(loop):
+        conn, server, _ = connection(loop)
+        before = time.monotonic_ns()
+        conn.data_received(put(1) + put(3))
+        after = time.monotonic_ns()
+        conn.data_received(put(5))
+        first, second, third = server.arrivals
+        assert before <= first == second <= after < third
+        assert server.app.proposals.arrived_ns == 0
+        server.paused = True
+        conn.pause(True)
+        conn.data_received(put(7))  # held, then handled when the member resumes
+        server.paused = False
+        conn.pause(False)
+        assert server.arrivals[-1] == 0
 
     run(test)
 

@@ -178,14 +178,23 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         return not (len(self.streams) or self.tasks or self.watch_streams or self._parked)
 
     def data_received(self, data: bytes) -> None:
+        arrived = time.monotonic_ns()
+        self.last_active = arrived / 1e9
         try:
             frames = self._decoder.feed(data)
         except ProtocolError as exc:
             self.abort(str(exc))
             return
+        proposals = self.app.proposals
+        proposals.arrived_ns = arrived  # where a traced write's first stage starts
+        try:
+            self._handle_frames(frames)
+        finally:
+            proposals.arrived_ns = 0
+
+    def _handle_frames(self, frames) -> None:
         server = self.server
         streams = self.streams
-        self.last_active = time.monotonic()
         for stream, method, flags, body in frames:
             if stream == 0:
                 self.abort("stream id 0 is reserved")

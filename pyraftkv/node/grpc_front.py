@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import grpc
@@ -306,6 +307,7 @@ class GrpcFront:
         number = method.number
 
         async def call(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            arrived = time.monotonic_ns()
             if len(body) > self.limit:  # no coroutine per call for the common case
                 await self._check_size(body, context)
             connection, token = self._call(context, UnaryCall)
@@ -316,7 +318,12 @@ class GrpcFront:
                     if method.name.startswith("Member"):
                         await self.server.app.caught_up()
                 else:
-                    self.server.dispatch(connection, STREAM, number, 0, body, token)
+                    proposals = self.server.app.proposals
+                    proposals.arrived_ns = arrived  # where a traced write's first stage starts
+                    try:
+                        self.server.dispatch(connection, STREAM, number, 0, body, token)
+                    finally:
+                        proposals.arrived_ns = 0
                     answer = await connection.answer_future  # type: ignore[attr-defined]
             except errors.ApiError as error:  # the leader's answer to a relayed call
                 answer = error

@@ -135,7 +135,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         return not (self._busy or self.watch_streams or self.tasks or self._parked)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
+        arrived = time.monotonic_ns()
+        self.last_active = arrived / 1e9
         if self._ws is not None:
             self._ws.receive(data)
             return
@@ -145,7 +146,12 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             self._h11.receive_data(data)
         except RuntimeError:  # bytes after the client's close, or after an error
             return
-        self._next()
+        proposals = self.app.proposals
+        proposals.arrived_ns = arrived  # where a traced write's first stage starts
+        try:
+            self._next()
+        finally:
+            proposals.arrived_ns = 0
 
     def eof_received(self) -> bool:
         if self._ws is not None:

@@ -50,7 +50,11 @@ class Proposals:
         # The stage trace (write_trace.py): at most one traced batch per interval; off at 0.
         self._trace_interval_ns = int(trace_interval_ms * 1e6) if trace_interval_ms > 0 else 0
         self._trace_next_ns = 0
-        self._batch_started_ns = 0  # when the batch's first write joined it (if traced)
+        self._batch_started_ns = 0  # when the batch's first write arrived (if traced)
+        # When the client read (or gRPC call) carrying the writes being handled now arrived;
+        # set by the client connections around their handling, 0 outside it (a write of
+        # the member's own, or one handled later, is stamped when it joins a batch).
+        self.arrived_ns = 0
 
     def new_id(self) -> int:
         """A request id unique to this member and boot."""
@@ -68,7 +72,7 @@ class Proposals:
             self._deadlines.append((time.monotonic() + self._request_timeout, request_id))
             self.pause_if_full()
         if self._trace_interval_ns and not self._batch.requests:
-            self._batch_started_ns = time.monotonic_ns()
+            self._batch_started_ns = self.arrived_ns or time.monotonic_ns()
         self._batch.requests.add(
             member=self.member_id,
             id=request_id,

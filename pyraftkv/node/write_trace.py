@@ -3,8 +3,9 @@ processes of the member that took it.
 
 A sampled proposal batch (at most one per ``--write-trace-interval`` ms, 10 by default:
 a single writer has about one write in eight traced, heavy load a far smaller share) carries clock
-readings with it: the application process stamps it when its first write joined the batch
-and when the batch went down the ring; the Raft process when it popped it, sent the
+readings with it: the application process stamps it when its first write arrived (read
+from the client's socket, or handed over by grpcio; when it joined the batch for a write
+of the member's own) and when the batch went down the ring; the Raft process when it popped it, sent the
 AppendEntries, finished the WAL write and the fdatasync, learned the entry committed on a
 majority and pushed it up the ring; the application process again when it popped it,
 applied it (LMDB commit) and wrote the replies. The readings are CLOCK_MONOTONIC
@@ -40,7 +41,7 @@ READINGS = 11  # with ring-up arrival, applied, reply written
 
 # Stage i lasts from reading i to reading i + 1.
 STAGES = (
-    "batch",  # first write joined the proposal batch -> batch sent down the ring
+    "batch",  # first write arrived -> parsed, checked, batched, batch sent down the ring
     "ring_down",  # -> the Raft process popped it
     "propose",  # -> appended to the Raft log and AppendEntries sent to the followers
     "wal_write",  # -> the leader's WAL write done (waits for an fdatasync in progress)
