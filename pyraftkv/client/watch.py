@@ -68,7 +68,8 @@ class ServerWatch:
         self.header: rpc.ResponseHeader | None = None
         self._stream: Stream | None = None
         self._stopped = False
-        self._created = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self._created = self.loop.create_future()
         self._created.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._task = asyncio.create_task(self._run())
 
@@ -198,6 +199,9 @@ class ServerWatch:
                     _call(callback, events)
                 continue
             watcher._ready.append(reply)
+            if watcher._next is not None:
+                watcher._resolve_next()
+                continue
             waiter = watcher._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -217,6 +221,7 @@ class Watcher:
         self._feed = feed
         self._ready: deque[rpc.WatchResponse] = deque()
         self._waiter: asyncio.Future | None = None
+        self._next: asyncio.Future | None = None  # what __anext__ handed out, not resolved yet
         self._end: object = _RUNNING
         self._canceled = False
         self._pending: list[kv_pb2.Event] = []
@@ -267,6 +272,8 @@ class Watcher:
         self._wake()
 
     def _wake(self) -> None:
+        if self._next is not None:
+            self._resolve_next()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -322,19 +329,57 @@ class Watcher:
     def __aiter__(self) -> Watcher:
         return self
 
-    async def __anext__(self) -> kv_pb2.Event:
-        while not self._pending:
-            reply = await self._next_response()
-            if reply is None:
-                raise StopAsyncIteration
-            if reply.canceled:
-                if reply.compact_revision:
-                    raise _compacted(reply)
-                raise StopAsyncIteration
-            if len(reply.events) == 1:
-                return reply.events[0]  # the common case, without a list per watcher
-            self._pending = list(reply.events)  # none for a progress reply: wait on
-        return self._pending.pop(0)  # lists stay short: one server reply's events
+    def __anext__(self) -> asyncio.Future:
+        """The next event, as a future: done already when one is here, else resolved when
+        one arrives. A future, not a coroutine, because in a fan-out this runs once per
+        watcher and change: one object less to make and collect each time."""
+        if self._next is not None and not self._next.done():
+            raise RuntimeError("another task is already waiting for this watcher's next event")
+        self._next = self._feed.loop.create_future()
+        future = self._next
+        self._resolve_next()
+        return future
+
+    def _resolve_next(self) -> None:
+        """Settle __anext__'s future with the next event, the end of the iteration or the
+        error that ended the watch, if there is one yet. A future its awaiting task gave
+        up (cancelled) takes nothing: the event stays for the next call."""
+        future = self._next
+        if future.done():
+            self._next = None
+            return
+        try:
+            while not self._pending:
+                ready = self._ready
+                if ready:
+                    reply = ready.popleft()
+                elif self._canceled:
+                    raise StopAsyncIteration
+                elif self._end is not _RUNNING:
+                    end = self._end
+                    if isinstance(end, BaseException):
+                        raise end
+                    self._canceled = True
+                    if end is None:
+                        raise StopAsyncIteration
+                    reply = end  # the server's cancel reply
+                else:
+                    return  # nothing yet: a reply or the end settles it
+                if reply.canceled:
+                    if reply.compact_revision:
+                        raise _compacted(reply)
+                    raise StopAsyncIteration
+                events = reply.events
+                if len(events) == 1:
+                    self._next = None
+                    future.set_result(events[0])  # the common case, without a list
+                    return
+                self._pending = list(events)  # none for a progress reply: wait on
+            self._next = None
+            future.set_result(self._pending.pop(0))  # lists stay short: one reply's events
+        except BaseException as exc:
+            self._next = None
+            future.set_exception(exc)
 
     async def request_progress(self) -> None:
         """Ask for a progress notification (etcd's WatchProgressRequest): a reply with no
