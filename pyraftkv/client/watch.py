@@ -335,8 +335,7 @@ class Watcher:
         watcher and change: one object less to make and collect each time."""
         if self._next is not None and not self._next.done():
             raise RuntimeError("another task is already waiting for this watcher's next event")
-        self._next = self._feed.loop.create_future()
-        future = self._next
+        future = self._next = self._feed.loop.create_future()
         self._resolve_next()
         return future
 
