@@ -165,7 +165,7 @@ def test_values_near_the_request_limit_replicate_to_every_member(cluster):
 def test_members_starting_together_skip_most_of_the_first_election_timeout(make_cluster):
     """--initial-election-tick-advance (etcd's default): once a peer is connected, all but
     two ticks of the first election timeout are skipped; =false keeps the whole timeout."""
-    ticks = 40  # 4 s at a 100 ms heartbeat
+    ticks = 20  # 2 s at a 100 ms heartbeat
     timing = ["--heartbeat-interval", "100", "--election-timeout", str(ticks * 100)]
     advanced = make_cluster(3, extra_args=timing)
     advanced.start()
