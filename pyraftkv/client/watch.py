@@ -280,21 +280,28 @@ class Watcher:
 
     async def _next_response(self) -> rpc.WatchResponse | None:
         """The next reply for responses(); None once the watch has ended."""
-        while not self._ready:
-            if self._canceled:
-                return None
-            end = self._end
-            if end is not _RUNNING:
-                if isinstance(end, BaseException):
-                    raise end
-                self._canceled = True
-                return end  # the server's cancel reply, or None
+        while (reply := self._take_reply()) is _RUNNING:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._ready.popleft()
+        return reply
+
+    def _take_reply(self) -> object:
+        """The next reply if one is here; None once the watch has ended (after the
+        server's cancel reply, if it sent one); _RUNNING while nothing new has come.
+        Raises what ended the watch, if an error did."""
+        if self._ready:
+            return self._ready.popleft()
+        if self._canceled:
+            return None
+        end = self._end
+        if end is not _RUNNING:
+            if isinstance(end, BaseException):
+                raise end
+            self._canceled = True
+        return end  # _RUNNING, the server's cancel reply, or None
 
     async def responses(self):
         """Async iterator over server replies: each with new events, each progress
@@ -349,21 +356,14 @@ class Watcher:
             return
         try:
             while not self._pending:
-                ready = self._ready
-                if ready:
-                    reply = ready.popleft()
-                elif self._canceled:
-                    raise StopAsyncIteration
-                elif self._end is not _RUNNING:
-                    end = self._end
-                    if isinstance(end, BaseException):
-                        raise end
-                    self._canceled = True
-                    if end is None:
-                        raise StopAsyncIteration
-                    reply = end  # the server's cancel reply
+                if self._ready:  # the fan-out's hot path: no call for the common case
+                    reply = self._ready.popleft()
                 else:
-                    return  # nothing yet: a reply or the end settles it
+                    reply = self._take_reply()
+                    if reply is _RUNNING:
+                        return  # nothing yet: a reply or the end settles it
+                    if reply is None:
+                        raise StopAsyncIteration
                 if reply.canceled:
                     if reply.compact_revision:
                         raise _compacted(reply)

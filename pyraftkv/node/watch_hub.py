@@ -263,15 +263,12 @@ class WatchHub:
                 continue
             watcher.next_revision = revision + 1
             if start > first:
-                wanted = [e for e in hits if e.kv.mod_revision >= start and watcher.wants(e)]
-                parts = event_parts(wanted if watcher.prev_kv else _without_prev(wanted))
+                parts = _parts_for(watcher, [e for e in hits if e.kv.mod_revision >= start])
             else:
                 options = (watcher.prev_kv, watcher.no_put, watcher.no_delete)
                 parts = encoded.get(options)
                 if parts is None:
-                    wanted = [e for e in hits if watcher.wants(e)]
-                    parts = event_parts(wanted if watcher.prev_kv else _without_prev(wanted))
-                    encoded[options] = parts
+                    parts = encoded[options] = _parts_for(watcher, hits)
             if parts:
                 watcher.quiet = False
                 self._send(watcher, header, parts)
@@ -364,6 +361,12 @@ class WatchHub:
             cancel_reason="etcdserver: mvcc: required revision has been compacted",
         )
         watcher.sink.send_message(response.SerializeToString())
+
+
+def _parts_for(watcher: Watcher, events: list[kv_pb2.Event]) -> list[bytes]:
+    """The encoded events of ``events`` that ``watcher`` asked for, in its options."""
+    wanted = [e for e in events if watcher.wants(e)]
+    return event_parts(wanted if watcher.prev_kv else _without_prev(wanted))
 
 
 def _without_prev(events: list[kv_pb2.Event]) -> list[kv_pb2.Event]:
