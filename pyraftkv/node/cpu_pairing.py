@@ -1,0 +1,121 @@
+"""While a leader is quiet, its application and Raft processes share one CPU.
+
+Each write crosses between a member's two processes twice on the leader (the proposal down
+the ring, the commit back up). When the woken process runs on another CPU, each crossing
+costs a cross-CPU wake-up (about 20 us on the 2-core VM measured, against 2-3 us on the
+same CPU) and a cold cache: for one writer waiting on each answer, about an eighth of a put
+(bench/README.md, "Two processes on one CPU"). So a leader whose two processes together
+used less than PAIR_BELOW of one CPU in the last check pins both to the CPU its
+application last ran on. Once they use more than SPREAD_ABOVE of it (write load that wants
+both cores), or the member stops leading, both get back every CPU they were allowed at
+start, and stay spread for a few checks. Followers are left to the kernel: a follower's
+application is on no writer's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+
+log = logging.getLogger("pyraftkv.raft")
+
+# The two processes' CPU time over a check, as a share of one CPU.
+PAIR_BELOW = 0.6
+SPREAD_ABOVE = 0.9
+# Checks a leader stays spread after its load made it spread (load often comes in waves).
+SPREAD_HOLD_CHECKS = 5
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+class PairingPolicy:
+    """When to pair and when to spread, given the pair's CPU share of each check (pure)."""
+
+    def __init__(self) -> None:
+        self.paired = False
+        self._hold = 0
+
+    def decide(self, leading: bool, cpu_share: float) -> bool | None:
+        """True: pair now; False: spread now; None: leave things as they are."""
+        if self._hold:
+            self._hold -= 1
+        if self.paired:
+            if leading and cpu_share <= SPREAD_ABOVE:
+                return None
+            self.paired = False
+            if leading:
+                self._hold = SPREAD_HOLD_CHECKS
+            return False
+        if leading and cpu_share < PAIR_BELOW and not self._hold:
+            self.paired = True
+            return True
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid``, all its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+
+
+def last_cpu(pid: int) -> int:
+    """The CPU process ``pid`` last ran on."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[36])
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Let every thread of process ``pid`` run only on ``cpus`` (threads it starts later
+    inherit their creator's set)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # the thread ended meanwhile
+            os.sched_setaffinity(int(tid), cpus)
+
+
+class CpuPairing:
+    """Measures the application and Raft processes at each check and pins or frees them."""
+
+    def __init__(self, application_pid: int, raft_pid: int) -> None:
+        self._pids = (application_pid, raft_pid)
+        self._allowed = os.sched_getaffinity(0)
+        self._policy = PairingPolicy()
+        self._last: tuple[float, float] | None = None  # (monotonic s, CPU s of both)
+        self.enabled = len(self._allowed) > 1
+
+    def check(self, leading: bool) -> None:
+        """Once a second or so: pair or spread the two processes as the policy says."""
+        if not self.enabled:
+            return
+        try:
+            now, used = time.monotonic(), sum(cpu_seconds(pid) for pid in self._pids)
+            last, self._last = self._last, (now, used)
+            if last is None or now <= last[0]:
+                return
+            share = (used - last[1]) / (now - last[0])
+            decision = self._policy.decide(leading, share)
+            if decision is True:
+                cpu = last_cpu(self._pids[0])
+                if cpu not in self._allowed:
+                    cpu = min(self._allowed)
+                for pid in self._pids:
+                    set_affinity(pid, {cpu})
+                log.info(
+                    "quiet leader (%.0f%% of a CPU): both processes now on CPU %d", share * 100, cpu
+                )
+            elif decision is False:
+                for pid in self._pids:
+                    set_affinity(pid, self._allowed)
+                log.info(
+                    "both processes may run on any CPU again (%s, %.0f%% of a CPU)",
+                    "leading" if leading else "not leading",
+                    share * 100,
+                )
+        except OSError as exc:  # /proc unreadable, affinity refused: leave the kernel be
+            self.enabled = False
+            log.warning("not pairing the two processes on one CPU: %s", exc)
+            for pid in self._pids:
+                with contextlib.suppress(OSError):
+                    set_affinity(pid, self._allowed)

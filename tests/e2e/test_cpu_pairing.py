@@ -1,0 +1,72 @@
+"""A quiet leader's application and Raft processes share one CPU; its followers' are left
+to the kernel; when leadership moves, the pinning moves with it."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import time
+
+import pytest
+
+from pyraftkv import Client
+
+from .harness import LocalCluster, Member
+
+pytestmark = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2, reason="pairing needs at least two CPUs to choose from"
+)
+
+
+def member_processes(member: Member) -> list[int]:
+    """The member's application process and its Raft child."""
+    pids = [member.process.pid]
+    for path in glob.glob(f"/proc/{member.process.pid}/task/*/children"):
+        with contextlib.suppress(FileNotFoundError), open(path) as f:
+            pids += [int(c) for c in f.read().split()]
+    assert len(pids) == 2, f"{member.name}: expected two processes, found {pids}"
+    return pids
+
+
+def cpu_sets(member: Member) -> set[frozenset[int]]:
+    """The CPU sets the threads of both processes may run on."""
+    return {
+        frozenset(os.sched_getaffinity(int(tid)))
+        for pid in member_processes(member)
+        for tid in os.listdir(f"/proc/{pid}/task")
+    }
+
+
+def wait_for(what, check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def test_the_quiet_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership(
+    make_cluster,
+):
+    allowed = frozenset(os.sched_getaffinity(0))
+    cluster: LocalCluster = make_cluster(2)
+    cluster.start()
+    leader = cluster.wait_leader()
+    (follower,) = [m for m in cluster.members if m is not leader]
+
+    def paired(member: Member) -> bool:
+        sets = cpu_sets(member)
+        return len(sets) == 1 and len(next(iter(sets))) == 1
+
+    wait_for("the quiet leader's processes were not put on one CPU", lambda: paired(leader))
+    assert cpu_sets(follower) == {allowed}
+    assert "both processes now on CPU" in leader.log_text()
+
+    with Client([leader.endpoint], timeout=5) as client:
+        client.put("paired", "yes")  # the pinned pair still serves
+        client.move_leader(cluster.status(follower).header.member_id)
+    wait_for("leadership did not move", lambda: cluster.wait_leader() is follower)
+    wait_for("the new leader's processes were not paired", lambda: paired(follower))
+    wait_for("the old leader stayed pinned", lambda: cpu_sets(leader) == {allowed})
+    with Client([follower.endpoint], timeout=5) as client:
+        assert client.get("paired").kvs[0].value == b"yes"
