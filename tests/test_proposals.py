@@ -1,6 +1,7 @@
 """The proposal batch's stage-trace readings: a traced batch starts when its first write
 arrived (as the client connection stamped it), or when it joined the batch for a write
-handled outside a client read; an untraced batch carries no readings."""
+handled outside a client read; an untraced batch carries no readings. And the share of
+batches sent while an earlier one was unanswered (cpu_pairing.py's signal)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,21 @@ def test_untraced_batches_carry_no_readings():
     traced.add(None, PUT, b"b", "")
     traced.flush()
     assert [message[0] for message in sent] == [rp.PROPOSE_TRACED, rp.PROPOSE]
+
+
+def test_overlap_counts_batches_sent_while_an_earlier_reply_was_awaited():
+    batch, _sent = proposals(0.0)
+    assert batch.take_overlap() == 0.0  # nothing sent
+    for _ in range(3):  # one writer: each answered before the next is sent
+        batch.add(object(), PUT, b"v", "")
+        batch.add(None, PUT, b"the member's own", "")
+        batch.flush()
+        (request_id,) = batch.pending
+        batch.take(request_id)
+    assert batch.take_overlap() == 0.0
+    batch.add(object(), PUT, b"a", "")
+    batch.flush()
+    batch.add(object(), PUT, b"b", "")  # sent while a's reply is awaited
+    batch.flush()
+    assert batch.take_overlap() == 0.5
+    assert batch.take_overlap() == 0.0  # taken: counts start again

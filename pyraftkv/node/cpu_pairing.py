@@ -1,15 +1,18 @@
-"""While a leader is quiet, its application and Raft processes share one CPU.
+"""While a leader takes one batch of writes at a time, its application and Raft processes
+share one CPU.
 
 Each write crosses between a member's two processes twice on the leader (the proposal down
 the ring, the commit back up). When the woken process runs on another CPU, each crossing
 costs a cross-CPU wake-up (about 20 us on the 2-core VM measured, against 2-3 us on the
-same CPU) and a cold cache: for one writer waiting on each answer, about an eighth of a put
-(bench/README.md, "Two processes on one CPU"). So a leader whose two processes together
-used less than PAIR_BELOW of one CPU in the last check pins both to the CPU its
-application last ran on. Once they use more than SPREAD_ABOVE of it (write load that wants
-both cores), or the member stops leading, both get back every CPU they were allowed at
-start, and stay spread for a few checks. Followers are left to the kernel: a follower's
-application is on no writer's path.
+same CPU) and a cold cache: for one writer waiting on each answer, a sixth of a put
+(bench/README.md, "Two processes on one CPU"). While each batch of writes goes down only
+once the one before it is answered, the two processes take turns and never have work at
+once, so one CPU loses them nothing: the application process then pins both to the CPU
+it last ran on. Once batches overlap (concurrent writers: the application takes new
+writes while the Raft process waits for the disk and the peers), or the two fill their
+CPU (reads, watches), or the member stops leading, both get back every CPU they were
+allowed at start. Followers are left to the kernel: a follower's application is on no
+writer's path.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import time
 
 log = logging.getLogger("pyraftkv.raft")
 
+# Share of the requests in a check that arrived while an earlier one was outstanding.
+PAIR_OVERLAP = 0.05
+SPREAD_OVERLAP = 0.2
 # The two processes' CPU time over a check, as a share of one CPU.
-PAIR_BELOW = 0.6
 SPREAD_ABOVE = 0.9
 # Checks a leader stays spread after its load made it spread (load often comes in waves).
 SPREAD_HOLD_CHECKS = 5
@@ -31,24 +36,26 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 class PairingPolicy:
-    """When to pair and when to spread, given the pair's CPU share of each check (pure)."""
+    """When to pair and when to spread, given what each check measured (pure)."""
 
     def __init__(self) -> None:
         self.paired = False
         self._hold = 0
 
-    def decide(self, leading: bool, cpu_share: float) -> bool | None:
-        """True: pair now; False: spread now; None: leave things as they are."""
+    def decide(self, leading: bool, overlap: float, cpu_share: float) -> bool | None:
+        """True: pair now; False: spread now; None: leave things as they are. ``overlap``:
+        the share of requests that arrived while an earlier one was outstanding."""
         if self._hold:
             self._hold -= 1
+        busy = cpu_share > SPREAD_ABOVE
         if self.paired:
-            if leading and cpu_share <= SPREAD_ABOVE:
+            if leading and overlap <= SPREAD_OVERLAP and not busy:
                 return None
             self.paired = False
             if leading:
                 self._hold = SPREAD_HOLD_CHECKS
             return False
-        if leading and cpu_share < PAIR_BELOW and not self._hold:
+        if leading and overlap <= PAIR_OVERLAP and not busy and not self._hold:
             self.paired = True
             return True
         return None
@@ -85,8 +92,10 @@ class CpuPairing:
         self._last: tuple[float, float] | None = None  # (monotonic s, CPU s of both)
         self.enabled = len(self._allowed) > 1
 
-    def check(self, leading: bool) -> None:
-        """Once a second or so: pair or spread the two processes as the policy says."""
+    def check(self, leading: bool, overlap: float) -> None:
+        """Once a second or so: pair or spread the two processes as the policy says.
+        ``overlap``: the share of write batches since the last check that went down while
+        an earlier one was unanswered."""
         if not self.enabled:
             return
         try:
@@ -95,7 +104,7 @@ class CpuPairing:
             if last is None or now <= last[0]:
                 return
             share = (used - last[1]) / (now - last[0])
-            decision = self._policy.decide(leading, share)
+            decision = self._policy.decide(leading, overlap, share)
             if decision is True:
                 cpu = last_cpu(self._pids[0])
                 if cpu not in self._allowed:
@@ -103,15 +112,18 @@ class CpuPairing:
                 for pid in self._pids:
                     set_affinity(pid, {cpu})
                 log.info(
-                    "quiet leader (%.0f%% of a CPU): both processes now on CPU %d", share * 100, cpu
+                    "leading one request at a time: the application and Raft processes now "
+                    "share CPU %d",
+                    cpu,
                 )
             elif decision is False:
                 for pid in self._pids:
                     set_affinity(pid, self._allowed)
                 log.info(
-                    "both processes may run on any CPU again (%s, %.0f%% of a CPU)",
-                    "leading" if leading else "not leading",
-                    share * 100,
+                    "the application and Raft processes may use every CPU again (%s)",
+                    "not leading"
+                    if not leading
+                    else f"{overlap:.0%} of requests overlapped, {share:.0%} of a CPU used",
                 )
         except OSError as exc:  # /proc unreadable, affinity refused: leave the kernel be
             self.enabled = False

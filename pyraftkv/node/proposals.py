@@ -43,6 +43,11 @@ class Proposals:
         self._deadlines: deque[tuple[float, int]] = deque()
         self._batch = internal.RequestBatch()
         self._batch_bytes = 0
+        self._batch_replies = 0  # requests in the batch that wait for a reply
+        # Batches sent, and those sent while a reply of an earlier one was still awaited
+        # (concurrent writers), since take_overlap (cpu_pairing.py).
+        self._flushed = 0
+        self._overlapping = 0
         self._pause_listeners: list[Callable[[bool], None]] = []
         self.paused = False
         # Other requests waiting that count toward MAX_PENDING (linearizable reads).
@@ -68,6 +73,7 @@ class Proposals:
         """Batch a write; ``reply`` (if any) waits for its result."""
         request_id = self.new_id()
         if reply is not None:
+            self._batch_replies += 1
             self.pending[request_id] = (reply, method)
             self._deadlines.append((time.monotonic() + self._request_timeout, request_id))
             self.pause_if_full()
@@ -91,6 +97,9 @@ class Proposals:
             data = self._batch.SerializeToString()
             self._batch = internal.RequestBatch()
             self._batch_bytes = 0
+            self._flushed += 1
+            self._overlapping += len(self.pending) > self._batch_replies
+            self._batch_replies = 0
             started, self._batch_started_ns = self._batch_started_ns, 0
             if started:
                 now = time.monotonic_ns()
@@ -99,6 +108,13 @@ class Proposals:
                     self._send_down(rp.pack(rp.PROPOSE_TRACED, rp.TRACED, started, now, tail=data))
                     return
             self._send_down(bytes((rp.PROPOSE,)) + data)
+
+    def take_overlap(self) -> float:
+        """The share of batches sent since the last call while an earlier one's reply was
+        still awaited (0 with one writer at a time)."""
+        flushed, overlapping = self._flushed, self._overlapping
+        self._flushed = self._overlapping = 0
+        return overlapping / flushed if flushed else 0.0
 
     def take(self, request_id: int) -> tuple[Reply, int] | None:
         """The waiting request ``request_id`` (now answered by the caller), if still waiting."""

@@ -54,7 +54,6 @@ from ..raft.types import (
 from ..wal import WriteAheadLog
 from . import event_loop
 from . import ringproto as rp
-from .cpu_pairing import CpuPairing
 from .logging_setup import fields, setup_logging
 from .peer_transport import HASH_FAILED, PeerProtocolError, PeerTransport
 from .process_entry import crash_on_error, die_with_parent, stop_now
@@ -166,9 +165,6 @@ class RaftProcess:
         self._reported_syncs = 0  # fdatasyncs already reported up
         self._pushed_status: tuple = ()  # what the application was last told (STATUS)
         self.trace = RaftTrace()
-        # A separate Raft process (not --single-process) shares a CPU with its application
-        # while it leads a quiet cluster.
-        self.pairing = CpuPairing(self._parent, os.getpid()) if self._parent else None
         # peers heard from this tick, each reported up once (--strict-reconfig-check's
         # rule on reachable voters)
         self._heard: set[int] = set()
@@ -252,8 +248,6 @@ class RaftProcess:
                 self._report_sync_latency()
                 if samples := self.trace.take_rtt():
                     self.push_up(rp.encode_peer_rtt(samples))
-                if self.pairing is not None:
-                    self.pairing.check(self._role == Role.LEADER)
                 next_latency_report = next_at + LATENCY_REPORT_S
             self.membership.tick()
             if self._parent and os.getppid() != self._parent:  # the application is gone

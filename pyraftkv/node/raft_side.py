@@ -52,6 +52,10 @@ class RaftSubprocess:
         """The exit status, None while it runs."""
         return self._process.poll()
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def _exited(self) -> None:
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)

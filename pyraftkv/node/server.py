@@ -37,6 +37,7 @@ from .client_port import ClientPort
 from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
+from .cpu_pairing import CpuPairing
 from .grpc_front import GrpcFront, H2Splice
 from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
@@ -153,6 +154,7 @@ class Node:
         self._listeners: list[asyncio.AbstractServer] = []
         self._raft_exited = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.pairing: CpuPairing | None = None  # with a Raft process of its own
 
     def stop(self, code: int = 0) -> None:
         """Stop serving; the first non-zero code given is the exit code."""
@@ -290,6 +292,7 @@ class Node:
                 raft_config(parent_pid=os.getpid(), down_fds=down.fds, up_fds=up.fds),
                 self._on_raft_exit,
             )
+            self.pairing = CpuPairing(os.getpid(), self.raft.pid)
         return link
 
     async def _wait_raft_started(self) -> None:
@@ -363,8 +366,8 @@ class Node:
         )
 
     async def _tick(self) -> None:
-        """Request and lease deadlines, lagging watchers, progress notifications and
-        auto-compaction, every TICK_S."""
+        """Request and lease deadlines, lagging watchers, progress notifications,
+        auto-compaction and the two processes' CPU pairing, every TICK_S."""
         app, config = self.app, self.config
         compactor = (
             Compactor(config.auto_compaction_mode, config.auto_compaction_retention)
@@ -374,7 +377,7 @@ class Node:
         progress_interval = config.watch_progress_notify_interval_s
         next_progress = time.monotonic() + progress_interval
         idle_timeout = config.client_idle_timeout_s
-        next_idle_check = time.monotonic() + 1.0
+        next_idle_check = next_pairing_check = time.monotonic() + 1.0
         corrupt_interval = config.corrupt_check_interval_s
         next_corrupt_check = time.monotonic() + corrupt_interval
         while True:
@@ -387,6 +390,10 @@ class Node:
             if now >= next_progress:
                 app.watch_hub.progress_tick()
                 next_progress = now + progress_interval
+            if self.pairing is not None and now >= next_pairing_check:
+                next_pairing_check = now + 1.0
+                leading = app.leader_id == app.member_id
+                self.pairing.check(leading, app.proposals.take_overlap())
             if idle_timeout and now >= next_idle_check:
                 self.server.close_idle(now, idle_timeout)
                 next_idle_check = now + min(1.0, idle_timeout / 4)

@@ -1,16 +1,21 @@
-"""A quiet leader's application and Raft processes share one CPU; its followers' are left
-to the kernel; when leadership moves, the pinning moves with it."""
+"""A leader serving one request at a time has its application and Raft processes share one
+CPU; concurrent writers spread them again; its followers' are left to the kernel; when
+leadership moves, the pinning moves with it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
+import random
+import threading
 import time
 
 import pytest
 
 from pyraftkv import Client
+from pyraftkv.client.aio import AsyncClient
 
 from .harness import LocalCluster, Member
 
@@ -45,7 +50,24 @@ def wait_for(what, check, timeout: float = 10.0) -> None:
         time.sleep(0.1)
 
 
-def test_the_quiet_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership(
+def concurrent_puts(endpoint: str, stop: threading.Event, writers: int = 8) -> None:
+    """Puts from ``writers`` tasks at once until ``stop`` is set, each pausing 0-2 ms
+    between puts so that they do not fall into step (one batch at a time)."""
+
+    async def main() -> None:
+        async with AsyncClient([endpoint], timeout=10) as client:
+
+            async def writer(n: int) -> None:
+                while not stop.is_set():
+                    await client.put(f"load/{n}", "x" * 128)
+                    await asyncio.sleep(random.random() / 500)
+
+            await asyncio.gather(*(writer(n) for n in range(writers)))
+
+    asyncio.run(main())
+
+
+def test_an_idle_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership(
     make_cluster,
 ):
     allowed = frozenset(os.sched_getaffinity(0))
@@ -60,10 +82,20 @@ def test_the_quiet_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadershi
 
     wait_for("the quiet leader's processes were not put on one CPU", lambda: paired(leader))
     assert cpu_sets(follower) == {allowed}
-    assert "both processes now on CPU" in leader.log_text()
+    assert "the application and Raft processes now share CPU" in leader.log_text()
+
+    stop = threading.Event()
+    load = threading.Thread(target=concurrent_puts, args=(leader.endpoint, stop))
+    load.start()
+    try:
+        wait_for("concurrent writers left it on one CPU", lambda: cpu_sets(leader) == {allowed})
+    finally:
+        stop.set()
+        load.join()
+    assert "of requests overlapped" in leader.log_text()
 
     with Client([leader.endpoint], timeout=5) as client:
-        client.put("paired", "yes")  # the pinned pair still serves
+        client.put("paired", "yes")
         client.move_leader(cluster.status(follower).header.member_id)
     wait_for("leadership did not move", lambda: cluster.wait_leader() is follower)
     wait_for("the new leader's processes were not paired", lambda: paired(follower))
