@@ -177,6 +177,9 @@ class Application:
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
 
         self.proposals = Proposals(member_id, send_down, request_timeout, trace_interval_ms)
+        # Entries applied that another member proposed (writes its clients sent there);
+        # cpu_pairing.py reads and resets it.
+        self.foreign_applied = 0
         self.trace = WriteTrace(self.loop.call_soon)
         self.reads = ReadRounds(send_down, self._answer, request_timeout)
         self.proposals.also_waiting = lambda: self.reads.waiting
@@ -562,6 +565,8 @@ class Application:
         table = self._apply_table
         on_events = self.lessor.on_events
         requests = internal.RequestBatch.FromString(data).requests
+        if requests and requests[0].member != me:
+            self.foreign_applied += 1
         nospace = self.alarms.has(NOSPACE)
         corrupt = self.alarms.has(CORRUPT)
         auth, recheck = self.auth, self.recheck

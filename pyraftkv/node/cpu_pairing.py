@@ -4,15 +4,15 @@ share one CPU.
 Each write crosses between a member's two processes twice on the leader (the proposal down
 the ring, the commit back up). When the woken process runs on another CPU, each crossing
 costs a cross-CPU wake-up (about 20 us on the 2-core VM measured, against 2-3 us on the
-same CPU) and a cold cache: for one writer waiting on each answer, a sixth of a put
+same CPU) and a cold cache: for one writer waiting on each answer, about 15 % of a put
 (bench/README.md, "Two processes on one CPU"). While each batch of writes goes down only
 once the one before it is answered, the two processes take turns and never have work at
 once, so one CPU loses them nothing: the application process then pins both to the CPU
 it last ran on. Once batches overlap (concurrent writers: the application takes new
-writes while the Raft process waits for the disk and the peers), or the two fill their
-CPU (reads, watches), or the member stops leading, both get back every CPU they were
-allowed at start. Followers are left to the kernel: a follower's application is on no
-writer's path.
+writes while the Raft process waits for the disk and the peers), or writes come through
+other members (their clients wait on those members' applications, not this one's), or
+the two fill their CPU (reads, watches), or the member stops leading, both get back every
+CPU they were allowed at start. Followers are left to the kernel.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import logging
 import os
 import time
 
-log = logging.getLogger("pyraftkv.raft")
+log = logging.getLogger("pyraftkv.app")
 
-# Share of the requests in a check that arrived while an earlier one was outstanding.
+# Share of the write batches of a check sent while an earlier one was unanswered.
 PAIR_OVERLAP = 0.05
 SPREAD_OVERLAP = 0.2
 # The two processes' CPU time over a check, as a share of one CPU.
@@ -44,7 +44,7 @@ class PairingPolicy:
 
     def decide(self, leading: bool, overlap: float, cpu_share: float) -> bool | None:
         """True: pair now; False: spread now; None: leave things as they are. ``overlap``:
-        the share of requests that arrived while an earlier one was outstanding."""
+        the share of write batches sent while an earlier one was unanswered."""
         if self._hold:
             self._hold -= 1
         busy = cpu_share > SPREAD_ABOVE
@@ -112,18 +112,19 @@ class CpuPairing:
                 for pid in self._pids:
                     set_affinity(pid, {cpu})
                 log.info(
-                    "leading one request at a time: the application and Raft processes now "
+                    "leading one write at a time: the application and Raft processes now "
                     "share CPU %d",
                     cpu,
                 )
             elif decision is False:
                 for pid in self._pids:
                     set_affinity(pid, self._allowed)
+                why = "not leading" if not leading else f"{share:.0%} of a CPU used"
                 log.info(
-                    "the application and Raft processes may use every CPU again (%s)",
-                    "not leading"
-                    if not leading
-                    else f"{overlap:.0%} of requests overlapped, {share:.0%} of a CPU used",
+                    "the application and Raft processes may use every CPU again (%s, "
+                    "%.0f%% of writes concurrent or forwarded)",
+                    why,
+                    overlap * 100,
                 )
         except OSError as exc:  # /proc unreadable, affinity refused: leave the kernel be
             self.enabled = False

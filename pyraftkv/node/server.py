@@ -392,8 +392,12 @@ class Node:
                 next_progress = now + progress_interval
             if self.pairing is not None and now >= next_pairing_check:
                 next_pairing_check = now + 1.0
-                leading = app.leader_id == app.member_id
-                self.pairing.check(leading, app.proposals.take_overlap())
+                # Writes forwarded by followers do not wait on this member's application:
+                # as for concurrent writers, its two processes are better apart.
+                overlap = app.proposals.take_overlap()
+                if app.foreign_applied:
+                    overlap, app.foreign_applied = 1.0, 0
+                self.pairing.check(app.leader_id == app.member_id, overlap)
             if idle_timeout and now >= next_idle_check:
                 self.server.close_idle(now, idle_timeout)
                 next_idle_check = now + min(1.0, idle_timeout / 4)

@@ -1,6 +1,6 @@
-"""A leader serving one request at a time has its application and Raft processes share one
-CPU; concurrent writers spread them again; its followers' are left to the kernel; when
-leadership moves, the pinning moves with it."""
+"""A leader taking one write at a time has its application and Raft processes share one
+CPU; concurrent writers, or writes through a follower, spread them again; followers' are
+left to the kernel; when leadership moves, the pinning moves with it."""
 
 from __future__ import annotations
 
@@ -67,23 +67,45 @@ def concurrent_puts(endpoint: str, stop: threading.Event, writers: int = 8) -> N
     asyncio.run(main())
 
 
-def test_an_idle_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership(
-    make_cluster,
-):
+def paired(member: Member) -> bool:
+    sets = cpu_sets(member)
+    return len(sets) == 1 and len(next(iter(sets))) == 1
+
+
+def test_the_idle_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership(make_cluster):
     allowed = frozenset(os.sched_getaffinity(0))
     cluster: LocalCluster = make_cluster(2)
     cluster.start()
     leader = cluster.wait_leader()
     (follower,) = [m for m in cluster.members if m is not leader]
-
-    def paired(member: Member) -> bool:
-        sets = cpu_sets(member)
-        return len(sets) == 1 and len(next(iter(sets))) == 1
-
-    wait_for("the quiet leader's processes were not put on one CPU", lambda: paired(leader))
+    wait_for("the idle leader's processes were not put on one CPU", lambda: paired(leader))
     assert cpu_sets(follower) == {allowed}
     assert "the application and Raft processes now share CPU" in leader.log_text()
 
+    with Client([leader.endpoint], timeout=5) as client:
+        client.put("paired", "yes")  # the pinned pair serves
+        client.move_leader(cluster.status(follower).header.member_id)
+    wait_for("leadership did not move", lambda: cluster.wait_leader() is follower)
+    wait_for("the new leader's processes were not paired", lambda: paired(follower))
+    wait_for("the old leader stayed pinned", lambda: cpu_sets(leader) == {allowed})
+
+    # One writer through the follower: the leader's application is on no writer's path
+    # (the follower's is), so its two processes go back to every CPU.
+    with Client([leader.endpoint], timeout=5) as client:
+        deadline = time.monotonic() + 10
+        while cpu_sets(follower) != {allowed}:
+            assert time.monotonic() < deadline, "forwarded writes left the leader paired"
+            client.put("forwarded", "yes")
+            time.sleep(0.01)
+        assert client.get("paired").kvs[0].value == b"yes"
+
+
+def test_concurrent_writers_spread_the_pair(make_cluster):
+    allowed = frozenset(os.sched_getaffinity(0))
+    cluster: LocalCluster = make_cluster(1)
+    cluster.start()
+    (leader,) = cluster.members
+    wait_for("the idle leader's processes were not put on one CPU", lambda: paired(leader))
     stop = threading.Event()
     load = threading.Thread(target=concurrent_puts, args=(leader.endpoint, stop))
     load.start()
@@ -92,13 +114,4 @@ def test_an_idle_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership(
     finally:
         stop.set()
         load.join()
-    assert "of requests overlapped" in leader.log_text()
-
-    with Client([leader.endpoint], timeout=5) as client:
-        client.put("paired", "yes")
-        client.move_leader(cluster.status(follower).header.member_id)
-    wait_for("leadership did not move", lambda: cluster.wait_leader() is follower)
-    wait_for("the new leader's processes were not paired", lambda: paired(follower))
-    wait_for("the old leader stayed pinned", lambda: cpu_sets(leader) == {allowed})
-    with Client([follower.endpoint], timeout=5) as client:
-        assert client.get("paired").kvs[0].value == b"yes"
+    assert "of writes concurrent or forwarded" in leader.log_text()
