@@ -137,8 +137,9 @@ def stage_figures(seen: dict[str, float], suffix: str, kind: str = "write") -> d
 
 def traced_cluster(make_cluster) -> tuple:
     """Three members with /metrics on ports of their own, a first write applied; every
-    write one at a time is traced (one trace a millisecond at most)."""
-    cluster = make_cluster(3, extra_args=["--write-trace-interval", "1"])
+    write one at a time is traced (one trace each 0.1 ms at most: a put can take less
+    than a millisecond)."""
+    cluster = make_cluster(3, extra_args=["--write-trace-interval", "0.1"])
     ports = [with_metrics(cluster, i) for i in range(3)]
     cluster.start()
     with cluster.client() as client:
@@ -165,8 +166,8 @@ def test_the_stage_trace_counts_every_traced_write_in_every_stage(make_cluster):
     ] + 20 or not any(k.startswith("etcd_network_peer_round_trip") for k in seen):
         assert time.monotonic() < deadline, seen
         time.sleep(0.2)
-    # One write at a time to the leader, one trace per millisecond at most: every write
-    # was traced.
+    # One write at a time to the leader, one trace each 0.1 ms at most: every write was
+    # traced.
     counts, sums = stage_figures(seen, "count"), stage_figures(seen, "sum")
     assert list(counts) == [
         "batch", "ring_down", "propose", "wal_write", "wal_fsync",
