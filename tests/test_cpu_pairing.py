@@ -1,4 +1,4 @@
-"""A leader taking one batch of writes at a time has its two processes share one CPU: the
+"""A member whose clients write one at a time has its two processes share one CPU: the
 policy alone, then CpuPairing on real processes (their affinity read back from the
 kernel)."""
 
@@ -12,50 +12,71 @@ import time
 import pytest
 
 from pyraftkv.node.cpu_pairing import (
+    FOLLOWER_IDLE_CHECKS,
     PAIR_OVERLAP,
     SPREAD_ABOVE,
     SPREAD_HOLD_CHECKS,
     SPREAD_OVERLAP,
     CpuPairing,
     PairingPolicy,
+    Writes,
 )
 
-ALONE, SOME, MANY = 0.0, (PAIR_OVERLAP + SPREAD_OVERLAP) / 2, SPREAD_OVERLAP + 0.1
+SOME, MANY = (PAIR_OVERLAP + SPREAD_OVERLAP) / 2, SPREAD_OVERLAP + 0.1
 QUIET, BUSY = SPREAD_ABOVE / 2, SPREAD_ABOVE + 0.05
+IDLE_LEADER = Writes(leading=True)
+ONE_WRITER = Writes(leading=True, batches=500)
+CONCURRENT = Writes(leading=True, batches=500, overlap=MANY)
 
 
-def test_a_leader_taking_one_batch_at_a_time_pairs_and_a_follower_never_does():
+def test_a_leader_taking_one_write_at_a_time_pairs():
     policy = PairingPolicy()
-    assert policy.decide(leading=False, overlap=ALONE, cpu_share=QUIET) is None
-    assert policy.decide(leading=True, overlap=SOME, cpu_share=QUIET) is None
-    assert policy.decide(leading=True, overlap=ALONE, cpu_share=BUSY) is None
-    assert policy.decide(leading=True, overlap=ALONE, cpu_share=QUIET) is True
+    assert policy.decide(Writes(True, 500, SOME), QUIET) is None  # neither one nor many
+    assert policy.decide(ONE_WRITER, BUSY) is None  # its CPU is full
+    assert policy.decide(Writes(True, forwarded=True), QUIET) is None  # writes via followers
+    assert policy.decide(ONE_WRITER, QUIET) is True
     assert policy.paired
-    assert policy.decide(leading=True, overlap=ALONE, cpu_share=QUIET) is None  # already
+    assert policy.decide(ONE_WRITER, QUIET) is None  # already
+    assert policy.decide(IDLE_LEADER, QUIET) is None  # an idle leader stays paired
 
 
-def test_a_paired_leader_spreads_when_batches_overlap_then_waits_before_pairing_again():
+def test_an_idle_leader_pairs_an_idle_follower_does_not_a_writing_follower_does():
+    assert PairingPolicy().decide(IDLE_LEADER, QUIET) is True
+    assert PairingPolicy().decide(Writes(leading=False), QUIET) is None
+    assert PairingPolicy().decide(Writes(leading=False, batches=500), QUIET) is True
+    concurrent_follower = Writes(leading=False, batches=500, overlap=MANY)
+    assert PairingPolicy().decide(concurrent_follower, QUIET) is None
+
+
+def test_a_paired_leader_spreads_under_load_then_waits_before_pairing_again():
+    for load, share in ((CONCURRENT, QUIET), (ONE_WRITER, BUSY), (Writes(True, 9, 0, True), 0)):
+        policy = PairingPolicy()
+        assert policy.decide(ONE_WRITER, QUIET) is True
+        assert policy.decide(Writes(True, 500, SOME), QUIET) is None  # between thresholds
+        assert policy.decide(load, share) is False, load
+        for _ in range(SPREAD_HOLD_CHECKS - 1):
+            assert policy.decide(ONE_WRITER, QUIET) is None, "paired again during the hold"
+        assert policy.decide(ONE_WRITER, QUIET) is True
+
+
+def test_a_role_change_spreads_and_the_new_role_pairs_on_its_own_terms():
     policy = PairingPolicy()
-    assert policy.decide(True, ALONE, QUIET) is True
-    assert policy.decide(True, SOME, QUIET) is None  # between the two thresholds: stays
-    assert policy.decide(True, MANY, QUIET) is False
-    for _ in range(SPREAD_HOLD_CHECKS - 1):
-        assert policy.decide(True, ALONE, QUIET) is None, "paired again before the hold ended"
-    assert policy.decide(True, ALONE, QUIET) is True
+    assert policy.decide(ONE_WRITER, QUIET) is True
+    assert policy.decide(Writes(leading=False, batches=500), QUIET) is False  # demoted
+    assert policy.decide(Writes(leading=False, batches=500), QUIET) is True  # no hold
+    assert policy.decide(IDLE_LEADER, QUIET) is False  # elected
+    assert policy.decide(IDLE_LEADER, QUIET) is True
 
 
-def test_a_paired_leader_that_fills_its_cpu_spreads():
+def test_a_follower_whose_clients_stop_writing_is_freed_after_a_while():
     policy = PairingPolicy()
-    assert policy.decide(True, ALONE, QUIET) is True
-    assert policy.decide(True, ALONE, BUSY) is False
-    assert not policy.paired
-
-
-def test_losing_leadership_spreads_at_once_and_leading_again_pairs_at_once():
-    policy = PairingPolicy()
-    assert policy.decide(True, ALONE, QUIET) is True
-    assert policy.decide(False, ALONE, QUIET) is False
-    assert policy.decide(True, ALONE, QUIET) is True
+    assert policy.decide(Writes(leading=False, batches=3), QUIET) is True
+    for _ in range(FOLLOWER_IDLE_CHECKS - 1):
+        assert policy.decide(Writes(leading=False), QUIET) is None
+    assert policy.decide(Writes(leading=False, batches=1), QUIET) is None  # writes again
+    for _ in range(FOLLOWER_IDLE_CHECKS - 1):
+        assert policy.decide(Writes(leading=False), QUIET) is None
+    assert policy.decide(Writes(leading=False), QUIET) is False
 
 
 def _python(code: str) -> subprocess.Popen:
@@ -81,7 +102,7 @@ needs_two_cpus = pytest.mark.skipif(
 
 
 @needs_two_cpus
-def test_quiet_processes_are_pinned_to_one_cpu_and_freed_when_not_leading(processes):
+def test_quiet_processes_are_pinned_to_one_cpu_and_freed_on_a_role_change(processes):
     allowed = frozenset(os.sched_getaffinity(0))
     # One of the two runs a thread, so every thread must follow, not just the main one.
     processes += [
@@ -90,15 +111,15 @@ def test_quiet_processes_are_pinned_to_one_cpu_and_freed_when_not_leading(proces
     ]
     time.sleep(0.3)
     pairing = CpuPairing(processes[0].pid, processes[1].pid)
-    pairing.check(leading=True, overlap=ALONE)  # the first check only measures
+    pairing.check(IDLE_LEADER)  # the first check only measures
     assert _affinity_of_all_threads(processes[1].pid) == {allowed}
     time.sleep(0.3)
-    pairing.check(leading=True, overlap=ALONE)
+    pairing.check(IDLE_LEADER)
     pinned = _affinity_of_all_threads(processes[0].pid) | _affinity_of_all_threads(processes[1].pid)
     assert len(pinned) == 1 and len(next(iter(pinned))) == 1, pinned
     assert len(os.listdir(f"/proc/{processes[1].pid}/task")) == 2
     time.sleep(0.3)
-    pairing.check(leading=False, overlap=ALONE)
+    pairing.check(Writes(leading=False))
     for process in processes:
         assert _affinity_of_all_threads(process.pid) == {allowed}
 
@@ -108,12 +129,12 @@ def test_overlapping_batches_spread_a_pair(processes):
     allowed = frozenset(os.sched_getaffinity(0))
     processes += [_python("import time; time.sleep(60)"), _python("import time; time.sleep(60)")]
     pairing = CpuPairing(processes[0].pid, processes[1].pid)
-    pairing.check(leading=True, overlap=ALONE)
+    pairing.check(IDLE_LEADER)
     time.sleep(0.2)
-    pairing.check(leading=True, overlap=ALONE)
-    assert len(os.sched_getaffinity(processes[1].pid)) == 1, "one batch at a time: not paired"
+    pairing.check(IDLE_LEADER)
+    assert len(os.sched_getaffinity(processes[1].pid)) == 1, "an idle leader: not paired"
     time.sleep(0.2)
-    pairing.check(leading=True, overlap=MANY)
+    pairing.check(CONCURRENT)
     for process in processes:
         assert _affinity_of_all_threads(process.pid) == {allowed}
 
@@ -126,13 +147,13 @@ def test_a_pair_that_keeps_its_cpu_busy_is_spread(processes):
         _python("import time; time.sleep(1.0)\nwhile True: pass"),  # quiet, then busy
     ]
     pairing = CpuPairing(processes[0].pid, processes[1].pid)
-    pairing.check(leading=True, overlap=ALONE)
+    pairing.check(IDLE_LEADER)
     time.sleep(0.3)
-    pairing.check(leading=True, overlap=ALONE)
+    pairing.check(IDLE_LEADER)
     assert len(os.sched_getaffinity(processes[1].pid)) == 1, "a quiet pair was not pinned"
     deadline = time.monotonic() + 10
     while _affinity_of_all_threads(processes[1].pid) != {allowed}:
         assert time.monotonic() < deadline, "a busy pair stayed on one CPU"
         time.sleep(0.3)
-        pairing.check(leading=True, overlap=ALONE)
+        pairing.check(IDLE_LEADER)
     assert _affinity_of_all_threads(processes[0].pid) == {allowed}

@@ -63,17 +63,17 @@ def test_untraced_batches_carry_no_readings():
 
 def test_overlap_counts_batches_sent_while_an_earlier_reply_was_awaited():
     batch, _sent = proposals(0.0)
-    assert batch.take_overlap() == 0.0  # nothing sent
+    assert batch.take_overlap() == (0, 0.0)  # nothing sent
     for _ in range(3):  # one writer: each answered before the next is sent
         batch.add(object(), PUT, b"v", "")
         batch.add(None, PUT, b"the member's own", "")
         batch.flush()
         (request_id,) = batch.pending
         batch.take(request_id)
-    assert batch.take_overlap() == 0.0
+    assert batch.take_overlap() == (3, 0.0)
     batch.add(object(), PUT, b"a", "")
     batch.flush()
     batch.add(object(), PUT, b"b", "")  # sent while a's reply is awaited
     batch.flush()
-    assert batch.take_overlap() == 0.5
-    assert batch.take_overlap() == 0.0  # taken: counts start again
+    assert batch.take_overlap() == (2, 0.5)
+    assert batch.take_overlap() == (0, 0.0)  # taken: counts start again

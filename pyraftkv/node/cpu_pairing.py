@@ -1,18 +1,23 @@
-"""While a leader takes one batch of writes at a time, its application and Raft processes
-share one CPU.
+"""While a member's clients write one at a time, its application and Raft processes share
+one CPU.
 
-Each write crosses between a member's two processes twice on the leader (the proposal down
-the ring, the commit back up). When the woken process runs on another CPU, each crossing
-costs a cross-CPU wake-up (about 20 us on the 2-core VM measured, against 2-3 us on the
-same CPU) and a cold cache: for one writer waiting on each answer, about 15 % of a put
-(bench/README.md, "Two processes on one CPU"). While each batch of writes goes down only
-once the one before it is answered, the two processes take turns and never have work at
-once, so one CPU loses them nothing: the application process then pins both to the CPU
-it last ran on. Once batches overlap (concurrent writers: the application takes new
-writes while the Raft process waits for the disk and the peers), or writes come through
-other members (their clients wait on those members' applications, not this one's), or
-the two fill their CPU (reads, watches), or the member stops leading, both get back every
-CPU they were allowed at start. Followers are left to the kernel.
+A write crosses between the two processes twice on the member its client talks to (the
+proposal down the ring, the commit back up). When the woken process runs on another CPU,
+each crossing costs a cross-CPU wake-up (about 20 us on the 2-core VM measured, against
+2-3 us on the same CPU) and a cold cache: for one writer waiting on each answer, about 15 %
+of a put (bench/README.md, "Two processes on one CPU"). While each batch of writes goes
+down only once the one before it is answered, the two processes take turns and never have
+work at once, so one CPU loses them nothing: the application process then pins both to
+the CPU it last ran on. That is checked once a second, for the leader (idle, or taking its
+own clients' writes) and for a follower whose clients write (it forwards them).
+
+Both get back every CPU they were allowed at start once batches overlap (concurrent
+writers: the application takes new writes while the Raft process waits for the disk and
+the peers), or the two fill their CPU (reads, watches), or a leader applies writes that
+came through followers (their writers wait on those members' applications, not this
+one's): then they stay apart for a few checks. They are freed too when the member's role
+changes, and a follower's when its clients have not written for a while (its Raft process
+is on the path of everyone's writes).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 log = logging.getLogger("pyraftkv.app")
 
@@ -29,10 +35,22 @@ PAIR_OVERLAP = 0.05
 SPREAD_OVERLAP = 0.2
 # The two processes' CPU time over a check, as a share of one CPU.
 SPREAD_ABOVE = 0.9
-# Checks a leader stays spread after its load made it spread (load often comes in waves).
+# Checks the two stay apart after load spread them (load often comes in waves).
 SPREAD_HOLD_CHECKS = 5
+# Checks in a row without writes of its own clients after which a follower is freed.
+FOLLOWER_IDLE_CHECKS = 10
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Writes:
+    """What the application saw of writes since the last check."""
+
+    leading: bool
+    batches: int = 0  # write batches of its own clients sent down
+    overlap: float = 0.0  # share of them sent while an earlier one was unanswered
+    forwarded: bool = False  # it applied writes that came through another member
 
 
 class PairingPolicy:
@@ -41,21 +59,31 @@ class PairingPolicy:
     def __init__(self) -> None:
         self.paired = False
         self._hold = 0
+        self._idle = 0
+        self._leading = False
 
-    def decide(self, leading: bool, overlap: float, cpu_share: float) -> bool | None:
-        """True: pair now; False: spread now; None: leave things as they are. ``overlap``:
-        the share of write batches sent while an earlier one was unanswered."""
+    def decide(self, writes: Writes, cpu_share: float) -> bool | None:
+        """True: pair now; False: spread now; None: leave things as they are."""
+        leading = writes.leading
+        role_changed, self._leading = leading != self._leading, leading
+        self._idle = 0 if writes.batches else self._idle + 1
         if self._hold:
             self._hold -= 1
-        busy = cpu_share > SPREAD_ABOVE
+        load = (
+            cpu_share > SPREAD_ABOVE
+            or writes.overlap > SPREAD_OVERLAP
+            or (leading and writes.forwarded)
+        )
         if self.paired:
-            if leading and overlap <= SPREAD_OVERLAP and not busy:
+            idle_follower = not leading and self._idle >= FOLLOWER_IDLE_CHECKS
+            if not (load or role_changed or idle_follower):
                 return None
             self.paired = False
-            if leading:
+            if load:
                 self._hold = SPREAD_HOLD_CHECKS
             return False
-        if leading and overlap <= PAIR_OVERLAP and not busy and not self._hold:
+        on_path = (leading and not writes.forwarded) or (not leading and writes.batches > 0)
+        if on_path and writes.overlap <= PAIR_OVERLAP and not load and not self._hold:
             self.paired = True
             return True
         return None
@@ -92,10 +120,8 @@ class CpuPairing:
         self._last: tuple[float, float] | None = None  # (monotonic s, CPU s of both)
         self.enabled = len(self._allowed) > 1
 
-    def check(self, leading: bool, overlap: float) -> None:
-        """Once a second or so: pair or spread the two processes as the policy says.
-        ``overlap``: the share of write batches since the last check that went down while
-        an earlier one was unanswered."""
+    def check(self, writes: Writes) -> None:
+        """Once a second or so: pair or spread the two processes as the policy says."""
         if not self.enabled:
             return
         try:
@@ -104,7 +130,7 @@ class CpuPairing:
             if last is None or now <= last[0]:
                 return
             share = (used - last[1]) / (now - last[0])
-            decision = self._policy.decide(leading, overlap, share)
+            decision = self._policy.decide(writes, share)
             if decision is True:
                 cpu = last_cpu(self._pids[0])
                 if cpu not in self._allowed:
@@ -112,19 +138,20 @@ class CpuPairing:
                 for pid in self._pids:
                     set_affinity(pid, {cpu})
                 log.info(
-                    "leading one write at a time: the application and Raft processes now "
-                    "share CPU %d",
+                    "one write at a time (%s): the application and Raft processes now share CPU %d",
+                    "leading" if writes.leading else "following",
                     cpu,
                 )
             elif decision is False:
                 for pid in self._pids:
                     set_affinity(pid, self._allowed)
-                why = "not leading" if not leading else f"{share:.0%} of a CPU used"
                 log.info(
-                    "the application and Raft processes may use every CPU again (%s, "
-                    "%.0f%% of writes concurrent or forwarded)",
-                    why,
-                    overlap * 100,
+                    "the application and Raft processes may use every CPU again (%s; %.0f%% "
+                    "of a CPU used, %.0f%% of write batches concurrent%s)",
+                    "leading" if writes.leading else "following",
+                    share * 100,
+                    writes.overlap * 100,
+                    ", writes forwarded here" if writes.leading and writes.forwarded else "",
                 )
         except OSError as exc:  # /proc unreadable, affinity refused: leave the kernel be
             self.enabled = False

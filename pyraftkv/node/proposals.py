@@ -109,12 +109,12 @@ class Proposals:
                     return
             self._send_down(bytes((rp.PROPOSE,)) + data)
 
-    def take_overlap(self) -> float:
-        """The share of batches sent since the last call while an earlier one's reply was
-        still awaited (0 with one writer at a time)."""
+    def take_overlap(self) -> tuple[int, float]:
+        """Batches sent since the last call, and the share of them sent while an earlier
+        one's reply was still awaited (0 with one writer at a time)."""
         flushed, overlapping = self._flushed, self._overlapping
         self._flushed = self._overlapping = 0
-        return overlapping / flushed if flushed else 0.0
+        return flushed, overlapping / flushed if flushed else 0.0
 
     def take(self, request_id: int) -> tuple[Reply, int] | None:
         """The waiting request ``request_id`` (now answered by the caller), if still waiting."""

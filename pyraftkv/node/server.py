@@ -37,7 +37,7 @@ from .client_port import ClientPort
 from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
-from .cpu_pairing import CpuPairing
+from .cpu_pairing import CpuPairing, Writes
 from .grpc_front import GrpcFront, H2Splice
 from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
@@ -392,12 +392,10 @@ class Node:
                 next_progress = now + progress_interval
             if self.pairing is not None and now >= next_pairing_check:
                 next_pairing_check = now + 1.0
-                # Writes forwarded by followers do not wait on this member's application:
-                # as for concurrent writers, its two processes are better apart.
-                overlap = app.proposals.take_overlap()
-                if app.foreign_applied:
-                    overlap, app.foreign_applied = 1.0, 0
-                self.pairing.check(app.leader_id == app.member_id, overlap)
+                batches, overlap = app.proposals.take_overlap()
+                forwarded, app.foreign_applied = app.foreign_applied > 0, 0
+                leading = app.leader_id == app.member_id
+                self.pairing.check(Writes(leading, batches, overlap, forwarded))
             if idle_timeout and now >= next_idle_check:
                 self.server.close_idle(now, idle_timeout)
                 next_idle_check = now + min(1.0, idle_timeout / 4)

@@ -1,6 +1,7 @@
 """A leader taking one write at a time has its application and Raft processes share one
-CPU; concurrent writers, or writes through a follower, spread them again; followers' are
-left to the kernel; when leadership moves, the pinning moves with it."""
+CPU, and so does a follower forwarding one write at a time (the leader's then spread);
+concurrent writers spread them again; idle followers are left to the kernel; when
+leadership moves, the pinning moves with it."""
 
 from __future__ import annotations
 
@@ -89,22 +90,24 @@ def test_the_idle_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership
     wait_for("the new leader's processes were not paired", lambda: paired(follower))
     wait_for("the old leader stayed pinned", lambda: cpu_sets(leader) == {allowed})
 
-    # One writer through the follower: the leader's application is on no writer's path
-    # (the follower's is), so its two processes go back to every CPU.
+    # One writer through the follower: the follower's two processes are on its path, the
+    # leader's application is not (it only applies), so the pinning moves to the follower.
     with Client([leader.endpoint], timeout=5) as client:
         deadline = time.monotonic() + 10
-        while cpu_sets(follower) != {allowed}:
-            assert time.monotonic() < deadline, "forwarded writes left the leader paired"
+        while not paired(leader) or cpu_sets(follower) != {allowed}:
+            assert time.monotonic() < deadline, (cpu_sets(leader), cpu_sets(follower))
             client.put("forwarded", "yes")
             time.sleep(0.01)
         assert client.get("paired").kvs[0].value == b"yes"
+    assert "writes forwarded here" in follower.log_text()
+    assert "(following): the application and Raft processes now share CPU" in leader.log_text()
 
 
 def test_concurrent_writers_spread_the_pair(make_cluster):
     allowed = frozenset(os.sched_getaffinity(0))
-    cluster: LocalCluster = make_cluster(1)
+    cluster: LocalCluster = make_cluster(2)
     cluster.start()
-    (leader,) = cluster.members
+    leader = cluster.wait_leader()
     wait_for("the idle leader's processes were not put on one CPU", lambda: paired(leader))
     stop = threading.Event()
     load = threading.Thread(target=concurrent_puts, args=(leader.endpoint, stop))
@@ -114,4 +117,4 @@ def test_concurrent_writers_spread_the_pair(make_cluster):
     finally:
         stop.set()
         load.join()
-    assert "of writes concurrent or forwarded" in leader.log_text()
+    assert "of write batches concurrent" in leader.log_text()
