@@ -109,9 +109,8 @@ def test_quiet_processes_are_pinned_to_one_cpu_and_freed_on_a_role_change(proces
         _python("import time; time.sleep(60)"),
         _python("import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()"),
     ]
-    time.sleep(0.3)
-    pairing = CpuPairing(processes[0].pid, processes[1].pid)
-    pairing.check(IDLE_LEADER)  # the first check only measures
+    time.sleep(0.3)  # past their start-up
+    pairing = CpuPairing(processes[0].pid, processes[1].pid)  # measures, changes nothing
     assert _affinity_of_all_threads(processes[1].pid) == {allowed}
     time.sleep(0.3)
     pairing.check(IDLE_LEADER)
@@ -128,8 +127,8 @@ def test_quiet_processes_are_pinned_to_one_cpu_and_freed_on_a_role_change(proces
 def test_overlapping_batches_spread_a_pair(processes):
     allowed = frozenset(os.sched_getaffinity(0))
     processes += [_python("import time; time.sleep(60)"), _python("import time; time.sleep(60)")]
+    time.sleep(0.3)
     pairing = CpuPairing(processes[0].pid, processes[1].pid)
-    pairing.check(IDLE_LEADER)
     time.sleep(0.2)
     pairing.check(IDLE_LEADER)
     assert len(os.sched_getaffinity(processes[1].pid)) == 1, "an idle leader: not paired"
@@ -146,8 +145,8 @@ def test_a_pair_that_keeps_its_cpu_busy_is_spread(processes):
         _python("import time; time.sleep(60)"),
         _python("import time; time.sleep(1.0)\nwhile True: pass"),  # quiet, then busy
     ]
+    time.sleep(0.3)
     pairing = CpuPairing(processes[0].pid, processes[1].pid)
-    pairing.check(IDLE_LEADER)
     time.sleep(0.3)
     pairing.check(IDLE_LEADER)
     assert len(os.sched_getaffinity(processes[1].pid)) == 1, "a quiet pair was not pinned"

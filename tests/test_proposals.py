@@ -64,6 +64,9 @@ def test_untraced_batches_carry_no_readings():
 def test_overlap_counts_batches_sent_while_an_earlier_reply_was_awaited():
     batch, _sent = proposals(0.0)
     assert batch.take_overlap() == (0, 0.0)  # nothing sent
+    batch.add(None, PUT, b"only the member's own", "")
+    batch.flush()
+    assert batch.take_overlap() == (0, 0.0)  # no client's write in it
     for _ in range(3):  # one writer: each answered before the next is sent
         batch.add(object(), PUT, b"v", "")
         batch.add(None, PUT, b"the member's own", "")

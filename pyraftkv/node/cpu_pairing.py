@@ -119,13 +119,18 @@ class CpuPairing:
         self._policy = PairingPolicy()
         self._last: tuple[float, float] | None = None  # (monotonic s, CPU s of both)
         self.enabled = len(self._allowed) > 1
+        with contextlib.suppress(OSError):  # the first check then decides already
+            self._last = self._measure()
+
+    def _measure(self) -> tuple[float, float]:
+        return time.monotonic(), sum(cpu_seconds(pid) for pid in self._pids)
 
     def check(self, writes: Writes) -> None:
         """Once a second or so: pair or spread the two processes as the policy says."""
         if not self.enabled:
             return
         try:
-            now, used = time.monotonic(), sum(cpu_seconds(pid) for pid in self._pids)
+            now, used = self._measure()
             last, self._last = self._last, (now, used)
             if last is None or now <= last[0]:
                 return

@@ -44,8 +44,8 @@ class Proposals:
         self._batch = internal.RequestBatch()
         self._batch_bytes = 0
         self._batch_replies = 0  # requests in the batch that wait for a reply
-        # Batches sent, and those sent while a reply of an earlier one was still awaited
-        # (concurrent writers), since take_overlap (cpu_pairing.py).
+        # Batches of clients' writes sent, and those sent while a reply of an earlier one
+        # was still awaited (concurrent writers), since take_overlap (cpu_pairing.py).
         self._flushed = 0
         self._overlapping = 0
         self._pause_listeners: list[Callable[[bool], None]] = []
@@ -97,9 +97,10 @@ class Proposals:
             data = self._batch.SerializeToString()
             self._batch = internal.RequestBatch()
             self._batch_bytes = 0
-            self._flushed += 1
-            self._overlapping += len(self.pending) > self._batch_replies
-            self._batch_replies = 0
+            if self._batch_replies:  # a client's write, not only the member's own
+                self._flushed += 1
+                self._overlapping += len(self.pending) > self._batch_replies
+                self._batch_replies = 0
             started, self._batch_started_ns = self._batch_started_ns, 0
             if started:
                 now = time.monotonic_ns()
@@ -110,8 +111,8 @@ class Proposals:
             self._send_down(bytes((rp.PROPOSE,)) + data)
 
     def take_overlap(self) -> tuple[int, float]:
-        """Batches sent since the last call, and the share of them sent while an earlier
-        one's reply was still awaited (0 with one writer at a time)."""
+        """Batches of clients' writes sent since the last call, and the share of them sent
+        while an earlier one's reply was still awaited (0 with one writer at a time)."""
         flushed, overlapping = self._flushed, self._overlapping
         self._flushed = self._overlapping = 0
         return flushed, overlapping / flushed if flushed else 0.0
