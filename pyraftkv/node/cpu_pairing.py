@@ -82,7 +82,7 @@ class PairingPolicy:
             if load:
                 self._hold = SPREAD_HOLD_CHECKS
             return False
-        on_path = (leading and not writes.forwarded) or (not leading and writes.batches > 0)
+        on_path = leading or writes.batches > 0  # a follower's clients write through it
         if on_path and writes.overlap <= PAIR_OVERLAP and not load and not self._hold:
             self.paired = True
             return True
