@@ -89,17 +89,21 @@ class PairingPolicy:
         return None
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid``, all its threads."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
 
 
 def last_cpu(pid: int) -> int:
     """The CPU process ``pid`` last ran on."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[36])
+    return int(_stat(pid)[36])
 
 
 def set_affinity(pid: int, cpus: set[int]) -> None:

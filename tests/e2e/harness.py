@@ -7,6 +7,7 @@ with its own data dir under the test's tmp dir and its log in <data dir>.log.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import random
 import signal
@@ -29,6 +30,15 @@ ELECTION_MS = 500
 # pick and the member's bind.
 _PORTS = range(10_000, 32_000)
 _handed_out: set[int] = set()  # never the same port twice in one run
+
+
+def child_pids(pid: int) -> list[int]:
+    """Every child of ``pid``, whichever of its threads started it."""
+    children: list[int] = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        with contextlib.suppress(FileNotFoundError), open(path) as f:
+            children += [int(c) for c in f.read().split()]
+    return children
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

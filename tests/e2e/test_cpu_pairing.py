@@ -6,8 +6,6 @@ leadership moves, the pinning moves with it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import glob
 import os
 import random
 import threading
@@ -18,7 +16,7 @@ import pytest
 from pyraftkv import Client
 from pyraftkv.client.aio import AsyncClient
 
-from .harness import LocalCluster, Member
+from .harness import LocalCluster, Member, child_pids
 
 pytestmark = pytest.mark.skipif(
     len(os.sched_getaffinity(0)) < 2, reason="pairing needs at least two CPUs to choose from"
@@ -27,10 +25,7 @@ pytestmark = pytest.mark.skipif(
 
 def member_processes(member: Member) -> list[int]:
     """The member's application process and its Raft child."""
-    pids = [member.process.pid]
-    for path in glob.glob(f"/proc/{member.process.pid}/task/*/children"):
-        with contextlib.suppress(FileNotFoundError), open(path) as f:
-            pids += [int(c) for c in f.read().split()]
+    pids = [member.process.pid, *child_pids(member.process.pid)]
     assert len(pids) == 2, f"{member.name}: expected two processes, found {pids}"
     return pids
 

@@ -17,18 +17,9 @@ from pyraftkv import Client
 from pyraftkv.client.connection import ConnectionLost
 from pyraftkv.errors import ApiError
 
-from .harness import LocalCluster, Member, put_retrying
+from .harness import LocalCluster, Member, child_pids, put_retrying
 
 SINGLE = "--single-process"
-
-
-def child_pids(pid: int) -> list[int]:
-    """Every child of ``pid``, whichever of its threads started it."""
-    children: list[int] = []
-    for path in glob.glob(f"/proc/{pid}/task/*/children"):
-        with contextlib.suppress(FileNotFoundError), open(path) as f:
-            children += [int(c) for c in f.read().split()]
-    return children
 
 
 def cmdline(pid: int) -> str:
