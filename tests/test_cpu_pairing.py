@@ -156,3 +156,17 @@ def test_a_pair_that_keeps_its_cpu_busy_is_spread(processes):
         time.sleep(0.3)
         pairing.check(IDLE_LEADER)
     assert _affinity_of_all_threads(processes[0].pid) == {allowed}
+
+
+@needs_two_cpus
+def test_the_wakeup_benchmark_behind_pairing_runs():
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "cross_cpu_wakeup.py")
+    out = subprocess.run(
+        [sys.executable, script, "--count", "50"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert [line.split(" round trip")[0].strip() for line in out] == [
+        "one CPU (both pinned together)",
+        "two CPUs (pinned apart)",
+        "left to the kernel",
+    ]
+    assert all(float(line.split("p50")[1].split("us")[0]) > 0 for line in out)

@@ -1,15 +1,16 @@
-"""While a member's clients write one at a time, its application and Raft processes share
-one CPU.
+"""While a member's clients write one at a time, its application and Raft processes share one
+CPU.
 
 A write crosses between the two processes twice on the member its client talks to (the
 proposal down the ring, the commit back up). When the woken process runs on another CPU,
-each crossing costs a cross-CPU wake-up (about 20 us on the 2-core VM measured, against
-2-3 us on the same CPU) and a cold cache: for one writer waiting on each answer, about 15 %
-of a put (bench/README.md, "Two processes on one CPU"). While each batch of writes goes
-down only once the one before it is answered, the two processes take turns and never have
-work at once, so one CPU loses them nothing: the application process then pins both to
-the CPU it last ran on. That is checked once a second, for the leader (idle, or taking its
-own clients' writes) and for a follower whose clients write (it forwards them).
+each crossing costs a cross-CPU wake-up (15-20 us more than on the same CPU on the 2-core
+VM measured: bench/cross_cpu_wakeup.py) and a cold cache: for one writer waiting on each
+answer, about 15 % of a put (bench/README.md, "Two processes on one CPU"). While each
+batch of writes goes down only once the one before it is answered, the two processes take
+turns and never have work at once, so one CPU loses them nothing: the application process
+then pins both to the CPU it last ran on. That is checked once a second, for the leader
+(idle, or taking its own clients' writes) and for a follower whose clients write (it
+forwards them).
 
 Both get back every CPU they were allowed at start once batches overlap (concurrent
 writers: the application takes new writes while the Raft process waits for the disk and
