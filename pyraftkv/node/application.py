@@ -410,15 +410,23 @@ class Application:
             self.lessor.promote(self.election_timeout_s)
         elif not leading and self.lessor.primary:
             self.lessor.demote()
+        if term != self.term:
+            self._published = False  # a new leader may have dropped an uncommitted publish
         self.leader_id, self.term, self.commit_index, self.role = leader, term, commit, role
         self.is_learner = bool(flags & 1)
         self.raft_started.set()
+        self.publish_if_due()
+
+    def publish_if_due(self) -> None:
+        """Publish our attributes until the members list shows them: now if none is in
+        flight, again after PUBLISH_RECHECK_S if a proposal was lost without a refusal.
+        Called on every status and from the node's tick (statuses stop when nothing changes)."""
         if (
-            leader
+            self.leader_id
             and not self._publish_confirmed
             and (not self._published or time.monotonic() - self._published_at > PUBLISH_RECHECK_S)
         ):
-            self._publish_attributes()  # again if a proposal was lost without a refusal
+            self._publish_attributes()
 
     def _publish_attributes(self) -> None:
         """Tell the cluster (through the log) our name and client URLs, as etcd does."""

@@ -366,8 +366,8 @@ class Node:
         )
 
     async def _tick(self) -> None:
-        """Request and lease deadlines, lagging watchers, progress notifications,
-        auto-compaction and the two processes' CPU pairing, every TICK_S."""
+        """Request and lease deadlines, our publish, lagging watchers, progress
+        notifications, auto-compaction and the two processes' CPU pairing, every TICK_S."""
         app, config = self.app, self.config
         compactor = (
             Compactor(config.auto_compaction_mode, config.auto_compaction_retention)
@@ -385,6 +385,7 @@ class Node:
             now = time.monotonic()
             app.expire(now)
             app.expire_leases()
+            app.publish_if_due()
             if app.watch_hub.has_unsynced:
                 app.watch_hub.catch_up()
             if now >= next_progress:

@@ -249,6 +249,21 @@ class LocalCluster:
             time.sleep(0.05)
         raise AssertionError(f"{member.name} did not start serving:\n{member.log_text()[-3000:]}")
 
+    def wait_published(self, member: Member, timeout: float = 30.0) -> None:
+        """Until ``member``'s members list shows every member's client URL: each member
+        publishes its own through the log once it sees a leader, as etcd's members do."""
+        client = self.client([member])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                listed = client.member_list().members
+            except Exception:
+                listed = []
+            if len(listed) == len(self.members) and all(m.clientURLs for m in listed):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"members did not publish their client URLs: {listed}")
+
     def wait_leader(self, timeout: float = 30.0, among: list[Member] | None = None) -> Member:
         """The member every running member agrees is the leader."""
         candidates = among or [m for m in self.members if m.running]

@@ -34,13 +34,9 @@ def test_linearizable_read_on_one_member_sees_a_write_made_on_another(cluster):
 
 
 def test_member_list_names_every_member_with_its_urls(cluster):
-    with cluster.client() as c:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            members = c.member_list().members
-            if all(m.clientURLs for m in members):
-                break
-            time.sleep(0.1)
+    cluster.wait_published(cluster.members[0])
+    with cluster.client([cluster.members[0]]) as c:
+        members = c.member_list().members
     assert sorted(m.name for m in members) == ["m1", "m2", "m3"]
     by_name = {m.name: m for m in members}
     for member in cluster.members:

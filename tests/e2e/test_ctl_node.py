@@ -165,6 +165,7 @@ def _member_ids(cluster: LocalCluster) -> dict[str, int]:
 
 
 def test_member_list_in_every_format(cluster):
+    cluster.wait_published(cluster.members[0])
     ids = _member_ids(cluster)
     assert sorted(ids) == ["m1", "m2", "m3"]
     lines = ok(ctl(cluster, "member", "list")).decode().splitlines()

@@ -33,6 +33,7 @@ def test_three_members_on_ipv6_loopback(tmp_path):
         assert first.endpoint.startswith("[::1]:")
         assert ok(ctl(cluster, "put", "v6", "yes", members=[second])) == b"OK\n"
         assert ok(ctl(cluster, "get", "v6", "--print-value-only", members=[third])) == b"yes\n"
+        cluster.wait_published(first)
         listed = ok(ctl(cluster, "member", "list", members=[first])).decode()
         for member in cluster.members:
             assert f"http://[::1]:{member.peer_port}" in listed
