@@ -41,6 +41,14 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
+def wait_for(condition, what: str, timeout: float = 20.0) -> None:
+    """Poll ``condition`` until it is true; fail, naming ``what``, after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """``count`` ports that nothing is bound to now, for members to listen on."""
     ports: list[int] = []

@@ -16,7 +16,7 @@ import pytest
 from pyraftkv import Client
 from pyraftkv.client.aio import AsyncClient
 
-from .harness import LocalCluster, Member, child_pids
+from .harness import LocalCluster, Member, child_pids, wait_for
 
 pytestmark = pytest.mark.skipif(
     len(os.sched_getaffinity(0)) < 2, reason="pairing needs at least two CPUs to choose from"
@@ -37,13 +37,6 @@ def cpu_sets(member: Member) -> set[frozenset[int]]:
         for pid in member_processes(member)
         for tid in os.listdir(f"/proc/{pid}/task")
     }
-
-
-def wait_for(what, check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def concurrent_puts(endpoint: str, stop: threading.Event, writers: int = 8) -> None:
@@ -74,16 +67,16 @@ def test_the_idle_leader_is_pinned_to_one_cpu_and_the_pinning_follows_leadership
     cluster.start()
     leader = cluster.wait_leader()
     (follower,) = [m for m in cluster.members if m is not leader]
-    wait_for("the idle leader's processes were not put on one CPU", lambda: paired(leader))
+    wait_for(lambda: paired(leader), "the idle leader's processes to share a CPU", 10)
     assert cpu_sets(follower) == {allowed}
     assert "the application and Raft processes now share CPU" in leader.log_text()
 
     with Client([leader.endpoint], timeout=5) as client:
         client.put("paired", "yes")  # the pinned pair serves
         client.move_leader(cluster.status(follower).header.member_id)
-    wait_for("leadership did not move", lambda: cluster.wait_leader() is follower)
-    wait_for("the new leader's processes were not paired", lambda: paired(follower))
-    wait_for("the old leader stayed pinned", lambda: cpu_sets(leader) == {allowed})
+    wait_for(lambda: cluster.wait_leader() is follower, "leadership to move", 10)
+    wait_for(lambda: paired(follower), "the new leader's processes to pair", 10)
+    wait_for(lambda: cpu_sets(leader) == {allowed}, "the old leader to be freed", 10)
 
     # One writer through the follower: the follower's two processes are on its path, the
     # leader's application is not (it only applies), so the pinning moves to the follower.
@@ -103,12 +96,12 @@ def test_concurrent_writers_spread_the_pair(make_cluster):
     cluster: LocalCluster = make_cluster(2)
     cluster.start()
     leader = cluster.wait_leader()
-    wait_for("the idle leader's processes were not put on one CPU", lambda: paired(leader))
+    wait_for(lambda: paired(leader), "the idle leader's processes to share a CPU", 10)
     stop = threading.Event()
     load = threading.Thread(target=concurrent_puts, args=(leader.endpoint, stop))
     load.start()
     try:
-        wait_for("concurrent writers left it on one CPU", lambda: cpu_sets(leader) == {allowed})
+        wait_for(lambda: cpu_sets(leader) == {allowed}, "concurrent writers to spread it", 10)
     finally:
         stop.set()
         load.join()

@@ -13,7 +13,7 @@ import pytest
 
 from pyraftkv.errors import ApiError
 
-from .harness import LocalCluster, put_retrying
+from .harness import LocalCluster, put_retrying, wait_for
 from .jepsen import run
 from .nemesis import Network
 
@@ -153,10 +153,3 @@ def test_a_partition_cuts_a_snapshot_stream(tmp_path):
             assert c.get("s0299", serializable=True).kvs
     finally:
         cluster.stop_all()
-
-
-def wait_for(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)

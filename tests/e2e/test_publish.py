@@ -5,9 +5,7 @@ happens in the cluster afterwards."""
 
 from __future__ import annotations
 
-import time
-
-from .harness import LocalCluster
+from .harness import LocalCluster, wait_for
 from .nemesis import Network
 
 
@@ -22,10 +20,7 @@ def test_a_lost_publish_is_sent_again_on_an_idle_cluster(tmp_path):
         network.cut(third, first)
         network.cut(third, second)
         cluster.start_member(third, wait=False)
-        deadline = time.monotonic() + 30
-        while (status := cluster.status(third, 0.5)) is None or not status.leader:
-            assert time.monotonic() < deadline, "the cut member never heard of a leader"
-            time.sleep(0.02)
+        wait_for(lambda: getattr(cluster.status(third, 0.5), "leader", 0), "a leader heard of")
         network.heal()  # its first publish was dropped on the way
         cluster.wait_published(first, timeout=15)
     finally:
