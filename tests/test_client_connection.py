@@ -13,6 +13,7 @@ import pytest
 from pyraftkv import errors
 from pyraftkv.node import client_connection as cc
 from pyraftkv.node.proposals import Proposals
+from pyraftkv.node.reply import PendingOutput
 from pyraftkv.proto import rpc_pb2 as rpc
 from pyraftkv.protocol.frames import ERROR, FrameDecoder, decode_error, encode_frame
 from pyraftkv.protocol.methods import BY_NAME
@@ -59,6 +60,7 @@ class App:
     def __init__(self, loop) -> None:
         self.loop = loop
         self.proposals = Proposals(1, lambda message: None, 5.0)
+        self.output = PendingOutput(loop)
 
 
 class Server:
@@ -161,7 +163,7 @@ def test_a_reply_too_large_for_a_frame_fails_that_call(monkeypatch):
         conn, server, transport = connection(loop)
         conn.data_received(put(7))
         conn.reply(7, b"x" * 101)
-        conn._flush()
+        server.app.output.write()
         (frame,) = transport.frames()
         assert (frame.stream, frame.code) == (7, ERROR)
         code, message, _ = decode_error(frame.body)

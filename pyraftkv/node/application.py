@@ -55,7 +55,7 @@ from .lessor import Lessor
 from .logging_setup import fields
 from .proposals import Proposals
 from .reads import ReadRounds
-from .reply import EventWaiter, LocalCaller, Reply
+from .reply import EventWaiter, LocalCaller, PendingOutput, Reply
 from .write_trace import WriteTrace
 
 log = logging.getLogger("pyraftkv.app")
@@ -123,6 +123,7 @@ class Application:
         self._log_bytes = 0  # of entries applied since the last snapshot
         self.snapshot_dir = snapshot_dir
         self.loop = asyncio.get_running_loop()
+        self.output = PendingOutput(self.loop)  # client connections with replies to write
         self.lessor = lessor
         self.election_timeout_s = election_timeout_s
         self.quota_bytes = quota_bytes
@@ -515,6 +516,7 @@ class Application:
                 reply.answer(self.stamp(result).SerializeToString())
         if done:
             self.trace.applied(done)
+        self.output.write()
         if events:
             self.watch_hub.notify(events, self.store.revision)
         if self.watch_hub.has_unsynced:

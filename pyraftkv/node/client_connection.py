@@ -191,6 +191,7 @@ class ClientConnection(CallTasks, asyncio.Protocol):
             self._handle_frames(frames)
         finally:
             proposals.arrived_ns = 0
+        proposals.flush_if_alone()
 
     def _handle_frames(self, frames) -> None:
         server = self.server
@@ -243,11 +244,11 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         if self.closed:
             return
         if not self._out:
-            self.app.loop.call_soon(self._flush)
+            self.app.output.add(self)
         self._out.append(data)
         self._out_bytes += len(data)
 
-    def _flush(self) -> None:
+    def write_out(self) -> None:
         # A transport can close (peer reset) before connection_lost runs: check both.
         if self._out and not self.closed and not self._transport.is_closing():
             if FAILPOINTS:
@@ -303,7 +304,7 @@ class ClientConnection(CallTasks, asyncio.Protocol):
     def close_with(self, code: int, message: str) -> None:
         """Close the connection after an error on stream 0 (the connection itself)."""
         self._queue(encode_error(0, code, message))
-        self._flush()
+        self.write_out()
         self.closed = True
         if self._transport is not None:
             self._transport.close()

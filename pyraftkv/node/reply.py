@@ -30,6 +30,27 @@ class Reply:
         self.connection.error(self.stream, error, leader_url)
 
 
+class PendingOutput:
+    """Connections with replies queued in this loop iteration, written together: on the
+    next callback, or at once after an apply (one writer's reply need not wait for the
+    rest of the loop's work), one send per connection either way."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: list[Any] = []
+
+    def add(self, connection: Any) -> None:
+        """``connection`` has output to write: its ``write_out`` runs soon."""
+        if not self._waiting:
+            self._loop.call_soon(self.write)
+        self._waiting.append(connection)
+
+    def write(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            connection.write_out()
+
+
 class LocalCaller:
     """Stands in for a client connection when the member itself makes a request: the
     answer resolves a future instead of leaving on a socket."""
