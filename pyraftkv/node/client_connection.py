@@ -191,7 +191,6 @@ class ClientConnection(CallTasks, asyncio.Protocol):
             self._handle_frames(frames)
         finally:
             proposals.arrived_ns = 0
-        proposals.flush_if_alone()
 
     def _handle_frames(self, frames) -> None:
         server = self.server

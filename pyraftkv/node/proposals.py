@@ -110,12 +110,6 @@ class Proposals:
                     return
             self._send_down(bytes((rp.PROPOSE,)) + data)
 
-    def flush_if_alone(self) -> None:
-        """Send the batch now if no earlier write of this member awaits its result (one
-        writer at a time: nothing else would join the batch before the loop's next turn)."""
-        if self._batch.requests and len(self.pending) == self._batch_replies:
-            self.flush()
-
     def take_overlap(self) -> tuple[int, float]:
         """Batches of clients' writes sent since the last call, and the share of them sent
         while an earlier one's reply was still awaited (0 with one writer at a time)."""
