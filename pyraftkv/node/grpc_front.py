@@ -1,17 +1,15 @@
 """etcd's v3 gRPC API on the client port.
 
-grpcio (its C core) speaks HTTP/2; it cannot adopt a socket Python already accepted, so
-the client port (client_port.py) splices each connection that opens with the HTTP/2
-preface to a grpc.aio server of this application process listening on a loopback port
-(``H2Splice``). Every call becomes the native request body and goes through
-ClientServer.dispatch to the handler a native frame reaches (auth, validation, proposals,
-reads, watches and leases are not written again); the handler answers through the call's
-``reply``/``message``/``end``/``error``. Messages stay encoded end to end: grpcio hands
-over the request bytes and sends the response bytes as the handler made them.
+A connection that opens with the HTTP/2 preface is served here, on the application's
+event loop: HTTP/2 by protocol/http2.py, each call becoming the native request body that
+goes through ClientServer.dispatch to the handler a native frame reaches (auth,
+validation, proposals, reads, watches and leases are not written again); the handler
+answers through the call's ``reply``/``message``/``end``/``error``. Messages stay encoded
+end to end. A general gRPC server (grpc.aio) cost a call eight times the CPU
+(bench/grpc_server_cost.py), which held gRPC clients to half of etcd's throughput.
 
-TLS ends at the client port, below the splice: the splice remembers the verified
-certificate's CN under the loopback port it dials from, and a call finds it again by its
-peer address. The gRPC metadata ``token`` is the auth token, as etcd's.
+TLS ends at the client port, below this: a call's certificate user is the connection's.
+The gRPC metadata ``token`` is the auth token, as etcd's.
 """
 
 from __future__ import annotations
@@ -21,10 +19,10 @@ import logging
 import time
 from typing import Any
 
-import grpc
 from google.protobuf.message import Message
 
 from .. import errors
+from ..protocol import http2
 from ..protocol.frames import FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import METHODS, Method
 from .client_connection import CallTasks
@@ -38,10 +36,16 @@ log = logging.getLogger("pyraftkv.clients")
 # etcd's two client-and-server streams; its other streamed calls stream answers only.
 BIDI = frozenset(("Watch", "LeaseKeepAlive"))
 STREAM = 1  # each gRPC call is one stream of its own "connection"
-# Bytes a spliced connection buffers toward one side before it stops reading the other.
-SPLICE_HIGH_WATER = 4 << 20
-# Messages a streamed call queues for a client that does not read them (then it ends).
-MAX_QUEUED_MESSAGES = 10_000
+# Answers a connection holds that its client does not take (its socket's buffer plus what
+# HTTP/2 flow control holds back): past this the connection is closed.
+MAX_UNREAD_BYTES = 64 << 20
+# grpc.health.v1 HealthCheckResponse{status: SERVING} and {status: SERVICE_UNKNOWN},
+# encoded (field 1, varint). etcd 3.4 registers the empty service name only, SERVING.
+HEALTH_SERVING = b"\x08\x01"
+HEALTH_SERVICE_UNKNOWN = b"\x08\x03"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
+SERVICES = frozenset(m.grpc_name.rsplit("/", 1)[0] for m in METHODS) | {"/grpc.health.v1.Health"}
 
 
 class MessageTooLarge(errors.ApiError):
@@ -54,104 +58,273 @@ class MessageTooLarge(errors.ApiError):
 
 
 class GrpcCall(CallTasks):
-    """One gRPC call, standing in for a native connection with one stream: the handler's
-    answers land in ``queue`` (a response body, an ApiError, or None for the end)."""
+    """One gRPC call, standing in for a native connection with one stream: what the handler
+    answers goes out on the call's HTTP/2 stream."""
 
     trusted_relay = False  # gRPC clients never name users for others
 
-    def __init__(self, server: Any, cert_user: str) -> None:
-        self.server = server
-        self.app = server.app
-        self.cert_user = cert_user
+    def __init__(self, connection: GrpcConnection, stream: int, method: Method, token: str):
+        self.connection = connection
+        self.stream = stream
+        self.method = method
+        self.token = token
+        self.server = connection.server
+        self.app = connection.app
+        self.cert_user = connection.cert_user
         self.user = ""
         self.auth_revision = 0
         self.token_revision = 0  # a JWT token's revision, else 0
         self.closed = False
         self.watch_streams: dict[int, WatchStream] = {}
         self.tasks: dict[int, asyncio.Task] = {}
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.body: bytes | None = None  # a unary call's request
+        self.relayed: asyncio.Task | None = None  # a keep-alive stream's relay, in order
 
     def reply(self, stream: int, body: bytes) -> None:
+        """The call's answer: its one message, then the end."""
         if not self.closed:
-            self.queue.put_nowait(body)
-            self.queue.put_nowait(None)
+            self.connection.h2.send_message(self.stream, body)
+            self.end(stream)
 
     def answer(self, stream: int, response: Message) -> None:
         self.reply(stream, self.app.stamp(response).SerializeToString())
 
     def message(self, stream: int, body: bytes) -> None:
-        if self.closed:
-            return
-        if self.queue.qsize() > MAX_QUEUED_MESSAGES:
-            self.error(stream, errors.ApiError("etcdserver: the client does not read its stream"))
-            return
-        self.queue.put_nowait(body)
+        if not self.closed:
+            self.connection.h2.send_message(self.stream, body)
+            self.connection.wrote()
 
     def end(self, stream: int) -> None:
         if not self.closed:
-            self.queue.put_nowait(None)
+            self.connection.h2.send_trailers(self.stream)
+            self._ended()
 
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
         if not self.closed:
-            self.queue.put_nowait(error)
+            self.connection.h2.send_trailers(self.stream, error.code, error.message)
+            self._ended()
 
     def backlog_bytes(self) -> int:
-        return 0
+        """What this call sent that its client has not taken (the watch hub's measure of a
+        slow watcher)."""
+        return self.connection.h2.stream_backlog(self.stream) + self.connection.buffered()
+
+    def _ended(self) -> None:
+        self.connection.wrote()
+        self.connection.calls.pop(self.stream, None)
+        self.close()
 
     def close(self) -> None:
         """The call ended (answered, cancelled or its client went): drop what it holds."""
+        if self.closed:
+            return
         self.closed = True
         for watch in self.watch_streams.values():
             watch.close()
         self.watch_streams.clear()
         for task in list(self.tasks.values()):
             task.cancel()
+        if self.relayed is not None:
+            self.relayed.cancel()
         for closer in list(self.server.on_connection_lost):
             closer(self)
 
 
-class UnaryCall(GrpcCall):
-    """A call with one answer: the first thing the handler sends (a response body or an
-    ApiError) settles ``answer_future``; no queue, as the call never streams."""
+class GrpcConnection(asyncio.Protocol):
+    """One client connection speaking gRPC (HTTP/2 with the preface already read by the
+    client port, which hands it over with those bytes)."""
 
-    def __init__(self, server: Any, cert_user: str) -> None:
-        self.server = server
-        self.app = server.app
-        self.cert_user = cert_user
-        self.user = ""
-        self.auth_revision = 0
-        self.closed = False
-        self.watch_streams = {}
-        self.tasks = {}
-        self.answer_future: asyncio.Future = server.app.loop.create_future()
+    def __init__(self, front: GrpcFront) -> None:
+        self.front = front
+        self.server = front.server
+        self.app = front.server.app
+        self.h2 = http2.Http2Server(front.limit)
+        self.calls: dict[int, GrpcCall] = {}
+        self.transport: asyncio.Transport | None = None
+        self.cert_user = ""
+        self._queued = False
 
-    def reply(self, stream: int, body: bytes | errors.ApiError | None) -> None:
-        if not self.answer_future.done():
-            self.answer_future.set_result(body)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.cert_user = common_name(transport.get_extra_info("peercert"))
+        self.write_out()  # this side's SETTINGS
 
-    message = reply
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive(data)
+        except http2.ConnectionError2 as exc:
+            self._close(exc.code, str(exc))
+            return
+        for event in events:
+            if type(event) is http2.Message:
+                self._message(event.stream, event.body)
+            elif type(event) is http2.Request:
+                self._request(event)
+            elif type(event) is http2.HalfClosed:
+                self._half_closed(event.stream)
+            elif type(event) is http2.Reset:
+                call = self.calls.pop(event.stream, None)
+                if call is not None:
+                    call.close()
+            elif type(event) is http2.TooLarge:
+                call = self.calls.get(event.stream)
+                if call is not None:
+                    call.error(STREAM, MessageTooLarge(event.size, self.front.limit))
+        self.write_out()
 
-    def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
-        self.reply(stream, error)
+    def wrote(self) -> None:
+        """Answers were queued: they leave with the loop's next output callback."""
+        if not self._queued:
+            self._queued = True
+            self.app.output.add(self)
 
-    def end(self, stream: int) -> None:
-        self.reply(stream, None)
+    def write_out(self) -> None:
+        self._queued = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        data = self.h2.data_to_send()
+        if data:
+            transport.write(data)
+        if self.buffered() > MAX_UNREAD_BYTES:
+            self._close(http2.ENHANCE_YOUR_CALM, "the client does not read its answers")
+
+    def buffered(self) -> int:
+        transport = self.transport
+        held = transport.get_write_buffer_size() if transport is not None else 0
+        return held + self.h2.pending_bytes
+
+    def _close(self, code: int, reason: str) -> None:
+        log.info("closing a gRPC connection: %s", reason)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.h2.goaway(code, reason))
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        calls, self.calls = self.calls, {}
+        for call in calls.values():
+            call.close()
+
+    # Backpressure: a client not reading its socket stops this side reading its requests.
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    # -- calls ------------------------------------------------------------------------------
+
+    def _request(self, request: http2.Request) -> None:
+        stream, path = request.stream, request.path
+        method = self.front.by_path.get(path)
+        if method is None:
+            if path in (HEALTH_CHECK, HEALTH_WATCH):
+                self.calls[stream] = _HealthCall(self, stream, path)  # type: ignore[assignment]
+                return
+            service = path.rsplit("/", 1)[0]
+            if service in SERVICES:
+                message = f"unknown method {path.rsplit('/', 1)[1]} for service {service[1:]}"
+            else:
+                message = f"unknown service {service[1:]}"
+            self.h2.send_trailers(stream, errors.UNIMPLEMENTED, message)
+            return
+        self.calls[stream] = GrpcCall(self, stream, method, request.metadata.get("token", ""))
+
+    def _message(self, stream: int, body: bytes) -> None:
+        call = self.calls.get(stream)
+        if call is None:
+            return
+        if type(call) is _HealthCall:
+            call.body = body  # type: ignore[attr-defined]
+            return
+        method = call.method
+        if not method.streaming:
+            call.body = body
+            return
+        url = self.front.leader_url(method)
+        if url is not None:  # a keep-alive stream on a follower: each request relayed
+            previous = call.relayed
+            call.relayed = self.app.loop.create_task(self._relay_one(call, url, body, previous))
+            return
+        self.server.dispatch(call, STREAM, method.number, 0, body, call.token)
+
+    def _half_closed(self, stream: int) -> None:
+        call = self.calls.get(stream)
+        if call is None:
+            return
+        if type(call) is _HealthCall:
+            call.run()  # type: ignore[attr-defined]
+            return
+        method = call.method
+        if method.streaming:
+            if method.name in BIDI and call.relayed is None:
+                self.server.dispatch(call, STREAM, method.number, FLAG_END, b"", call.token)
+            elif call.relayed is not None:
+                call.relayed.add_done_callback(lambda _t: call.end(STREAM))
+            return
+        body = call.body if call.body is not None else b""
+        url = self.front.leader_url(method)
+        if url is not None:
+            call.tasks[STREAM] = self.app.loop.create_task(self._relay_unary(call, url, body))
+            return
+        proposals = self.app.proposals
+        proposals.arrived_ns = time.monotonic_ns()  # where a traced write's first stage starts
+        try:
+            self.server.dispatch(call, STREAM, method.number, 0, body, call.token)
+        finally:
+            proposals.arrived_ns = 0
+
+    async def _relay_unary(self, call: GrpcCall, url: str, body: bytes) -> None:
+        """A call only the leader answers, on a follower: passed on, its answer returned."""
+        try:
+            answers = await self.front.relay(url, call.method, body, call.token)
+            if call.method.name.startswith("Member"):
+                await self.app.caught_up()
+        except errors.ApiError as error:
+            call.error(STREAM, error)
+            return
+        call.reply(STREAM, answers[-1] if answers else b"")
+
+    async def _relay_one(self, call: GrpcCall, url: str, body: bytes, previous) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            for answer in await self.front.relay(url, call.method, body, call.token):
+                call.message(STREAM, answer)
+        except errors.ApiError as error:
+            call.error(STREAM, error)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: errors.ApiError) -> None:
-    await context.abort(_STATUS.get(error.code, grpc.StatusCode.UNKNOWN), error.message)
+class _HealthCall:
+    """grpc.health.v1: ``Check`` answers SERVING for the empty service name (the only one
+    etcd registers) and NOT_FOUND "unknown service" for another, as grpc-go's health server
+    in etcd; ``Watch`` sends the status once and stays open until the client cancels."""
 
+    def __init__(self, connection: GrpcConnection, stream: int, path: str) -> None:
+        self.connection = connection
+        self.stream = stream
+        self.path = path
+        self.body = b""
 
-_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+    def run(self) -> None:
+        h2 = self.connection.h2
+        known = _known_service(self.body)
+        if self.path == HEALTH_WATCH:
+            h2.send_message(self.stream, HEALTH_SERVING if known else HEALTH_SERVICE_UNKNOWN)
+        elif known:
+            h2.send_message(self.stream, HEALTH_SERVING)
+            h2.send_trailers(self.stream)
+            self.connection.calls.pop(self.stream, None)
+        else:
+            h2.send_trailers(self.stream, errors.NOT_FOUND, "unknown service")
+            self.connection.calls.pop(self.stream, None)
+        self.connection.wrote()
 
-
-# grpc.health.v1 HealthCheckResponse{status: SERVING} and {status: SERVICE_UNKNOWN},
-# encoded (field 1, varint). etcd 3.4 registers the empty service name only, SERVING.
-HEALTH_SERVING = b"\x08\x01"
-HEALTH_SERVICE_UNKNOWN = b"\x08\x03"
-# grpcio refuses a message this many times over the limit itself (its own wording); up to
-# that the call answers etcd's (grpc-go's) wording, so memory per call stays bounded.
-GRPCIO_LIMIT_FACTOR = 4
+    def close(self) -> None:
+        pass
 
 
 def _known_service(body: bytes) -> bool:
@@ -200,90 +373,20 @@ def _varint(body: bytes, i: int) -> tuple[int, int]:
             return value, i
 
 
-async def _health_check(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-    """The standard gRPC health check (load balancers, probes): as grpc-go's health
-    server in etcd, NOT_FOUND "unknown service" for a name other than the empty one."""
-    if not _known_service(body):
-        await context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
-    return HEALTH_SERVING
-
-
-async def _health_watch(body: bytes, context: grpc.aio.ServicerContext):
-    """The streamed health check: the status once, then the stream stays open until the
-    client cancels it (the status of a running member does not change)."""
-    yield HEALTH_SERVING if _known_service(body) else HEALTH_SERVICE_UNKNOWN
-    await asyncio.Event().wait()  # ends when grpcio cancels the call
-
-
 class GrpcFront:
-    """The grpc.aio server behind the client port and the CN of each spliced connection."""
+    """What every gRPC connection of the member shares: the method table, the message
+    limit, and the relay of calls only the leader answers."""
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.port = 0
-        self.limit = 0  # largest request message, as etcd's gRPC max receive size
-        self.cert_users: dict[int, str] = {}  # splice's loopback port -> client cert CN
-        self._grpc: grpc.aio.Server | None = None
+        # largest request message, as etcd's gRPC max receive size
+        self.limit = server.max_request_bytes + FRAME_OVERHEAD_BYTES
+        self.by_path = {method.grpc_name: method for method in METHODS}
 
-    async def start(self) -> None:
-        self.limit = self.server.max_request_bytes + FRAME_OVERHEAD_BYTES
-        self._grpc = grpc.aio.server(
-            options=(
-                ("grpc.max_receive_message_length", self.limit * GRPCIO_LIMIT_FACTOR),
-                ("grpc.max_send_message_length", 2**31 - 1),
-                ("grpc.so_reuseport", 0),
-            )
-        )
-        handlers: dict[str, grpc.RpcMethodHandler] = {}
-        for method in METHODS:
-            service, name = method.grpc_name[1:].split("/")
-            if method.streaming:
-                handler = grpc.stream_stream_rpc_method_handler(self._streamed(method))
-            else:
-                handler = grpc.unary_unary_rpc_method_handler(self._unary(method))
-            handlers.setdefault(service, {})[name] = handler  # type: ignore[index]
-        for service, methods in handlers.items():
-            self._grpc.add_generic_rpc_handlers(
-                (grpc.method_handlers_generic_handler(service, methods),)  # type: ignore[arg-type]
-            )
-        self._grpc.add_generic_rpc_handlers(
-            (
-                grpc.method_handlers_generic_handler(
-                    "grpc.health.v1.Health",
-                    {
-                        "Check": grpc.unary_unary_rpc_method_handler(_health_check),
-                        "Watch": grpc.unary_stream_rpc_method_handler(_health_watch),
-                    },
-                ),
-            )
-        )
-        self.port = self._grpc.add_insecure_port("127.0.0.1:0")
-        await self._grpc.start()
+    def connection(self) -> GrpcConnection:
+        return GrpcConnection(self)
 
-    async def stop(self) -> None:
-        if self._grpc is not None:
-            await self._grpc.stop(0.5)
-
-    def _call(
-        self, context: grpc.aio.ServicerContext, kind: type[GrpcCall] = GrpcCall
-    ) -> tuple[GrpcCall, str]:
-        cert_user = ""
-        if self.cert_users:  # only connections with a verified certificate are listed
-            peer = context.peer()  # "ipv4:127.0.0.1:PORT"
-            port = int(peer.rsplit(":", 1)[1]) if peer.startswith("ipv4:") else -1
-            cert_user = self.cert_users.get(port, "")
-        token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "token":
-                token = value if isinstance(value, str) else value.decode()
-        return kind(self.server, cert_user), token
-
-    async def _check_size(self, body: bytes, context: grpc.aio.ServicerContext) -> None:
-        """A request over the limit answers grpc-go's wording, as etcd's members do."""
-        if len(body) > self.limit:
-            await _abort(context, MessageTooLarge(len(body), self.limit))
-
-    def _leader_url(self, method: Method) -> str | None:
+    def leader_url(self, method: Method) -> str | None:
         """The leader's client URL when ``method`` is answered by the leader only and this
         member is a follower (etcd's members pass these on as well)."""
         app = self.server.app
@@ -291,7 +394,7 @@ class GrpcFront:
             return app.members.client_url(app.leader_id)
         return None
 
-    async def _relay(self, url: str, method: Method, body: bytes, token: str) -> list[bytes]:
+    async def relay(self, url: str, method: Method, body: bytes, token: str) -> list[bytes]:
         """One request passed on to the leader (leader_relay.py): its answer bodies."""
         answers = []
         tls = self.server.leader_tls
@@ -302,168 +405,3 @@ class GrpcFront:
             if kind in (MESSAGE, REPLY):
                 answers.append(answer)
         return answers
-
-    def _unary(self, method: Method):
-        number = method.number
-
-        async def call(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            arrived = time.monotonic_ns()
-            if len(body) > self.limit:  # no coroutine per call for the common case
-                await self._check_size(body, context)
-            connection, token = self._call(context, UnaryCall)
-            url = self._leader_url(method)
-            try:
-                if url is not None:
-                    answer = (await self._relay(url, method, body, token))[-1]
-                    if method.name.startswith("Member"):
-                        await self.server.app.caught_up()
-                else:
-                    proposals = self.server.app.proposals
-                    proposals.arrived_ns = arrived  # where a traced write's first stage starts
-                    try:
-                        self.server.dispatch(connection, STREAM, number, 0, body, token)
-                    finally:
-                        proposals.arrived_ns = 0
-                    answer = await connection.answer_future  # type: ignore[attr-defined]
-            except errors.ApiError as error:  # the leader's answer to a relayed call
-                answer = error
-            finally:
-                connection.close()
-            if isinstance(answer, errors.ApiError):
-                await _abort(context, answer)
-            return answer
-
-        return call
-
-    def _streamed(self, method: Method):
-        number = method.number
-        bidi = method.name in BIDI
-
-        async def call(requests, context: grpc.aio.ServicerContext):
-            connection, token = self._call(context)
-            dispatch = self.server.dispatch
-            url = self._leader_url(method)
-            if url is not None:  # a keep-alive stream on a follower: each request relayed
-                try:
-                    async for body in requests:
-                        await self._check_size(body, context)
-                        for answer in await self._relay(url, method, body, token):
-                            yield answer
-                except errors.ApiError as error:
-                    await _abort(context, error)
-                return
-
-            async def read() -> None:
-                async for body in requests:
-                    if len(body) > self.limit:
-                        connection.error(STREAM, MessageTooLarge(len(body), self.limit))
-                        return
-                    dispatch(connection, STREAM, number, 0, body, token)
-                if bidi:  # a server-streamed call's client always half-closes at once
-                    dispatch(connection, STREAM, number, FLAG_END, b"", token)
-
-            reader = asyncio.get_running_loop().create_task(read())
-            try:
-                while True:
-                    answer = await connection.queue.get()
-                    if answer is None:
-                        return
-                    if isinstance(answer, errors.ApiError):
-                        await _abort(context, answer)
-                    yield answer
-            finally:
-                reader.cancel()
-                connection.close()
-
-        return call
-
-
-class H2Splice(asyncio.Protocol):
-    """A client connection speaking HTTP/2, passed byte for byte to the gRPC server."""
-
-    def __init__(self, front: GrpcFront) -> None:
-        self._front = front
-        self._client: asyncio.Transport | None = None
-        self._upstream: asyncio.Transport | None = None
-        self._pending: list[bytes] = []
-        self._port = -1
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._client = transport  # type: ignore[assignment]
-        self._cert_user = common_name(transport.get_extra_info("peercert"))
-        transport.set_write_buffer_limits(high=SPLICE_HIGH_WATER)  # type: ignore[attr-defined]
-        asyncio.get_running_loop().create_task(self._dial())
-
-    async def _dial(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            transport, _ = await loop.create_connection(
-                lambda: _Upstream(self), "127.0.0.1", self._front.port
-            )
-        except OSError as exc:
-            log.warning("gRPC server unreachable: %s", exc)
-            if self._client is not None:
-                self._client.close()
-            return
-        if self._client is None or self._client.is_closing():
-            transport.close()
-            return
-        self._port = transport.get_extra_info("sockname")[1]
-        if self._cert_user:
-            self._front.cert_users[self._port] = self._cert_user
-        transport.set_write_buffer_limits(high=SPLICE_HIGH_WATER)  # type: ignore[attr-defined]
-        self._upstream = transport  # type: ignore[assignment]
-        if self._pending:
-            transport.write(b"".join(self._pending))
-            self._pending.clear()
-
-    def data_received(self, data: bytes) -> None:
-        if self._upstream is None:
-            self._pending.append(data)
-        else:
-            self._upstream.write(data)
-
-    def eof_received(self) -> bool:
-        if self._upstream is not None and self._upstream.can_write_eof():
-            self._upstream.write_eof()
-        return True
-
-    # Backpressure: the client not reading stops reading the gRPC server, and back.
-    def pause_writing(self) -> None:
-        if self._upstream is not None:
-            self._upstream.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._upstream is not None:
-            self._upstream.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._front.cert_users.pop(self._port, None)
-        self._client = None
-        if self._upstream is not None:
-            self._upstream.close()
-
-
-class _Upstream(asyncio.Protocol):
-    """The splice's side toward the gRPC server."""
-
-    def __init__(self, splice: H2Splice) -> None:
-        self._splice = splice
-
-    def data_received(self, data: bytes) -> None:
-        client = self._splice._client
-        if client is not None:
-            client.write(data)
-
-    def pause_writing(self) -> None:
-        if self._splice._client is not None:
-            self._splice._client.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._splice._client is not None:
-            self._splice._client.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        client = self._splice._client
-        if client is not None:
-            client.close()

@@ -38,7 +38,7 @@ from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
 from .cpu_pairing import CpuPairing, Writes
-from .grpc_front import GrpcFront, H2Splice
+from .grpc_front import GrpcFront
 from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
 from .logging_setup import fields, setup_logging
@@ -320,12 +320,11 @@ class Node:
         # TLS ends here, below every protocol spoken on the port.
         client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
         # Each connection's first bytes pick its protocol (client_port.py).
-        self.grpc = GrpcFront(server)  # etcd's gRPC API, spliced to from the client port
-        await self.grpc.start()
+        grpc = GrpcFront(server)  # etcd's gRPC API
         protocols = {
             Kind.NATIVE: lambda: ClientConnection(server),
             Kind.HTTP1: lambda: HttpConnection(server),
-            Kind.HTTP2: lambda: H2Splice(self.grpc),
+            Kind.HTTP2: grpc.connection,
         }
         try:
             for url in config.listen_client_urls:
@@ -435,7 +434,6 @@ class Node:
         for listener in self._listeners:
             listener.close()
         self.metrics.close()
-        await self.grpc.stop()
         if raft.returncode is None:
             await app.graceful_stop(TRANSFER_WAIT_S, DRAIN_WAIT_S)
         if raft.returncode is None:
