@@ -133,6 +133,12 @@ def test_bad_grpc_input_fails_that_call_only(cluster):
         assert too_large.value.details() == (
             "grpc: received message larger than max (2200008 vs. 2097152)"
         )
+        huge = rpc.PutRequest(key=b"h", value=b"x" * 9_000_000).SerializeToString()
+        with pytest.raises(grpc.RpcError) as far_too_large:  # the same, however large
+            unary(channel, "/etcdserverpb.KV/Put")(huge, timeout=10)
+        assert far_too_large.value.details() == (
+            "grpc: received message larger than max (9000008 vs. 2097152)"
+        )
         big = rpc.PutRequest(key=b"h", value=b"x" * 1_600_000).SerializeToString()
         with pytest.raises(grpc.RpcError) as over_request_bytes:
             unary(channel, "/etcdserverpb.KV/Put")(big, timeout=10)
@@ -166,7 +172,7 @@ def test_bad_grpc_input_fails_that_call_only(cluster):
         length = int.from_bytes(data[:3], "big")
         types.append(data[3])
         data = data[9 + length :]
-    assert types and types[0] == 4  # grpcio's SETTINGS, then closed (recv gave b"")
+    assert types and types[0] == 4 and types[-1] == 7  # SETTINGS, ..., GOAWAY, then closed
     assert etcdctl(cluster.endpoints[0], "put", "after", "ok")[1] == b"OK\n"
 
 
