@@ -1,11 +1,13 @@
 """What one unary gRPC call costs a Python server's CPU: grpc.aio's server (what the gRPC
-front runs today), the h2 library's HTTP/2 state machine on asyncio, and a minimal
-frame-level HTTP/2 server on asyncio (HPACK decoding by the hpack library, answers from
-constant header blocks). Each server answers etcd's ``KV/Put`` with a fixed PutResponse;
-a grpc.aio client in this process keeps ``--inflight`` calls going for ``--seconds``.
+front ran until it had its own HTTP/2), the h2 library's HTTP/2 state machine on asyncio,
+a minimal frame-level HTTP/2 server on asyncio (HPACK decoding by the hpack library,
+answers from constant header blocks), and pyraftkv's own (protocol/http2.py, what the
+gRPC front runs). Each server answers etcd's ``KV/Put`` with a fixed PutResponse; a
+grpc.aio client in this process keeps ``--inflight`` calls going for ``--seconds``.
 
-    pip install h2            # h2 and hpack: this script only, not pyraftkv's dependencies
-    python bench/grpc_server_cost.py [--servers grpc,h2,frames] [--seconds 6] [--inflight 64]
+    pip install h2            # the h2 library: this script only, not a pyraftkv dependency
+    python bench/grpc_server_cost.py [--servers grpc,h2,frames,pyraftkv] [--seconds 6] \\
+        [--inflight 64]
 
 Prints calls/s and the server process's CPU per call (/proc), the steadier figure on a
 shared machine. The frame-level server is a lower bound, not a product: it handles one
@@ -165,6 +167,32 @@ class H2Server(asyncio.Protocol):
             self.transport.write(out)
 
 
+class PyraftkvServer(asyncio.Protocol):
+    """The same answers through protocol/http2.py."""
+
+    def connection_made(self, transport) -> None:
+        from pyraftkv.protocol.http2 import Http2Server
+
+        self.transport = transport
+        self.h2 = Http2Server(1 << 20)
+        transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        from pyraftkv.protocol import http2
+
+        h2 = self.h2
+        for event in h2.receive(data):
+            if type(event) is http2.Message:
+                rpc.PutRequest.FromString(event.body)
+            elif type(event) is http2.HalfClosed:
+                h2.send_message(event.stream, RESPONSE)
+                h2.send_trailers(event.stream)
+        self.transport.write(h2.data_to_send())
+
+
+PROTOCOLS = {"frames": FrameServer, "h2": H2Server, "pyraftkv": PyraftkvServer}
+
+
 async def serve(kind: str, port: int) -> None:
     if kind == "grpc":
         import grpc
@@ -181,8 +209,7 @@ async def serve(kind: str, port: int) -> None:
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
     else:
-        protocol = FrameServer if kind == "frames" else H2Server
-        await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", port)
+        await asyncio.get_running_loop().create_server(PROTOCOLS[kind], "127.0.0.1", port)
     await asyncio.Event().wait()
 
 
@@ -232,7 +259,7 @@ def free_port() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--servers", default="grpc,h2,frames")
+    parser.add_argument("--servers", default="grpc,h2,frames,pyraftkv")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)  # KIND PORT, in the child

@@ -143,6 +143,7 @@ class GrpcConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.cert_user = ""
         self._queued = False
+        self._arrived = 0  # when the bytes being handled were read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -150,6 +151,7 @@ class GrpcConnection(asyncio.Protocol):
         self.write_out()  # this side's SETTINGS
 
     def data_received(self, data: bytes) -> None:
+        self._arrived = time.monotonic_ns()  # where a traced write's first stage starts
         try:
             events = self.h2.receive(data)
         except http2.ConnectionError2 as exc:
@@ -271,7 +273,7 @@ class GrpcConnection(asyncio.Protocol):
             call.tasks[STREAM] = self.app.loop.create_task(self._relay_unary(call, url, body))
             return
         proposals = self.app.proposals
-        proposals.arrived_ns = time.monotonic_ns()  # where a traced write's first stage starts
+        proposals.arrived_ns = self._arrived
         try:
             self.server.dispatch(call, STREAM, method.number, 0, body, call.token)
         finally:

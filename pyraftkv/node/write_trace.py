@@ -4,8 +4,8 @@ processes of the member that took it.
 A sampled proposal batch (at most one per ``--write-trace-interval`` ms, 10 by default:
 a single writer has about one write in eight traced, heavy load a far smaller share) carries
 clock readings with it: the application process stamps it when its first write arrived
-(read from the client's socket, or handed over by grpcio; when it joined the batch for a
-write of the member's own) and when the batch went down the ring; the Raft process when it
+(read from the client's socket; when it joined the batch for a write of the member's
+own) and when the batch went down the ring; the Raft process when it
 popped it, sent the AppendEntries, finished the WAL write and the fdatasync, learned the
 entry committed on a majority and pushed it up the ring; the application process again
 when it popped it, applied it (LMDB commit) and wrote the replies. The readings are
