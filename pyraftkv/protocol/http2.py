@@ -1,5 +1,5 @@
 """HTTP/2 for gRPC, the server's side, without I/O (RFC 9113; HPACK, RFC 7541, decoded by
-the hpack library): bytes in, events out; answers queued, bytes out.
+header_block.py): bytes in, events out; answers queued, bytes out.
 
 Only what a gRPC server needs: requests arrive as HEADERS (with CONTINUATION) and DATA
 carrying length-prefixed messages; answers are a HEADERS block, DATA, and trailers. The
@@ -16,8 +16,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 
-from hpack import Decoder
-from hpack.exceptions import HPACKError
+from .header_block import HeaderBlockError, HeaderDecoder
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -162,8 +161,7 @@ class Http2Server:
 
     def __init__(self, max_message: int) -> None:
         self.max_message = max_message
-        self._decoder = Decoder()
-        self._decoder.max_header_list_size = MAX_HEADER_BLOCK
+        self._decoder = HeaderDecoder(max_list_size=MAX_HEADER_BLOCK)
         self._buffer = bytearray()
         self._preface_seen = False
         self._out: list[bytes] = []
@@ -434,8 +432,8 @@ class Http2Server:
             return
         self._headers = None
         try:
-            fields = self._decoder.decode(bytes(block), raw=True)
-        except HPACKError as exc:
+            fields = self._decoder.decode(bytes(block))
+        except HeaderBlockError as exc:
             raise ConnectionError2(COMPRESSION_ERROR, f"a bad header block: {exc}") from None
         state = self._streams.get(stream)
         end_stream = bool(first_flags & END_STREAM)
