@@ -105,9 +105,9 @@ class GrpcCall(CallTasks):
             self._ended()
 
     def backlog_bytes(self) -> int:
-        """What this call sent that its client has not taken (the watch hub's measure of a
-        slow watcher)."""
-        return self.connection.h2.stream_backlog(self.stream) + self.connection.buffered()
+        """What the call's connection sent that its client has not taken (the watch hub's
+        measure of a slow watcher, as a native connection's)."""
+        return self.connection.buffered()
 
     def _ended(self) -> None:
         self.connection.wrote()
