@@ -232,3 +232,26 @@ def test_a_task_ending_leaves_a_later_one_on_its_stream_tracked():
         assert second.cancelled()
 
     run(test)
+
+
+def test_replies_queued_in_one_turn_leave_in_one_send_per_connection():
+    """PendingOutput: every connection with replies queued is written once, by one
+    callback, or at once when asked (as an apply does)."""
+
+    async def test(loop):
+        (a, server, ta), (b, _, tb) = connection(loop), connection(loop)
+        b.app = a.app = server.app
+        for stream in (1, 3):
+            a.data_received(put(stream))
+            a.reply(stream, b"r")
+        b.data_received(put(5))
+        b.reply(5, b"r")
+        assert ta.written == tb.written == b""
+        await asyncio.sleep(0)  # the one callback
+        assert len(ta.frames()) == 2 and len(tb.frames()) == 1
+        a.data_received(put(7))
+        a.reply(7, b"now")
+        server.app.output.write()  # what an apply does: no wait for the callback
+        assert len(ta.frames()) == 3
+
+    run(test)

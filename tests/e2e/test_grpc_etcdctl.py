@@ -275,3 +275,48 @@ def test_watch_fragments_large_responses_when_asked(cluster):
         pieces = responses(True)
         assert [(len(r.events), r.fragment) for r in pieces] == [(2, True), (1, False)]
         assert [e.kv.key for r in pieces for e in r.events] == [b"f1", b"f2", b"f3"]
+
+
+def test_a_grpc_client_that_never_takes_its_answers_is_cut_off(cluster):
+    """A client whose HTTP/2 windows stay shut while it asks for 1 MiB answers: once the
+    member holds more than MAX_UNREAD_BYTES for it, the connection ends with GOAWAY
+    (ENHANCE_YOUR_CALM) and the member goes on serving everyone else."""
+    from hpack import Encoder
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    endpoint = cluster.endpoints[0]
+    assert etcdctl(endpoint, "put", "big", stdin=b"x" * 1_000_000)[0] == 0
+    encoder = Encoder()
+
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return (
+            len(payload).to_bytes(3, "big")
+            + bytes((kind, flags))
+            + stream.to_bytes(4, "big")
+            + payload
+        )
+
+    body = rpc.RangeRequest(key=b"big").SerializeToString()
+    message = b"\0" + len(body).to_bytes(4, "big") + body
+    host, port = endpoint.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        # SETTINGS: INITIAL_WINDOW_SIZE 0, so no answer's DATA may be sent
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"\0\x04\0\0\0\0"))
+        for n in range(80):
+            headers = encoder.encode(
+                [(":method", "POST"), (":scheme", "http"), (":path", "/etcdserverpb.KV/Range"),
+                 (":authority", endpoint), ("content-type", "application/grpc"), ("te", "trailers")]
+            )  # fmt: skip
+            sock.sendall(frame(1, 4, 2 * n + 1, headers) + frame(0, 1, 2 * n + 1, message))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    goaways = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        if data[3] == 7:
+            goaways.append(int.from_bytes(data[13:17], "big"))
+        data = data[9 + length :]
+    assert goaways == [0xB]  # ENHANCE_YOUR_CALM
+    assert etcdctl(endpoint, "put", "after", "ok")[1] == b"OK\n"
