@@ -7,7 +7,7 @@ from pyraftkv import Client, errors
 from pyraftkv.errors import ApiError
 from pyraftkv.proto import rpc_pb2 as rpc
 
-from .harness import Member, free_ports, put_retrying
+from .harness import Member, free_ports, put_retrying, wait_for
 
 
 def test_a_member_added_then_started_with_existing_state_joins_and_catches_up(cluster):
@@ -15,9 +15,18 @@ def test_a_member_added_then_started_with_existing_state_joins_and_catches_up(cl
         for i in range(20):
             c.put(f"j{i:02d}", str(i))
         client_port, peer_port = free_ports(2)
-        added = c.call(
-            "MemberAdd", rpc.MemberAddRequest(peerURLs=[f"http://127.0.0.1:{peer_port}"])
-        )
+        request = rpc.MemberAddRequest(peerURLs=[f"http://127.0.0.1:{peer_port}"])
+        added = None
+
+        def add() -> bool:  # refused, as etcd's is, until the leader heard every voter
+            nonlocal added
+            try:
+                added = c.call("MemberAdd", request)
+            except errors.UnhealthyCluster:
+                return False
+            return True
+
+        wait_for(add, "the leader to hear from every voter")
     assert len(added.members) == 4 and added.member.ID
     assert list(added.member.peerURLs) == [f"http://127.0.0.1:{peer_port}"]
 
