@@ -181,7 +181,7 @@ class Application:
         # Entries applied that another member proposed (writes its clients sent there);
         # cpu_pairing.py reads and resets it.
         self.foreign_applied = 0
-        self.trace = WriteTrace(self.loop.call_soon)
+        self.trace = WriteTrace()
         self.reads = ReadRounds(send_down, self._answer, request_timeout)
         self.proposals.also_waiting = lambda: self.reads.waiting
         self.admin = AdminWaiters(self, send_down, self.proposals.new_id)
@@ -502,6 +502,21 @@ class Application:
                             done.append((entry.index, writes))
                 else:
                     apply_conf_change(batch, self.members, entry)
+            # The answers leave before the store's transaction commits, off the writers'
+            # path: the entries are committed and in this member's WAL, so a crash before
+            # the commit applies them again, to the same results; and nothing on this loop
+            # reads the store before the commit below.
+            for reply, result in answers:
+                if isinstance(result, errors.ApiError):
+                    reply.fail(result)
+                else:
+                    reply.answer(self.stamp(result).SerializeToString())
+            taken = self.trace.applied(done) if done else None
+            self.output.write()
+            if taken:
+                self.trace.replied(taken)
+            if FAILPOINTS:
+                hit("appBeforeBackendCommit")
             commit_started = time.perf_counter()
         self.trace.backend_commit.observe(time.perf_counter() - commit_started)
         self.applied_index, self.applied_term = last.index, last.term
@@ -509,14 +524,6 @@ class Application:
         self._unchecked_bytes += applied_bytes
         if self.over_quota or self._unchecked_bytes >= QUOTA_CHECK_BYTES:
             self._check_quota()
-        for reply, result in answers:
-            if isinstance(result, errors.ApiError):
-                reply.fail(result)
-            else:
-                reply.answer(self.stamp(result).SerializeToString())
-        if done:
-            self.trace.applied(done)
-        self.output.write()
         if events:
             self.watch_hub.notify(events, self.store.revision)
         if self.watch_hub.has_unsynced:

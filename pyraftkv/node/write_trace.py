@@ -8,7 +8,8 @@ clock readings with it: the application process stamps it when its first write a
 own) and when the batch went down the ring; the Raft process when it
 popped it, sent the AppendEntries, finished the WAL write and the fdatasync, learned the
 entry committed on a majority and pushed it up the ring; the application process again
-when it popped it, applied it (LMDB commit) and wrote the replies. The readings are
+when it popped it, applied it and wrote the replies (then it commits the LMDB
+transaction: the entry is already durable in a majority's WAL). The readings are
 CLOCK_MONOTONIC (``time.monotonic_ns``), which is one clock for every process on Linux.
 
 The differences between consecutive readings are the stages. A leader sends to its
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable
 
 from ..proto import rpc_pb2 as rpc
 
@@ -49,7 +49,7 @@ STAGES = (
     "quorum",  # -> a majority has it (followers' write, fsync, acknowledgement)
     "commit",  # -> committed entry pushed up the ring
     "ring_up",  # -> the application process popped it
-    "apply",  # -> applied and committed to LMDB
+    "apply",  # -> applied in the open LMDB transaction, responses built
     "reply",  # -> replies written to the client sockets
 )
 
@@ -136,8 +136,7 @@ class StageHistograms:
 class WriteTrace:
     """The application side: open traces by entry index, and the stage histograms."""
 
-    def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
-        self._schedule = schedule
+    def __init__(self) -> None:
         # entry index -> readings so far, and the histograms the write goes to
         self.open: dict[int, tuple[list[int], StageHistograms]] = {}
         self.taken = StageHistograms()  # writes taken by this member as leader
@@ -153,10 +152,9 @@ class WriteTrace:
         histograms = self.forwarded if forwarded else self.taken
         self.open[index] = ([*readings, time.monotonic_ns()], histograms)
 
-    def applied(self, done: list[tuple[int, int]]) -> None:
-        """Entries (index, writes) just applied and their replies queued: stamp them, and
-        once the replies are written (the connections flush on the next callbacks),
-        record them."""
+    def applied(self, done: list[tuple[int, int]]) -> list:
+        """Entries (index, writes) just applied, their responses built: stamp them. What
+        this returns goes to ``replied`` once their replies are written."""
         now = time.monotonic_ns()
         taken = []
         for index, writes in done:
@@ -165,11 +163,11 @@ class WriteTrace:
                 readings, histograms = trace
                 readings.append(now)
                 taken.append((readings, writes, histograms))
-        if taken:
-            self._schedule(lambda: self._record(taken))
+        return taken
 
     @staticmethod
-    def _record(taken: list[tuple[list[int], int, StageHistograms]]) -> None:
+    def replied(taken: list[tuple[list[int], int, StageHistograms]]) -> None:
+        """The replies of writes ``applied`` returned are written: record them."""
         now = time.monotonic_ns()
         for readings, writes, histograms in taken:
             readings.append(now)

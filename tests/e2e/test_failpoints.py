@@ -82,3 +82,29 @@ def test_failpoints_switched_on_and_off_on_a_running_member(tmp_path):
             assert c.get("k").kvs[0].value == b"2"
     finally:
         cluster.stop_all()
+
+
+def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_path):
+    """An apply answers its writes before its LMDB transaction commits (the entry is
+    already in the WAL): a member that dies between the two has answered, and after a
+    restart it applies the entry again, to the revision it answered with."""
+    cluster = LocalCluster(str(tmp_path), 1)
+    member = cluster.members[0]
+    path = member.data_dir + ".failpoints"
+    member.env[FILE_ENV] = path
+    try:
+        cluster.start()
+        with cluster.client([member]) as c:
+            c.put("k", "1")
+            with open(path, "w") as f:
+                f.write("appBeforeBackendCommit=crash")
+            answered = c.put("k", "2").header.revision
+        assert member.process.wait(30) != 0
+        assert "failpoint appBeforeBackendCommit: crash" in member.log_text()
+        os.unlink(path)
+        cluster.start_member(member)
+        with cluster.client([member]) as c:
+            kv = c.get("k").kvs[0]
+            assert (kv.value, kv.mod_revision) == (b"2", answered)
+    finally:
+        cluster.stop_all()
