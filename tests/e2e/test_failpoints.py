@@ -94,6 +94,7 @@ def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_p
     member.env[FILE_ENV] = path
     try:
         cluster.start()
+        cluster.wait_published(member)  # its own publish is applied: the next apply is ours
         with cluster.client([member]) as c:
             c.put("k", "1")
             with open(path, "w") as f:
