@@ -58,7 +58,7 @@ class HeaderDecoder:
                 continue
             else:  # a literal not indexed, or never indexed
                 field, i = self._literal(block, i, 4)
-            listed += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
+            listed += _size(field)
             if listed > self._max_list:
                 raise HeaderBlockError(f"a header list over {self._max_list} bytes")
             fields.append(field)
@@ -82,7 +82,7 @@ class HeaderDecoder:
         return (name, value), i
 
     def _add(self, field: tuple[bytes, bytes]) -> None:
-        size = len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
+        size = _size(field)
         if size > self._max:  # too large for the table: it empties (RFC 7541, 4.4)
             self._dynamic.clear()
             self._size = 0
@@ -93,8 +93,12 @@ class HeaderDecoder:
 
     def _evict(self) -> None:
         while self._size > self._max:
-            name, value = self._dynamic.pop()
-            self._size -= len(name) + len(value) + ENTRY_OVERHEAD
+            self._size -= _size(self._dynamic.pop())
+
+
+def _size(field: tuple[bytes, bytes]) -> int:
+    """What a field counts in the table and the list (RFC 7541, 4.1)."""
+    return len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
 
 
 def _integer(block: bytes, i: int, prefix: int) -> tuple[int, int]:

@@ -196,10 +196,6 @@ class Http2Server:
         """DATA bytes held back by the peer's windows, over every stream."""
         return self._pending_total
 
-    def stream_backlog(self, stream: int) -> int:
-        state = self._streams.get(stream)
-        return state.pending_bytes if state is not None else 0
-
     def send_message(self, stream: int, body: bytes) -> None:
         """One gRPC message on a call (its response headers first, once)."""
         state = self._streams.get(stream)
