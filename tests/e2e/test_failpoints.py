@@ -94,9 +94,11 @@ def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_p
     member.env[FILE_ENV] = path
     try:
         cluster.start()
-        cluster.wait_published(member)  # its own publish is applied: the next apply is ours
         with cluster.client([member]) as c:
             c.put("k", "1")
+            # put 1 is answered inside its apply batch, before that batch passes the
+            # failpoint: a read answered after it shows the loop has left that batch.
+            c.get("k", serializable=True)
             with open(path, "w") as f:
                 f.write("appBeforeBackendCommit=crash")
             answered = c.put("k", "2").header.revision
