@@ -243,9 +243,11 @@ class Application:
         ``user`` and ``auth_revision``: whom a client's request was accepted for and the
         auth revision it was checked at (apply checks again; both unset for the member's
         own writes).
-        Raises NoSpace for a write that adds data while the NOSPACE alarm is raised, or while
-        this member's store is over its quota (then it raises the alarm, as etcd does)."""
-        if (self.over_quota or self.alarms.has(NOSPACE)) and needs_space(method, body):
+        Raises NoSpace for a write that adds data while this member's store is over its
+        quota (and raises the alarm, as etcd does). A raised alarm refuses it at apply, in
+        log order: a write sent after a disarm returned is never refused by a member that
+        has not applied the disarm yet."""
+        if self.over_quota and needs_space(method, body):
             self._raise_nospace()
             raise errors.NoSpace()
         if method in REFUSED_WHEN_CORRUPT and self.alarms.has(CORRUPT):
