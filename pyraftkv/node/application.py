@@ -244,14 +244,12 @@ class Application:
         auth revision it was checked at (apply checks again; both unset for the member's
         own writes).
         Raises NoSpace for a write that adds data while this member's store is over its
-        quota (and raises the alarm, as etcd does). A raised alarm refuses it at apply, in
-        log order: a write sent after a disarm returned is never refused by a member that
-        has not applied the disarm yet."""
+        quota (and raises the alarm, as etcd does). Raised alarms (NOSPACE, CORRUPT) refuse it
+        at apply, in log order: a write sent after a disarm returned is never refused by a
+        member that has not applied the disarm yet."""
         if self.over_quota and needs_space(method, body):
             self._raise_nospace()
             raise errors.NoSpace()
-        if method in REFUSED_WHEN_CORRUPT and self.alarms.has(CORRUPT):
-            raise errors.CorruptCluster()
         self.proposals.add(reply, method, body, user, auth_revision)
         self._schedule_flush()
 
