@@ -513,6 +513,25 @@ def test_a_put_reads_the_previous_version_only_when_needed(store: MVCCStore) -> 
         assert events[0].prev_kv.value == b"three"
 
 
+def test_a_delete_reads_the_previous_versions_only_when_needed(store: MVCCStore) -> None:
+    """As a put: with events_need_prev false a delete's events carry no prev_kv unless the
+    request asks for it (a delete of many large values would otherwise hold every one)."""
+    with store.write_batch(1) as batch:
+        for key in (b"a", b"b", b"c"):
+            batch.put(rpc_pb2.PutRequest(key=key, value=b"v-" + key, lease=0))
+    store.events_need_prev = lambda: False
+    with store.write_batch(2) as batch:
+        resp, events = batch.delete_range(rpc_pb2.DeleteRangeRequest(key=b"a"))
+        assert resp.deleted == 1 and not events[0].HasField("prev_kv")
+        assert (events[0].type, events[0].kv.key) == (kv_pb2.Event.DELETE, b"a")
+        resp, events = batch.delete_range(rpc_pb2.DeleteRangeRequest(key=b"b", prev_kv=True))
+        assert resp.prev_kvs[0].value == b"v-b" and events[0].prev_kv.value == b"v-b"
+    store.events_need_prev = lambda: True
+    with store.write_batch(3) as batch:
+        _, events = batch.delete_range(rpc_pb2.DeleteRangeRequest(key=b"c"))
+        assert events[0].prev_kv.value == b"v-c"
+
+
 def test_counters_written_only_when_they_move_survive_reopening(tmp_path: Path) -> None:
     """After its first commit a batch stores the counters that moved: every one reads back
     after reopening whichever batch last moved it, and two stores with the same history

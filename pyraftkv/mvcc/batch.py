@@ -341,9 +341,11 @@ class WriteBatch:
                 for item in index.range(kr.start, kr.end, read_rev)[0]
             ]
         main = changes.main
+        with_prev = want_prev or self._events_need_prev
         for found_key, mod_main, mod_sub in found:
             event = Event(type=DELETE)
-            event.prev_kv.ParseFromString(self._view.record(mod_main, mod_sub))
+            if with_prev:
+                event.prev_kv.ParseFromString(self._view.record(mod_main, mod_sub))
             sub = changes.sub
             if not index.tombstone(found_key, main, sub):
                 raise RuntimeError(f"mvcc: {found_key!r} was live but could not be deleted")

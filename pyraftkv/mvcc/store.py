@@ -83,10 +83,11 @@ class MVCCStore:
     lease. Attach/detach bookkeeping follows from the events (kv.lease of puts, and
     deletes); keys_by_lease() rebuilds it at start-up.
 
-    events_need_prev says, once per write batch, whether a put's event must carry the
-    key's previous version (prev_kv): reading and parsing it is a third of an overwrite's
-    cost, and nothing needs it while no watcher asked for prev_kv. A put whose request
-    needs it (prev_kv, ignore_value, ignore_lease) reads it regardless.
+    events_need_prev says, once per write batch, whether a put's or a delete's events must
+    carry the key's previous version (prev_kv): reading and parsing it is a third of an
+    overwrite's cost, a delete of many keys would hold all their values at once, and
+    nothing needs it while no watcher asked for prev_kv. A request that needs it (prev_kv,
+    ignore_value, ignore_lease) reads it regardless.
     """
 
     def __init__(
