@@ -43,13 +43,23 @@ PutResponse = rpc_pb2.PutResponse
 class _Changes:
     """The changes of one write request: all at revision main = begin + 1."""
 
-    __slots__ = ("begin", "main", "sub", "events")
+    __slots__ = ("begin", "main", "sub", "events", "_held")
 
     def __init__(self, begin: int) -> None:
         self.begin = begin
         self.main = begin + 1
         self.sub = 0
         self.events: list[Event] = []
+        self._held = None
+
+    def new_event(self) -> Event:
+        """An event of this request, added to ``events``. All of them live in one message
+        (one protobuf arena): a request deleting many keys makes no allocation per event."""
+        if self._held is None:
+            self._held = rpc_pb2.WatchResponse().events
+        event = self._held.add()
+        self.events.append(event)
+        return event
 
     @property
     def read_rev(self) -> int:
@@ -343,7 +353,8 @@ class WriteBatch:
         main = changes.main
         with_prev = want_prev or self._events_need_prev
         for found_key, mod_main, mod_sub in found:
-            event = Event(type=DELETE)
+            event = changes.new_event()
+            event.type = DELETE
             if with_prev:
                 event.prev_kv.ParseFromString(self._view.record(mod_main, mod_sub))
             sub = changes.sub
@@ -353,7 +364,6 @@ class WriteBatch:
             kv = event.kv
             kv.key = found_key
             kv.mod_revision = main
-            changes.events.append(event)
             self._put_record(
                 tombstone_key(main, sub), kv.SerializeToString(), db=self._kv_db, append=True
             )
