@@ -14,7 +14,9 @@ from pyraftkv import errors
 from pyraftkv.ctl import run
 from pyraftkv.failpoints import ENV
 from pyraftkv.mvcc import MVCCStore
+from pyraftkv.proto import rpc_pb2 as rpc
 
+from .nemesis import paused, raft_pid
 from .test_grpc_etcdctl import etcdctl
 
 
@@ -110,6 +112,38 @@ def test_nospace_is_raised_cluster_wide_and_only_disarm_clears_it(make_cluster):
         return {line.split(", ")[1] for line in out.splitlines()}
 
     wait_for(lambda: len(hashes()) == 1)
+
+
+@pytest.mark.parametrize(
+    "alarm, refused", [(rpc.NOSPACE, errors.NoSpace), (rpc.CORRUPT, errors.CorruptCluster)]
+)
+def test_a_write_after_a_disarm_is_not_refused_by_a_member_yet_to_apply_it(
+    make_cluster, alarm, refused
+):
+    """Raised alarms refuse writes as they are applied, in log order: a follower whose Raft
+    process was paused through the disarm takes a put sent to it afterwards and applies it
+    after the disarm, instead of refusing it on the alarm it still holds."""
+    cluster = make_cluster(3)
+    cluster.start()
+    leader = cluster.wait_leader()
+    lagging = next(m for m in cluster.members if m is not leader)
+    with cluster.client([leader]) as client:
+        member_id = client.status().header.member_id
+        client.call(
+            "Alarm",
+            rpc.AlarmRequest(action=rpc.AlarmRequest.ACTIVATE, memberID=member_id, alarm=alarm),
+        )
+    with cluster.client([lagging]) as client:
+        with pytest.raises(refused):
+            client.put("k", "refused")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            with paused(raft_pid(lagging)):
+                code, out, _ = ctl(leader.endpoint, "alarm", "disarm")
+                assert code == 0 and out.startswith(f"memberID:{member_id} alarm:")
+                put = pool.submit(client.put, "k", "taken")
+                time.sleep(0.5)  # sent while the member still holds the alarm
+            assert put.result(timeout=10).header.revision > 0
+        assert client.get("k").kvs[0].value == b"taken"
 
 
 def test_alarms_survive_a_restart_and_defrag_reports_a_dead_member(make_cluster):
