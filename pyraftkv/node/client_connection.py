@@ -32,6 +32,7 @@ from ..protocol.frames import (
     split_token,
 )
 from ..protocol.methods import BY_NAME, METHODS
+from .client_port import close_after_last_word
 from .tls import common_name
 from .watch_stream import WatchStream
 
@@ -178,6 +179,8 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         return not (len(self.streams) or self.tasks or self.watch_streams or self._parked)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # sent before the client read this side's last word
         arrived = time.monotonic_ns()
         self.last_active = arrived / 1e9
         try:
@@ -306,7 +309,7 @@ class ClientConnection(CallTasks, asyncio.Protocol):
         self.write_out()
         self.closed = True
         if self._transport is not None:
-            self._transport.close()
+            close_after_last_word(self._transport)
 
 
 def _too_large(size: int) -> errors.ApiError:

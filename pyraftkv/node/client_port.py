@@ -16,6 +16,24 @@ log = logging.getLogger("pyraftkv.clients")
 
 # A connection that has not said which protocol it speaks after this long is closed.
 SILENT_TIMEOUT_S = 30.0
+# A connection the member ends waits this long for the client to end its side too.
+LINGER_S = 5.0
+
+
+def close_after_last_word(transport: asyncio.Transport) -> None:
+    """End a connection whose last bytes (a GOAWAY, an error) are queued, so that they
+    reach the client: this side's end of stream follows them, and the connection goes when
+    the client ends its side or after LINGER_S. Its protocol drops what still arrives.
+    Closing at once with the client's bytes unread would send a reset, and a reset can
+    destroy the last word before the client reads it."""
+    if transport.is_closing():
+        return
+    if not transport.can_write_eof():  # TLS: close_notify after the queued bytes
+        transport.close()
+        return
+    transport.write_eof()
+    transport.resume_reading()  # a paused connection must be read for the client's end
+    asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
 
 
 class ClientPort(asyncio.Protocol):

@@ -41,11 +41,9 @@ from .. import errors
 from ..protocol import gateway
 from ..protocol.frames import FLAG_END
 from ..protocol.methods import Method
+from .client_port import close_after_last_word
 
 log = logging.getLogger("pyraftkv.clients")
-
-# After its close frame, how long the server waits for the client's before it hangs up.
-CLOSE_WAIT_S = 5.0
 
 
 def wants_websocket(request: h11.Request) -> bool:
@@ -219,17 +217,14 @@ class WebSocketCall:
     def close(self) -> None:
         """End the call: a normal close frame, the end of our side of the TCP stream, and
         the connection once the client closes too (its close frame, its end of file, or
-        CLOSE_WAIT_S), so that its answering close frame does not meet a reset."""
+        LINGER_S), so that its answering close frame does not meet a reset."""
         if self._closing:
             return
         self._closing = True
         self._send(CloseConnection(code=CloseReason.NORMAL_CLOSURE))
         transport = self.connection.transport
-        if transport is not None and not transport.is_closing() and transport.can_write_eof():
-            transport.write_eof()
-            asyncio.get_running_loop().call_later(CLOSE_WAIT_S, self._close_transport)
-        else:
-            self._close_transport()
+        if transport is not None:
+            close_after_last_word(transport)
 
     def _text(self, data: bytes) -> None:
         self._send(TextMessage(data=data.decode()))

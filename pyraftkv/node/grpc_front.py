@@ -26,6 +26,7 @@ from ..protocol import http2
 from ..protocol.frames import FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import METHODS, Method
 from .client_connection import CallTasks
+from .client_port import close_after_last_word
 from .http_gateway import LEADER_CALLS
 from .leader_relay import call_leader, raise_if_error
 from .tls import common_name
@@ -144,6 +145,7 @@ class GrpcConnection(asyncio.Protocol):
         self.cert_user = ""
         self._queued = False
         self._arrived = 0  # when the bytes being handled were read
+        self._ended = False  # this side's GOAWAY is out: nothing more is read or written
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -151,6 +153,8 @@ class GrpcConnection(asyncio.Protocol):
         self.write_out()  # this side's SETTINGS
 
     def data_received(self, data: bytes) -> None:
+        if self._ended:
+            return
         self._arrived = time.monotonic_ns()  # where a traced write's first stage starts
         try:
             events = self.h2.receive(data)
@@ -183,7 +187,7 @@ class GrpcConnection(asyncio.Protocol):
     def write_out(self) -> None:
         self._queued = False
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or self._ended or transport.is_closing():
             return
         data = self.h2.data_to_send()
         if data:
@@ -198,9 +202,11 @@ class GrpcConnection(asyncio.Protocol):
 
     def _close(self, code: int, reason: str) -> None:
         log.info("closing a gRPC connection: %s", reason)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self.h2.goaway(code, reason))
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not self._ended and not transport.is_closing():
+            self._ended = True
+            transport.write(self.h2.goaway(code, reason))
+            close_after_last_word(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -210,7 +216,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # Backpressure: a client not reading its socket stops this side reading its requests.
     def pause_writing(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self._ended:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:

@@ -77,6 +77,19 @@ def test_a_malformed_frame_closes_that_connection_and_others_are_served(cluster,
     assert bystander.get("before").kvs[0].value == b"1"
 
 
+def test_a_malformed_frame_s_error_reaches_a_client_that_goes_on_sending(cluster):
+    """The member reads and drops what follows a malformed frame until the client ends its
+    side: closing with those bytes unread would reset the connection, which can destroy the
+    error before it leaves."""
+    sock = raw_connection(cluster.members[0])
+    sock.sendall(bytes(4 << 20))  # a frame of length 0, then more
+    (frame,) = read_frames(sock)
+    assert (frame.stream, frame.code) == (0, ERROR)
+    assert "frame length 0 is outside" in decode_error(frame.body)[1]
+    sock.shutdown(socket.SHUT_WR)
+    assert sock.recv(1) == b""  # an end of stream, no reset
+
+
 def test_unknown_method_and_unparsable_body_get_errors_and_the_connection_lives_on(cluster):
     sock = raw_connection(cluster.members[0])
     sock.sendall(
