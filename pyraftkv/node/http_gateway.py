@@ -30,6 +30,7 @@ from ..protocol import gateway
 from ..protocol.frames import END, FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
 from ..protocol.methods import Method
 from .client_connection import MAX_CONNECTIONS, SERVED_WHILE_PAUSED, CallTasks
+from .client_port import close_after_last_word
 from .gateway_websocket import WebSocketCall, wants_websocket
 from .leader_relay import call_leader, raise_if_error
 from .metrics import healthy, render
@@ -41,7 +42,6 @@ log = logging.getLogger("pyraftkv.clients")
 # The etcd API version this gateway implements: clients (etcd3gw) pick their paths by it.
 ETCD_API_VERSION = "3.4.0"
 MAX_HEAD_BYTES = 64 * 1024
-DISCARD_S = 10.0
 # Answered by the leader only: a follower passes them on (etcd's members do the same;
 # membership changes are proposed by the leader here, through any member in etcd).
 LEADER_CALLS = frozenset(
@@ -169,7 +169,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         """Take events until more bytes are needed, serving each request once its body is
         read (as etcd's gateway does, a streamed call's requests too). h11 holds a
         pipelined request back (PAUSED) until the answer to the one before is out."""
-        while not self.closed and not self._transport.is_closing():
+        while not (self.closed or self._discarding or self._transport.is_closing()):
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as exc:
@@ -457,7 +457,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             self.app.loop.call_soon(self._next)
 
     def _send(self, event: Any) -> None:
-        if self.closed or self._transport is None or self._transport.is_closing():
+        if self.closed or self._discarding or not self._transport or self._transport.is_closing():
             return
         try:
             data = self._h11.send(event)
@@ -470,19 +470,12 @@ class HttpConnection(CallTasks, asyncio.Protocol):
 
     def _refuse_body(self) -> None:
         """A body larger than any request may be: refused without reading it. The answer
-        goes out, then the write side closes; what the client still sends is dropped until
-        it closes too (closing at once could reset the connection before the client reads
-        the answer), for at most DISCARD_S."""
+        goes out, then the connection ends; what the client still sends is dropped."""
         self._body.clear()
         self._fail(gateway.MessageTooLarge(None, self.max_body))
         self._discarding = True
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            if transport.can_write_eof():
-                transport.write_eof()
-            self.app.loop.call_later(DISCARD_S, self._close)
-        else:
-            self._close()
+        if self._transport is not None:
+            close_after_last_word(self._transport)
 
     def _bad_request(self, exc: h11.RemoteProtocolError) -> None:
         """Bytes that are not HTTP/1.1: answer 400 (as Go's server does) unless an answer is
@@ -499,7 +492,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
                 b"HTTP/1.1 " + line + b"\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 b"Connection: close\r\n\r\n" + line
             )
-        self._close()
+        self._discarding = True
+        close_after_last_word(self._transport)
 
     def _close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
