@@ -83,7 +83,9 @@ class RaftProcessError(PyraftkvError):
 def open_core(cfg: RaftProcessConfig, rng: random.Random) -> tuple[RaftCore, WriteAheadLog, int]:
     """Restore (or bootstrap) the core from the WAL; returns (core, wal, last index written)."""
     member_id, cluster_id = cfg.member_id, cfg.cluster_id
-    config = Config(election_ticks=cfg.election_ticks, heartbeat_ticks=1, lazy_commit=True)
+    config = Config(
+        election_ticks=cfg.election_ticks, heartbeat_ticks=1, lazy_commit=True, lazy_followers=True
+    )
     metadata = wal_metadata(cluster_id, member_id)
     wal_dir = cfg.wal_dir
     if not WriteAheadLog.exists(wal_dir):

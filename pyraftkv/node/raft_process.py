@@ -323,6 +323,7 @@ class RaftProcess:
                 raise PeerProtocolError(f"member {sender:x} forwarded a bad proposal: {problem}")
             if index := self._propose(frame[9:], sender):
                 self._forwarded.append(index)
+                self.core.send_to_all()
         elif kind == FRAME_REFUSED:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
         else:
@@ -518,11 +519,12 @@ class RaftProcess:
 
     def _send_commit_notice(self) -> None:
         """The commit index waited COMMIT_NOTICE_S for an append to carry it. If one has
-        carried an older one meanwhile, writes are still flowing: wait once more."""
+        carried an older one meanwhile, writes are still flowing: wait once more. Lazy
+        followers get what they lack now either way."""
         self._commit_notice = None
         if not self.core.commit_unsent:
             return
-        if self.core.commit_broadcast != self._commit_notice_armed_at:
+        if not self.core.lazy_behind and self.core.commit_broadcast != self._commit_notice_armed_at:
             self._arm_commit_notice()
             return
         self.core.send_commit()

@@ -70,6 +70,8 @@ _HEARTBEAT = MessageType.HEARTBEAT
 _HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
 _SNAP = MessageType.SNAP
 _TIMEOUT_NOW = MessageType.TIMEOUT_NOW
+# A follower further behind than this many entries is sent appends at once (catching up).
+LAZY_MAX_LAG = 1024
 _READ_INDEX = MessageType.READ_INDEX
 _READ_INDEX_RESP = MessageType.READ_INDEX_RESP
 _NORMAL = EntryType.NORMAL
@@ -105,6 +107,11 @@ class Config:
     # own. True: it rides on the next append or heartbeat, or goes when the shell calls
     # send_commit() (a write then costs each follower one message and wake-up, not two).
     lazy_commit: bool = False
+    # True: a new append goes at once only to the followers a quorum needs (those holding
+    # the most); the others get theirs when the shell calls send_commit() (or on a
+    # heartbeat's answer), in one message for all that came meanwhile. A write then
+    # costs those followers no wake-up, write and fdatasync of its own.
+    lazy_followers: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.heartbeat_ticks < self.election_ticks:
@@ -221,6 +228,8 @@ class RaftCore:
         self._lead_transferee = 0
         self._first_index_of_term = 0
         self._needs_broadcast = False
+        self._send_all = False  # the next broadcast goes to the lazy followers too
+        self._lazy: set[int] = set()  # followers the last broadcast left out
         self._commit_broadcast = 0  # the commit index the last broadcast carried
         self._uncommitted_bytes = 0
         self._read_round = 0
@@ -357,8 +366,23 @@ class RaftCore:
 
     @property
     def commit_unsent(self) -> bool:
-        """Leading, with a commit index no broadcast has carried yet (see lazy_commit)."""
-        return self.role == Role.LEADER and self.log.committed > self._commit_broadcast
+        """Leading, with a commit index no broadcast has carried yet (see lazy_commit), or
+        a lazy follower not sent all there is (see lazy_followers)."""
+        return self.role == Role.LEADER and (
+            self.log.committed > self._commit_broadcast or self.lazy_behind
+        )
+
+    @property
+    def lazy_behind(self) -> bool:
+        """A follower the last broadcast left out lacks entries or the commit index."""
+        log = self.log
+        for node_id in self._lazy:
+            progress = self._progress.get(node_id)
+            if progress is not None and (
+                progress.next <= log.last_index or progress.commit_sent < log.committed
+            ):
+                return True
+        return False
 
     @property
     def commit_broadcast(self) -> int:
@@ -366,9 +390,16 @@ class RaftCore:
         return self._commit_broadcast
 
     def send_commit(self) -> None:
-        """Broadcast the commit index in the next Ready if no broadcast has carried it."""
+        """Broadcast the commit index in the next Ready if no broadcast has carried it,
+        and to every follower all it has not been sent."""
         if self.commit_unsent:
             self._needs_broadcast = True
+            self._send_all = True
+
+    def send_to_all(self) -> None:
+        """Send the next appends to every follower, lazy ones too (a write a follower
+        forwarded: its client waits for that follower to apply it)."""
+        self._send_all = True
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read point; a ReadState(index, context) follows in a later
@@ -571,6 +602,8 @@ class RaftCore:
         self._votes = {}
         self._progress = {}
         self._needs_broadcast = False
+        self._send_all = False
+        self._lazy = set()
         # Reads waiting on this member as leader are dropped; the shell sees the change
         # of role in soft_state and fails them (the client retries).
         self._reads_unsent = []
@@ -842,7 +875,7 @@ class RaftCore:
                     return  # it committed its own removal and stepped down
                 if msg.sender == self._lead_transferee and progress.match == self.log.last_index:
                     self._send(Message(_TIMEOUT_NOW, msg.sender, self.id, self.term))
-            if progress.next <= self.log.last_index:
+            if progress.next <= self.log.last_index and msg.sender not in self._lazy:
                 self._send_append(msg.sender, progress, False)
         elif msg_type is _HEARTBEAT_RESP:
             progress.recent_active = True
@@ -895,9 +928,37 @@ class RaftCore:
     def _broadcast_appends(self) -> None:
         self._needs_broadcast = False
         self._commit_broadcast = self.log.committed
+        send_all, self._send_all = self._send_all, False
+        self._lazy = lazy = set() if send_all else self._lazy_followers()
+        last = self.log.last_index
         for node_id, progress in self._progress.items():
-            if node_id != self.id:
-                self._send_append(node_id, progress, False)
+            if node_id == self.id or node_id in lazy:
+                continue
+            sent = self._send_append(node_id, progress, False)
+            while send_all and sent and progress.next <= last:  # all it lacks, at once
+                sent = self._send_append(node_id, progress, False)
+
+    def _lazy_followers(self) -> set[int]:
+        """The followers a new append can skip (see Config.lazy_followers): voters beyond
+        those a quorum needs, ranked by what they hold, that replicate normally, are not
+        taking over the lead and are at most LAZY_MAX_LAG entries behind."""
+        voters = self.membership.voters
+        if not self.config.lazy_followers or len(voters) < 3:
+            return set()
+        progress = self._progress
+        ranked = sorted(
+            ((progress[i].match, i) for i in voters if i != self.id and i in progress),
+            reverse=True,
+        )
+        needed = len(voters) // 2 + 1 - (self.id in voters)
+        last = self.log.last_index
+        return {
+            i
+            for match, i in ranked[needed:]
+            if progress[i].state == ProgressState.REPLICATE
+            and i != self._lead_transferee
+            and last - match <= LAZY_MAX_LAG
+        }
 
     def _broadcast_heartbeats(self) -> None:
         committed, round_ = self.log.committed, self._read_round

@@ -221,6 +221,7 @@ class Simulation:
             check_quorum=self.rng.random() < 0.75,
             # odd seeds as the node runs the core (not from rng: seeds replay as before)
             lazy_commit=seed % 2 == 1,
+            lazy_followers=seed % 2 == 1,
         )
         rng = self.rng
         self.faults = Faults(

@@ -77,6 +77,47 @@ def test_lazy_commit_rides_on_the_next_append_or_goes_when_asked() -> None:
             assert not net[1].has_ready()
 
 
+def test_lazy_followers_get_a_new_append_only_when_sent_all_or_when_a_quorum_needs_them() -> None:
+    """With lazy_followers a new entry goes to the followers a quorum needs (those holding
+    the most); the rest get all they lack with send_commit(). A silent fast follower costs
+    one send_commit() wait: the one that answered holds more and is the next one sent to."""
+    config = Config(election_ticks=10, heartbeat_ticks=1, lazy_commit=True, lazy_followers=True)
+    net = Network(ids=(1, 2, 3, 4, 5), config=config)
+    net.campaign(1)
+    net[1].send_commit()
+    net.deliver()
+
+    def holders(index: int) -> list[int]:
+        return [n for n in (2, 3, 4, 5) if net[n].log.last_index >= index]
+
+    first = net[1].propose([b"a"])
+    net.deliver()
+    assert net[1].commit_index == first
+    eager = holders(first)
+    assert len(eager) == 2  # with the leader, three of five
+    assert net[1].commit_unsent  # the two others lack it
+    net[1].send_commit()
+    net.deliver()
+    assert holders(first) == [2, 3, 4, 5]
+    assert not net[1].commit_unsent
+
+    second = net[1].propose([b"b"])
+    net.deliver()
+    eager = holders(second)
+    for node in eager:
+        net.isolate(node)  # the followers sent to first fall silent
+    third = net[1].propose([b"c"])
+    net.deliver()
+    assert net[1].commit_index == second
+    net[1].send_commit()
+    net.deliver()
+    assert net[1].commit_index == third
+    fourth = net[1].propose([b"d"])
+    net.deliver()
+    assert net[1].commit_index == fourth  # sent to the two that answered, at once
+    assert sorted(holders(fourth)) == sorted(set((2, 3, 4, 5)) - set(eager))
+
+
 @pytest.mark.parametrize("case", sorted(FIGURE7_FOLLOWERS))
 def test_figure7_leader_brings_any_follower_log_into_agreement(case: str) -> None:
     """§5.3: "the leader handles inconsistencies by forcing the followers' logs to
