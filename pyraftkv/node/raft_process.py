@@ -174,8 +174,8 @@ class RaftProcess:
         self._waiting_forwards: list[tuple[int, bytes]] = []
         self._commit_notice: asyncio.TimerHandle | None = None
         self._commit_notice_armed_at = 0  # core.commit_broadcast when the notice was armed
-        # Log indexes of proposals followers forwarded here, until they are committed.
-        self._forwarded: deque[int] = deque()
+        # Proposals followers forwarded here, until they are committed: (log index, follower).
+        self._forwarded: deque[tuple[int, int]] = deque()
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -322,8 +322,8 @@ class RaftProcess:
             if problem:
                 raise PeerProtocolError(f"member {sender:x} forwarded a bad proposal: {problem}")
             if index := self._propose(frame[9:], sender):
-                self._forwarded.append(index)
-                self.core.send_to_all()
+                self._forwarded.append((index, sender))
+                self.core.send_first_to(sender)
         elif kind == FRAME_REFUSED:
             self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, frame[1], 0, tail=frame[2:]))
         else:
@@ -503,11 +503,13 @@ class RaftProcess:
         finally:
             self._flush_up()
         forwarded = self._forwarded
-        if forwarded and forwarded[0] <= core.commit_index:
-            while forwarded and forwarded[0] <= core.commit_index:
-                forwarded.popleft()
-            if core.commit_unsent:  # a follower's client waits for this commit: tell now
-                core.send_commit()
+        if forwarded and forwarded[0][0] <= core.commit_index:
+            origins = set()
+            while forwarded and forwarded[0][0] <= core.commit_index:
+                origins.add(forwarded.popleft()[1])
+            for origin in origins:  # its client waits for this commit: tell it now
+                core.send_commit_to(origin)
+            if core.has_ready():
                 self.schedule()
                 return
         if core.commit_unsent and self._commit_notice is None:

@@ -229,6 +229,7 @@ class RaftCore:
         self._first_index_of_term = 0
         self._needs_broadcast = False
         self._send_all = False  # the next broadcast goes to the lazy followers too
+        self._first = 0  # the follower the next broadcast ranks first (send_first_to)
         self._lazy: set[int] = set()  # followers the last broadcast left out
         self._commit_broadcast = 0  # the commit index the last broadcast carried
         self._uncommitted_bytes = 0
@@ -396,10 +397,16 @@ class RaftCore:
             self._needs_broadcast = True
             self._send_all = True
 
-    def send_to_all(self) -> None:
-        """Send the next appends to every follower, lazy ones too (a write a follower
-        forwarded: its client waits for that follower to apply it)."""
-        self._send_all = True
+    def send_first_to(self, node_id: int) -> None:
+        """Rank follower ``node_id`` first among those the next appends go to at once (a
+        write it forwarded: its client waits for it to apply the write)."""
+        self._first = node_id
+
+    def send_commit_to(self, node_id: int) -> None:
+        """Send follower ``node_id`` the commit index now, with any entries it lacks."""
+        progress = self._progress.get(node_id)
+        if self.role == Role.LEADER and progress is not None and node_id != self.id:
+            self._send_append(node_id, progress, False)
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read point; a ReadState(index, context) follows in a later
@@ -929,7 +936,8 @@ class RaftCore:
         self._needs_broadcast = False
         self._commit_broadcast = self.log.committed
         send_all, self._send_all = self._send_all, False
-        self._lazy = lazy = set() if send_all else self._lazy_followers()
+        first, self._first = self._first, 0
+        self._lazy = lazy = set() if send_all else self._lazy_followers(first)
         last = self.log.last_index
         for node_id, progress in self._progress.items():
             if node_id == self.id or node_id in lazy:
@@ -938,23 +946,24 @@ class RaftCore:
             while send_all and sent and progress.next <= last:  # all it lacks, at once
                 sent = self._send_append(node_id, progress, False)
 
-    def _lazy_followers(self) -> set[int]:
+    def _lazy_followers(self, first: int) -> set[int]:
         """The followers a new append can skip (see Config.lazy_followers): voters beyond
-        those a quorum needs, ranked by what they hold, that replicate normally, are not
-        taking over the lead and are at most LAZY_MAX_LAG entries behind."""
+        those a quorum needs, ranked by what they hold (``first`` ahead of all), that
+        replicate normally, are not taking over the lead and are at most LAZY_MAX_LAG
+        entries behind."""
         voters = self.membership.voters
         if not self.config.lazy_followers or len(voters) < 3:
             return set()
         progress = self._progress
         ranked = sorted(
-            ((progress[i].match, i) for i in voters if i != self.id and i in progress),
+            ((i == first, progress[i].match, i) for i in voters if i != self.id and i in progress),
             reverse=True,
         )
         needed = len(voters) // 2 + 1 - (self.id in voters)
         last = self.log.last_index
         return {
             i
-            for match, i in ranked[needed:]
+            for _, match, i in ranked[needed:]
             if progress[i].state == ProgressState.REPLICATE
             and i != self._lead_transferee
             and last - match <= LAZY_MAX_LAG

@@ -489,6 +489,10 @@ class Simulation:
             member.core.tick()
             if self.config.lazy_commit:
                 member.core.send_commit()  # as the node's shell does after a short delay
+            if self.config.lazy_followers and self.now % 3 == 0:  # as for a forwarded write
+                other = sorted(self.members)[self.now // 3 % len(self.members)]
+                member.core.send_first_to(other)
+                member.core.send_commit_to(other)
             self.drive(member, faulty)
         self.run_events(faulty)
         self.now += 1
