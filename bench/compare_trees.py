@@ -4,12 +4,13 @@ runs in one sitting: did a change slow the native path?
     git archive <before-commit> | tar -x -C /tmp/before && (cd /tmp/before && \\
         python setup.py build_ext --inplace)          # likewise /tmp/after
     python bench/compare_trees.py /tmp/before /tmp/after [--runs 3] [--duration 8] \\
-        [--clients 256] [--conns 6] [--after-flags FLAGS]
+        [--clients 256] [--conns 6] [--rate W --leader] [--after-flags FLAGS]
 
 Each run starts a fresh cluster from one tree (its members import that tree's pyraftkv;
 the tests' harness: free loopback ports, data under a temporary dir), runs this tree's
-bench/load.py against all three members, and stops it. Prints each tree's writes/s per
-run and median p50/p99, and the change in median throughput.
+bench/load.py against all three members (the leader only with ``--leader``; open loop at
+``--rate`` writes/s), and stops it. Prints each tree's writes/s and p99 per run, median
+p50/p99, and the change in median throughput.
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ def run(args: argparse.Namespace, tree: str, member_flags: str = "") -> dict:
         )
         cluster.start()
         try:
+            endpoints = [cluster.wait_leader().endpoint] if args.leader else cluster.endpoints
             command = [
                 *(sys.executable, os.path.join(HERE, "load.py"), "--json"),
-                *("--endpoints", ",".join(cluster.endpoints)),
+                *("--endpoints", ",".join(endpoints)),
                 *("--duration", str(args.duration)),
                 *("--clients", str(args.clients), "--conns", str(args.conns)),
+                *(("--rate", str(args.rate)) if args.rate else ()),
             ]
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             out = subprocess.run(
@@ -95,6 +98,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=256)
     parser.add_argument("--conns", type=int, default=6)
+    parser.add_argument("--rate", type=int, default=0, help="open loop: writes/s (0: closed)")
+    parser.add_argument("--leader", action="store_true", help="send to the leader only")
     args = parser.parse_args()
     results: dict[str, list[dict]] = {"before": [], "after": []}
     for _ in range(args.runs):
@@ -102,7 +107,9 @@ def main() -> int:
         results["after"].append(run(args, args.after, args.after_flags))
     medians = {}
     for name, runs in results.items():
-        rates = " / ".join(f"{r['throughput_per_s']:,.0f}" for r in runs)
+        rates = " / ".join(
+            f"{r['throughput_per_s']:,.0f} (p99 {r['latency_ms']['p99']:.1f})" for r in runs
+        )
         medians[name] = sorted(r["throughput_per_s"] for r in runs)[len(runs) // 2]
         p50 = sorted(r["latency_ms"]["p50"] for r in runs)[len(runs) // 2]
         p99 = sorted(r["latency_ms"]["p99"] for r in runs)[len(runs) // 2]
