@@ -70,8 +70,6 @@ _HEARTBEAT = MessageType.HEARTBEAT
 _HEARTBEAT_RESP = MessageType.HEARTBEAT_RESP
 _SNAP = MessageType.SNAP
 _TIMEOUT_NOW = MessageType.TIMEOUT_NOW
-# A follower further behind than this many entries is sent appends at once (catching up).
-LAZY_MAX_LAG = 1024
 _READ_INDEX = MessageType.READ_INDEX
 _READ_INDEX_RESP = MessageType.READ_INDEX_RESP
 _NORMAL = EntryType.NORMAL
@@ -85,6 +83,9 @@ _AFTER_PERSIST = frozenset({_VOTE, _VOTE_RESP, _APP_RESP})
 
 #: Context of a vote request sent on a leader's TimeoutNow: voters drop their leader lease.
 CAMPAIGN_TRANSFER = b"transfer"
+
+#: A lazy follower further behind than this many entries is sent appends at once.
+LAZY_MAX_LAG = 1024
 
 _U64_LIMIT = 1 << 64
 EMPTY_HARD_STATE = HardState()
@@ -610,6 +611,7 @@ class RaftCore:
         self._progress = {}
         self._needs_broadcast = False
         self._send_all = False
+        self._first = 0
         self._lazy = set()
         # Reads waiting on this member as leader are dropped; the shell sees the change
         # of role in soft_state and fails them (the client retries).
