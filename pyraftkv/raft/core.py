@@ -435,6 +435,7 @@ class RaftCore:
         if self._lead_transferee == to:
             return
         self._lead_transferee = to
+        self._lazy.discard(to)  # its answers bring it the rest, one append after another
         self._election_elapsed = 0
         progress = self._progress[to]
         if progress.match == self.log.last_index:
@@ -871,6 +872,7 @@ class RaftCore:
                 if progress.maybe_decrease(msg.index, hint):
                     if progress.state == ProgressState.REPLICATE:
                         progress.become_probe()
+                    self._lazy.discard(msg.sender)  # probing: each answer brings the next
                     self._send_append(msg.sender, progress, True)
                 return
             if progress.maybe_update(msg.index):

@@ -10,6 +10,7 @@ from pyraftkv.raft import (
     ConfChangeInProgress,
     ConfChangeRejected,
     ConfChangeType,
+    Config,
     Entry,
     EntryType,
     LeaderTransferInProgress,
@@ -178,6 +179,26 @@ def test_leader_transfer_catches_up_a_lagging_target_first() -> None:
     net.deliver()
     assert net.leader().id == 3
     assert net.terms(3) == net.terms(1)
+
+
+def test_leader_transfer_to_a_lazy_follower_streams_it_what_it_lacks() -> None:
+    """With lazy followers the target may be one the last appends skipped: it is sent
+    all it lacks, one message after the other, not left to the next send_commit()."""
+    config = Config(
+        election_ticks=10, heartbeat_ticks=1, lazy_commit=True, lazy_followers=True,
+        max_msg_bytes=1, max_inflight_msgs=1,
+    )  # fmt: skip
+    net = Network(config=config)
+    net.campaign(1)
+    net[1].send_commit()
+    net.deliver()
+    for data in (b"a", b"b", b"c", b"d"):
+        net[1].propose([data])
+        net.deliver()
+    (lazy,) = [n for n in (2, 3) if net[n].log.last_index < net[1].log.last_index]
+    net[1].transfer_leadership(lazy)
+    net.deliver()
+    assert net.leader().id == lazy
 
 
 def test_leader_transfer_gives_up_after_an_election_timeout() -> None:
