@@ -110,6 +110,15 @@ def write_ready(
     wal.append(entries, tuple(hard_state) if hard_state is not None else None)
 
 
+def next_tick_at(due: float, now: float, interval: float) -> float:
+    """When the tick after the one due at ``due`` is due, ``now`` being when that one ran:
+    an interval later, or an interval from now if the process stalled (stopped, swapped
+    out) past it. Missed ticks are dropped, as etcd's ticker drops them: a burst of
+    them would time the election out before the leader's messages waiting in the socket
+    are read, and the member would campaign."""
+    return due + interval if now - due <= interval else now + interval
+
+
 class RaftProcess:
     """Everything the Raft process does, driven by its event loop."""
 
@@ -239,7 +248,7 @@ class RaftProcess:
         next_at = time.monotonic()
         next_latency_report = next_at
         while not self._stopping:
-            next_at += interval
+            next_at = next_tick_at(next_at, time.monotonic(), interval)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.core.tick()
             self._heard.clear()

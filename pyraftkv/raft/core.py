@@ -767,9 +767,11 @@ class RaftCore:
 
     def _step_candidate(self, msg: Message) -> None:
         msg_type = msg.type
-        if msg_type is _APP or msg_type is _HEARTBEAT or msg_type is _SNAP:
+        if msg_type in (_APP, _HEARTBEAT, _SNAP, _TIMEOUT_NOW):  # each from the leader of its term
             # Raft §5.2: "If the leader's term is at least as large as the candidate's
             # current term, then the candidate recognizes the leader as legitimate."
+            # A pre-candidate (one that missed heartbeats, say after a stall) asked to take
+            # over the lead does so: ignoring the request would fail the transfer.
             self._become_follower(msg.term, msg.sender)
             self._step_follower(msg)
             return

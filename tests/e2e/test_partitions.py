@@ -15,7 +15,7 @@ from pyraftkv.errors import ApiError
 
 from .harness import LocalCluster, put_retrying, wait_for
 from .jepsen import run
-from .nemesis import Network
+from .nemesis import Network, paused, raft_pid
 
 
 @pytest.fixture
@@ -153,3 +153,22 @@ def test_a_partition_cuts_a_snapshot_stream(tmp_path):
             assert c.get("s0299", serializable=True).kvs
     finally:
         cluster.stop_all()
+
+
+def test_a_follower_stalled_past_its_election_timeout_does_not_campaign_on_resuming(cluster):
+    """A follower's Raft process stopped for three election timeouts reads its leader's
+    waiting messages when it resumes instead of timing out on the missed ticks: it does
+    not campaign (its log shows no lost leader in that term), and a leader move to it
+    right away succeeds (the move failed about one time in three when it campaigned)."""
+    leader = cluster.wait_leader()
+    target = next(m for m in cluster.members if m is not leader)
+    with cluster.client([leader]) as c:
+        term = c.status().raftTerm
+        target_id = cluster.status(target).header.member_id
+        with paused(raft_pid(target)):
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                c.put("k", "written while the follower is stopped")
+        c.move_leader(target_id)
+    assert cluster.wait_leader() is target
+    assert f"lost the leader at term {term}\n" not in target.log_text()

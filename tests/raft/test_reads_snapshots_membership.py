@@ -201,6 +201,20 @@ def test_leader_transfer_to_a_lazy_follower_streams_it_what_it_lacks() -> None:
     assert net.leader().id == lazy
 
 
+def test_leader_transfer_to_a_pre_candidate_still_hands_over() -> None:
+    """A target that missed heartbeats (a stalled process) may be a pre-candidate when the
+    leader's TimeoutNow arrives; it still campaigns, so the transfer does not fail."""
+    net = Network()
+    net.campaign(1)
+    net.isolate(3)
+    net.tick(3, 2 * net.config.election_ticks)  # its pre-votes are lost
+    assert net[3].role == Role.PRE_CANDIDATE
+    net.heal()
+    net[1].transfer_leadership(3)
+    net.deliver()
+    assert net.leader().id == 3
+
+
 def test_leader_transfer_gives_up_after_an_election_timeout() -> None:
     net = Network()
     net.campaign(1)
