@@ -228,6 +228,8 @@ def test_edge_cases_match_etcd(etcd: Etcd, store: MVCCStore) -> None:
         RR(key=b"b", range_end=b"a"),  # empty interval
         RR(key=b"a", range_end=b"\x00", limit=2),
         RR(key=b"a", range_end=b"\x00", limit=2, count_only=True),
+        RR(key=b"a", range_end=b"\x00", limit=2**63 - 1),  # the largest: no limit
+        RR(key=b"a", range_end=b"\x00", limit=-1),
         RR(key=b"a", range_end=b"\x00", keys_only=True),
         RR(key=b"a", range_end=b"\x00", limit=1, sort_target=RR.MOD),  # etcd's limit+1 quirk
         RR(key=b"a", range_end=b"\x00", sort_order=RR.DESCEND),

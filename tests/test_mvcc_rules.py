@@ -233,6 +233,9 @@ def test_range_limit_more_count_and_count_only(filled: MVCCStore) -> None:
     assert keys(resp) == [b"a", b"b"] and resp.more and resp.count == 4
     resp = filled.range(RR(key=b"a", range_end=b"\x00", limit=4))
     assert len(resp.kvs) == 4 and not resp.more
+    for no_limit in (2**63 - 1, -1):  # as etcd: every key (the largest once took a member down)
+        resp = filled.range(RR(key=b"a", range_end=b"\x00", limit=no_limit))
+        assert len(resp.kvs) == 4 and not resp.more
     resp = filled.range(RR(key=b"a", range_end=b"\x00", count_only=True, limit=1))
     assert not resp.kvs and resp.count == 4 and not resp.more
     assert filled.range(RR(key=b"a", count_only=True)).count == 1

@@ -17,6 +17,8 @@ KeyValue = kv_pb2.KeyValue
 RangeRequest = rpc_pb2.RangeRequest
 Compare = rpc_pb2.Compare
 
+INT64_MAX = (1 << 63) - 1  # a request's limit is an int64
+
 _SORT_KEYS = {
     RangeRequest.KEY: lambda kv: kv.key,
     RangeRequest.VERSION: lambda kv: kv.version,
@@ -94,7 +96,7 @@ class ReadView:
         if req.sort_order != RangeRequest.NONE or filtered:
             fetch = 0
         else:
-            fetch = limit + 1 if limit > 0 else 0
+            fetch = limit + 1 if 0 < limit < INT64_MAX else 0  # the largest limit: all
         sort_order = req.sort_order
         if req.sort_target != RangeRequest.KEY and sort_order == RangeRequest.NONE:
             sort_order = RangeRequest.ASCEND
