@@ -121,6 +121,19 @@ def test_oversized_value_and_empty_key_are_refused_and_change_nothing(cluster):
         assert after.count == 0 and after.header.revision == revision
 
 
+def test_a_range_with_the_largest_limit_reads_every_key_and_the_member_serves_on(cluster):
+    """limit = 2^63-1 means no limit, as in etcd (it once overflowed the key index's int64
+    and stopped the member), on the linearizable and the serializable path."""
+    with cluster.client() as c:
+        for key in ("a", "b", "c"):
+            c.put(key, "v")
+        for serializable in (False, True):
+            resp = c.get("a", "\0", limit=2**63 - 1, serializable=serializable)
+            assert [kv.key for kv in resp.kvs] == [b"a", b"b", b"c"] and not resp.more
+        c.put("d", "still served")
+    assert all(m.running for m in cluster.members)
+
+
 def run_server(argv, cwd):
     return subprocess.run(
         [sys.executable, "-m", "pyraftkv", *argv],
