@@ -19,6 +19,7 @@ from pyraftkv.wal import (
     WALError,
     WALLockedError,
     WriteAheadLog,
+    delete_segments,
 )
 
 SEGMENT = 4096  # small segments so rollover is exercised everywhere
@@ -385,6 +386,62 @@ def test_release_before_keeps_snapshot_hard_state_and_metadata(wal_dir: Path) ->
     assert recovery.snapshot == (150, 1)
     assert recovery.snapshot_data == b"membership at 150" * 20
     assert recovery.entries == entries(151, 199)
+
+
+def test_detached_segments_stay_until_deleted_and_a_restart_between_reads_them(
+    wal_dir: Path,
+) -> None:
+    """detach_before drops the segments from the log at once and leaves their deletion to
+    delete_segments (a member does that off its loop): a restart in between still finds a
+    contiguous log, and the next release takes them again."""
+    with WriteAheadLog.create(wal_dir, META, segment_bytes=SEGMENT) as wal:
+        for i in range(1, 200):
+            wal.append(entries(i, i))
+        wal.append_snapshot(150, 1)
+        before = wal.segment_paths
+        detached = wal.detach_before(151)
+        assert detached and detached == before[: len(detached)]
+        assert wal.segment_paths == before[len(detached) :]
+        assert all(path.exists() for path in detached)
+        wal.append(entries(200, 210))
+        wal.sync()
+    wal, recovery = WriteAheadLog.open(wal_dir, segment_bytes=SEGMENT)
+    with wal:  # stopped before the deletion: the detached segments are read again
+        assert recovery.snapshot == (150, 1)
+        assert recovery.entries == entries(151, 210)
+        assert wal.segment_paths[: len(detached)] == detached
+        assert wal.detach_before(151) == detached
+        delete_segments(detached)
+    assert not any(path.exists() for path in detached)
+    recovery = reopen(wal_dir)
+    assert recovery.snapshot == (150, 1)
+    assert recovery.entries == entries(151, 210)
+
+
+def test_a_stop_midway_through_deleting_segments_leaves_a_log_that_opens(
+    wal_dir: Path,
+) -> None:
+    """delete_segments renames each segment out of the log before it cuts it in steps: a
+    stop with one half cut leaves a log that opens, and the next open removes the rest."""
+    with WriteAheadLog.create(wal_dir, META, segment_bytes=SEGMENT) as wal:
+        for i in range(1, 200):
+            wal.append(entries(i, i))
+        wal.append_snapshot(150, 1)
+        wal.sync()
+        detached = wal.detach_before(151)
+    assert len(detached) >= 2
+    first, *rest = detached
+    cut = first.with_name(first.name + ".released")
+    os.rename(first, cut)
+    os.truncate(cut, SEGMENT // 3)  # the stop came here
+    recovery = reopen(wal_dir)
+    assert not cut.exists()
+    assert recovery.snapshot == (150, 1)
+    assert recovery.entries == entries(151, 199)
+    delete_segments(rest)
+    assert not any(path.exists() for path in rest)
+    assert sorted(p.name for p in wal_dir.iterdir() if p.suffix != ".wal") == ["LOCK"]
+    assert reopen(wal_dir).entries == entries(151, 199)
 
 
 def test_snapshot_marker_survives_in_segment_openings(wal_dir: Path) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from ..admin.cluster import Url
 from ..raft import codec
 from ..raft.types import Message, MessageType, SnapshotMeta
+from ..wal import delete_segments
 from . import ringproto as rp
 from .logging_setup import fields
 from .peer_faults import LinkCut
@@ -30,6 +32,13 @@ CATCH_UP_ENTRIES = 5000
 CATCH_UP_BYTES = 16 << 20
 
 
+def _deleted(future: Future) -> None:
+    """A failed deletion leaves old segments behind (a restart reads them, and the next
+    snapshot releases them again): worth a warning, not a stop."""
+    if error := future.exception():
+        log.warning("could not delete released WAL segments: %s", error)
+
+
 class SnapshotShipper:
     """Snapshot files to and from peers, and log compaction after a snapshot is saved."""
 
@@ -38,6 +47,8 @@ class SnapshotShipper:
         self._received_snapshots: dict[int, str] = {}  # index -> received file
         self._snapshots_in_flight: dict[int, tuple[bytes, float]] = {}  # peer -> (message, t)
         self._sending: set[int] = set()  # peers a snapshot file is on its way to
+        # Released WAL segments are deleted here, one batch after another, off the loop.
+        self._deleter = ThreadPoolExecutor(1, thread_name_prefix="wal-release")
 
     def take_received(self, index: int) -> str:
         """The file received for the snapshot at ``index`` ("" if none), now the caller's."""
@@ -56,7 +67,8 @@ class SnapshotShipper:
 
         def write(wal) -> None:
             wal.append_snapshot(index, term, codec.encode_snapshot_meta(meta))
-            wal.release_before(index)
+            if released := wal.detach_before(index):
+                self._deleter.submit(delete_segments, released).add_done_callback(_deleted)
 
         self.p.writer.submit(write, True, lambda _durable_ns: None)
         log.info(
