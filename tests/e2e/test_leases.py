@@ -109,19 +109,22 @@ def test_killing_the_leader_member_expires_no_lease_early(cluster, workers):
 def test_a_key_put_again_without_its_lease_leaves_the_lease(cluster):
     """An overwrite without a lease detaches the key from its old one (the lessor knows
     each leased key's lease; the store no longer reads the previous version for it), so
-    revoking the old lease then leaves the key alone, on all three members."""
+    revoking the old lease then leaves the key alone, on all three members. Each member
+    is read once it has applied the revoke (a follower may run a few ms behind)."""
     with cluster.client() as client:
         lease = client.lease_grant(30).ID
         client.put("moved", "1", lease=lease)
         client.put("stays", "1", lease=lease)
         client.put("moved", "2")  # no lease now
         assert list(client.lease_time_to_live(lease, keys=True).keys) == [b"stays"]
-        client.lease_revoke(lease)
+        revoked_at = client.lease_revoke(lease).header.revision
+        assert revoked_at > client.get("moved").kvs[0].mod_revision
     for member in cluster.members:
         with cluster.client([member]) as client:
             deadline = time.monotonic() + 5
-            while client.get("stays", serializable=True).count:
+            while client.get("stays", serializable=True).header.revision < revoked_at:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
+            assert client.get("stays", serializable=True).count == 0
             moved = client.get("moved", serializable=True)
             assert [(kv.value, kv.lease) for kv in moved.kvs] == [(b"2", 0)]
