@@ -283,7 +283,8 @@ def _worker(args: argparse.Namespace, seed: int, queue) -> None:
     queue.put(run(run_load(args, seed)))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The generator's flags (also how bench/snapshot_stall.py describes its load)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoints", default="127.0.0.1:2379")
     parser.add_argument("--clients", type=int, default=256)
@@ -313,6 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PREFIX",
         help="write PREFIX-cdf.png, PREFIX-throughput.png and PREFIX-stages.png",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = arguments()
     args = parser.parse_args(argv)
     if args.duration == 0 and args.count == 0:
         parser.error("give --duration or --count")

@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
 from bench.compare_trees import members_from, tree_parser  # noqa: E402
-from bench.load import percentile, run_load  # noqa: E402
+from bench.load import arguments, percentile, run_load  # noqa: E402
 from pyraftkv.node.event_loop import run as run_loop  # noqa: E402
 from tests.e2e.harness import LocalCluster  # noqa: E402
 
@@ -67,19 +67,12 @@ def one_run(tree: str, args: argparse.Namespace) -> str:
             cluster = LocalCluster(root, 3, snapshot_count=100_000)
             cluster.start()
         try:
-            load = argparse.Namespace(
-                endpoints=cluster.wait_leader().endpoint,
-                rate=args.rate,
-                conns=1,
-                clients=1,
-                duration=args.seconds,
-                count=0,
-                key_size=16,
-                value_size=128,
-                key_space=100_000,
-                read_ratio=0.0,
-                serializable=False,
-                cacert=None,
+            load = arguments().parse_args(
+                [
+                    *("--endpoints", cluster.wait_leader().endpoint),
+                    *("--rate", str(args.rate), "--conns", "1"),
+                    *("--duration", str(args.seconds)),
+                ]
             )
             began = time.time()
             result = run_loop(run_load(load, 1))

@@ -763,11 +763,11 @@ def delete_segments(paths: list[Path]) -> None:
     then shrunk in steps and unlinked: freeing a 64 MiB segment in one go took 100-150 ms
     here (ext4 freeing and trimming its blocks in one journal commit) and held up every
     fdatasync on the disk meanwhile, so a running member does this off its loop."""
+    if not paths:
+        return
     released = [path.with_name(path.name + ".released") for path in paths]
     for path, renamed in zip(paths, released, strict=True):
         os.rename(path, renamed)
-    if not paths:
-        return
     _fsync_dir(paths[0].parent)  # out of the log for good before any of it is cut
     for path in released:
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
