@@ -85,6 +85,9 @@ QUOTA_CHECK_BYTES = 16 << 10
 # A publish of this member's name and client URLs not applied after this long is sent again
 # (a proposal lost in a leader change is not refused, only dropped).
 PUBLISH_RECHECK_S = 2.0
+# An entry whose requests take longer than this to apply is logged and counted, as etcd
+# counts a request slower than its 100 ms "expected duration" (etcd_server_slow_apply_total).
+SLOW_APPLY_S = 0.1
 
 
 class Application:
@@ -173,6 +176,9 @@ class Application:
         self._unsynced_bytes = 0  # of entries applied since the last LMDB sync started
         # For metrics: leaders seen (changes to a known leader), the Raft process's WAL.
         self.leader_changes = 0
+        # Entries slower than SLOW_APPLY_S to apply; heartbeats the Raft process sent late.
+        self.slow_applies = 0
+        self.heartbeats_late = 0
         # client requests served, by method number (ClientServer.dispatch; /metrics)
         self.requests_served = [0] * (max(m.number for m in METHODS) + 1)
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
@@ -365,6 +371,10 @@ class Application:
             for peer, seconds in rp.decode_peer_rtt(message):
                 self.trace.observe_rtt(peer, seconds)
 
+        def heartbeats_late(message: bytes) -> None:
+            (count,) = rp.unpack(message, rp.U64)
+            self.heartbeats_late += count
+
         def peers_heard(message: bytes) -> None:
             now = time.monotonic()
             for peer in rp.decode_peers_heard(message):
@@ -394,6 +404,7 @@ class Application:
             rp.WAL_SYNC_LATENCY: sync_latency,
             rp.PEER_RTT: peer_rtt,
             rp.PEERS_HEARD: peers_heard,
+            rp.HEARTBEATS_LATE: heartbeats_late,
             rp.SNAPSHOT_WANTED: lambda _m: self.loop.create_task(self._make_snapshot_file()),
             rp.INSTALL_SNAPSHOT: install,
             rp.HASH_KV_WANTED: hash_kv_wanted,
@@ -497,7 +508,13 @@ class Application:
                 if entry.type == 0:
                     if entry.data:
                         self.applying_index = entry.index
+                        started = time.perf_counter()
+                        if FAILPOINTS:
+                            hit("appBeforeApplyEntry")
                         writes = self._apply_requests(batch, entry.data, answers, events)
+                        took = time.perf_counter() - started
+                        if took > SLOW_APPLY_S:
+                            self._slow_apply(entry.index, writes, took)
                         if traced and entry.index in traced:
                             done.append((entry.index, writes))
                 else:
@@ -540,6 +557,24 @@ class Application:
             self._save_snapshot()
         elif self._unsynced_bytes >= STORE_SYNC_BYTES:
             self._sync_store()
+
+    def _slow_apply(self, index: int, requests: int, took: float) -> None:
+        """Log and count an entry that took over SLOW_APPLY_S to apply (etcd's "apply request
+        took too long"): a store that large, a machine that busy, or a stalled process."""
+        self.slow_applies += 1
+        log.warning(
+            "apply request took too long: entry %d (%d requests) took %.1f ms, expected %.0f ms",
+            index,
+            requests,
+            took * 1000,
+            SLOW_APPLY_S * 1000,
+            extra=fields(
+                index=index,
+                requests=requests,
+                took=f"{took * 1000:.3f}ms",
+                expected_duration=f"{SLOW_APPLY_S * 1000:.0f}ms",
+            ),
+        )
 
     def _raise_nospace(self) -> None:
         """Propose this member's NOSPACE alarm if it is over its quota and has none raised

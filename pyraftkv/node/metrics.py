@@ -83,6 +83,11 @@ def render(app: Any) -> str:
          int(app.leader_id == app.member_id)),
         ("etcd_server_leader_changes_seen_total", "counter",
          "Times this member saw a new leader.", app.leader_changes),
+        ("etcd_server_heartbeat_send_failures_total", "counter",
+         "Heartbeats this member sent as leader over twice their interval after the last "
+         "(the Raft process blocked or short of CPU).", app.heartbeats_late),
+        ("etcd_server_slow_apply_total", "counter",
+         "Entries whose requests took over 100 ms to apply.", app.slow_applies),
         ("etcd_server_proposals_committed_total", "gauge",
          "Raft index committed, as this member knows it.", app.commit_index),
         ("etcd_server_proposals_applied_total", "gauge",

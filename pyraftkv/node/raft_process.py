@@ -245,11 +245,15 @@ class RaftProcess:
                 return
 
     async def _ticker(self, interval: float) -> None:
-        next_at = time.monotonic()
+        next_at = last_tick = time.monotonic()
         next_latency_report = next_at
         while not self._stopping:
             next_at = next_tick_at(next_at, time.monotonic(), interval)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            now = time.monotonic()
+            if now - last_tick > 2 * interval and self.core.role == Role.LEADER:
+                self._heartbeats_late(now - last_tick, interval)
+            last_tick = now
             self.core.tick()
             self._heard.clear()
             self._retry_forwards()
@@ -263,6 +267,31 @@ class RaftProcess:
                 log.error("the application process died; stopping")
                 self.stop()
             self.schedule()
+
+    def _heartbeats_late(self, gap: float, interval: float) -> None:
+        """A leader's tick (its heartbeats) came ``gap`` after the last one, over twice the
+        heartbeat interval: followers heard nothing for that long, and one more such gap could
+        time their election out. Logged with etcd's words and counted (one per peer, as etcd's
+        etcd_server_heartbeat_send_failures_total): the loop was blocked or starved of CPU."""
+        peers = sorted(self.core.membership.members() - {self.id})
+        if not peers:
+            return
+        log.warning(
+            "leader failed to send out heartbeat on time; took too long, leader is overloaded "
+            "likely from slow disk (to %s, heartbeat interval %.0f ms, expected within "
+            "%.0f ms, exceeded by %.0f ms)",
+            ", ".join(f"{p:x}" for p in peers),
+            interval * 1000,
+            2 * interval * 1000,
+            (gap - 2 * interval) * 1000,
+            extra=fields(
+                to=[f"{p:x}" for p in peers],
+                heartbeat_interval=f"{interval * 1000:.0f}ms",
+                expected_duration=f"{2 * interval * 1000:.0f}ms",
+                exceeded_duration=f"{(gap - 2 * interval) * 1000:.3f}ms",
+            ),
+        )
+        self.push_up(rp.pack(rp.HEARTBEATS_LATE, rp.U64, len(peers)))
 
     def stop(self) -> None:
         if self._stopping:

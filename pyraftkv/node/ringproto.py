@@ -46,6 +46,7 @@ TRACE = 110  # u64 index, u8 forwarded, 8 x i64 readings: a traced proposal's en
 PEER_RTT = 111  # (u64 peer, f64 seconds) pairs: heartbeat round trips measured
 HASH_KV_WANTED = 112  # u64 query id, data: a HashKVRequest a peer sent (corrupt_check.py)
 PEERS_HEARD = 113  # u64 member ids: peers a Raft message came from since the last report
+HEARTBEATS_LATE = 114  # u64 count: heartbeats this leader sent later than twice their interval
 
 # outcomes of a membership change (CONF_CHANGE_APPLIED)
 CONF_REFUSED = 0

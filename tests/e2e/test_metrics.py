@@ -1,11 +1,15 @@
 """/metrics and /health over HTTP (--listen-metrics-urls) on real members."""
 
+import os
 import socket
 import time
 import urllib.error
 import urllib.request
 
+from pyraftkv.failpoints import FILE_ENV
+
 from .harness import free_ports
+from .nemesis import paused, raft_pid
 
 
 def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -220,3 +224,54 @@ def test_writes_a_follower_forwards_are_traced_on_that_follower(make_cluster):
         == leader_before["pyraftkv_write_duration_seconds_count"]
     )
     assert grown[f"{name}_count"] == 0
+
+
+def wait_for(port: int, name: str, at_least: float) -> dict[str, float]:
+    deadline = time.monotonic() + 10
+    while (seen := metrics(port))[name] < at_least:
+        assert time.monotonic() < deadline, seen[name]
+        time.sleep(0.1)
+    return seen
+
+
+def test_a_leader_stalled_past_two_heartbeats_says_so_once_per_peer(make_cluster):
+    """A leader whose Raft process stops for 0.5 s (five heartbeat intervals, half the
+    election timeout) sends its next heartbeats late: it logs etcd's warning and counts one
+    failure per follower in etcd_server_heartbeat_send_failures_total; followers count none."""
+    cluster = make_cluster(3)
+    ports = [with_metrics(cluster, i) for i in range(3)]
+    cluster.start()
+    leader = cluster.wait_leader()
+    at = cluster.members.index(leader)
+    name = "etcd_server_heartbeat_send_failures_total"
+    before = metrics(ports[at])[name]
+    with paused(raft_pid(leader)):
+        time.sleep(0.5)
+    late = wait_for(ports[at], name, before + 2)[name] - before
+    assert late % 2 == 0, late  # both followers, each time
+    assert "leader failed to send out heartbeat on time" in leader.log_text()
+    assert cluster.wait_leader() is leader
+    assert [metrics(p)[name] for i, p in enumerate(ports) if i != at] == [0, 0]
+
+
+def test_an_entry_slow_to_apply_is_logged_and_counted(make_cluster, tmp_path):
+    """etcd_server_slow_apply_total counts an entry whose requests took over 100 ms to apply
+    (here a failpoint sleeps 150 ms in one), with etcd's "apply request took too long"
+    warning; the write still succeeds, and a fast one after it counts nothing."""
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    switch = str(tmp_path / "failpoints")
+    cluster.members[0].env[FILE_ENV] = switch
+    cluster.start()
+    name = "etcd_server_slow_apply_total"
+    with cluster.client() as client:
+        client.put("before", "v")
+        assert metrics(port)[name] == 0
+        with open(switch + ".tmp", "w") as f:
+            f.write("appBeforeApplyEntry=1*sleep(150)->off")
+        os.replace(switch + ".tmp", switch)
+        slow = client.put("slow", "v").header.revision
+        assert wait_for(port, name, 1)[name] == 1
+        assert client.put("after", "v").header.revision == slow + 1
+    assert metrics(port)[name] == 1
+    assert "apply request took too long" in cluster.members[0].log_text()
