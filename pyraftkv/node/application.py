@@ -179,6 +179,8 @@ class Application:
         # Entries slower than SLOW_APPLY_S to apply; heartbeats the Raft process sent late.
         self.slow_applies = 0
         self.heartbeats_late = 0
+        # The Raft process, for its figures on /metrics (None: it runs in this process).
+        self.raft_pid: int | None = None
         # client requests served, by method number (ClientServer.dispatch; /metrics)
         self.requests_served = [0] * (max(m.number for m in METHODS) + 1)
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
@@ -470,12 +472,12 @@ class Application:
         except DecodeError:
             return
         for request in batch.requests:
-            if request.member == self.member_id:
-                waiting = self.proposals.take(request.id)
-                if waiting is not None:
-                    waiting[0].fail(error, leader_url)
-                elif request.method == MEMBER_PUBLISH:
-                    self._published = False
+            if (
+                request.member == self.member_id
+                and not self.proposals.fail(request.id, error, leader_url)
+                and request.method == MEMBER_PUBLISH
+            ):
+                self._published = False
 
     def _answer(self, reply: Reply, serve: Callable[[], Message]) -> None:
         try:

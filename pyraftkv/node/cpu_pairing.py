@@ -29,6 +29,8 @@ import os
 import time
 from dataclasses import dataclass
 
+from .process_stats import cpu_seconds, last_cpu
+
 log = logging.getLogger("pyraftkv.app")
 
 # Share of the write batches of a check sent while an earlier one was unanswered.
@@ -40,8 +42,6 @@ SPREAD_ABOVE = 0.9
 SPREAD_HOLD_CHECKS = 5
 # Checks in a row without writes of its own clients after which a follower is freed.
 FOLLOWER_IDLE_CHECKS = 10
-
-_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -88,23 +88,6 @@ class PairingPolicy:
             self.paired = True
             return True
         return None
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/PID/stat after the command name (field 3 onwards)."""
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid``, all its threads."""
-    fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
-
-
-def last_cpu(pid: int) -> int:
-    """The CPU process ``pid`` last ran on."""
-    return int(_stat(pid)[36])
 
 
 def set_affinity(pid: int, cpus: set[int]) -> None:

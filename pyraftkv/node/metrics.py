@@ -12,12 +12,15 @@ for load.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from ssl import SSLContext
 from typing import Any
 
 from ..admin.cluster import Url
 from ..proto import rpc_pb2 as rpc
 from ..protocol.methods import METHODS
+from . import process_stats
 from .ringproto import SyncLatency
 from .write_trace import STAGES
 
@@ -88,6 +91,11 @@ def render(app: Any) -> str:
          "(the Raft process blocked or short of CPU).", app.heartbeats_late),
         ("etcd_server_slow_apply_total", "counter",
          "Entries whose requests took over 100 ms to apply.", app.slow_applies),
+        ("etcd_server_proposals_failed_total", "counter",
+         "Writes refused by Raft (no leader, leader changing) or timed out.",
+         app.proposals.failed),
+        ("etcd_server_quota_backend_bytes", "gauge",
+         "--quota-backend-bytes: the store size that raises NOSPACE.", app.quota_bytes),
         ("etcd_server_proposals_committed_total", "gauge",
          "Raft index committed, as this member knows it.", app.commit_index),
         ("etcd_server_proposals_applied_total", "gauge",
@@ -106,6 +114,7 @@ def render(app: Any) -> str:
          "Watchers on this member.", len(app.watch_hub)),
     )  # fmt: skip
     figures += (("pyraftkv_leases", "gauge", "Live leases.", len(app.lessor.leases)),)
+    figures += _process_figures(app.raft_pid)
     for name, kind, help_text, value in figures:
         lines += (f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}")
     name = "pyraftkv_requests_total"
@@ -118,6 +127,35 @@ def render(app: Any) -> str:
         f'{name}{{method="{m.name}"}} {served[m.number]}' for m in METHODS if served[m.number]
     ]
     return "\n".join(lines) + "\n"
+
+
+def _process_figures(raft_pid: int | None) -> tuple:
+    """The process collector's figures for this (the application) process, as Prometheus
+    clients name them, and the Raft process's CPU and memory beside them."""
+    figures: tuple = ()
+    with contextlib.suppress(OSError):  # /proc unreadable: no figures rather than no page
+        own = process_stats.read(os.getpid())
+        figures += (
+            ("process_cpu_seconds_total", "counter", "User and system CPU time, seconds.",
+             own.cpu_seconds),
+            ("process_resident_memory_bytes", "gauge", "Resident memory size.",
+             own.resident_bytes),
+            ("process_virtual_memory_bytes", "gauge", "Virtual memory size.", own.virtual_bytes),
+            ("process_start_time_seconds", "gauge", "Start time since the Unix epoch.",
+             own.start_time_seconds),
+            ("process_open_fds", "gauge", "Open file descriptors.", own.open_fds),
+            ("process_max_fds", "gauge", "Limit on open file descriptors.", own.max_fds),
+        )  # fmt: skip
+    if raft_pid is not None:
+        with contextlib.suppress(OSError):  # the Raft process just exited
+            raft = process_stats.read(raft_pid)
+            figures += (
+                ("pyraftkv_raft_process_cpu_seconds_total", "counter",
+                 "The Raft process's user and system CPU time, seconds.", raft.cpu_seconds),
+                ("pyraftkv_raft_process_resident_memory_bytes", "gauge",
+                 "The Raft process's resident memory size.", raft.resident_bytes),
+            )  # fmt: skip
+    return figures
 
 
 def _head(name: str, help_text: str) -> list[str]:

@@ -41,6 +41,7 @@ class Proposals:
         self._next_id = random.getrandbits(23) << 40
         self.pending: dict[int, tuple[Reply, int]] = {}  # id -> (reply, method)
         self._deadlines: deque[tuple[float, int]] = deque()
+        self.failed = 0  # requests failed here: refused by Raft or timed out (/metrics)
         self._batch = internal.RequestBatch()
         self._batch_bytes = 0
         self._batch_replies = 0  # requests in the batch that wait for a reply
@@ -117,17 +118,20 @@ class Proposals:
         self._flushed = self._overlapping = 0
         return flushed, overlapping / flushed if flushed else 0.0
 
-    def take(self, request_id: int) -> tuple[Reply, int] | None:
-        """The waiting request ``request_id`` (now answered by the caller), if still waiting."""
-        return self.pending.pop(request_id, None)
+    def fail(self, request_id: int, error: errors.ApiError, leader_url: str = "") -> bool:
+        """Fail the waiting request ``request_id`` with ``error`` and count it; False if it
+        no longer waits."""
+        waiting = self.pending.pop(request_id, None)
+        if waiting is None:
+            return False
+        self.failed += 1
+        waiting[0].fail(error, leader_url)
+        return True
 
     def expire(self, now: float) -> None:
         """Fail requests older than the request timeout."""
         while self._deadlines and self._deadlines[0][0] <= now:
-            _, request_id = self._deadlines.popleft()
-            waiting = self.pending.pop(request_id, None)
-            if waiting is not None:
-                waiting[0].fail(errors.TimedOut())
+            self.fail(self._deadlines.popleft()[1], errors.TimedOut())
         self.resume_if_drained()
 
     # -- backpressure ------------------------------------------------------------------------

@@ -216,6 +216,8 @@ class Node:
             trace_interval_ms=config.write_trace_interval_ms,
         )
         app.strict_reconfig_check = config.strict_reconfig_check
+        if not config.single_process:
+            app.raft_pid = self.raft.pid
         self.link.on_messages = app.on_ring_messages
         self.link.start()
         self.link.send(rp.pack(rp.MEMBERS, tail=members.encode()))

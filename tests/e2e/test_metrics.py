@@ -6,10 +6,13 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
+from pyraftkv.errors import PyraftkvError
 from pyraftkv.failpoints import FILE_ENV
 
 from .harness import free_ports
-from .nemesis import paused, raft_pid
+from .nemesis import app_pid, paused, raft_pid
 
 
 def fetch(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -55,6 +58,7 @@ def with_metrics(cluster, member_index: int = 0) -> int:
 def test_metrics_report_fsyncs_leadership_and_the_store(make_cluster):
     cluster = make_cluster(1)
     port = with_metrics(cluster)
+    cluster.members[0].extra_args += ["--quota-backend-bytes", str(3 << 30)]
     cluster.start()
     with cluster.client() as client:
         for i in range(5):
@@ -96,6 +100,42 @@ def test_metrics_report_fsyncs_leadership_and_the_store(make_cluster):
         > 0
     )
     assert fetch(port, "/health") == (200, b'{"health":"true"}')
+    assert seen["etcd_server_proposals_failed_total"] == 0
+    assert seen["etcd_server_quota_backend_bytes"] == 3 << 30
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        line = next(line for line in f if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_metrics_report_both_processes_cpu_and_memory(make_cluster):
+    """The process collector's figures for the application process, and the Raft
+    process's memory and CPU beside them, each read from that process."""
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    cluster.start()
+    member = cluster.members[0]
+    app, raft = app_pid(member), raft_pid(member)
+    with cluster.client() as client:
+        for i in range(50):
+            client.put(f"p/{i}", "v" * 1000)
+    seen = metrics(port)
+    resident = {app: resident_bytes(app), raft: resident_bytes(raft)}
+    for name, pid, other in (
+        ("process_resident_memory_bytes", app, raft),
+        ("pyraftkv_raft_process_resident_memory_bytes", raft, app),
+    ):
+        # The two are close in size: each figure must be nearer its own process's.
+        off = abs(seen[name] - resident[pid])
+        assert off < 0.1 * resident[pid] and off < abs(seen[name] - resident[other]), name
+    assert seen["process_virtual_memory_bytes"] > seen["process_resident_memory_bytes"]
+    assert seen["process_cpu_seconds_total"] > 0
+    assert seen["pyraftkv_raft_process_cpu_seconds_total"] > 0
+    open_fds = len(os.listdir(f"/proc/{app}/fd"))
+    assert open_fds - 5 < seen["process_open_fds"] < seen["process_max_fds"]
+    assert abs(seen["process_start_time_seconds"] - os.stat(f"/proc/{app}").st_mtime) < 60
 
 
 def test_bad_requests_get_http_errors_and_the_member_keeps_serving(make_cluster):
@@ -132,6 +172,12 @@ def test_health_fails_when_the_member_loses_its_quorum(make_cluster):
     while metrics(port)["etcd_server_has_leader"] != 0:  # a lone member knows no leader
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    # A write it cannot propose fails, each try (the client retries) a failed proposal.
+    assert metrics(port)["etcd_server_proposals_failed_total"] == 0
+    with cluster.client([cluster.members[0]]) as client, pytest.raises(PyraftkvError) as failed:
+        client.put("lost", "quorum")
+    assert "no leader" in str(failed.value)
+    assert metrics(port)["etcd_server_proposals_failed_total"] >= 1
 
 
 def stage_figures(seen: dict[str, float], suffix: str, kind: str = "write") -> dict[str, float]:
