@@ -51,6 +51,7 @@ from .apply import (
     needs_space,
 )
 from .auth_store import AuthStore
+from .grpc_metrics import GrpcCallCounts
 from .lessor import Lessor
 from .logging_setup import fields
 from .proposals import Proposals
@@ -183,6 +184,7 @@ class Application:
         self.raft_pid: int | None = None
         # client requests served, by method number (ClientServer.dispatch; /metrics)
         self.requests_served = [0] * (max(m.number for m in METHODS) + 1)
+        self.grpc_calls = GrpcCallCounts()
         self.wal_sync_latency = rp.SyncLatency(0, 0.0, ())
 
         self.proposals = Proposals(member_id, send_down, request_timeout, trace_interval_ms)

@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from .. import errors
 from ..protocol import http2
 from ..protocol.frames import FLAG_END, FRAME_OVERHEAD_BYTES, MESSAGE, REPLY
+from ..protocol.gateway import BIDIRECTIONAL
 from ..protocol.methods import METHODS, Method
 from .client_connection import CallTasks
 from .client_port import close_after_last_word
@@ -34,8 +35,6 @@ from .watch_stream import WatchStream
 
 log = logging.getLogger("pyraftkv.clients")
 
-# etcd's two client-and-server streams; its other streamed calls stream answers only.
-BIDI = frozenset(("Watch", "LeaseKeepAlive"))
 STREAM = 1  # each gRPC call is one stream of its own "connection"
 # Answers a connection holds that its client does not take (its socket's buffer plus what
 # HTTP/2 flow control holds back): past this the connection is closed.
@@ -80,6 +79,7 @@ class GrpcCall(CallTasks):
         self.tasks: dict[int, asyncio.Task] = {}
         self.body: bytes | None = None  # a unary call's request
         self.relayed: asyncio.Task | None = None  # a keep-alive stream's relay, in order
+        self.app.grpc_calls.started[method] += 1
 
     def reply(self, stream: int, body: bytes) -> None:
         """The call's answer: its one message, then the end."""
@@ -98,28 +98,29 @@ class GrpcCall(CallTasks):
     def end(self, stream: int) -> None:
         if not self.closed:
             self.connection.h2.send_trailers(self.stream)
-            self._ended()
+            self._ended(errors.OK)
 
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
         if not self.closed:
             self.connection.h2.send_trailers(self.stream, error.code, error.message)
-            self._ended()
+            self._ended(error.code)
 
     def backlog_bytes(self) -> int:
         """What the call's connection sent that its client has not taken (the watch hub's
         measure of a slow watcher, as a native connection's)."""
         return self.connection.buffered()
 
-    def _ended(self) -> None:
+    def _ended(self, code: int) -> None:
         self.connection.wrote()
         self.connection.calls.pop(self.stream, None)
-        self.close()
+        self.close(code)
 
-    def close(self) -> None:
+    def close(self, code: int = errors.CANCELLED) -> None:
         """The call ended (answered, cancelled or its client went): drop what it holds."""
         if self.closed:
             return
         self.closed = True
+        self.app.grpc_calls.handled[self.method, code] += 1
         for watch in self.watch_streams.values():
             watch.close()
         self.watch_streams.clear()
@@ -268,7 +269,9 @@ class GrpcConnection(asyncio.Protocol):
             return
         method = call.method
         if method.streaming:
-            if method.name in BIDI and call.relayed is None:
+            if method.name == "Watch":
+                return  # as etcd's: its watches go on until the client cancels the call
+            if method.name in BIDIRECTIONAL and call.relayed is None:
                 self.server.dispatch(call, STREAM, method.number, FLAG_END, b"", call.token)
             elif call.relayed is not None:
                 call.relayed.add_done_callback(lambda _t: call.end(STREAM))

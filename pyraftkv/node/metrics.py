@@ -126,6 +126,7 @@ def render(app: Any) -> str:
     lines += [
         f'{name}{{method="{m.name}"}} {served[m.number]}' for m in METHODS if served[m.number]
     ]
+    lines += app.grpc_calls.lines()
     return "\n".join(lines) + "\n"
 
 

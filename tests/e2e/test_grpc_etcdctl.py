@@ -321,3 +321,44 @@ def test_a_grpc_client_that_never_takes_its_answers_is_cut_off(cluster):
         data = data[9 + length :]
     assert goaways == [0xB]  # ENHANCE_YOUR_CALM
     assert etcdctl(endpoint, "put", "after", "ok")[1] == b"OK\n"
+
+
+def test_a_watch_stream_its_client_half_closes_still_delivers_events(cluster, tmp_path):
+    """A gRPC client that sends its create request and closes its side of the stream (a
+    request iterator of one) goes on getting events, as from etcd 3.4, which ends a watch
+    stream only when its client cancels it."""
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    def events_after_half_close(endpoint: str) -> list[bytes]:
+        with grpc.insecure_channel(endpoint) as channel:
+            watch = channel.stream_stream(
+                "/etcdserverpb.Watch/Watch",
+                request_serializer=rpc.WatchRequest.SerializeToString,
+                response_deserializer=rpc.WatchResponse.FromString,
+            )
+            put = channel.unary_unary(
+                "/etcdserverpb.KV/Put",
+                request_serializer=rpc.PutRequest.SerializeToString,
+                response_deserializer=rpc.PutResponse.FromString,
+            )
+            create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=b"hc"))
+            answers = watch(iter([create]), timeout=10)
+            assert next(answers).created
+            time.sleep(0.3)  # the half-close has arrived
+            put(rpc.PutRequest(key=b"hc", value=b"1"), timeout=10)
+            put(rpc.PutRequest(key=b"hc", value=b"2"), timeout=10)
+            values: list[bytes] = []
+            while len(values) < 2:
+                values += [event.kv.value for event in next(answers).events]
+            answers.cancel()
+            return values
+
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdCluster(tmp_path / "etcd")
+    try:
+        assert events_after_half_close(etcd.endpoints[0]) == [b"1", b"2"]
+    finally:
+        etcd.close()
+    assert events_after_half_close(cluster.endpoints[0]) == [b"1", b"2"]

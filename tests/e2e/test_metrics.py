@@ -2,14 +2,17 @@
 
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 
+import grpc
 import pytest
 
 from pyraftkv.errors import PyraftkvError
 from pyraftkv.failpoints import FILE_ENV
+from pyraftkv.proto import rpc_pb2 as rpc
 
 from .harness import free_ports
 from .nemesis import app_pid, paused, raft_pid
@@ -321,3 +324,66 @@ def test_an_entry_slow_to_apply_is_logged_and_counted(make_cluster, tmp_path):
         assert client.put("after", "v").header.revision == slow + 1
     assert metrics(port)[name] == 1
     assert "apply request took too long" in cluster.members[0].log_text()
+
+
+def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
+    """etcd's grpc_server_started_total and grpc_server_handled_total: each gRPC call once
+    when it starts and once when it ends, with its status code's name; a watch stream the
+    client cancels ends as Canceled. Native-protocol requests are not gRPC calls."""
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    cluster.start()
+    endpoint = cluster.members[0].endpoint
+    with grpc.insecure_channel(endpoint) as channel:
+        put = channel.unary_unary(
+            "/etcdserverpb.KV/Put",
+            request_serializer=rpc.PutRequest.SerializeToString,
+            response_deserializer=rpc.PutResponse.FromString,
+        )
+        get = channel.unary_unary(
+            "/etcdserverpb.KV/Range",
+            request_serializer=rpc.RangeRequest.SerializeToString,
+            response_deserializer=rpc.RangeResponse.FromString,
+        )
+        for i in range(3):
+            put(rpc.PutRequest(key=b"g/%d" % i, value=b"v"), timeout=10)
+        assert get(rpc.RangeRequest(key=b"g/0"), timeout=10).count == 1
+        with pytest.raises(grpc.RpcError) as refused:
+            get(rpc.RangeRequest(key=b""), timeout=10)  # "key is not provided"
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        watch = channel.stream_stream(
+            "/etcdserverpb.Watch/Watch",
+            request_serializer=rpc.WatchRequest.SerializeToString,
+            response_deserializer=rpc.WatchResponse.FromString,
+        )
+        cancelled = threading.Event()
+
+        def requests():  # the stream stays open (a half-closed watch stream ends OK)
+            yield rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=b"g/0"))
+            cancelled.wait(10)
+
+        answers = watch(requests())
+        assert next(answers).created
+        answers.cancel()
+        cancelled.set()
+    with cluster.client() as client:
+        client.put("native", "v")
+    kv = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
+    stream = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
+    deadline = time.monotonic() + 10
+    while (seen := metrics(port)).get(
+        f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}'
+    ) != 1:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    grpc_seen = {k: v for k, v in seen.items() if k.startswith("grpc_server_")}
+    assert grpc_seen == {
+        f'grpc_server_started_total{{grpc_method="Range",{kv}}}': 2,
+        f'grpc_server_started_total{{grpc_method="Put",{kv}}}': 3,
+        f"grpc_server_started_total{{{stream}}}": 1,
+        f'grpc_server_handled_total{{grpc_code="OK",grpc_method="Range",{kv}}}': 1,
+        f'grpc_server_handled_total{{grpc_code="InvalidArgument",grpc_method="Range",{kv}}}': 1,
+        f'grpc_server_handled_total{{grpc_code="OK",grpc_method="Put",{kv}}}': 3,
+        f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}': 1,
+    }
+    assert seen['pyraftkv_requests_total{method="Put"}'] == 4  # every protocol

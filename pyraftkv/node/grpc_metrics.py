@@ -1,0 +1,58 @@
+"""gRPC calls started and handled, by method and status code, for /metrics.
+
+etcd exports these through its gRPC server's Prometheus interceptor, and its dashboards
+and alerts read them (request rates, failed calls, open watch streams):
+``grpc_server_started_total`` and ``grpc_server_handled_total``, labelled ``grpc_method``,
+``grpc_service``, ``grpc_type`` (``unary``, ``server_stream``, ``bidi_stream``) and, when
+handled, ``grpc_code`` (the status code's name). A call its client cancels or drops before
+it ends counts as ``Canceled``. Series appear once they count something.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..protocol.gateway import BIDIRECTIONAL
+from ..protocol.methods import Method
+
+# gRPC status codes by name, as gRPC's libraries spell them.
+CODE_NAMES = (
+    "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+    "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
+    "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+)  # fmt: skip
+
+
+def _labels(method: Method) -> str:
+    service, name = method.grpc_name[1:].rsplit("/", 1)
+    if not method.streaming:
+        kind = "unary"
+    else:
+        kind = "bidi_stream" if name in BIDIRECTIONAL else "server_stream"
+    return f'grpc_method="{name}",grpc_service="{service}",grpc_type="{kind}"'
+
+
+class GrpcCallCounts:
+    """Counts of the member's gRPC calls (grpc_front.py counts each call once at each end)."""
+
+    def __init__(self) -> None:
+        self.started: Counter[Method] = Counter()
+        self.handled: Counter[tuple[Method, int]] = Counter()
+
+    def lines(self) -> list[str]:
+        """Both counters in the Prometheus text format."""
+        lines = [
+            "# HELP grpc_server_started_total RPCs started on the server.",
+            "# TYPE grpc_server_started_total counter",
+        ]
+        for method, n in sorted(self.started.items(), key=lambda item: item[0].number):
+            lines.append(f"grpc_server_started_total{{{_labels(method)}}} {n}")
+        lines += [
+            "# HELP grpc_server_handled_total RPCs completed on the server, by status code.",
+            "# TYPE grpc_server_handled_total counter",
+        ]
+        handled = sorted(self.handled.items(), key=lambda item: (item[0][0].number, item[0][1]))
+        for (method, code), n in handled:
+            name = CODE_NAMES[code] if 0 <= code < len(CODE_NAMES) else str(code)
+            lines.append(f'grpc_server_handled_total{{grpc_code="{name}",{_labels(method)}}} {n}')
+        return lines
