@@ -180,6 +180,8 @@ class Application:
         # Entries slower than SLOW_APPLY_S to apply; heartbeats the Raft process sent late.
         self.slow_applies = 0
         self.heartbeats_late = 0
+        # Since when this member has known no leader (None while it knows one).
+        self.leaderless_since: float | None = time.monotonic()
         # The Raft process, for its figures on /metrics (None: it runs in this process).
         self.raft_pid: int | None = None
         # client requests served, by method number (ClientServer.dispatch; /metrics)
@@ -428,6 +430,8 @@ class Application:
             self.lessor.demote()
         if term != self.term:
             self._published = False  # a new leader may have dropped an uncommitted publish
+        if leader != self.leader_id:
+            self.leaderless_since = None if leader else time.monotonic()
         self.leader_id, self.term, self.commit_index, self.role = leader, term, commit, role
         self.is_learner = bool(flags & 1)
         self.raft_started.set()

@@ -43,6 +43,12 @@ MAX_UNREAD_BYTES = 64 << 20
 # encoded (field 1, varint). etcd 3.4 registers the empty service name only, SERVING.
 HEALTH_SERVING = b"\x08\x01"
 HEALTH_SERVICE_UNKNOWN = b"\x08\x03"
+# Metadata a client sends (etcd's clientv3.WithRequireLeader) for calls that must fail
+# rather than wait on a member without a leader.
+REQUIRE_LEADER = ("hasleader", "true")
+# Such a stream ends "no leader" once its member has known none for this many election
+# timeouts (etcd checks once per election timeout and ends them after three such checks).
+LEADERLESS_TIMEOUTS = 3
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 SERVICES = frozenset(m.grpc_name.rsplit("/", 1)[0] for m in METHODS) | {"/grpc.health.v1.Health"}
@@ -121,6 +127,7 @@ class GrpcCall(CallTasks):
             return
         self.closed = True
         self.app.grpc_calls.handled[self.method, code] += 1
+        self.connection.front.leader_bound.discard(self)
         for watch in self.watch_streams.values():
             watch.close()
         self.watch_streams.clear()
@@ -240,7 +247,15 @@ class GrpcConnection(asyncio.Protocol):
                 message = f"unknown service {service[1:]}"
             self.h2.send_trailers(stream, errors.UNIMPLEMENTED, message)
             return
-        self.calls[stream] = GrpcCall(self, stream, method, request.metadata.get("token", ""))
+        require_leader = request.metadata.get(REQUIRE_LEADER[0]) == REQUIRE_LEADER[1]
+        if require_leader and not self.app.leader_id:
+            error = errors.NoLeader()
+            self.h2.send_trailers(stream, error.code, error.message)
+            return
+        call = GrpcCall(self, stream, method, request.metadata.get("token", ""))
+        self.calls[stream] = call
+        if require_leader and method.streaming:
+            self.front.leader_bound.add(call)
 
     def _message(self, stream: int, body: bytes) -> None:
         call = self.calls.get(stream)
@@ -393,9 +408,25 @@ class GrpcFront:
         # largest request message, as etcd's gRPC max receive size
         self.limit = server.max_request_bytes + FRAME_OVERHEAD_BYTES
         self.by_path = {method.grpc_name: method for method in METHODS}
+        # Open streams whose client requires a leader (REQUIRE_LEADER).
+        self.leader_bound: set[GrpcCall] = set()
 
     def connection(self) -> GrpcConnection:
         return GrpcConnection(self)
+
+    def end_leaderless_streams(self, now: float) -> None:
+        """End the streams that require a leader with "no leader" once this member has
+        known none for LEADERLESS_TIMEOUTS election timeouts: their clients move to a member
+        that has one, where a watch left here would hear nothing (etcd's behaviour)."""
+        app = self.server.app
+        since = app.leaderless_since
+        if (
+            self.leader_bound
+            and since is not None
+            and now - since > LEADERLESS_TIMEOUTS * app.election_timeout_s
+        ):
+            for call in list(self.leader_bound):
+                call.error(STREAM, errors.NoLeader())
 
     def leader_url(self, method: Method) -> str | None:
         """The leader's client URL when ``method`` is answered by the leader only and this

@@ -362,3 +362,83 @@ def test_a_watch_stream_its_client_half_closes_still_delivers_events(cluster, tm
     finally:
         etcd.close()
     assert events_after_half_close(cluster.endpoints[0]) == [b"1", b"2"]
+
+
+def test_calls_that_require_a_leader_fail_on_a_member_without_one(cluster, tmp_path):
+    """etcd's clientv3.WithRequireLeader (metadata hasleader=true): once a member has lost
+    its quorum, such a watch stream ends "etcdserver: no leader" (its client can move to a
+    member that has a leader) and new such calls are refused, even serializable reads;
+    calls without it go on as before. The same against etcd 3.4 and pyraftkv."""
+    import threading
+
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    require = (("hasleader", "true"),)
+
+    def leaderless(endpoint: str, lose_quorum) -> list:
+        seen: list = []
+        release = threading.Event()
+
+        def requests():
+            yield rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=b"rl"))
+            release.wait(30)
+
+        with grpc.insecure_channel(endpoint) as channel:
+            watch = channel.stream_stream(
+                "/etcdserverpb.Watch/Watch",
+                request_serializer=rpc.WatchRequest.SerializeToString,
+                response_deserializer=rpc.WatchResponse.FromString,
+            )
+            get = channel.unary_unary(
+                "/etcdserverpb.KV/Range",
+                request_serializer=rpc.RangeRequest.SerializeToString,
+                response_deserializer=rpc.RangeResponse.FromString,
+            )
+            bound = watch(requests(), metadata=require, timeout=20)
+            free = watch(requests(), timeout=20)
+            seen += [next(bound).created, next(free).created]
+            lose_quorum()
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as ended:
+                next(bound)
+            seen += [ended.value.code(), ended.value.details(), time.monotonic() - started < 15]
+            for metadata in (require, ()):
+                try:
+                    seen.append(
+                        get(
+                            rpc.RangeRequest(key=b"rl", serializable=True),
+                            metadata=metadata,
+                            timeout=5,
+                        ).count
+                    )
+                except grpc.RpcError as error:
+                    seen += [error.code(), error.details()]
+            with pytest.raises(grpc.RpcError) as refused:
+                next(watch(requests(), metadata=require, timeout=5))
+            seen += [refused.value.code(), refused.value.details()]
+            free.cancel()  # it was still open: cancelling it ends it as Canceled
+            with pytest.raises(grpc.RpcError) as cancelled:
+                next(free)
+            seen.append(cancelled.value.code())
+            release.set()
+        return seen
+
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdCluster(tmp_path / "etcd")
+    try:
+        expected = leaderless(etcd.endpoints[0], lambda: [p.kill() for p in etcd.processes[1:]])
+    finally:
+        etcd.close()
+    assert expected == [
+        True, True,
+        grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader", True,
+        grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader",
+        0,
+        grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader",
+        grpc.StatusCode.CANCELLED,
+    ]  # fmt: skip
+    kept = cluster.members[0]
+    got = leaderless(kept.endpoint, lambda: [cluster.kill(m) for m in cluster.members[1:]])
+    assert got == expected
