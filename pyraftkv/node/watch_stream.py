@@ -51,14 +51,14 @@ class WatchStream:
                     self._next_watch_id += 1
                 watch_id = self._next_watch_id
                 self._next_watch_id += 1
-            elif watch_id in self.watchers:
+            elif watch_id in self.watchers:  # etcd 3.4's answer, id -1 and its words
                 self.send_message(
                     rpc.WatchResponse(
                         header=app.header(),
-                        watch_id=watch_id,
+                        watch_id=-1,
                         created=True,
                         canceled=True,
-                        cancel_reason="etcdserver: watch ID already in use",
+                        cancel_reason="mvcc: duplicate watch ID provided on the WatchStream",
                     ).SerializeToString()
                 )
                 return

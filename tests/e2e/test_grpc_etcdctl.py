@@ -442,3 +442,52 @@ def test_calls_that_require_a_leader_fail_on_a_member_without_one(cluster, tmp_p
     kept = cluster.members[0]
     got = leaderless(kept.endpoint, lambda: [cluster.kill(m) for m in cluster.members[1:]])
     assert got == expected
+
+
+def test_a_watch_id_taken_twice_on_one_stream_gets_etcds_answer(cluster, tmp_path):
+    """A create naming a watch id already open on the stream: etcd 3.4 answers created and
+    canceled, watch id -1, "mvcc: duplicate watch ID provided on the WatchStream"; the
+    first watch goes on. pyraftkv answers the same."""
+    import queue
+
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    def answers(endpoint: str) -> list[rpc.WatchResponse]:
+        requests: queue.Queue = queue.Queue()
+        with grpc.insecure_channel(endpoint) as channel:
+            watch = channel.stream_stream(
+                "/etcdserverpb.Watch/Watch",
+                request_serializer=rpc.WatchRequest.SerializeToString,
+                response_deserializer=rpc.WatchResponse.FromString,
+            )
+            put = channel.unary_unary(
+                "/etcdserverpb.KV/Put",
+                request_serializer=rpc.PutRequest.SerializeToString,
+                response_deserializer=rpc.PutResponse.FromString,
+            )
+            stream = watch(iter(requests.get, None), timeout=20)
+            got = []
+            for key in (b"first", b"second"):
+                create = rpc.WatchCreateRequest(key=key, watch_id=5)
+                requests.put(rpc.WatchRequest(create_request=create))
+                got.append(next(stream))
+            put(rpc.PutRequest(key=b"first", value=b"1"), timeout=10)
+            got.append(next(stream))
+            stream.cancel()
+        for answer in got:
+            answer.ClearField("header")
+            for event in answer.events:
+                event.kv.ClearField("create_revision")
+                event.kv.ClearField("mod_revision")
+        return got
+
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdCluster(tmp_path / "etcd")
+    try:
+        expected = answers(etcd.endpoints[0])
+    finally:
+        etcd.close()
+    assert expected[1].watch_id == -1 and expected[1].canceled
+    assert answers(cluster.endpoints[0]) == expected
