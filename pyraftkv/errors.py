@@ -18,8 +18,10 @@ ALREADY_EXISTS = 6
 PERMISSION_DENIED = 7
 RESOURCE_EXHAUSTED = 8
 FAILED_PRECONDITION = 9
+ABORTED = 10
 OUT_OF_RANGE = 11
 UNIMPLEMENTED = 12
+INTERNAL = 13
 UNAVAILABLE = 14
 DATA_LOSS = 15
 UNAUTHENTICATED = 16
@@ -282,6 +284,7 @@ class UnknownMethod(ApiError):
 
 
 _CODE_NAMES = {
+    OK: "OK",
     CANCELLED: "Canceled",
     UNKNOWN: "Unknown",
     INVALID_ARGUMENT: "InvalidArgument",
@@ -291,16 +294,24 @@ _CODE_NAMES = {
     PERMISSION_DENIED: "PermissionDenied",
     RESOURCE_EXHAUSTED: "ResourceExhausted",
     FAILED_PRECONDITION: "FailedPrecondition",
+    ABORTED: "Aborted",
     OUT_OF_RANGE: "OutOfRange",
     UNIMPLEMENTED: "Unimplemented",
+    INTERNAL: "Internal",
     UNAVAILABLE: "Unavailable",
+    DATA_LOSS: "DataLoss",
     UNAUTHENTICATED: "Unauthenticated",
 }
 
 
+def code_name(code: int) -> str:
+    """A gRPC status code's name as gRPC's libraries spell it ("InvalidArgument")."""
+    return _CODE_NAMES.get(code, str(code))
+
+
 def grpc_text(error: ApiError) -> str:
     """The error as a Go gRPC client prints it ("rpc error: code = ... desc = ...")."""
-    return f"rpc error: code = {_CODE_NAMES.get(error.code, error.code)} desc = {error.message}"
+    return f"rpc error: code = {code_name(error.code)} desc = {error.message}"
 
 
 _BY_MESSAGE: dict[str, type[ApiError]] = {}

@@ -12,15 +12,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ..errors import code_name
 from ..protocol.gateway import BIDIRECTIONAL
 from ..protocol.methods import Method
-
-# gRPC status codes by name, as gRPC's libraries spell them.
-CODE_NAMES = (
-    "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
-    "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted",
-    "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
-)  # fmt: skip
 
 
 def _labels(method: Method) -> str:
@@ -53,6 +47,6 @@ class GrpcCallCounts:
         ]
         handled = sorted(self.handled.items(), key=lambda item: (item[0][0].number, item[0][1]))
         for (method, code), n in handled:
-            name = CODE_NAMES[code] if 0 <= code < len(CODE_NAMES) else str(code)
-            lines.append(f'grpc_server_handled_total{{grpc_code="{name}",{_labels(method)}}} {n}')
+            labels = f'grpc_code="{code_name(code)}",{_labels(method)}'
+            lines.append(f"grpc_server_handled_total{{{labels}}} {n}")
         return lines

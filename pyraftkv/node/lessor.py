@@ -26,7 +26,8 @@ NEVER = math.inf
 PUT = kv_pb2.Event.PUT
 
 
-class TooLargeTTL(errors.InvalidArgument):
+class TooLargeTTL(errors.ApiError):
+    code = errors.OUT_OF_RANGE  # as etcd's
     default_message = "etcdserver: too large lease TTL"
 
 

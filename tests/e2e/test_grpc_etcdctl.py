@@ -491,3 +491,141 @@ def test_a_watch_id_taken_twice_on_one_stream_gets_etcds_answer(cluster, tmp_pat
         etcd.close()
     assert expected[1].watch_id == -1 and expected[1].canceled
     assert answers(cluster.endpoints[0]) == expected
+
+
+def kv_and_lease_calls(endpoint: str) -> list[str]:
+    """Puts, ranges (sorts, filters, revisions), puts that ignore value or lease, lease
+    grants and lookups, txns (duplicate keys, too many ops, compares, nested), deletes and
+    compactions over raw gRPC: each call's answer (header left out) or status and message."""
+    import grpc
+
+    from pyraftkv.proto import rpc_pb2 as rpc
+
+    Op = rpc.RequestOp
+    out: list[str] = []
+    with grpc.insecure_channel(endpoint) as channel:
+
+        def method(path: str, request, response):
+            return channel.unary_unary(
+                path,
+                request_serializer=request.SerializeToString,
+                response_deserializer=response.FromString,
+            )
+
+        put = method("/etcdserverpb.KV/Put", rpc.PutRequest, rpc.PutResponse)
+        get = method("/etcdserverpb.KV/Range", rpc.RangeRequest, rpc.RangeResponse)
+        delete = method(
+            "/etcdserverpb.KV/DeleteRange", rpc.DeleteRangeRequest, rpc.DeleteRangeResponse
+        )
+        txn = method("/etcdserverpb.KV/Txn", rpc.TxnRequest, rpc.TxnResponse)
+        compact = method("/etcdserverpb.KV/Compact", rpc.CompactionRequest, rpc.CompactionResponse)
+        grant = method(
+            "/etcdserverpb.Lease/LeaseGrant", rpc.LeaseGrantRequest, rpc.LeaseGrantResponse
+        )
+        revoke = method(
+            "/etcdserverpb.Lease/LeaseRevoke", rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse
+        )
+        ttl = method(
+            "/etcdserverpb.Lease/LeaseTimeToLive",
+            rpc.LeaseTimeToLiveRequest,
+            rpc.LeaseTimeToLiveResponse,
+        )
+        leases = method(
+            "/etcdserverpb.Lease/LeaseLeases", rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse
+        )
+
+        def call(f, request) -> None:
+            try:
+                answer = f(request, timeout=10)
+            except grpc.RpcError as error:
+                out.append(f"{error.code()} {error.details()}")
+                return
+            answer.ClearField("header")
+            if isinstance(answer, rpc.LeaseTimeToLiveResponse):
+                answer.ClearField("TTL")  # seconds left: a matter of timing
+            out.append(str(answer))
+
+        base = put(rpc.PutRequest(key=b"base", value=b"0"), timeout=10).header.revision
+        for key, value in ((b"a", b"3"), (b"b", b"1"), (b"c", b"2"), (b"a", b"4")):
+            call(put, rpc.PutRequest(key=key, value=value))
+        for request in (
+            rpc.RangeRequest(key=b"a", revision=base + 100),
+            rpc.RangeRequest(key=b"a", range_end=b"z", sort_order=2, sort_target=4, limit=2),
+            rpc.RangeRequest(key=b"a", range_end=b"z", sort_order=1, sort_target=1, keys_only=True),
+            rpc.RangeRequest(key=b"a", range_end=b"z", sort_order=2, sort_target=2, keys_only=True),
+            rpc.RangeRequest(key=b"a", range_end=b"z", sort_order=1, sort_target=3, keys_only=True),
+            rpc.RangeRequest(key=b"a", range_end=b"z", count_only=True, limit=1),
+            rpc.RangeRequest(key=b"a", range_end=b"z", min_mod_revision=base + 3, keys_only=True),
+            rpc.RangeRequest(key=b"a", range_end=b"z", max_create_revision=base + 2),
+            rpc.RangeRequest(key=b"b", range_end=b"\0", keys_only=True),
+            rpc.RangeRequest(key=b"\0", range_end=b"\0", count_only=True),
+            rpc.RangeRequest(key=b"a", revision=base + 1),
+            rpc.RangeRequest(key=b"a", limit=-1),
+        ):
+            call(get, request)
+        for request in (
+            rpc.PutRequest(key=b"zz", ignore_value=True),
+            rpc.PutRequest(key=b"a", ignore_value=True, prev_kv=True),
+            rpc.PutRequest(key=b"zz", value=b"x", ignore_lease=True),
+            rpc.PutRequest(key=b"zz", value=b"x", lease=12345),
+            rpc.PutRequest(key=b"a", value=b"x", ignore_value=True),
+        ):
+            call(put, request)
+        for request in (
+            rpc.LeaseGrantRequest(TTL=60, ID=777),
+            rpc.LeaseGrantRequest(TTL=60, ID=777),
+            rpc.LeaseGrantRequest(TTL=0, ID=778),
+            rpc.LeaseGrantRequest(TTL=-5, ID=779),
+            rpc.LeaseGrantRequest(TTL=10**12, ID=780),
+        ):
+            call(grant, request)
+        call(put, rpc.PutRequest(key=b"l1", value=b"x", lease=777))
+        call(ttl, rpc.LeaseTimeToLiveRequest(ID=777, keys=True))
+        call(ttl, rpc.LeaseTimeToLiveRequest(ID=999))
+        call(revoke, rpc.LeaseRevokeRequest(ID=999))
+        d1, d2 = (Op(request_put=rpc.PutRequest(key=b"d", value=v)) for v in (b"1", b"2"))
+        e1, e2 = (Op(request_put=rpc.PutRequest(key=b"e", value=v)) for v in (b"1", b"2"))
+        everything = Op(request_delete_range=rpc.DeleteRangeRequest(key=b"a", range_end=b"z"))
+        for request in (
+            rpc.TxnRequest(success=[d1, d2]),
+            rpc.TxnRequest(success=[d1, everything]),
+            rpc.TxnRequest(success=[Op(request_range=rpc.RangeRequest(key=b"a"))] * 129),
+            rpc.TxnRequest(
+                compare=[rpc.Compare(key=b"l1", target=rpc.Compare.LEASE, lease=777)],
+                success=[Op(request_range=rpc.RangeRequest(key=b"l1", keys_only=True))],
+            ),
+            rpc.TxnRequest(
+                compare=[
+                    rpc.Compare(key=b"a", range_end=b"z", result=rpc.Compare.GREATER, version=0)
+                ],
+                success=[Op(request_range=rpc.RangeRequest(key=b"a", count_only=True))],
+            ),
+            rpc.TxnRequest(compare=[rpc.Compare(key=b"nokey", version=0)]),
+            rpc.TxnRequest(compare=[rpc.Compare(key=b"nokey", target=rpc.Compare.VALUE)]),
+            rpc.TxnRequest(success=[e1, Op(request_txn=rpc.TxnRequest(success=[e2]))]),
+            rpc.TxnRequest(success=[e1, Op(request_txn=rpc.TxnRequest(failure=[e2]))]),
+        ):
+            call(txn, request)
+        call(delete, rpc.DeleteRangeRequest(key=b"b", range_end=b"d", prev_kv=True))
+        call(delete, rpc.DeleteRangeRequest(key=b"e", range_end=b"\0"))
+        for revision, physical in ((base + 1000, False), (base + 3, True), (base + 2, False)):
+            call(compact, rpc.CompactionRequest(revision=revision, physical=physical))
+        call(get, rpc.RangeRequest(key=b"a", revision=base + 2))
+        call(get, rpc.RangeRequest(key=b"a", revision=base + 3))
+        call(revoke, rpc.LeaseRevokeRequest(ID=777))
+        call(leases, rpc.LeaseLeasesRequest())
+    return out
+
+
+def test_kv_and_lease_calls_over_grpc_answer_as_etcd(cluster, tmp_path):
+    """The same calls against a fresh etcd 3.4 and a fresh pyraftkv: the same answers,
+    status codes and messages (a too large lease TTL is OUT_OF_RANGE, as etcd's)."""
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdCluster(tmp_path / "etcd")
+    try:
+        expected = kv_and_lease_calls(etcd.endpoints[0])
+    finally:
+        etcd.close()
+    assert "StatusCode.OUT_OF_RANGE etcdserver: too large lease TTL" in expected
+    got = kv_and_lease_calls(cluster.endpoints[0])
+    assert got == expected, [(e, g) for e, g in zip(expected, got, strict=True) if e != g]
