@@ -518,8 +518,14 @@ class AsyncClient:
         prev_kv: bool = False,
         filters: Sequence[str] = (),
         progress_notify: bool = False,
+        require_leader: bool = False,
     ) -> Watcher:
-        """Start watching; returns a Watcher (async-iterate it for events, then cancel())."""
+        """Start watching; returns a Watcher (async-iterate it for events, then cancel()).
+
+        ``require_leader`` (etcd's WithRequireLeader): a member that loses its leader ends
+        the watch after three election timeouts and the watch moves on to a member that
+        has one, from the next revision; without it, a watch on a member cut off from the
+        others stays there, hearing nothing, until the member is back."""
         k, end = key_range(key, range_end, prefix=prefix, from_key=from_key)
         names = {"noput": rpc.WatchCreateRequest.NOPUT, "nodelete": rpc.WatchCreateRequest.NODELETE}
         create = rpc.WatchCreateRequest(
@@ -531,10 +537,13 @@ class AsyncClient:
             progress_notify=progress_notify,
         )
         # Watchers "from now" with the same request share one server watch (see .watch).
-        key: object = create.SerializeToString() if not start_revision else object()
+        shared = (create.SerializeToString(), require_leader)
+        key: object = shared if not start_revision else object()
         feed = self._watches.get(key)
         if feed is None:
-            feed = self._watches[key] = ServerWatch(self, create, lambda: self._unwatch(key, feed))
+            feed = self._watches[key] = ServerWatch(
+                self, create, lambda: self._unwatch(key, feed), require_leader
+            )
         return await feed.join()
 
     def _unwatch(self, key: object, feed: ServerWatch) -> None:

@@ -76,11 +76,11 @@ class Stream:
         self._waiter: asyncio.Future | None = None
         self._closed = False
 
-    def send(self, body: bytes) -> None:
+    def send(self, body: bytes, flags: int = 0) -> None:
         """Send one more request message on this stream."""
         if self._closed:
             raise ConnectionLost("stream is closed")
-        self._connection._write(self._connection.frame(self.id, self._method, body))
+        self._connection._write(self._connection.frame(self.id, self._method, body, flags))
 
     def close(self) -> None:
         """Tell the server we are done; it ends the stream."""

@@ -73,7 +73,11 @@ class AsyncMirror:
         if old is not None:
             await old.cancel()
         self._watcher = await self._client.watch(
-            self.key, prefix=self.prefix, start_revision=self.revision + 1, prev_kv=True
+            self.key,
+            prefix=self.prefix,
+            start_revision=self.revision + 1,
+            prev_kv=True,
+            require_leader=True,  # a member cut off from the others would keep it quiet
         )
 
     async def changes(self) -> AsyncIterator[Change]:

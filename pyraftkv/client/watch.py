@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from ..errors import ApiError, Compacted, NoLeader
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
+from ..protocol.frames import FLAG_LEADER
 from ..protocol.methods import BY_NAME
 from .connection import ConnectionLost, Stream
 
@@ -57,9 +58,16 @@ class ServerWatch:
     within the client's timeout.
     """
 
-    def __init__(self, client, create: rpc.WatchCreateRequest, on_end: Callable[[], None]):
+    def __init__(
+        self,
+        client,
+        create: rpc.WatchCreateRequest,
+        on_end: Callable[[], None],
+        require_leader: bool = False,
+    ):
         self._client = client
         self._create = create
+        self._flags = FLAG_LEADER if require_leader else 0
         self._on_end = on_end
         self.watchers: dict[Watcher, None] = {}  # insertion-ordered set
         # The revision the next event must have at least; 0 until the server tells us.
@@ -132,7 +140,8 @@ class ServerWatch:
                 create = rpc.WatchCreateRequest()
                 create.CopyFrom(self._create)
                 create.start_revision = self.next_revision
-                stream.send(rpc.WatchRequest(create_request=create).SerializeToString())
+                request = rpc.WatchRequest(create_request=create)
+                stream.send(request.SerializeToString(), self._flags)
                 reply = rpc.WatchResponse.FromString(
                     await asyncio.wait_for(stream.receive(), max(0.01, deadline - time.monotonic()))
                 )
@@ -162,9 +171,11 @@ class ServerWatch:
         while True:
             try:
                 body = await self._stream.receive()
-            except ConnectionLost:
+            except (ConnectionLost, NoLeader) as exc:
                 if self._stopped:
                     return None
+                if isinstance(exc, NoLeader):  # this member lost its leader: move on
+                    self._client._drop(self._stream._connection)
                 await self._open()
                 continue
             reply = rpc.WatchResponse.FromString(body)

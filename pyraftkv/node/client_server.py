@@ -26,6 +26,7 @@ from ..proto import rpc_pb2 as rpc
 from ..proto import v3election_pb2 as election_pb2
 from ..protocol.frames import (
     FLAG_END,
+    FLAG_LEADER,
 )
 from ..protocol.methods import BY_NAME, BY_NUMBER
 from .application import Application
@@ -39,6 +40,11 @@ from .watch_stream import WatchStream
 
 log = logging.getLogger("pyraftkv.clients")
 
+# A stream whose client requires a leader ends "no leader" once its member has known none
+# for this many election timeouts (etcd checks once per election timeout and ends them
+# after three such checks).
+LEADERLESS_TIMEOUTS = 3
+
 
 class ClientServer:
     """Every client connection of this member and the handler of each method."""
@@ -49,6 +55,9 @@ class ClientServer:
         self.max_request_bytes = max_request_bytes
         self.connections: set[ClientConnection] = set()
         self.on_connection_lost: list[Callable[[ClientConnection], None]] = []
+        # Open streams whose client requires a leader (gRPC's hasleader metadata, a native
+        # Watch's FLAG_LEADER); each has end_without_leader().
+        self.leader_bound: set[Any] = set()
         self.paused = False
         # How this member dials another's https client URL (leader_relay.py); None: no TLS.
         self.leader_tls: ssl.SSLContext | None = None
@@ -232,5 +241,27 @@ class ClientServer:
             connection.end(stream)
             return
         if watch_stream is None:
-            watch_stream = connection.watch_streams[stream] = WatchStream(connection, stream)
+            if flags & FLAG_LEADER:
+                if not self.app.leader_id:
+                    connection.error(stream, errors.NoLeader())
+                    return
+                watch_stream = WatchStream(connection, stream)
+                self.leader_bound.add(watch_stream)
+            else:
+                watch_stream = WatchStream(connection, stream)
+            connection.watch_streams[stream] = watch_stream
         watch_stream.handle(rpc.WatchRequest.FromString(body))
+
+    def end_leaderless_streams(self, now: float) -> None:
+        """End the streams whose client requires a leader with "no leader" once this member
+        has known none for LEADERLESS_TIMEOUTS election timeouts: their clients move to a
+        member that has one, where a watch left here would hear nothing (etcd's rule)."""
+        app = self.app
+        since = app.leaderless_since
+        if (
+            self.leader_bound
+            and since is not None
+            and now - since > LEADERLESS_TIMEOUTS * app.election_timeout_s
+        ):
+            for stream in list(self.leader_bound):
+                stream.end_without_leader()

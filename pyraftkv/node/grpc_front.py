@@ -46,9 +46,6 @@ HEALTH_SERVICE_UNKNOWN = b"\x08\x03"
 # Metadata a client sends (etcd's clientv3.WithRequireLeader) for calls that must fail
 # rather than wait on a member without a leader.
 REQUIRE_LEADER = ("hasleader", "true")
-# Such a stream ends "no leader" once its member has known none for this many election
-# timeouts (etcd checks once per election timeout and ends them after three such checks).
-LEADERLESS_TIMEOUTS = 3
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
 SERVICES = frozenset(m.grpc_name.rsplit("/", 1)[0] for m in METHODS) | {"/grpc.health.v1.Health"}
@@ -111,6 +108,10 @@ class GrpcCall(CallTasks):
             self.connection.h2.send_trailers(self.stream, error.code, error.message)
             self._ended(error.code)
 
+    def end_without_leader(self) -> None:
+        """End the call "no leader" (its client asked for a leader: REQUIRE_LEADER)."""
+        self.error(STREAM, errors.NoLeader())
+
     def backlog_bytes(self) -> int:
         """What the call's connection sent that its client has not taken (the watch hub's
         measure of a slow watcher, as a native connection's)."""
@@ -127,7 +128,7 @@ class GrpcCall(CallTasks):
             return
         self.closed = True
         self.app.grpc_calls.handled[self.method, code] += 1
-        self.connection.front.leader_bound.discard(self)
+        self.server.leader_bound.discard(self)
         for watch in self.watch_streams.values():
             watch.close()
         self.watch_streams.clear()
@@ -255,7 +256,7 @@ class GrpcConnection(asyncio.Protocol):
         call = GrpcCall(self, stream, method, request.metadata.get("token", ""))
         self.calls[stream] = call
         if require_leader and method.streaming:
-            self.front.leader_bound.add(call)
+            self.server.leader_bound.add(call)
 
     def _message(self, stream: int, body: bytes) -> None:
         call = self.calls.get(stream)
@@ -408,25 +409,9 @@ class GrpcFront:
         # largest request message, as etcd's gRPC max receive size
         self.limit = server.max_request_bytes + FRAME_OVERHEAD_BYTES
         self.by_path = {method.grpc_name: method for method in METHODS}
-        # Open streams whose client requires a leader (REQUIRE_LEADER).
-        self.leader_bound: set[GrpcCall] = set()
 
     def connection(self) -> GrpcConnection:
         return GrpcConnection(self)
-
-    def end_leaderless_streams(self, now: float) -> None:
-        """End the streams that require a leader with "no leader" once this member has
-        known none for LEADERLESS_TIMEOUTS election timeouts: their clients move to a member
-        that has one, where a watch left here would hear nothing (etcd's behaviour)."""
-        app = self.server.app
-        since = app.leaderless_since
-        if (
-            self.leader_bound
-            and since is not None
-            and now - since > LEADERLESS_TIMEOUTS * app.election_timeout_s
-        ):
-            for call in list(self.leader_bound):
-                call.error(STREAM, errors.NoLeader())
 
     def leader_url(self, method: Method) -> str | None:
         """The leader's client URL when ``method`` is answered by the leader only and this

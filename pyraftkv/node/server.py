@@ -155,7 +155,6 @@ class Node:
         self._raft_exited = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.pairing: CpuPairing | None = None  # with a Raft process of its own
-        self.grpc: GrpcFront | None = None  # once the client port listens
 
     def stop(self, code: int = 0) -> None:
         """Stop serving; the first non-zero code given is the exit code."""
@@ -323,7 +322,7 @@ class Node:
         # TLS ends here, below every protocol spoken on the port.
         client_ssl = config.client_tls.server_context() if config.client_tls.has_cert else None
         # Each connection's first bytes pick its protocol (client_port.py).
-        self.grpc = grpc = GrpcFront(server)  # etcd's gRPC API
+        grpc = GrpcFront(server)  # etcd's gRPC API
         protocols = {
             Kind.NATIVE: lambda: ClientConnection(server),
             Kind.HTTP1: lambda: HttpConnection(server),
@@ -388,8 +387,7 @@ class Node:
             app.expire(now)
             app.expire_leases()
             app.publish_if_due()
-            if self.grpc is not None:
-                self.grpc.end_leaderless_streams(now)
+            self.server.end_leaderless_streams(now)
             if app.watch_hub.has_unsynced:
                 app.watch_hub.catch_up()
             if now >= next_progress:

@@ -90,7 +90,14 @@ class WatchStream:
                 rpc.WatchResponse(header=app.header(), watch_id=-1).SerializeToString()
             )
 
+    def end_without_leader(self) -> None:
+        """End the stream "no leader" (its client asked for a leader: FLAG_LEADER)."""
+        self.close()
+        self.connection.watch_streams.pop(self.stream, None)
+        self.connection.error(self.stream, errors.NoLeader())
+
     def close(self) -> None:
+        self.connection.server.leader_bound.discard(self)
         hub = self.connection.app.watch_hub
         for watcher in self.watchers.values():
             hub.remove(watcher)

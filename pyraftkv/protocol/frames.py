@@ -12,7 +12,9 @@ Every frame is a 14-byte header followed by a body::
                     FLAG_USER: the body starts with a user name (same encoding, before
                     any token): a local relay (the gRPC front end) forwarding a request
                     of a client whose certificate named that user; refused unless the
-                    connection is marked as a trusted relay
+                    connection is marked as a trusted relay;
+                    FLAG_LEADER, on a Watch stream's first frame: end the stream with
+                    "no leader" when the member loses its leader (etcd's require-leader)
     body            client -> server: the request message (protobuf)
                     REPLY / MESSAGE: the response message (protobuf); ERROR: see encode_error
 
@@ -47,6 +49,7 @@ REPLY_KINDS = frozenset((REPLY, ERROR, MESSAGE, END))
 FLAG_END = 0x01
 FLAG_TOKEN = 0x02
 FLAG_USER = 0x04
+FLAG_LEADER = 0x08
 _TOKEN_LENGTH = struct.Struct("!H")
 
 # etcd accepts requests up to --max-request-bytes and frames with 512 KiB of overhead on
