@@ -241,15 +241,12 @@ class ClientServer:
             connection.end(stream)
             return
         if watch_stream is None:
+            if flags & FLAG_LEADER and not self.app.leader_id:
+                connection.error(stream, errors.NoLeader())
+                return
+            watch_stream = connection.watch_streams[stream] = WatchStream(connection, stream)
             if flags & FLAG_LEADER:
-                if not self.app.leader_id:
-                    connection.error(stream, errors.NoLeader())
-                    return
-                watch_stream = WatchStream(connection, stream)
                 self.leader_bound.add(watch_stream)
-            else:
-                watch_stream = WatchStream(connection, stream)
-            connection.watch_streams[stream] = watch_stream
         watch_stream.handle(rpc.WatchRequest.FromString(body))
 
     def end_leaderless_streams(self, now: float) -> None:
