@@ -13,6 +13,18 @@ def cluster(tmp_path):
 
 
 @pytest.fixture
+def net_cluster(tmp_path):
+    """A started 3-member cluster and the Network that cuts or slows its peer links."""
+    from .nemesis import Network
+
+    c = LocalCluster(str(tmp_path), 3)
+    network = Network(c)
+    c.start()
+    yield c, network
+    c.stop_all()
+
+
+@pytest.fixture
 def make_cluster(tmp_path):
     """Factory for clusters with options; every one is stopped after the test."""
     made = []

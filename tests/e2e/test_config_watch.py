@@ -129,35 +129,27 @@ def test_a_watcher_cut_off_past_a_compaction_reads_again_and_reports_the_differe
     config.close()
 
 
-def test_a_watcher_on_a_member_cut_off_from_the_others_moves_to_one_that_is_not(tmp_path):
+def test_a_watcher_on_a_member_cut_off_from_the_others_moves_to_one_that_is_not(net_cluster):
     """The configuration watcher's watch requires a leader: when its member is cut off from
     the others (and so loses its leader), the watcher moves on to a member with one and
     gets a change made meanwhile, while its first member is still cut off."""
-    from .harness import LocalCluster
-    from .nemesis import Network
-
-    cluster = LocalCluster(str(tmp_path), 3)
-    network = Network(cluster)
-    cluster.start()
-    try:
-        served, *others = cluster.members
-        writer = cluster.client(others, timeout=5.0)
-        writer.put("/config/flag", "off")
-        client = cluster.client([served, *others], timeout=10.0)
-        config = client.config_watcher("/config/", prefix=True).start()
-        changes = config.changes()
-        network.isolate(served)
-        deadline = time.monotonic() + 10
-        while True:  # a leader among the others first (served may have led)
-            try:
-                writer.put("/config/flag", "on")
-                break
-            except (ApiError, ConnectionLost):
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-        change = changes.get(20)
-        assert (change.key, change.value, change.prev_value) == (b"/config/flag", b"on", b"off")
-        assert config.values == {b"/config/flag": b"on"}
-        config.close()
-    finally:
-        cluster.stop_all()
+    cluster, network = net_cluster
+    served, *others = cluster.members
+    writer = cluster.client(others, timeout=5.0)
+    writer.put("/config/flag", "off")
+    client = cluster.client([served, *others], timeout=10.0)
+    config = client.config_watcher("/config/", prefix=True).start()
+    changes = config.changes()
+    network.isolate(served)
+    deadline = time.monotonic() + 10
+    while True:  # a leader among the others first (served may have led)
+        try:
+            writer.put("/config/flag", "on")
+            break
+        except (ApiError, ConnectionLost):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    change = changes.get(20)
+    assert (change.key, change.value, change.prev_value) == (b"/config/flag", b"on", b"off")
+    assert config.values == {b"/config/flag": b"on"}
+    config.close()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from ..ctl_etcd_cluster import ETCD_LOG_LINE, ETCDCTL, MISSING, EtcdCluster
+from .grpc_stubs import stub
 
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason=MISSING)
 
@@ -333,16 +334,8 @@ def test_a_watch_stream_its_client_half_closes_still_delivers_events(cluster, tm
 
     def events_after_half_close(endpoint: str) -> list[bytes]:
         with grpc.insecure_channel(endpoint) as channel:
-            watch = channel.stream_stream(
-                "/etcdserverpb.Watch/Watch",
-                request_serializer=rpc.WatchRequest.SerializeToString,
-                response_deserializer=rpc.WatchResponse.FromString,
-            )
-            put = channel.unary_unary(
-                "/etcdserverpb.KV/Put",
-                request_serializer=rpc.PutRequest.SerializeToString,
-                response_deserializer=rpc.PutResponse.FromString,
-            )
+            watch = stub(channel, "Watch")
+            put = stub(channel, "Put")
             create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=b"hc"))
             answers = watch(iter([create]), timeout=10)
             assert next(answers).created
@@ -386,16 +379,8 @@ def test_calls_that_require_a_leader_fail_on_a_member_without_one(cluster, tmp_p
             release.wait(30)
 
         with grpc.insecure_channel(endpoint) as channel:
-            watch = channel.stream_stream(
-                "/etcdserverpb.Watch/Watch",
-                request_serializer=rpc.WatchRequest.SerializeToString,
-                response_deserializer=rpc.WatchResponse.FromString,
-            )
-            get = channel.unary_unary(
-                "/etcdserverpb.KV/Range",
-                request_serializer=rpc.RangeRequest.SerializeToString,
-                response_deserializer=rpc.RangeResponse.FromString,
-            )
+            watch = stub(channel, "Watch")
+            get = stub(channel, "Range")
             bound = watch(requests(), metadata=require, timeout=20)
             free = watch(requests(), timeout=20)
             seen += [next(bound).created, next(free).created]
@@ -457,16 +442,8 @@ def test_a_watch_id_taken_twice_on_one_stream_gets_etcds_answer(cluster, tmp_pat
     def answers(endpoint: str) -> list[rpc.WatchResponse]:
         requests: queue.Queue = queue.Queue()
         with grpc.insecure_channel(endpoint) as channel:
-            watch = channel.stream_stream(
-                "/etcdserverpb.Watch/Watch",
-                request_serializer=rpc.WatchRequest.SerializeToString,
-                response_deserializer=rpc.WatchResponse.FromString,
-            )
-            put = channel.unary_unary(
-                "/etcdserverpb.KV/Put",
-                request_serializer=rpc.PutRequest.SerializeToString,
-                response_deserializer=rpc.PutResponse.FromString,
-            )
+            watch = stub(channel, "Watch")
+            put = stub(channel, "Put")
             stream = watch(iter(requests.get, None), timeout=20)
             got = []
             for key in (b"first", b"second"):
@@ -504,34 +481,12 @@ def kv_and_lease_calls(endpoint: str) -> list[str]:
     Op = rpc.RequestOp
     out: list[str] = []
     with grpc.insecure_channel(endpoint) as channel:
-
-        def method(path: str, request, response):
-            return channel.unary_unary(
-                path,
-                request_serializer=request.SerializeToString,
-                response_deserializer=response.FromString,
-            )
-
-        put = method("/etcdserverpb.KV/Put", rpc.PutRequest, rpc.PutResponse)
-        get = method("/etcdserverpb.KV/Range", rpc.RangeRequest, rpc.RangeResponse)
-        delete = method(
-            "/etcdserverpb.KV/DeleteRange", rpc.DeleteRangeRequest, rpc.DeleteRangeResponse
+        put, get, delete, txn, compact = (
+            stub(channel, name) for name in ("Put", "Range", "DeleteRange", "Txn", "Compact")
         )
-        txn = method("/etcdserverpb.KV/Txn", rpc.TxnRequest, rpc.TxnResponse)
-        compact = method("/etcdserverpb.KV/Compact", rpc.CompactionRequest, rpc.CompactionResponse)
-        grant = method(
-            "/etcdserverpb.Lease/LeaseGrant", rpc.LeaseGrantRequest, rpc.LeaseGrantResponse
-        )
-        revoke = method(
-            "/etcdserverpb.Lease/LeaseRevoke", rpc.LeaseRevokeRequest, rpc.LeaseRevokeResponse
-        )
-        ttl = method(
-            "/etcdserverpb.Lease/LeaseTimeToLive",
-            rpc.LeaseTimeToLiveRequest,
-            rpc.LeaseTimeToLiveResponse,
-        )
-        leases = method(
-            "/etcdserverpb.Lease/LeaseLeases", rpc.LeaseLeasesRequest, rpc.LeaseLeasesResponse
+        grant, revoke, ttl, leases = (
+            stub(channel, name)
+            for name in ("LeaseGrant", "LeaseRevoke", "LeaseTimeToLive", "LeaseLeases")
         )
 
         def call(f, request) -> None:

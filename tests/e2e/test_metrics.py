@@ -14,6 +14,7 @@ from pyraftkv.errors import PyraftkvError
 from pyraftkv.failpoints import FILE_ENV
 from pyraftkv.proto import rpc_pb2 as rpc
 
+from .grpc_stubs import stub
 from .harness import free_ports
 from .nemesis import app_pid, paused, raft_pid
 
@@ -335,27 +336,15 @@ def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
     cluster.start()
     endpoint = cluster.members[0].endpoint
     with grpc.insecure_channel(endpoint) as channel:
-        put = channel.unary_unary(
-            "/etcdserverpb.KV/Put",
-            request_serializer=rpc.PutRequest.SerializeToString,
-            response_deserializer=rpc.PutResponse.FromString,
-        )
-        get = channel.unary_unary(
-            "/etcdserverpb.KV/Range",
-            request_serializer=rpc.RangeRequest.SerializeToString,
-            response_deserializer=rpc.RangeResponse.FromString,
-        )
+        put = stub(channel, "Put")
+        get = stub(channel, "Range")
         for i in range(3):
             put(rpc.PutRequest(key=b"g/%d" % i, value=b"v"), timeout=10)
         assert get(rpc.RangeRequest(key=b"g/0"), timeout=10).count == 1
         with pytest.raises(grpc.RpcError) as refused:
             get(rpc.RangeRequest(key=b""), timeout=10)  # "key is not provided"
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        watch = channel.stream_stream(
-            "/etcdserverpb.Watch/Watch",
-            request_serializer=rpc.WatchRequest.SerializeToString,
-            response_deserializer=rpc.WatchResponse.FromString,
-        )
+        watch = stub(channel, "Watch")
         cancelled = threading.Event()
 
         def requests():  # the stream stays open (a half-closed watch stream ends OK)

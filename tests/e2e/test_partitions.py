@@ -18,15 +18,6 @@ from .jepsen import run
 from .nemesis import Network, paused, raft_pid
 
 
-@pytest.fixture
-def net_cluster(tmp_path):
-    cluster = LocalCluster(str(tmp_path), 3)
-    network = Network(cluster)
-    cluster.start()
-    yield cluster, network
-    cluster.stop_all()
-
-
 def test_isolated_leader_loses_to_the_majority_then_heals(net_cluster):
     cluster, network = net_cluster
     old = cluster.wait_leader()

@@ -71,41 +71,36 @@ def test_watch_loses_duplicates_and_reorders_nothing_across_faults(tmp_path):
         cluster.stop_all()
 
 
-def test_a_watch_that_requires_a_leader_moves_off_a_member_cut_off_from_the_others(tmp_path):
+def test_a_watch_that_requires_a_leader_moves_off_a_member_cut_off_from_the_others(net_cluster):
     """A watch made with require_leader=True on a member cut off from the others: once that
     member has known no leader for three election timeouts it ends the watch "no leader",
     and the watch resumes on a member that has one, delivering a write made meanwhile while
     the member is still cut off. A watch without it stays there, hearing nothing, and gets
     the write only once the member is back."""
-    cluster = LocalCluster(str(tmp_path), 3)
-    network = Network(cluster)
-    cluster.start()
-    try:
-        served, *others = cluster.members
-        writer = cluster.client(others, timeout=5.0)
-        writer.put("rl/start", "0")
-        moving = cluster.client([served, *others], timeout=10.0).watch(
-            "rl/", prefix=True, require_leader=True
-        )
-        staying = cluster.client([served], timeout=10.0).watch("rl/", prefix=True)
-        seen: dict[str, list[bytes]] = {"moving": [], "staying": []}
-        for name, watch in (("moving", moving), ("staying", staying)):
-            threading.Thread(
-                target=lambda n=name, w=watch: seen[n].extend(e.kv.key for e in w), daemon=True
-            ).start()
-        network.isolate(served)
-        put_retrying(writer, "rl/meanwhile", "1")
-        deadline = time.monotonic() + 20
-        while b"rl/meanwhile" not in seen["moving"]:
-            assert time.monotonic() < deadline, seen
-            time.sleep(0.05)
-        assert b"rl/meanwhile" not in seen["staying"]  # still cut off: not on its member
-        network.heal()
-        while b"rl/meanwhile" not in seen["staying"]:
-            assert time.monotonic() < deadline, seen
-            time.sleep(0.05)
-        assert seen["moving"].count(b"rl/meanwhile") == 1  # once, though it moved
-        moving.cancel()
-        staying.cancel()
-    finally:
-        cluster.stop_all()
+    cluster, network = net_cluster
+    served, *others = cluster.members
+    writer = cluster.client(others, timeout=5.0)
+    writer.put("rl/start", "0")
+    moving = cluster.client([served, *others], timeout=10.0).watch(
+        "rl/", prefix=True, require_leader=True
+    )
+    staying = cluster.client([served], timeout=10.0).watch("rl/", prefix=True)
+    seen: dict[str, list[bytes]] = {"moving": [], "staying": []}
+    for name, watch in (("moving", moving), ("staying", staying)):
+        threading.Thread(
+            target=lambda n=name, w=watch: seen[n].extend(e.kv.key for e in w), daemon=True
+        ).start()
+    network.isolate(served)
+    put_retrying(writer, "rl/meanwhile", "1")
+    deadline = time.monotonic() + 20
+    while b"rl/meanwhile" not in seen["moving"]:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    assert b"rl/meanwhile" not in seen["staying"]  # still cut off: not on its member
+    network.heal()
+    while b"rl/meanwhile" not in seen["staying"]:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.05)
+    assert seen["moving"].count(b"rl/meanwhile") == 1  # once, though it moved
+    moving.cancel()
+    staying.cancel()
