@@ -5,7 +5,9 @@ default /usr/bin/etcd) on loopback, both with a 100 ms heartbeat and a 1 s elect
 timeout, and sends sequential puts (16-byte keys, 128-byte values) to each leader from a
 blocking Python client: pyraftkv's ``Client`` (native protocol) and a grpcio stub for etcd
 (etcd's gRPC API); with ``--via-follower`` to a follower of each, which forwards the write
-to its leader. Rounds alternate between the two so both see the same machine. Prints
+to its leader. Within each round the systems take turns every ``--turn`` puts (100), so both
+see the same machine: this one's disk and CPUs change speed from one minute to the next,
+and whole rounds in turn gave ratios that drifted with it. Prints
 p50/p99 per round and over all rounds, and pyraftkv's stage breakdown (the member's
 per-write stage trace over the run, as ``pyraftkvctl check perf`` prints it), and per put
 for each process (the client, each member's processes) the CPU it spent and the time it
@@ -203,6 +205,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=2000, help="puts per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--value-size", type=int, default=128)
+    parser.add_argument(
+        "--turn",
+        type=int,
+        default=100,
+        help="puts each system sends before the next takes its turn, within a round "
+        "(this machine's disk and CPUs change speed within seconds); 0: whole rounds",
+    )
     parser.add_argument("--etcd", default="/usr/bin/etcd")
     parser.add_argument("--plot", metavar="PREFIX", help="write PREFIX-cdf.png (both)")
     parser.add_argument("--no-etcd", action="store_true", help="pyraftkv only")
@@ -246,23 +255,33 @@ def main() -> int:
                 pyraftkv_round(client, 200, value, 10**9)
                 endpoints = tuple(m.endpoint for m in cluster.members)
                 stages_before[name] = (endpoints, read_stages(endpoints))
-                runs.append((name, lambda b, c=client: pyraftkv_round(c, args.count, value, b)))
+                runs.append((name, lambda b, n, c=client: pyraftkv_round(c, n, value, b)))
             if etcd is not None:
                 channel = etcd.leader_channel(args.via_follower)
                 meters["etcd 3.4"] = CpuMeter(
                     {f"etcd e{i}": p.pid for i, p in enumerate(etcd.processes)}
                 )
                 etcd_round(channel, 200, value, 10**9)
-                runs.append(("etcd 3.4", lambda b: etcd_round(channel, args.count, value, b)))
+                runs.append(("etcd 3.4", lambda b, n: etcd_round(channel, n, value, b)))
+            turn = min(args.turn, args.count) if args.turn else args.count
             for r in range(args.rounds):
-                base = r * args.count
-                # Each round starts one system later than the last: all see the same machine.
-                for name, measure in runs[r % len(runs) :] + runs[: r % len(runs)]:
-                    latencies = meters[name].measure(lambda m=measure, b=base: m(b), args.count)
-                    results[name] += latencies
+                # Each round starts one system later than the last, and within a round the
+                # systems take turns every ``turn`` puts: all see the same machine.
+                order = runs[r % len(runs) :] + runs[: r % len(runs)]
+                latencies = {name: [] for name, _ in order}
+                end = (r + 1) * args.count
+                for base in range(r * args.count, end, turn):
+                    n = min(turn, end - base)
+                    for name, measure in order:
+                        latencies[name] += meters[name].measure(
+                            lambda m=measure, b=base, n=n: m(b, n), n
+                        )
+                for name, _ in order:
+                    results[name] += latencies[name]
                     print(
-                        f"round {r + 1} {name:<11} p50 {percentile(latencies, 0.5) * 1000:.3f}"
-                        f" ms  p99 {percentile(latencies, 0.99) * 1000:.3f} ms",
+                        f"round {r + 1} {name:<11} p50 "
+                        f"{percentile(latencies[name], 0.5) * 1000:.3f} ms  p99 "
+                        f"{percentile(latencies[name], 0.99) * 1000:.3f} ms",
                         flush=True,
                     )
             stages = {
