@@ -524,8 +524,10 @@ class AsyncClient:
 
         ``require_leader`` (etcd's WithRequireLeader): a member that loses its leader ends
         the watch after three election timeouts and the watch moves on to a member that
-        has one, from the next revision; without it, a watch on a member cut off from the
-        others stays there, hearing nothing, until the member is back."""
+        has one, from the next revision (when none it can reach has one within the
+        client's timeout, the watch ends: ConnectionLost, caused by NoLeader); without it,
+        a watch on a member cut off from the others stays there, hearing nothing, until
+        the member is back."""
         k, end = key_range(key, range_end, prefix=prefix, from_key=from_key)
         names = {"noput": rpc.WatchCreateRequest.NOPUT, "nodelete": rpc.WatchCreateRequest.NODELETE}
         create = rpc.WatchCreateRequest(

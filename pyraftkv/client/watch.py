@@ -131,6 +131,7 @@ class ServerWatch:
         """Create the watch on the server from ``next_revision``, trying members in turn."""
         client = self._client
         deadline = time.monotonic() + client.timeout
+        refused: NoLeader | None = None  # what a member without a leader said, if one did
         while True:
             if self._stopped:
                 raise ConnectionLost("the watch was canceled")
@@ -148,8 +149,11 @@ class ServerWatch:
             except (ConnectionLost, asyncio.TimeoutError, NoLeader) as exc:
                 if client._connection is not None and not self._stopped:
                     client._drop(client._connection)
+                if isinstance(exc, NoLeader):
+                    refused = exc
                 if time.monotonic() >= deadline or self._stopped:
-                    raise ConnectionLost(f"cannot (re)start watch: {exc}") from exc
+                    cause = refused or exc
+                    raise ConnectionLost(f"cannot (re)start watch: {cause}") from cause
                 await asyncio.sleep(0.1)
                 continue
             if reply.canceled:

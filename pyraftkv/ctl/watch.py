@@ -15,7 +15,8 @@ import threading
 from asyncio import FIRST_COMPLETED
 
 from ..client.aio import Watcher
-from ..errors import ApiError
+from ..client.connection import ConnectionLost
+from ..errors import ApiError, NoLeader
 from ..proto import kv_pb2
 from ..proto import rpc_pb2 as rpc
 from .child import ChildFailed, environment, run_child
@@ -94,6 +95,9 @@ async def watch(inv: Invocation) -> int | None:
     except ApiError as exc:
         _canceled(inv, _cancel_of(exc))
         raise CtlError("watch is canceled by the server", EXIT_INTERRUPTED) from None
+    except ConnectionLost as exc:
+        _leaderless(inv, exc)
+        raise CtlError("watch is canceled by the server", EXIT_INTERRUPTED) from None
     if await _print_responses(inv, watcher, exec_argv):
         return EXIT_ERROR
     raise CtlError("watch is canceled by the server", EXIT_INTERRUPTED)
@@ -108,6 +112,7 @@ async def _start(inv: Invocation, opts, args: list[str]) -> Watcher:
         start_revision=opts.rev,
         prev_kv=opts.prev_kv,
         progress_notify=opts.progress_notify,
+        require_leader=True,  # as etcdctl's: a member cut off from the others ends it
     )
 
 
@@ -122,20 +127,31 @@ def _cancel_of(exc: ApiError) -> rpc.WatchResponse:
 async def _print_responses(inv: Invocation, watcher: Watcher, exec_argv: list[str]) -> bool:
     """Print every reply of ``watcher`` (running ``exec_argv`` per event) until the server
     ends the watch; True if a command run for an event failed."""
-    async for resp in watcher.responses():
-        if resp.canceled:
-            _canceled(inv, resp)
-            return False
-        if not resp.events:
-            inv.write(f"progress notify: {resp.header.revision}")
-        inv.printer.watch(resp)
-        inv.stdout.flush()
-        for event in resp.events if exec_argv else ():
-            try:
-                await run_for_event(inv, exec_argv, watch_env(resp, event))
-            except ExecFailed:
-                return True
+    try:
+        async for resp in watcher.responses():
+            if resp.canceled:
+                _canceled(inv, resp)
+                return False
+            if not resp.events:
+                inv.write(f"progress notify: {resp.header.revision}")
+            inv.printer.watch(resp)
+            inv.stdout.flush()
+            for event in resp.events if exec_argv else ():
+                try:
+                    await run_for_event(inv, exec_argv, watch_env(resp, event))
+                except ExecFailed:
+                    return True
+    except ConnectionLost as exc:
+        _leaderless(inv, exc)
     return False
+
+
+def _leaderless(inv: Invocation, exc: ConnectionLost) -> None:
+    """The watch ended because no member it could reach had a leader: say so as etcdctl
+    does when its member ends a watch that way (re-raise any other loss)."""
+    if not isinstance(exc.__cause__, NoLeader):
+        raise exc
+    inv.write(f"watch was canceled ({exc.__cause__.message})", err=True)
 
 
 def _canceled(inv: Invocation, resp: rpc.WatchResponse) -> None:
@@ -246,4 +262,7 @@ async def _request(inv: Invocation, line: str, watchers: list[Watcher]):
         return await _start(inv, parsed.values, args), exec_argv
     except ApiError as exc:
         _canceled(inv, _cancel_of(exc))
+        return None
+    except ConnectionLost as exc:
+        _leaderless(inv, exc)
         return None

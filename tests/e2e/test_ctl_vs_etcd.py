@@ -645,6 +645,40 @@ def member_add_script(side: Side) -> None:
     side.run("put", "after", "membership", endpoint=first)
 
 
+def test_a_watch_on_a_member_without_a_leader_ends_as_etcdctls(etcd, make_cluster, tmp_path):
+    """etcdctl's watch requires a leader (clientv3.WithRequireLeader): on a member that
+    loses its quorum it ends, and on one without a leader it does not start: "watch was
+    canceled (etcdserver: no leader)", exit 5. pyraftkvctl's does the same (after trying
+    the other endpoints it was given, none here)."""
+    pyraftkv = make_cluster(3)
+    pyraftkv.start()
+    pyraftkv.wait_leader()
+    etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    theirs = Side([ETCDCTL], etcd.endpoints[:1], {**etcd_env, "ETCDCTL_API": "3"}, tmp_path / "e")
+    ours = OursSide(pyraftkv.endpoints[:1], tmp_path / "p")
+    sides = {
+        theirs: lambda: [p.kill() for p in etcd.processes[1:]],
+        ours: lambda: [pyraftkv.kill(m) for m in pyraftkv.members[1:]],
+    }
+    for side, lose_quorum in sides.items():
+        side.tmp.mkdir()
+        side.run("put", "k", "v1")
+        watching = side.start("watch", "k", "--rev=1")
+        watching.wait_for(b"v1")
+        lose_quorum()
+        watching.end()
+        side.run("watch", "k")
+    expected = [(args, r.code, r.out, r.err) for args, r in theirs.transcript]
+    assert [(args, r.code, r.out, r.err) for args, r in ours.transcript] == expected
+    canceled = (
+        b"watch was canceled (etcdserver: no leader)\nError: watch is canceled by the server\n"
+    )
+    assert expected[1:] == [
+        ("[end] watch k --rev=1", 5, b"PUT\nk\nv1\n", canceled),
+        ("watch k", 5, b"", canceled),
+    ]
+
+
 def test_member_update_matches_etcd(etcd, make_cluster, tmp_path):
     """etcdctl against etcd 3.4, pyraftkvctl against pyraftkv and etcdctl against pyraftkv
     (gRPC) print the same for member update, add (learner and voter), promote, remove and
