@@ -12,6 +12,7 @@ import pytest
 
 from pyraftkv import errors
 from pyraftkv.node import client_connection as cc
+from pyraftkv.node.grpc_metrics import GrpcCallCounts
 from pyraftkv.node.proposals import Proposals
 from pyraftkv.node.reply import PendingOutput
 from pyraftkv.proto import rpc_pb2 as rpc
@@ -71,6 +72,7 @@ class App:
         self.loop = loop
         self.proposals = Proposals(1, lambda message: None, 5.0)
         self.output = PendingOutput(loop)
+        self.grpc_calls = GrpcCallCounts()
 
 
 class Server:

@@ -106,6 +106,10 @@ class HttpConnection(CallTasks, asyncio.Protocol):
         self._cors = CORS_ANY  # the CORS headers of the request in hand (--cors)
         self._tls = False  # whether the connection is TLS (any Host is then served)
         self._ws: WebSocketCall | None = None  # the call, once the connection is a WebSocket
+        # The gRPC method of the gateway call in hand and how it ends so far: counted in
+        # grpc_server_started/handled_total, as etcd counts its gateway's calls.
+        self._counted: Method | None = None
+        self._code = errors.OK
 
     @property
     def transport(self) -> asyncio.Transport | None:
@@ -288,6 +292,8 @@ class HttpConnection(CallTasks, asyncio.Protocol):
             return
         token = _token(request)
         self._route = route
+        self._counted, self._code = route, errors.OK
+        self.app.grpc_calls.started[route] += 1
         if self.server.paused and route.number not in SERVED_WHILE_PAUSED:
             # The member has too many requests waiting: this one waits for it to resume
             # (keep-alives, watches and status go on), and so does the connection.
@@ -369,6 +375,7 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def error(self, stream: int, error: errors.ApiError, leader_url: str = "") -> None:
         if stream != self._stream or not self._busy:
             return
+        self._code = error.code
         if self._ws is not None:
             self._ws.fail(error)
             return
@@ -441,10 +448,20 @@ class HttpConnection(CallTasks, asyncio.Protocol):
     def _finish(self) -> None:
         """The answer is complete: take the next request (pipelined ones wait in h11)."""
         self._send(h11.EndOfMessage())
+        self._count_end(self._code)
         self._busy = self._streaming = False
         self._route = None
         self._stream += 1  # late answers to the finished request are dropped
         self._cycle()
+
+    def _count_end(self, code: int) -> None:
+        if self._counted is not None:
+            self.app.grpc_calls.handled[self._counted, code] += 1
+            self._counted = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._count_end(errors.CANCELLED)  # a call its client left before its answer
+        super().connection_lost(exc)
 
     def _cycle(self) -> None:
         """After an answer: close if either side asked to, else take the next request once

@@ -376,3 +376,55 @@ def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
         f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}': 1,
     }
     assert seen['pyraftkv_requests_total{method="Put"}'] == 4  # every protocol
+
+
+def test_json_gateway_calls_are_counted_as_grpc_calls(make_cluster):
+    """etcd's gateway calls its own gRPC server, so its calls show in grpc_server_*_total
+    too (checked against etcd 3.4): a put, a range, a refused range, and a watch whose
+    client hangs up (Canceled). A body that is not JSON is refused before any call."""
+    cluster = make_cluster(1)
+    port = with_metrics(cluster)
+    cluster.start()
+    base = f"http://{cluster.members[0].endpoint}/v3"
+
+    def post(path: str, body: bytes) -> int:
+        request = urllib.request.Request(base + path, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert post("/kv/put", b'{"key": "Zm9v", "value": "YmFy"}') == 200
+    assert post("/kv/range", b'{"key": "Zm9v"}') == 200
+    assert post("/kv/range", b'{"key": ""}') == 400  # "key is not provided"
+    assert post("/kv/range", b"not json") == 400
+    host, watch_port = cluster.members[0].endpoint.rsplit(":", 1)
+    with socket.create_connection((host, int(watch_port)), timeout=10) as watcher:
+        body = b'{"create_request": {"key": "Zm9v"}}'
+        watcher.sendall(
+            b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
+        seen_bytes = b""
+        while b"created" not in seen_bytes:
+            chunk = watcher.recv(4096)
+            assert chunk, seen_bytes
+            seen_bytes += chunk
+    kv = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
+    stream = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
+    deadline = time.monotonic() + 10
+    while (seen := metrics(port)).get(
+        f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}'
+    ) != 1:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    assert {k: v for k, v in seen.items() if k.startswith("grpc_server_")} == {
+        f'grpc_server_started_total{{grpc_method="Range",{kv}}}': 2,
+        f'grpc_server_started_total{{grpc_method="Put",{kv}}}': 1,
+        f"grpc_server_started_total{{{stream}}}": 1,
+        f'grpc_server_handled_total{{grpc_code="OK",grpc_method="Range",{kv}}}': 1,
+        f'grpc_server_handled_total{{grpc_code="InvalidArgument",grpc_method="Range",{kv}}}': 1,
+        f'grpc_server_handled_total{{grpc_code="OK",grpc_method="Put",{kv}}}': 1,
+        f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}': 1,
+    }
