@@ -5,7 +5,9 @@ and alerts read them (request rates, failed calls, open watch streams):
 ``grpc_server_started_total`` and ``grpc_server_handled_total``, labelled ``grpc_method``,
 ``grpc_service``, ``grpc_type`` (``unary``, ``server_stream``, ``bidi_stream``) and, when
 handled, ``grpc_code`` (the status code's name). A call its client cancels or drops before
-it ends counts as ``Canceled``. Series appear once they count something.
+it ends counts as ``Canceled``. Every method's series are listed from the start, at 0, as
+etcd's are: Prometheus' rate() cannot see the first increment of a series that appears
+with it (the first failed call of a kind would never show).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import Counter
 
 from ..errors import code_name
 from ..protocol.gateway import BIDIRECTIONAL
-from ..protocol.methods import Method
+from ..protocol.methods import METHODS, Method
 
 
 def _labels(method: Method) -> str:
@@ -24,6 +26,10 @@ def _labels(method: Method) -> str:
     else:
         kind = "bidi_stream" if name in BIDIRECTIONAL else "server_stream"
     return f'grpc_method="{name}",grpc_service="{service}",grpc_type="{kind}"'
+
+
+# gRPC status codes, OK (0) to Unauthenticated (16).
+_CODES = range(17)
 
 
 class GrpcCallCounts:
@@ -39,14 +45,20 @@ class GrpcCallCounts:
             "# HELP grpc_server_started_total RPCs started on the server.",
             "# TYPE grpc_server_started_total counter",
         ]
-        for method, n in sorted(self.started.items(), key=lambda item: item[0].number):
-            lines.append(f"grpc_server_started_total{{{_labels(method)}}} {n}")
+        started, handled = self.started, self.handled
+        for method, labels in _LABELS:
+            lines.append(f"grpc_server_started_total{{{labels}}} {started[method]}")
         lines += [
             "# HELP grpc_server_handled_total RPCs completed on the server, by status code.",
             "# TYPE grpc_server_handled_total counter",
         ]
-        handled = sorted(self.handled.items(), key=lambda item: (item[0][0].number, item[0][1]))
-        for (method, code), n in handled:
-            labels = f'grpc_code="{code_name(code)}",{_labels(method)}'
-            lines.append(f"grpc_server_handled_total{{{labels}}} {n}")
+        for method, labels in _LABELS:
+            for code in _CODES:
+                n = handled[method, code]
+                lines.append(
+                    f'grpc_server_handled_total{{grpc_code="{code_name(code)}",{labels}}} {n}'
+                )
         return lines
+
+
+_LABELS = [(method, _labels(method)) for method in sorted(METHODS, key=lambda m: m.number)]

@@ -13,6 +13,7 @@ import pytest
 from pyraftkv.errors import PyraftkvError
 from pyraftkv.failpoints import FILE_ENV
 from pyraftkv.proto import rpc_pb2 as rpc
+from pyraftkv.protocol.methods import METHODS
 
 from .grpc_stubs import stub
 from .harness import free_ports
@@ -330,11 +331,19 @@ def test_an_entry_slow_to_apply_is_logged_and_counted(make_cluster, tmp_path):
 def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
     """etcd's grpc_server_started_total and grpc_server_handled_total: each gRPC call once
     when it starts and once when it ends, with its status code's name; a watch stream the
-    client cancels ends as Canceled. Native-protocol requests are not gRPC calls."""
+    client cancels ends as Canceled. Native-protocol requests are not gRPC calls. Every
+    method's series are there from the start, at 0, as etcd's are."""
     cluster = make_cluster(1)
     port = with_metrics(cluster)
     cluster.start()
     endpoint = cluster.members[0].endpoint
+    kv = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
+    fresh = metrics(port)
+    series = [k for k in fresh if k.startswith("grpc_server_")]
+    assert len(series) == len(METHODS) * 18  # started, and handled with each of 17 codes
+    assert not any(fresh[k] for k in series)
+    unavailable_put = f'grpc_server_handled_total{{grpc_code="Unavailable",grpc_method="Put",{kv}}}'
+    assert fresh[unavailable_put] == 0
     with grpc.insecure_channel(endpoint) as channel:
         put = stub(channel, "Put")
         get = stub(channel, "Range")
@@ -357,7 +366,6 @@ def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
         cancelled.set()
     with cluster.client() as client:
         client.put("native", "v")
-    kv = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
     stream = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
     deadline = time.monotonic() + 10
     while (seen := metrics(port)).get(
@@ -365,7 +373,7 @@ def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
     ) != 1:
         assert time.monotonic() < deadline, seen
         time.sleep(0.1)
-    grpc_seen = {k: v for k, v in seen.items() if k.startswith("grpc_server_")}
+    grpc_seen = {k: v for k, v in seen.items() if k.startswith("grpc_server_") and v}
     assert grpc_seen == {
         f'grpc_server_started_total{{grpc_method="Range",{kv}}}': 2,
         f'grpc_server_started_total{{grpc_method="Put",{kv}}}': 3,
@@ -419,7 +427,7 @@ def test_json_gateway_calls_are_counted_as_grpc_calls(make_cluster):
     ) != 1:
         assert time.monotonic() < deadline, seen
         time.sleep(0.1)
-    assert {k: v for k, v in seen.items() if k.startswith("grpc_server_")} == {
+    assert {k: v for k, v in seen.items() if k.startswith("grpc_server_") and v} == {
         f'grpc_server_started_total{{grpc_method="Range",{kv}}}': 2,
         f'grpc_server_started_total{{grpc_method="Put",{kv}}}': 1,
         f"grpc_server_started_total{{{stream}}}": 1,
