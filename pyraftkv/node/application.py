@@ -33,6 +33,7 @@ from .. import errors
 from ..admin.members import MemberList
 from ..failpoints import ENABLED as FAILPOINTS
 from ..failpoints import hit
+from ..mvcc import validation
 from ..proto import kv_pb2
 from ..proto import raft_internal_pb2 as internal
 from ..proto import rpc_pb2 as rpc
@@ -303,7 +304,13 @@ class Application:
         """Propose a write as if a client had sent it; its response once applied. With
         ``caller`` (user, JWT revision or 0) for a client's call the member carries out,
         it is checked at apply as that client's own write: at its JWT token's revision,
-        else at the current one."""
+        else at the current one. Refused now, as a client's would be, when a request
+        the member built from a client's fields is invalid (an Unlock of an empty key): a
+        leader refuses a forwarded batch that holds one."""
+        if method == "Txn":
+            self.store.check_txn(request)
+        elif method == "DeleteRange":
+            validation.check_delete(request)
         spec = BY_NAME[method]
         future = self.loop.create_future()
         user, revision = caller if caller is not None else ("", 0)

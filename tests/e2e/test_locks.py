@@ -174,3 +174,36 @@ def test_a_lock_call_retried_on_another_member_keeps_its_key(cluster):
         contender = holder.lock("retry", ttl=5)
         with pytest.raises(TimedOut):
             contender.acquire(timeout=1)  # the lock is still held
+
+
+def test_calls_naming_an_empty_key_are_refused_on_a_follower_and_break_nothing(cluster):
+    """Unlock, Resign and Proclaim name a key the member writes for its client: an empty one
+    is refused "key is not provided" on a follower as on the leader. (A follower forwarded
+    it, and the leader refused the whole forwarded batch and closed the peer connection:
+    the call, and other clients' writes in that batch, waited out their timeouts.)"""
+    import grpc
+
+    from pyraftkv.proto import v3election_pb2 as election
+    from pyraftkv.proto import v3lock_pb2 as lock
+
+    from .grpc_stubs import stub
+
+    leader = cluster.wait_leader()
+    follower = next(m for m in cluster.members if m is not leader)
+    empty = election.LeaderKey(name=b"e", key=b"", rev=1, lease=0)
+    calls = (
+        ("Unlock", lock.UnlockRequest(key=b"")),
+        ("Resign", election.ResignRequest(leader=empty)),
+        ("Proclaim", election.ProclaimRequest(leader=empty, value=b"v")),
+    )
+    with grpc.insecure_channel(follower.endpoint) as channel:
+        for name, request in calls:
+            with pytest.raises(grpc.RpcError) as refused:
+                stub(channel, name)(request, timeout=5)
+            assert (refused.value.code(), refused.value.details()) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "etcdserver: key is not provided",
+            ), name
+    with cluster.client([follower], timeout=5) as client:
+        assert client.put("after", "v").header.revision > 0
+    assert "bad proposal" not in leader.log_text()
