@@ -81,9 +81,7 @@ class Concurrency:
         lease made (a client that lost its connection asks again, maybe on another
         member): putting it again keeps its create revision, so its place in line, and
         marks it as ours. Returns (key, its create revision, the revision we wrote it at)."""
-        if not name:
-            raise errors.InvalidArgument("etcdserver: name is not provided")
-        key = contender_key(name, lease)
+        key = contender_key(name, lease)  # an empty name is allowed, as etcd allows it
         put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=key, target=CREATE, result=EQUAL, create_revision=0)],

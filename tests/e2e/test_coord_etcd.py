@@ -14,6 +14,7 @@ import pytest
 
 from pyraftkv import Client
 from pyraftkv.errors import ApiError
+from pyraftkv.proto.v3lock_pb2 import LockRequest
 
 from ..ctl_etcd_cluster import ETCD, MISSING, EtcdCluster
 
@@ -79,6 +80,9 @@ def script(client: Client) -> list:
     out.append(("third got it", third.get("result") == b"job/" + hexed(leases[3])))
     client.unlock(third["result"])
     out.append(("lock keys left", client.get("job/", prefix=True).count))
+    unnamed = client.call("Lock", LockRequest(name=b"", lease=leases[1])).key  # etcd takes it
+    out.append(("lock, empty name", unnamed == b"/" + hexed(leases[1])))
+    client.unlock(unnamed)
 
     # An election: proclaim, a waiting candidate, resign, hand-over.
     out.append(("leader, nobody campaigned", outcome(lambda: client.leader("office").value)))
@@ -101,6 +105,10 @@ def script(client: Client) -> list:
     same = client.campaign("office", leases[2], "w2")  # campaigning again while leading
     out.append(("campaign again", same.rev == standby["result"].rev))
     out.append(("value after campaigning again", client.leader("office").value))
+    unnamed_leader = client.campaign("", leases[3], "e")
+    out.append(("campaign, empty name", unnamed_leader.key == b"/" + hexed(leases[3])))
+    out.append(("leader, empty name", client.leader("").value))
+    client.resign(unnamed_leader)
 
     # The helpers, on leases the client keeps alive: nothing expires while they are held.
     with client.lease(1) as kept:
