@@ -41,6 +41,7 @@ def main() -> int:
             stats = client_port.run(endpoints, seed, n, tracked.writes[0][2])
             done += stats.inputs
             problems = client_port.check_cluster(cluster, tracked)
+            problems += client_port.peer_links_closed(cluster)
             print(
                 f"seed {seed}: {stats.inputs} inputs in {stats.sessions} sessions "
                 f"({stats.closed_by_member} closed by the member), {stats.seconds:.1f} s; "

@@ -9,7 +9,9 @@ fresh connection to one member and reads whatever comes back.
 
 After a run (``check_cluster``): every member still runs and answers, each write
 acknowledged before the run is still there on every member at its revision, and the
-members' HashKV agree at a common revision.
+members' HashKV agree at a common revision. And (``peer_links_closed``) no member closed
+a peer connection: after client inputs only, a member broke the peer protocol then (e.g.
+forwarded a request its own checks let through).
 
 Membership, leader moves and enabling auth are left out of the structured inputs: they are
 legitimate requests that change who serves (a voter added at a made-up URL costs the
@@ -50,6 +52,8 @@ FUZZED = [m for m in METHODS if m.name not in LEFT_OUT]
 COMPACT = next(m for m in METHODS if m.name == "Compact")
 STATUS = next(m for m in METHODS if m.name == "Status")
 MARKER_STREAM = 2**64 - 2
+# What a member logs when a peer broke the peer protocol (peer_transport.py).
+PEER_CLOSED = "closing a peer connection"
 
 INTS = [0, 1, -1, 2, 3, 7, 100, 2**31 - 1, -(2**31), 2**32, 2**53, 2**63 - 1, -(2**63)]
 UINTS = [0, 1, 2, 100, 2**32 - 1, 2**63, 2**64 - 1]
@@ -255,8 +259,18 @@ def run(endpoints: list[tuple[str, int]], seed: int, inputs: int, compact_below:
     return stats
 
 
+def peer_links_closed(cluster) -> list[str]:
+    """The peer connections members closed, from their logs: after client inputs only, a
+    member broke the peer protocol (forwarded a request its own checks let through)."""
+    problems = []
+    for member in cluster.members:
+        closed = [line for line in member.log_text().splitlines() if PEER_CLOSED in line]
+        problems += [f"member {member.name}: {line.strip()}" for line in closed[:3]]
+    return problems
+
+
 def check_cluster(cluster, tracked: Tracked) -> list[str]:
-    """What is wrong with the cluster after a run (empty: nothing)."""
+    """What is wrong with the cluster after a run (empty: nothing), peer links aside."""
     problems = []
     for member in cluster.members:
         if not member.running:
