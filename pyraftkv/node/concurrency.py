@@ -58,6 +58,13 @@ def _first_by_create(prefix: bytes, max_create_revision: int = 0) -> rpc.RangeRe
     )
 
 
+def _leader_of(request) -> election.LeaderKey:
+    """A Proclaim's or Resign's leader key; etcd's words when there is none."""
+    if not request.HasField("leader"):
+        raise errors.InvalidArgument('"leader" field must be provided')
+    return request.leader
+
+
 class Concurrency:
     """Lock and election requests, answered once they can be (they may wait long)."""
 
@@ -176,7 +183,7 @@ class Concurrency:
     async def proclaim(
         self, request: election.ProclaimRequest, caller: Caller | None = None
     ) -> election.ProclaimResponse:
-        leader = request.leader
+        leader = _leader_of(request)
         response = await self._proclaim(leader.key, leader.rev, leader.lease, request.value, caller)
         return election.ProclaimResponse(header=response.header)
 
@@ -191,7 +198,7 @@ class Concurrency:
     async def resign(
         self, request: election.ResignRequest, caller: Caller | None = None
     ) -> election.ResignResponse:
-        leader = request.leader
+        leader = _leader_of(request)
         txn = rpc.TxnRequest(
             compare=[
                 rpc.Compare(key=leader.key, target=CREATE, result=EQUAL, create_revision=leader.rev)

@@ -204,6 +204,13 @@ def test_calls_naming_an_empty_key_are_refused_on_a_follower_and_break_nothing(c
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "etcdserver: key is not provided",
             ), name
+        for name, request in (
+            ("Resign", election.ResignRequest()),
+            ("Proclaim", election.ProclaimRequest(value=b"v")),
+        ):  # no leader key at all: etcd 3.4's words (its code is UNKNOWN)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub(channel, name)(request, timeout=5)
+            assert refused.value.details() == '"leader" field must be provided', name
     with cluster.client([follower], timeout=5) as client:
         assert client.put("after", "v").header.revision > 0
     assert "bad proposal" not in leader.log_text()
