@@ -498,6 +498,9 @@ def kv_and_lease_calls(endpoint: str) -> list[str]:
             answer.ClearField("header")
             if isinstance(answer, rpc.LeaseTimeToLiveResponse):
                 answer.ClearField("TTL")  # seconds left: a matter of timing
+            if isinstance(answer, rpc.LeaseLeasesResponse):  # etcd's order is a Go map's
+                out.append(f"leases {sorted(lease.ID for lease in answer.leases)}")
+                return
             out.append(str(answer))
 
         base = put(rpc.PutRequest(key=b"base", value=b"0"), timeout=10).header.revision
