@@ -5,6 +5,7 @@ the durable callbacks queued (a follower's acknowledgement) right after them."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pyraftkv.node.wal_writer import WalWriter
 from pyraftkv.wal import WriteAheadLog
@@ -42,3 +43,32 @@ def test_a_quiet_log_is_written_on_the_loop_after_what_the_loop_queued(tmp_path)
     wal, recovery = WriteAheadLog.open(tmp_path / "wal")
     wal.close()
     assert [entry[1] for entry in recovery.entries] == [1, 2]  # both written
+
+
+def test_a_busy_disk_sends_a_write_to_the_thread_unless_nothing_else_waits(tmp_path):
+    """When the disk was idle for less than the last fdatasync took, a write that must sync
+    goes to the writer thread (the loop stays free for what comes meanwhile), unless the
+    Raft process says nothing else waits (one writer at a time): then the loop writes it."""
+
+    async def scenario() -> list:
+        wal = WriteAheadLog.create(tmp_path / "wal", b"meta")
+        writer = WalWriter(wal, asyncio.get_running_loop())
+        ran_here = []
+        try:
+            for index, alone in ((1, False), (2, True)):
+                writer._last_sync_ns = 10**12  # the last fdatasync "took" 1,000 s
+                writer._idle_since_ns = time.monotonic_ns()
+                done = asyncio.get_running_loop().create_future()
+
+                def write(log, index=index) -> None:
+                    log.append([(1, index, 0, b"x")], (1, 0, index))
+
+                writer.submit(write, True, done.set_result, alone)
+                ran_here.append(done.done())
+                await asyncio.wait_for(done, 10)
+            return ran_here
+        finally:
+            writer.stop()
+            wal.close()
+
+    assert asyncio.run(scenario()) == [False, True]

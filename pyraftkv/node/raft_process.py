@@ -89,6 +89,11 @@ MAX_WAITING_FORWARDS = 1024
 # follower forwarded is told at once: that follower's client waits for it to apply there.
 # (The environment may set it, for tests that tell the two paths apart.)
 COMMIT_NOTICE_S = float(os.environ.get("PYRAFTKV_COMMIT_NOTICE_S", "0.005"))
+# After this many Readies in a row whose new entries were the only uncommitted ones (one
+# writer at a time), the WAL is written on the loop however busy the disk: the thread's
+# hand-overs cost that writer more than a blocked loop costs anyone (bench/README.md, "One
+# writer, the systems taking turns"). Concurrent writers break the run at once.
+ONE_WRITER_READIES = 8
 
 
 def write_ready(
@@ -162,6 +167,7 @@ class RaftProcess:
         self.snapshots = SnapshotShipper(self)
         self._last_written = last_written  # last entry index handed to the WAL writer
         self._scheduled: asyncio.Handle | None = None
+        self._alone_readies = 0  # Readies in a row whose entries came after all committed
         self._awaiting_install: tuple[Ready, str] | None = None
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
@@ -652,7 +658,12 @@ class RaftProcess:
             slot[1] = True
             self._advance_durable()
 
-        self.writer.submit(write, ready.must_sync, durable)
+        if entries:  # nothing before these entries is uncommitted: one writer at a time
+            alone = self.core.commit_index >= entries[0].index - 1
+            self._alone_readies = self._alone_readies + 1 if alone else 0
+        self.writer.submit(
+            write, ready.must_sync, durable, self._alone_readies >= ONE_WRITER_READIES
+        )
 
     def _advance_durable(self) -> None:
         """Send the persisted messages of, and advance, every durable Ready at the front."""

@@ -7,7 +7,9 @@ thread and hearing back costs two thread wake-ups, each as long as a loopback ho
 busy machine, so a Ready is then written on the event loop itself: always when it needs
 no fdatasync (one small pwrite), and with its fdatasync when the disk has been idle for
 at least as long as the last fdatasync took (the disk less than half busy, where blocking
-the loop for one fdatasync holds up nothing that waited). What the loop queued for peers and
+the loop for one fdatasync holds up nothing that waited), or when the Raft process says
+nothing else waits (``alone``: one writer at a time, whose next write only comes after
+this one is answered, however slow the disk). What the loop queued for peers and
 the application goes out before that write: a leader's appends and the committed entries
 need not wait for the local disk. Once a group is durable and its callbacks have run,
 ``after_durable`` runs once: what they queued (a follower's acknowledgement) goes out then,
@@ -59,11 +61,14 @@ class WalWriter:
         self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Callable, sync: bool, done: Callable[[int], None]) -> None:
+    def submit(
+        self, write: Callable, sync: bool, done: Callable[[int], None], alone: bool = False
+    ) -> None:
         """Run write(wal) on the writer thread, fdatasync if any job in its group needs it,
         then call done(when) on the event loop, ``when`` being the time.monotonic_ns() at
-        which the group was durable. When the log is quiet (see the module's docstring),
-        the job runs here, on the event loop, and done is called before this returns."""
+        which the group was durable. When the log is quiet (see the module's docstring;
+        ``alone``: nothing else waits for the disk), the job runs here, on the event loop,
+        and done is called before this returns."""
         with self._cond:
             quiet = not self._jobs and not self._busy
             if not quiet:
@@ -72,7 +77,7 @@ class WalWriter:
                 return
         if sync:
             now = time.monotonic_ns()
-            if now - self._idle_since_ns < self._last_sync_ns:
+            if not alone and now - self._idle_since_ns < self._last_sync_ns:
                 with self._cond:
                     self._jobs.append((write, sync, done))
                     self._cond.notify()
