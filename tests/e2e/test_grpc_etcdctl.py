@@ -60,16 +60,21 @@ def run_session(endpoint: str) -> list[tuple[int, bytes, bytes]]:
     return [etcdctl(endpoint, *args, stdin=stdin) for args, stdin in SESSION]
 
 
+def on_etcd(tmp_path, run):
+    """What ``run(etcd)`` returns from a fresh 3-member etcd 3.4 cluster, stopped after."""
+    (tmp_path / "etcd").mkdir()
+    etcd = EtcdCluster(tmp_path / "etcd")
+    try:
+        return run(etcd)
+    finally:
+        etcd.close()
+
+
 def test_etcdctl_kv_session_matches_etcd(cluster, tmp_path):
     """put/get (prefix, sort, limit, keys-only, rev, json, fields), txn, del, compaction and
     their errors (future revision, compacted, lease not found, empty key) through etcdctl
     print what etcd 3.4 prints."""
-    (tmp_path / "etcd").mkdir()
-    etcd = EtcdCluster(tmp_path / "etcd")
-    try:
-        expected = run_session(etcd.endpoints[0])
-    finally:
-        etcd.close()
+    expected = on_etcd(tmp_path, lambda etcd: run_session(etcd.endpoints[0]))
     got = run_session(cluster.endpoints[0])
     for (args, _), want, have in zip(SESSION, expected, got, strict=True):
         assert have == want, args
@@ -348,12 +353,8 @@ def test_a_watch_stream_its_client_half_closes_still_delivers_events(cluster, tm
             answers.cancel()
             return values
 
-    (tmp_path / "etcd").mkdir()
-    etcd = EtcdCluster(tmp_path / "etcd")
-    try:
-        assert events_after_half_close(etcd.endpoints[0]) == [b"1", b"2"]
-    finally:
-        etcd.close()
+    on_etcd_side = on_etcd(tmp_path, lambda etcd: events_after_half_close(etcd.endpoints[0]))
+    assert on_etcd_side == [b"1", b"2"]
     assert events_after_half_close(cluster.endpoints[0]) == [b"1", b"2"]
 
 
@@ -410,12 +411,10 @@ def test_calls_that_require_a_leader_fail_on_a_member_without_one(cluster, tmp_p
             release.set()
         return seen
 
-    (tmp_path / "etcd").mkdir()
-    etcd = EtcdCluster(tmp_path / "etcd")
-    try:
-        expected = leaderless(etcd.endpoints[0], lambda: [p.kill() for p in etcd.processes[1:]])
-    finally:
-        etcd.close()
+    expected = on_etcd(
+        tmp_path,
+        lambda etcd: leaderless(etcd.endpoints[0], lambda: [p.kill() for p in etcd.processes[1:]]),
+    )
     assert expected == [
         True, True,
         grpc.StatusCode.UNAVAILABLE, "etcdserver: no leader", True,
@@ -460,12 +459,7 @@ def test_a_watch_id_taken_twice_on_one_stream_gets_etcds_answer(cluster, tmp_pat
                 event.kv.ClearField("mod_revision")
         return got
 
-    (tmp_path / "etcd").mkdir()
-    etcd = EtcdCluster(tmp_path / "etcd")
-    try:
-        expected = answers(etcd.endpoints[0])
-    finally:
-        etcd.close()
+    expected = on_etcd(tmp_path, lambda etcd: answers(etcd.endpoints[0]))
     assert expected[1].watch_id == -1 and expected[1].canceled
     assert answers(cluster.endpoints[0]) == expected
 
@@ -578,12 +572,7 @@ def kv_and_lease_calls(endpoint: str) -> list[str]:
 def test_kv_and_lease_calls_over_grpc_answer_as_etcd(cluster, tmp_path):
     """The same calls against a fresh etcd 3.4 and a fresh pyraftkv: the same answers,
     status codes and messages (a too large lease TTL is OUT_OF_RANGE, as etcd's)."""
-    (tmp_path / "etcd").mkdir()
-    etcd = EtcdCluster(tmp_path / "etcd")
-    try:
-        expected = kv_and_lease_calls(etcd.endpoints[0])
-    finally:
-        etcd.close()
+    expected = on_etcd(tmp_path, lambda etcd: kv_and_lease_calls(etcd.endpoints[0]))
     assert "StatusCode.OUT_OF_RANGE etcdserver: too large lease TTL" in expected
     got = kv_and_lease_calls(cluster.endpoints[0])
     assert got == expected, [(e, g) for e, g in zip(expected, got, strict=True) if e != g]

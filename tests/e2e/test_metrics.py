@@ -328,6 +328,21 @@ def test_an_entry_slow_to_apply_is_logged_and_counted(make_cluster, tmp_path):
     assert "apply request took too long" in cluster.members[0].log_text()
 
 
+KV_UNARY = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
+WATCH_STREAM = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
+
+
+def once_a_watch_call_was_canceled(port: int) -> dict[str, float]:
+    """The member's metrics once it has counted a Watch call ended Canceled (the last
+    call of the gRPC counter tests)."""
+    deadline = time.monotonic() + 10
+    canceled = f'grpc_server_handled_total{{grpc_code="Canceled",{WATCH_STREAM}}}'
+    while (seen := metrics(port)).get(canceled) != 1:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    return seen
+
+
 def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
     """etcd's grpc_server_started_total and grpc_server_handled_total: each gRPC call once
     when it starts and once when it ends, with its status code's name; a watch stream the
@@ -337,7 +352,7 @@ def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
     port = with_metrics(cluster)
     cluster.start()
     endpoint = cluster.members[0].endpoint
-    kv = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
+    kv = KV_UNARY
     fresh = metrics(port)
     series = [k for k in fresh if k.startswith("grpc_server_")]
     assert len(series) == len(METHODS) * 18  # started, and handled with each of 17 codes
@@ -366,13 +381,8 @@ def test_grpc_calls_are_counted_by_method_type_and_code(make_cluster):
         cancelled.set()
     with cluster.client() as client:
         client.put("native", "v")
-    stream = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
-    deadline = time.monotonic() + 10
-    while (seen := metrics(port)).get(
-        f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}'
-    ) != 1:
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.1)
+    stream = WATCH_STREAM
+    seen = once_a_watch_call_was_canceled(port)
     grpc_seen = {k: v for k, v in seen.items() if k.startswith("grpc_server_") and v}
     assert grpc_seen == {
         f'grpc_server_started_total{{grpc_method="Range",{kv}}}': 2,
@@ -419,14 +429,9 @@ def test_json_gateway_calls_are_counted_as_grpc_calls(make_cluster):
             chunk = watcher.recv(4096)
             assert chunk, seen_bytes
             seen_bytes += chunk
-    kv = 'grpc_service="etcdserverpb.KV",grpc_type="unary"'
-    stream = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
-    deadline = time.monotonic() + 10
-    while (seen := metrics(port)).get(
-        f'grpc_server_handled_total{{grpc_code="Canceled",{stream}}}'
-    ) != 1:
-        assert time.monotonic() < deadline, seen
-        time.sleep(0.1)
+    kv = KV_UNARY
+    stream = WATCH_STREAM
+    seen = once_a_watch_call_was_canceled(port)
     assert {k: v for k, v in seen.items() if k.startswith("grpc_server_") and v} == {
         f'grpc_server_started_total{{grpc_method="Range",{kv}}}': 2,
         f'grpc_server_started_total{{grpc_method="Put",{kv}}}': 1,
