@@ -29,6 +29,8 @@ def tls_cluster(tmp_path_factory, certs):
         client_options={"tls": certs.tls("root")},
     )
     cluster.start()
+    with cluster.client() as c:
+        c.put("a", "1")  # what every test here reads back, whichever runs alone
     yield cluster
     cluster.stop_all()
 

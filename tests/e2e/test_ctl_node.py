@@ -24,7 +24,7 @@ from .harness import LocalCluster
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """One cluster for the module; the last test kills a member of it."""
+    """One cluster for the module (a test kills a member and starts it again)."""
     c = LocalCluster(str(tmp_path_factory.mktemp("ctl-node")), 3)
     c.start()
     yield c
@@ -240,3 +240,6 @@ def test_endpoint_health_then_a_member_killed(cluster):
     # The survivors still take writes and answer reads.
     assert ok(ctl(cluster, "put", "after/kill", "v")) == b"OK\n"
     assert ok(ctl(cluster, "get", "after/kill")) == b"after/kill\nv\n"
+    # Back in service for whatever runs next (it catches up from the others).
+    cluster.start_member(dead)
+    assert ok(ctl(cluster, "get", "after/kill", members=[dead])) == b"after/kill\nv\n"

@@ -198,8 +198,15 @@ def test_lease_keep_alive_over_a_websocket_answers_each_request(both):
                 ws.close()
 
 
+def put_u(*endpoints: str) -> None:
+    """Key u holds 1 on each endpoint (what the tests below read back, in any order)."""
+    for endpoint in endpoints:
+        exchange(endpoint, "/v3/kv/put", [{"key": b64("u"), "value": b64("1")}], 1)
+
+
 def test_bad_websocket_input_gets_an_error_and_the_member_keeps_serving(both):
-    _, leader, _ = both
+    etcd, leader, _ = both
+    put_u(etcd, leader)  # both, so that their revisions stay alike
     # a request over the size limit: an error message, then the close
     ws = WebSocket(leader, "/v3/kv/put")
     try:
@@ -255,6 +262,7 @@ def test_auth_token_from_a_browser_subprotocol_cookie_or_header(both):
     subprotocols ``Bearer, <token>`` or a ``token`` cookie) or in the gateway's header
     works (etcd 3.4 refuses the first two as invalid tokens: it keeps the Bearer prefix)."""
     etcd, leader, _ = both
+    put_u(etcd, leader)
     for endpoint in (etcd, leader):
         for path, body in (
             ("/v3/auth/user/add", {"name": "root", "password": "rootpw"}),
