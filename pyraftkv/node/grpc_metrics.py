@@ -30,6 +30,8 @@ def _labels(method: Method) -> str:
 
 # gRPC status codes, OK (0) to Unauthenticated (16).
 _CODES = range(17)
+# Every method, in number order, with its labels.
+_LABELS = [(method, _labels(method)) for method in sorted(METHODS, key=lambda m: m.number)]
 
 
 class GrpcCallCounts:
@@ -59,6 +61,3 @@ class GrpcCallCounts:
                     f'grpc_server_handled_total{{grpc_code="{code_name(code)}",{labels}}} {n}'
                 )
         return lines
-
-
-_LABELS = [(method, _labels(method)) for method in sorted(METHODS, key=lambda m: m.number)]

@@ -8,12 +8,12 @@ import re
 import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
 from ..ctl_etcd_cluster import ETCD_LOG_LINE, ETCDCTL, MISSING, EtcdCluster
 from .grpc_stubs import stub
+from .test_metrics import metrics
 
 pytestmark = pytest.mark.skipif(ETCDCTL is None, reason=MISSING)
 
@@ -360,14 +360,10 @@ def test_a_watch_stream_its_client_half_closes_still_delivers_events(cluster, tm
 
 
 def ranges_started(endpoint: str) -> int:
-    """grpc_server_started_total of KV.Range on the member's /metrics."""
-    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    return sum(
-        int(float(line.rsplit(" ", 1)[1]))
-        for line in text.splitlines()
-        if line.startswith("grpc_server_started_total{") and 'grpc_method="Range"' in line
-    )
+    """grpc_server_started_total of KV.Range on the member's /metrics (a loopback one)."""
+    samples = metrics(int(endpoint.rsplit(":", 1)[1]))
+    started = 'grpc_server_started_total{grpc_method="Range",'
+    return int(sum(v for name, v in samples.items() if name.startswith(started)))
 
 
 def test_calls_that_require_a_leader_fail_on_a_member_without_one(cluster, tmp_path):
