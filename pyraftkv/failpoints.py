@@ -59,6 +59,7 @@ POINTS = {
     "appAfterSnapshotInstall": "a: store replaced by a received snapshot, Raft not yet told",
     "appApplyMidBatch": "a: between two entries of one apply batch (store transaction open)",
     "appBeforeApplyEntry": "a: an entry's requests about to be applied (their time counted)",
+    "appAnsweredBeforeApply": "a: an entry of one put answered, the put not yet applied",
     "appBeforeBackendCommit": "a: an apply batch's replies written, its store transaction open",
     "appBeforeStoreCopy": "a: copy thread, a backup or catch-up copy of the store not begun",
     "appBeforeReply": "a: replies ready, before they are written to the client's socket",

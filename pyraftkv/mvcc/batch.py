@@ -186,6 +186,15 @@ class WriteBatch:
         self._store.revision = changes.main
         return resp, changes.events
 
+    def put_cannot_fail(self, req: rpc_pb2.PutRequest) -> bool:
+        """Whether put(req) is sure to succeed with the next revision and an answer of
+        nothing but that revision: no lease to find, no key that must exist, no previous
+        value to return, a key and a size within the limits."""
+        return (
+            not (req.lease or req.prev_kv or req.ignore_value or req.ignore_lease or not req.key)
+            and req.ByteSize() <= self._store.max_request_bytes
+        )
+
     def delete_range(
         self, req: rpc_pb2.DeleteRangeRequest
     ) -> tuple[rpc_pb2.DeleteRangeResponse, list[Event]]:

@@ -28,7 +28,7 @@ AUTH_TOKEN = 102  # a simple auth token handed out (AuthTokenGrant)
 
 # Writes that take space: refused with NoSpace while the store is over its quota (reads,
 # deletes, compaction and revokes still go through, so space can be won back).
-_PUT = BY_NAME["Put"].number
+PUT = BY_NAME["Put"].number
 _TXN = BY_NAME["Txn"].number
 _LEASE_GRANT = BY_NAME["LeaseGrant"].number
 
@@ -37,7 +37,7 @@ ApplyResult = tuple[Message | None, list | None]
 
 def needs_space(method: int, body: bytes) -> bool:
     """Whether a client write adds data: a Put, a LeaseGrant, a Txn with a Put anywhere."""
-    if method in (_PUT, _LEASE_GRANT):
+    if method in (PUT, _LEASE_GRANT):
         return True
     return method == _TXN and _txn_puts(rpc.TxnRequest.FromString(body))
 

@@ -84,10 +84,12 @@ def test_failpoints_switched_on_and_off_on_a_running_member(tmp_path):
         cluster.stop_all()
 
 
-def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_path):
-    """An apply answers its writes before its LMDB transaction commits (the entry is
-    already in the WAL): a member that dies between the two has answered, and after a
-    restart it applies the entry again, to the revision it answered with."""
+@pytest.mark.parametrize("point", ["appBeforeBackendCommit", "appAnsweredBeforeApply"])
+def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_path, point):
+    """An apply answers its writes before its LMDB transaction commits, and an entry of
+    one plain put even before that put is applied (the entry is already in the WAL): a
+    member that dies in between has answered, and after a restart it applies the entry
+    again, to the revision it answered with."""
     cluster = LocalCluster(str(tmp_path), 1)
     member = cluster.members[0]
     path = member.data_dir + ".failpoints"
@@ -100,10 +102,10 @@ def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_p
             # failpoint: a read answered after it shows the loop has left that batch.
             c.get("k", serializable=True)
             with open(path, "w") as f:
-                f.write("appBeforeBackendCommit=crash")
+                f.write(f"{point}=crash")
             answered = c.put("k", "2").header.revision
         assert member.process.wait(30) != 0
-        assert "failpoint appBeforeBackendCommit: crash" in member.log_text()
+        assert f"failpoint {point}: crash" in member.log_text()
         os.unlink(path)
         cluster.start_member(member)
         with cluster.client([member]) as c:
