@@ -680,20 +680,17 @@ class Application:
         it is applied if this member's client waits for it: its answer says only that it
         made the next revision. One writer's turnaround then runs beside the apply instead
         of after it (a busy loop gains nothing: its entries hold many requests). Nothing on
-        this loop reads the store before the apply ends. Returns the put, decoded (None if it
-        may fail), and the revision told (0 if none)."""
+        this loop reads the store before the apply ends. Returns the put, decoded (None if the
+        request is no put), and the revision told (0 if none)."""
         if request.method != PUT:
             return None, 0
         put = rpc.PutRequest.FromString(request.body)
-        if not batch.put_cannot_fail(put):
-            return None, 0
-        waiting = (
-            self.proposals.pending.pop(request.id, None)
-            if request.member == self.member_id
-            else None
-        )
-        if waiting is None:
+        pending = self.proposals.pending
+        if request.member != self.member_id or request.id not in pending:
             return put, 0
+        if not batch.put_cannot_fail(put):
+            return put, 0
+        waiting = pending.pop(request.id)
         revision = self.store.revision + 1
         waiting[0].answer(rpc.PutResponse(header=self.header(revision)).SerializeToString())
         traced = self.trace.applied([(index, 1)]) if self.trace.open else None

@@ -226,7 +226,7 @@ class WatchHub:
 
     def notify(self, events: list[kv_pb2.Event], revision: int) -> None:
         """Deliver the events of newly applied revisions (ending at ``revision``)."""
-        if not events:
+        if not events or not (self._single or self._ranges):
             return
         header = self._header(revision).SerializeToString()
         if self._single:
