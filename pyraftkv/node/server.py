@@ -38,6 +38,7 @@ from .client_server import ClientServer
 from .compactor import Compactor
 from .config import ConfigError, NodeConfig, add_flags, config_from_args
 from .cpu_pairing import CpuPairing, Writes
+from .follower_yield import FollowerYield
 from .grpc_front import GrpcFront
 from .http_gateway import HttpConnection
 from .lessor import Lessor, min_ttl_s
@@ -155,6 +156,7 @@ class Node:
         self._raft_exited = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.pairing: CpuPairing | None = None  # with a Raft process of its own
+        self.follower_yield: FollowerYield | None = None  # likewise
 
     def stop(self, code: int = 0) -> None:
         """Stop serving; the first non-zero code given is the exit code."""
@@ -295,6 +297,7 @@ class Node:
                 self._on_raft_exit,
             )
             self.pairing = CpuPairing(os.getpid(), self.raft.pid)
+            self.follower_yield = FollowerYield()
         return link
 
     async def _wait_raft_started(self) -> None:
@@ -368,7 +371,8 @@ class Node:
 
     async def _tick(self) -> None:
         """Request and lease deadlines, our publish, lagging watchers, progress
-        notifications, auto-compaction and the two processes' CPU pairing, every TICK_S."""
+        notifications, auto-compaction, the two processes' CPU pairing and a follower's yielding
+        of the CPU, every TICK_S."""
         app, config = self.app, self.config
         compactor = (
             Compactor(config.auto_compaction_mode, config.auto_compaction_retention)
@@ -399,6 +403,11 @@ class Node:
                 forwarded, app.foreign_applied = app.foreign_applied > 0, 0
                 leading = app.leader_id == app.member_id
                 self.pairing.check(Writes(leading, batches, overlap, forwarded))
+                self.follower_yield.check(
+                    app.leader_id not in (0, app.member_id),
+                    sum(app.requests_served),
+                    len(app.watch_hub),
+                )
             if idle_timeout and now >= next_idle_check:
                 self.server.close_idle(now, idle_timeout)
                 next_idle_check = now + min(1.0, idle_timeout / 4)

@@ -1,0 +1,65 @@
+"""A follower's application serving no client yields the CPU: the policy alone, then
+FollowerYield in a process of its own session (its autogroup read back from the kernel)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pyraftkv.node.follower_yield import HOLD_CHECKS, STARVED_SHARE, YieldPolicy
+
+CALM, STARVED = STARVED_SHARE / 2, STARVED_SHARE + 0.1
+
+
+def test_an_idle_follower_yields_a_leader_or_a_serving_follower_does_not():
+    policy = YieldPolicy()
+    assert policy.decide(False, 0, 0, CALM) is None  # leading
+    assert policy.decide(True, 3, 0, CALM) is None  # its clients sent requests
+    assert policy.decide(True, 0, 1, CALM) is None  # someone watches here
+    assert policy.decide(True, 0, 0, CALM) is True
+    assert policy.yielding
+    assert policy.decide(True, 0, 0, CALM) is None  # already
+    assert policy.decide(True, 1, 0, CALM) is False  # a client came
+    assert policy.decide(True, 0, 0, CALM) is True
+    assert policy.decide(False, 0, 0, CALM) is False  # it leads now
+
+
+def test_a_follower_made_to_wait_takes_its_weight_back_for_a_while():
+    policy = YieldPolicy()
+    assert policy.decide(True, 0, 0, CALM) is True
+    assert policy.decide(True, 0, 0, STARVED) is False
+    for _ in range(HOLD_CHECKS - 1):
+        assert policy.decide(True, 0, 0, CALM) is None
+        assert not policy.yielding
+    assert policy.decide(True, 0, 0, CALM) is True
+    # Waiting while not yielding is the machine's business, not a reason to hold.
+    policy = YieldPolicy()
+    assert policy.decide(False, 0, 0, STARVED) is None
+    assert policy.decide(True, 0, 0, CALM) is True
+
+
+CHECKS = """
+from pyraftkv.node.follower_yield import FollowerYield
+y = FollowerYield()
+assert y.enabled
+for following, served, watchers in {steps}:
+    y.check(following, served, watchers)
+    print(open("/proc/self/autogroup").read().split()[-1], flush=True)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups here")
+def test_the_autogroup_weight_is_lowered_and_given_back():
+    steps = [(True, 0, 0), (True, 0, 0), (True, 5, 0), (False, 5, 0), (True, 5, 0)]
+    out = subprocess.run(
+        [sys.executable, "-c", CHECKS.format(steps=steps)],
+        start_new_session=True,  # an autogroup of its own, not this test run's
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert out == ["19", "19", "0", "0", "19"]
