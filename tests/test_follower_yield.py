@@ -63,3 +63,25 @@ def test_the_autogroup_weight_is_lowered_and_given_back():
         check=True,
     ).stdout.split()
     assert out == ["19", "19", "0", "0", "19"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups here")
+def test_a_process_that_does_not_lead_its_session_never_yields():
+    """Its autogroup is its session's (here this test run's): lowering it would slow the
+    rest of the session."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pyraftkv.node.follower_yield import FollowerYield; "
+            "y = FollowerYield(); y.check(True, 0, 0); print(y.enabled); "
+            "print(open('/proc/self/autogroup').read().split()[-1])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    with open("/proc/self/autogroup") as f:
+        ours = f.read().split()[-1]
+    assert out == ["False", ours]

@@ -6,22 +6,27 @@ acknowledged it, and nobody waits for that apply unless a client of this member 
 a machine that several members share (tests, benchmarks, a developer's box) or that other
 work keeps busy, that apply often runs just when a leader's process wakes with a write's
 commit, and the woken process waits for a CPU: one writer's put took about 10 % longer
-(bench/README.md, "A follower's application yields the CPU"). So while this member follows,
-its clients sent nothing since the last check and nobody watches here, the application
-process lowers its weight: the nice value of its autogroup (/proc/self/autogroup), which any
-process may raise and lower again between 0 and 19. It takes its weight back when it
-leads, when a client sends or watches, and for a while when yielding made it wait for a CPU
-over half the time (its applies falling behind on a saturated machine).
+(bench/README.md, "One writer below etcd"). So while this member follows, its clients sent
+nothing since the last check and nobody watches here, the application process lowers its
+weight: the nice value of its autogroup (/proc/self/autogroup), which any process may
+raise and lower again between 0 and 19. At the next check (once a second) after it leads,
+or a client sends or watches, it takes its weight back; and for ten checks when yielding
+made it wait for a CPU over half the time (its applies falling behind on a saturated
+machine).
 
-Where autogroups do not apply (kernel.sched_autogroup_enabled=0, or a CPU cgroup of its
-own) the setting changes nothing; a ``--single-process`` member never yields (its Raft
-side is in the same process).
+An autogroup is a session's: only a process that leads its session (started by a service
+manager, a container runtime or ``setsid``, as ``pyraftkv cluster`` starts its members)
+yields, so a member started from a shell never lowers the shell's weight. Where
+autogroups do not apply (kernel.sched_autogroup_enabled=0, or a CPU cgroup of its own)
+the setting changes nothing; a ``--single-process`` member never yields (its Raft side
+is in the same process).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 
 log = logging.getLogger("pyraftkv.app")
@@ -81,7 +86,7 @@ class FollowerYield:
         try:
             self._nice = _autogroup_nice()  # what to return to (0 unless set from outside)
             self._last = (time.monotonic(), _run_delay_ns())
-            self.enabled = self._nice < YIELD_NICE
+            self.enabled = self._nice < YIELD_NICE and os.getsid(0) == os.getpid()
         except (OSError, ValueError, IndexError):
             self.enabled = False
 

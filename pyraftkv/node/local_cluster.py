@@ -59,7 +59,11 @@ def run_local_cluster(size: int, prefix: str, dashboard: str | None = None) -> i
         except (OSError, ValueError) as exc:
             print(f"pyraftkv cluster: --dashboard {dashboard}: {exc}", file=sys.stderr)
             return 2
-    processes = [subprocess.Popen(member_argv(i, size, prefix)) for i in range(size)]
+    # Each member leads a session of its own (its own scheduling autogroup: see
+    # follower_yield.py); this process stops them on Ctrl-C or SIGTERM.
+    processes = [
+        subprocess.Popen(member_argv(i, size, prefix), start_new_session=True) for i in range(size)
+    ]
     print(f"pyraftkv: {size} members started; endpoints: {endpoints}", flush=True)
     if dashboard:
         print(f"pyraftkv: dashboard on http://{dashboard}/", flush=True)
