@@ -85,3 +85,32 @@ def test_a_process_that_does_not_lead_its_session_never_yields():
     with open("/proc/self/autogroup") as f:
         ours = f.read().split()[-1]
     assert out == ["False", ours]
+
+
+POLLS = """
+from pyraftkv.node.follower_yield import FollowerYield
+y = FollowerYield()
+def nice():
+    print(open("/proc/self/autogroup").read().split()[-1], flush=True)
+y.check(True, 0, 0); nice()
+y.poll(True, 0, 0); nice()  # nothing new: still yielding
+y.poll(True, 1, 0); nice()  # a client's request: its weight back at once
+y.check(True, 1, 0); nice()  # the check saw that request: stays
+y.check(True, 1, 0); nice()  # a quiet check: yields again
+y.poll(True, 1, 2); nice()  # someone watches here
+y.check(True, 1, 0); nice()
+y.poll(False, 1, 0); nice()  # it leads
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"), reason="no autogroups here")
+def test_work_arriving_between_checks_takes_the_weight_back_at_once():
+    out = subprocess.run(
+        [sys.executable, "-c", POLLS],
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split()
+    assert out == ["19", "19", "0", "0", "19", "0", "19", "0"]

@@ -9,10 +9,9 @@ commit, and the woken process waits for a CPU: one writer's put took about 10 % 
 (bench/README.md, "One writer below etcd"). So while this member follows, its clients sent
 nothing since the last check and nobody watches here, the application process lowers its
 weight: the nice value of its autogroup (/proc/self/autogroup), which any process may
-raise and lower again between 0 and 19. At the next check (once a second) after it leads,
-or a client sends or watches, it takes its weight back; and for ten checks when yielding
-made it wait for a CPU over half the time (its applies falling behind on a saturated
-machine).
+raise and lower again between 0 and 19. Within a tick (0.1 s) after it leads, or a client
+sends or watches, it takes its weight back; and for ten checks when yielding made it wait
+for a CPU over half the time (its applies falling behind on a saturated machine).
 
 An autogroup is a session's: only a process that leads its session (started by a service
 manager, a container runtime or ``setsid``, as ``pyraftkv cluster`` starts its members)
@@ -78,7 +77,8 @@ def _set_autogroup_nice(nice: int) -> None:
 
 
 class FollowerYield:
-    """Checks the policy once a second or so and sets this process's autogroup weight."""
+    """Checks the policy once a second or so, and at every tick whether work came (``poll``),
+    and sets this process's autogroup weight."""
 
     def __init__(self) -> None:
         self._policy = YieldPolicy()
@@ -91,29 +91,54 @@ class FollowerYield:
             self.enabled = False
 
     def check(self, following: bool, served: int, watchers: int) -> None:
-        """``served``: client requests served since the start (a running count)."""
+        """Once a second or so. ``served``: client requests served since the start (a
+        running count)."""
         if not self.enabled:
             return
         requests, self._served = served - self._served, served
         try:
             now, delay = time.monotonic(), _run_delay_ns()
-            (then, delay_then), self._last = self._last, (now, delay)
-            waited = (delay - delay_then) / 1e9 / (now - then) if now > then else 0.0
-            decision = self._policy.decide(following, requests, watchers, waited)
-            if decision is True:
-                _set_autogroup_nice(YIELD_NICE)
-                log.info("following with no client here: the application yields the CPU")
-            elif decision is False:
-                _set_autogroup_nice(self._nice)
-                log.info(
-                    "the application takes its CPU weight back (%s)",
-                    "it waited for a CPU %.0f%% of the time" % (waited * 100)
-                    if waited > STARVED_SHARE
-                    else "leading, or serving clients here",
-                )
         except (OSError, ValueError, IndexError) as exc:
-            self.enabled = False
-            log.warning("not yielding the CPU while following: %s", exc)
-            if self._policy.yielding:
-                with contextlib.suppress(OSError):
-                    _set_autogroup_nice(self._nice)
+            self._give_up(exc)
+            return
+        (then, delay_then), self._last = self._last, (now, delay)
+        waited = (delay - delay_then) / 1e9 / (now - then) if now > then else 0.0
+        decision = self._policy.decide(following, requests, watchers, waited)
+        if decision is True:
+            self._set(YIELD_NICE, "following with no client here: the application yields the CPU")
+        elif decision is False:
+            self._set(
+                self._nice,
+                "the application takes its CPU weight back (%s)"
+                % (
+                    f"it waited for a CPU {waited:.0%} of the time"
+                    if waited > STARVED_SHARE
+                    else "leading, or serving clients here"
+                ),
+            )
+
+    def poll(self, following: bool, served: int, watchers: int) -> None:
+        """At every tick: a yielding application that leads now, or whose clients sent or
+        watch, takes its weight back at once rather than at the next check."""
+        if self._policy.yielding and (not following or served != self._served or watchers):
+            self._policy.yielding = False
+            self._set(
+                self._nice,
+                "the application takes its CPU weight back at once (%s)"
+                % ("no longer following" if not following else "a client here"),
+            )
+
+    def _set(self, nice: int, message: str) -> None:
+        try:
+            _set_autogroup_nice(nice)
+        except OSError as exc:
+            self._give_up(exc)
+            return
+        log.info("%s", message)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.enabled = False
+        log.warning("not yielding the CPU while following: %s", exc)
+        if self._policy.yielding:
+            with contextlib.suppress(OSError):
+                _set_autogroup_nice(self._nice)

@@ -382,7 +382,7 @@ class Node:
         progress_interval = config.watch_progress_notify_interval_s
         next_progress = time.monotonic() + progress_interval
         idle_timeout = config.client_idle_timeout_s
-        next_idle_check = next_pairing_check = time.monotonic() + 1.0
+        next_idle_check = next_cpu_check = time.monotonic() + 1.0
         corrupt_interval = config.corrupt_check_interval_s
         next_corrupt_check = time.monotonic() + corrupt_interval
         while True:
@@ -397,17 +397,18 @@ class Node:
             if now >= next_progress:
                 app.watch_hub.progress_tick()
                 next_progress = now + progress_interval
-            if self.pairing is not None and now >= next_pairing_check:
-                next_pairing_check = now + 1.0
+            if self.follower_yield is not None:
+                following = app.leader_id not in (0, app.member_id)
+                served, watchers = sum(app.requests_served), len(app.watch_hub)
+                self.follower_yield.poll(following, served, watchers)
+                if now >= next_cpu_check:
+                    self.follower_yield.check(following, served, watchers)
+            if self.pairing is not None and now >= next_cpu_check:
+                next_cpu_check = now + 1.0
                 batches, overlap = app.proposals.take_overlap()
                 forwarded, app.foreign_applied = app.foreign_applied > 0, 0
                 leading = app.leader_id == app.member_id
                 self.pairing.check(Writes(leading, batches, overlap, forwarded))
-                self.follower_yield.check(
-                    app.leader_id not in (0, app.member_id),
-                    sum(app.requests_served),
-                    len(app.watch_hub),
-                )
             if idle_timeout and now >= next_idle_check:
                 self.server.close_idle(now, idle_timeout)
                 next_idle_check = now + min(1.0, idle_timeout / 4)

@@ -1,6 +1,6 @@
 """Followers whose applications serve no client yield the CPU (their autogroup's nice value
-read from /proc); a follower takes its weight back when a client writes through it, and
-a follower that becomes leader when it leads."""
+read from /proc); a follower takes its weight back as soon as a client writes through it,
+and a follower that becomes leader when it leads."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def test_idle_followers_yield_and_take_their_weight_back_when_on_a_path(make_clu
             return nice(a) == 0
 
         wait_for(writing_through_a, "the follower serving a writer to take its weight back", 10)
+        assert "its CPU weight back at once (a client here)" in a.log_text()
         assert nice(b) == 19
         client.move_leader(cluster.status(b).header.member_id)
     wait_for(lambda: cluster.wait_leader() is b, "leadership to move", 10)
