@@ -189,11 +189,15 @@ class WriteBatch:
     def put_cannot_fail(self, req: rpc_pb2.PutRequest) -> bool:
         """Whether put(req) is sure to succeed with the next revision and an answer of
         nothing but that revision: no lease to find, no key that must exist, no previous
-        value to return, a key and a size within the limits."""
-        return (
-            not (req.lease or req.prev_kv or req.ignore_value or req.ignore_lease or not req.key)
-            and req.ByteSize() <= self._store.max_request_bytes
-        )
+        value to return, and put's own checks passed."""
+        if req.lease or req.prev_kv or req.ignore_value or req.ignore_lease:
+            return False
+        try:
+            validation.check_put(req)
+            validation.check_size(req, self._store.max_request_bytes)
+        except errors.ApiError:
+            return False
+        return True
 
     def delete_range(
         self, req: rpc_pb2.DeleteRangeRequest

@@ -156,7 +156,7 @@ class Node:
         self._raft_exited = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.pairing: CpuPairing | None = None  # with a Raft process of its own
-        self.follower_yield: FollowerYield | None = None  # likewise
+        self.follower_yield: FollowerYield | None = None  # likewise, made with it
 
     def stop(self, code: int = 0) -> None:
         """Stop serving; the first non-zero code given is the exit code."""
@@ -397,18 +397,17 @@ class Node:
             if now >= next_progress:
                 app.watch_hub.progress_tick()
                 next_progress = now + progress_interval
-            if self.follower_yield is not None:
+            if self.pairing is not None and self.follower_yield is not None:
                 following = app.leader_id not in (0, app.member_id)
                 served, watchers = sum(app.requests_served), len(app.watch_hub)
                 self.follower_yield.poll(following, served, watchers)
                 if now >= next_cpu_check:
+                    next_cpu_check = now + 1.0
                     self.follower_yield.check(following, served, watchers)
-            if self.pairing is not None and now >= next_cpu_check:
-                next_cpu_check = now + 1.0
-                batches, overlap = app.proposals.take_overlap()
-                forwarded, app.foreign_applied = app.foreign_applied > 0, 0
-                leading = app.leader_id == app.member_id
-                self.pairing.check(Writes(leading, batches, overlap, forwarded))
+                    batches, overlap = app.proposals.take_overlap()
+                    forwarded, app.foreign_applied = app.foreign_applied > 0, 0
+                    leading = app.leader_id == app.member_id
+                    self.pairing.check(Writes(leading, batches, overlap, forwarded))
             if idle_timeout and now >= next_idle_check:
                 self.server.close_idle(now, idle_timeout)
                 next_idle_check = now + min(1.0, idle_timeout / 4)
