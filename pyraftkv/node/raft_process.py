@@ -168,6 +168,7 @@ class RaftProcess:
         self._last_written = last_written  # last entry index handed to the WAL writer
         self._scheduled: asyncio.Handle | None = None
         self._alone_readies = 0  # Readies in a row whose entries came after all committed
+        self._told_durable = 0  # the last entry a follower was told is durable here
         self._awaiting_install: tuple[Ready, str] | None = None
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
@@ -659,7 +660,8 @@ class RaftProcess:
             self._advance_durable()
 
         if entries:  # nothing before these entries is uncommitted: one writer at a time
-            alone = self.core.commit_index >= entries[0].index - 1
+            # (or after all a follower was told durable: its writer moved on before the commit)
+            alone = max(self.core.commit_index, self._told_durable) >= entries[0].index - 1
             self._alone_readies = self._alone_readies + 1 if alone else 0
         self.writer.submit(
             write, ready.must_sync, durable, self._alone_readies >= ONE_WRITER_READIES
@@ -668,11 +670,20 @@ class RaftProcess:
     def _advance_durable(self) -> None:
         """Send the persisted messages of, and advance, every durable Ready at the front."""
         in_flight = self._in_flight
+        durable = 0  # the last entry these Readies made durable
         while in_flight and in_flight[0][1]:
             ready = in_flight.popleft()[0]
             if ready.persisted_messages:
                 self._send_frames(ready.persisted_messages)
             self.core.advance(ready)
+            if ready.entries:
+                durable = ready.entries[-1].index
+        if durable and self._forwarded and self._alone_readies >= ONE_WRITER_READIES:
+            # One writer through a follower: with this leader it may make a majority, and
+            # then it commits as soon as its own fdatasync ends (RaftCore.send_durable_to).
+            for origin in {origin for _index, origin in self._forwarded}:
+                self.core.send_durable_to(origin)
+            self._told_durable = durable
         if self.trace.open:
             self.trace.check_quorum(self.core.commit_index)
         self.schedule()

@@ -43,6 +43,7 @@ class MessageType(IntEnum):
     TIMEOUT_NOW = 10  # leader -> transferee: campaign now, skipping PreVote
     READ_INDEX = 11  # follower -> leader: context = the read's opaque id
     READ_INDEX_RESP = 12  # leader -> follower: index = read index, context echoed
+    DURABLE = 13  # leader -> follower: index = last index of the leader's log it holds durably
 
 
 class Role(IntEnum):

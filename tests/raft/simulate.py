@@ -358,7 +358,12 @@ class Simulation:
             storage.hard_state = ready.hard_state
         for msg in ready.persisted_messages:
             self.send(msg, faulty)
-        member.core.advance(ready)
+        core = member.core
+        core.advance(ready)
+        if ready.entries and core.role == Role.LEADER and self.rng.random() < 0.5:
+            # As the shell does for a follower whose writer waits (RaftCore.send_durable_to).
+            for node in sorted(core.membership.members()):
+                core.send_durable_to(node)
         self.drive(member, faulty)
 
     def maybe_compact(self, member: Member) -> None:

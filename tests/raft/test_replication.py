@@ -8,6 +8,8 @@ import random
 import pytest
 
 from pyraftkv.raft import (
+    ConfChange,
+    ConfChangeType,
     Config,
     Entry,
     HardState,
@@ -450,3 +452,76 @@ def test_a_restart_counts_what_the_application_applied_as_committed() -> None:
     assert core.commit_index == 4
     ready = core.ready()
     assert ready.committed_entries == ()
+
+
+def _durable_but_unacknowledged(net: Network) -> int:
+    """The leader (1) appends an entry every follower persists, but hears no answer."""
+    net.campaign(1)
+    net.dropped_types = {MessageType.APP_RESP}
+    last = net[1].propose([b"w"])
+    net.deliver()
+    assert net[1].commit_index < last
+    return last
+
+
+def test_a_follower_told_the_leader_holds_it_durably_commits_when_the_two_are_a_majority() -> None:
+    """With three voters a follower and the leader are a majority: once the follower holds
+    an entry of the leader's term durably and the leader says it does too, the entry is
+    committed and the follower applies it, before the leader has counted anything."""
+    net = Network()
+    last = _durable_but_unacknowledged(net)
+    net[1].send_durable_to(2)
+    net.deliver()
+    assert net[2].commit_index == last
+    assert net.applied[2][-1].data == b"w"
+    assert net[1].commit_index < last and net[3].commit_index < last
+    # The leader's next reads wait for what a follower may have answered meanwhile.
+    net[1].read_index(b"after")
+    net.deliver()
+    assert [r.index for r in net.read_states[1]] == [last]
+
+
+def test_the_follower_commits_nothing_that_two_members_do_not_make_a_majority_of() -> None:
+    net = Network(ids=(1, 2, 3, 4, 5))
+    last = _durable_but_unacknowledged(net)
+    net[1].send_durable_to(2)
+    net.deliver()
+    assert net[2].commit_index < last
+
+
+def test_the_follower_commits_nothing_while_a_membership_change_is_uncommitted() -> None:
+    net = Network()
+    net.campaign(1)
+    net.dropped_types = {MessageType.APP_RESP}
+    last = net[1].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, 4, b"four"))
+    net.deliver()
+    net[1].send_durable_to(2)
+    net.deliver()
+    assert net[2].log.last_index == last
+    assert net[2].commit_index < last
+
+
+def test_a_durable_notice_from_anyone_but_the_leader_changes_nothing() -> None:
+    net = Network()
+    last = _durable_but_unacknowledged(net)
+    net[2].step(Message(MessageType.DURABLE, 2, 3, net[1].term, index=last))
+    net[2].step(Message(MessageType.DURABLE, 2, 1, net[1].term - 1, index=last))
+    assert net[2].commit_index < last
+    net[1].step(Message(MessageType.DURABLE, 1, 2, net[1].term, index=last))
+    assert net[1].commit_index < last
+
+
+def test_a_follower_commits_only_what_it_holds_durably_itself() -> None:
+    net = Network()
+    net.campaign(1)
+    net.dropped_types = {MessageType.APP_RESP}
+    last = net[1].propose([b"w"])
+    net.flush()
+    follower = net[2]
+    for app in [m for m in net.inflight if m.to == 2]:
+        follower.step(app)
+    ready = follower.ready()  # taken, not yet durable
+    follower.step(Message(MessageType.DURABLE, 2, 1, net[1].term, index=last))
+    assert follower.commit_index < last
+    follower.advance(ready)
+    assert follower.commit_index == last
