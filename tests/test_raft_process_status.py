@@ -45,7 +45,9 @@ def test_a_stalled_ticker_drops_the_ticks_it_missed() -> None:
 
 def _durable_state(alone: int, forwarded: list[tuple[int, int]]) -> SimpleNamespace:
     told: list[int] = []
-    core = SimpleNamespace(advance=lambda ready: None, send_durable_to=told.append)
+    core = SimpleNamespace(
+        advance=lambda ready: None, send_durable_to=lambda node: told.append(node) or node != 3
+    )
     ready = SimpleNamespace(persisted_messages=[], entries=[SimpleNamespace(index=7)])
     return SimpleNamespace(
         core=core,
@@ -54,6 +56,7 @@ def _durable_state(alone: int, forwarded: list[tuple[int, int]]) -> SimpleNamesp
         _forwarded=deque(forwarded),
         _alone_readies=alone,
         _told_durable=0,
+        _told={},
         trace=SimpleNamespace(open=False),
         schedule=lambda: None,
     )
@@ -63,9 +66,11 @@ def test_a_leader_tells_a_lone_forwarding_writers_member_its_log_is_durable() ->
     """One writer through a follower: once the leader's WAL holds the write, the follower
     that forwarded it is told (it may then commit with the leader, RaftCore.send_durable_to);
     its next write, sent before the leader counted the answer, still counts as alone."""
-    state = _durable_state(ONE_WRITER_READIES, [(7, 2), (7, 2)])
+    state = _durable_state(ONE_WRITER_READIES, [(7, 2), (7, 2), (7, 3)])
     RaftProcess._advance_durable(state)
-    assert state.told == [2] and state._told_durable == 7
+    # 3 cannot commit with the leader (the core sent it nothing): it waits for the commit.
+    assert sorted(state.told) == [2, 3] and state._told == {2: 7}
+    assert state._told_durable == 7
     # Many writers at once (not alone), or nothing forwarded: nobody is told.
     for alone, forwarded in ((ONE_WRITER_READIES - 1, [(7, 2)]), (ONE_WRITER_READIES, [])):
         state = _durable_state(alone, forwarded)
@@ -96,3 +101,15 @@ def test_a_write_after_one_the_follower_was_told_durable_is_still_one_writers() 
         )
         RaftProcess._persist(state, ready)
         assert submitted == [alone]
+
+
+def test_only_followers_not_told_the_write_was_durable_get_its_commit_at_once() -> None:
+    state = SimpleNamespace(
+        _forwarded=deque([(5, 2), (6, 3), (7, 2), (9, 3)]),
+        core=SimpleNamespace(commit_index=7),
+        _told={2: 7, 3: 5},
+    )
+    assert RaftProcess._origins_to_tell(state) == {3}
+    assert list(state._forwarded) == [(9, 3)]
+    state.core.commit_index, state._told = 9, {3: 9}
+    assert RaftProcess._origins_to_tell(state) == set()

@@ -169,6 +169,7 @@ class RaftProcess:
         self._scheduled: asyncio.Handle | None = None
         self._alone_readies = 0  # Readies in a row whose entries came after all committed
         self._told_durable = 0  # the last entry a follower was told is durable here
+        self._told: dict[int, int] = {}  # follower -> the last entry it was told is durable
         self._awaiting_install: tuple[Ready, str] | None = None
         self._held: list[Ready] = []  # Readies waiting for a snapshot install to finish
         self._in_flight: deque[list] = deque()  # [Ready, durable] in the order taken
@@ -547,18 +548,25 @@ class RaftProcess:
                     self._handle_ready(ready)
         finally:
             self._flush_up()
-        forwarded = self._forwarded
-        if forwarded and forwarded[0][0] <= core.commit_index:
-            origins = set()
-            while forwarded and forwarded[0][0] <= core.commit_index:
-                origins.add(forwarded.popleft()[1])
-            for origin in origins:  # its client waits for this commit: tell it now
+        if self._forwarded and self._forwarded[0][0] <= core.commit_index:
+            for origin in self._origins_to_tell():  # its client waits: tell it now
                 core.send_commit_to(origin)
             if core.has_ready():
                 self.schedule()
                 return
         if core.commit_unsent and self._commit_notice is None:
             self._arm_commit_notice()
+
+    def _origins_to_tell(self) -> set[int]:
+        """The followers that forwarded writes now committed and do not know it: not those
+        told this log held them durably (they committed by themselves)."""
+        forwarded, commit, told = self._forwarded, self.core.commit_index, self._told
+        origins = set()
+        while forwarded and forwarded[0][0] <= commit:
+            index, origin = forwarded.popleft()
+            if told.get(origin, 0) < index:
+                origins.add(origin)
+        return origins
 
     def _arm_commit_notice(self) -> None:
         self._commit_notice_armed_at = self.core.commit_broadcast
@@ -682,8 +690,8 @@ class RaftProcess:
             # One writer through a follower: with this leader it may make a majority, and
             # then it commits as soon as its own fdatasync ends (RaftCore.send_durable_to).
             for origin in {origin for _index, origin in self._forwarded}:
-                self.core.send_durable_to(origin)
-            self._told_durable = durable
+                if self.core.send_durable_to(origin):
+                    self._told[origin] = self._told_durable = durable
         if self.trace.open:
             self.trace.check_quorum(self.core.commit_index)
         self.schedule()
@@ -711,6 +719,7 @@ class RaftProcess:
                 self.push_up(rp.pack(rp.REFUSED, rp.REFUSED_FMT, rp.NO_LEADER, context))
             self._reads_outstanding.clear()
             self._forwarded.clear()
+            self._told.clear()
         self.leader, self._role = soft.leader_id, soft.role
 
     def _report_sync_latency(self) -> None:

@@ -412,13 +412,24 @@ class RaftCore:
         if self.role == Role.LEADER and progress is not None and node_id != self.id:
             self._send_append(node_id, progress, False)
 
-    def send_durable_to(self, node_id: int) -> None:
-        """Tell follower ``node_id`` how far this leader's log is durable, so that a follower
-        which with this leader makes a majority commits without waiting for the commit
-        index (see _commit_with_leader): one round trip sooner for a write it forwarded."""
-        if self.role == Role.LEADER and node_id in self._progress and node_id != self.id:
-            self._durable_told = self.log.persisted
-            self._send(Message(_DURABLE, node_id, self.id, self.term, index=self._durable_told))
+    def send_durable_to(self, node_id: int) -> bool:
+        """Tell follower ``node_id`` how far this leader's log is durable, if with this leader
+        it makes a majority: it then commits without waiting for the commit index (see
+        _commit_with_leader), one round trip sooner for a write it forwarded. False when
+        nothing was sent (the follower needs the commit index)."""
+        voters = self.membership.voters
+        if not (
+            self.role == Role.LEADER
+            and len(voters) <= 3
+            and node_id in voters
+            and self.id in voters
+            and node_id in self._progress
+            and not (self._confs and self._confs[-1][0] > self.log.committed)
+        ):
+            return False
+        self._durable_told = self.log.persisted
+        self._send(Message(_DURABLE, node_id, self.id, self.term, index=self._durable_told))
+        return True
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read point; a ReadState(index, context) follows in a later

@@ -470,7 +470,7 @@ def test_a_follower_told_the_leader_holds_it_durably_commits_when_the_two_are_a_
     committed and the follower applies it, before the leader has counted anything."""
     net = Network()
     last = _durable_but_unacknowledged(net)
-    net[1].send_durable_to(2)
+    assert net[1].send_durable_to(2)
     net.deliver()
     assert net[2].commit_index == last
     assert net.applied[2][-1].data == b"w"
@@ -482,10 +482,13 @@ def test_a_follower_told_the_leader_holds_it_durably_commits_when_the_two_are_a_
 
 
 def test_the_follower_commits_nothing_that_two_members_do_not_make_a_majority_of() -> None:
+    """Neither side takes the shortcut with five voters: the leader sends nothing, and a
+    follower told all the same does not commit."""
     net = Network(ids=(1, 2, 3, 4, 5))
     last = _durable_but_unacknowledged(net)
-    net[1].send_durable_to(2)
-    net.deliver()
+    assert net[1].send_durable_to(2) is False
+    assert not net[1].has_ready()
+    net[2].step(Message(MessageType.DURABLE, 2, 1, net[1].term, index=last))
     assert net[2].commit_index < last
 
 
@@ -495,8 +498,8 @@ def test_the_follower_commits_nothing_while_a_membership_change_is_uncommitted()
     net.dropped_types = {MessageType.APP_RESP}
     last = net[1].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, 4, b"four"))
     net.deliver()
-    net[1].send_durable_to(2)
-    net.deliver()
+    assert net[1].send_durable_to(2) is False
+    net[2].step(Message(MessageType.DURABLE, 2, 1, net[1].term, index=last))
     assert net[2].log.last_index == last
     assert net[2].commit_index < last
 
