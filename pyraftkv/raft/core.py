@@ -417,14 +417,8 @@ class RaftCore:
         it makes a majority: it then commits without waiting for the commit index (see
         _commit_with_leader), one round trip sooner for a write it forwarded. False when
         nothing was sent (the follower needs the commit index)."""
-        voters = self.membership.voters
         if not (
-            self.role == Role.LEADER
-            and len(voters) <= 3
-            and node_id in voters
-            and self.id in voters
-            and node_id in self._progress
-            and not (self._confs and self._confs[-1][0] > self.log.committed)
+            self.role == Role.LEADER and node_id in self._progress and self._majority_with(node_id)
         ):
             return False
         self._durable_told = self.log.persisted
@@ -1066,14 +1060,24 @@ class RaftCore:
         of both, but the rule does not lean on that)."""
         log = self.log
         index = min(self._leader_durable, log.persisted)
-        if index <= log.committed or log.term(index) != self.term:
-            return
+        if (
+            index > log.committed
+            and log.term(index) == self.term
+            and self._majority_with(self.lead)
+        ):
+            log.commit_to(index)
+
+    def _majority_with(self, other: int) -> bool:
+        """Whether this member and voter ``other`` are a majority of the voters, with no
+        membership change uncommitted in the log (see _commit_with_leader)."""
         voters = self.membership.voters
-        if len(voters) > 3 or self.id not in voters or self.lead not in voters:
-            return
-        if self._confs and self._confs[-1][0] > log.committed:
-            return
-        log.commit_to(index)
+        return (
+            len(voters) <= 3
+            and self.id in voters
+            and other in voters
+            and other != self.id
+            and not (self._confs and self._confs[-1][0] > self.log.committed)
+        )
 
     def _step_down_removed(self) -> None:
         # Thesis §4.2.2: the removed leader steps down once the change commits; hand over

@@ -59,11 +59,11 @@ def test_a_broken_core_is_caught() -> None:
 
 def test_followers_commit_with_the_leader_and_a_careless_rule_is_caught() -> None:
     """The simulated leaders tell followers how far their logs are durable: followers do
-    commit by it (RaftCore._commit_with_leader) across seeds, and a rule that forgets to
-    check that the two make a majority breaks leader completeness with five members."""
+    commit by it (RaftCore._commit_with_leader) across seeds, and taking any leader and
+    follower for a majority breaks leader completeness with five members."""
     from pyraftkv.raft import core as raft_core
 
-    rule = raft_core.RaftCore._commit_with_leader
+    rule, majority = raft_core.RaftCore._commit_with_leader, raft_core.RaftCore._majority_with
     commits = 0
 
     def counted(self):  # noqa: ANN001, ANN202
@@ -72,19 +72,15 @@ def test_followers_commit_with_the_leader_and_a_careless_rule_is_caught() -> Non
         rule(self)
         commits += self.log.committed > before
 
-    def careless(self):  # noqa: ANN001, ANN202
-        index = min(self._leader_durable, self.log.persisted)
-        if index > self.log.committed and self.log.term(index) == self.term:
-            self.log.commit_to(index)
-
     try:
         raft_core.RaftCore._commit_with_leader = counted
         for seed in range(20):
             run_seed(seed, 3)
         assert commits > 0
-        raft_core.RaftCore._commit_with_leader = careless
+        raft_core.RaftCore._majority_with = lambda self, other: other != self.id
         with pytest.raises(AssertionError, match="replay: python -m tests.raft.simulate"):
             for seed in range(300):
                 run_seed(seed, 5)
     finally:
         raft_core.RaftCore._commit_with_leader = rule
+        raft_core.RaftCore._majority_with = majority
