@@ -6,7 +6,8 @@ random delay (in order), then sends Ready.persisted_messages and advances. A cra
 every Ready not yet persisted; a restart rebuilds the core from only the persisted hard
 state, snapshot metadata and WAL entries. The network drops, delays, reorders and
 duplicates messages and honours partitions (asymmetric ones too). Snapshots (compaction
-and transfer), membership changes, leader transfers and ReadIndex run under all of it.
+and transfer), membership changes, leader transfers, ReadIndex and leaders telling
+followers how far their logs are durable (RaftCore.send_durable_to) run under all of it.
 
 Safety is checked after every step (see Checker); then the faults heal and liveness is
 checked: a leader within a bounded number of ticks, and a proposal committed everywhere.
