@@ -113,3 +113,34 @@ def test_an_answer_written_before_the_store_commits_survives_a_crash_there(tmp_p
             assert (kv.value, kv.mod_revision) == (b"2", answered)
     finally:
         cluster.stop_all()
+
+
+def test_a_follower_that_committed_with_the_leader_and_answered_survives_a_crash(tmp_path):
+    """One writer through a follower: the follower commits with the leader (told the
+    leader's WAL holds the write) and answers before it applies; killed there, it comes
+    back with the write at the revision answered, and the leader has it too."""
+    cluster = LocalCluster(str(tmp_path), 3)
+    path = os.path.join(str(tmp_path), "follower.failpoints")
+    for member in cluster.members:
+        member.env[FILE_ENV] = path  # only the member whose client waits answers early
+    try:
+        cluster.start()
+        leader = cluster.wait_leader()
+        follower = next(m for m in cluster.members if m is not leader)
+        with cluster.client([follower]) as c:
+            for i in range(20):  # the leader sees one writer, one write at a time
+                c.put("k", str(i))
+            c.get("k", serializable=True)  # the last put's apply is over (see above)
+            with open(path, "w") as f:
+                f.write("appAnsweredBeforeApply=crash")
+            answered = c.put("k", "last").header.revision
+        assert follower.process.wait(30) != 0
+        assert "failpoint appAnsweredBeforeApply: crash" in follower.log_text()
+        os.unlink(path)
+        cluster.start_member(follower)
+        for member in (follower, leader):
+            with cluster.client([member]) as c:
+                kv = c.get("k").kvs[0]
+                assert (kv.value, kv.mod_revision) == (b"last", answered), member.name
+    finally:
+        cluster.stop_all()
