@@ -454,10 +454,15 @@ def test_a_restart_counts_what_the_application_applied_as_committed() -> None:
     assert ready.committed_entries == ()
 
 
-def _durable_but_unacknowledged(net: Network) -> int:
-    """The leader (1) appends an entry every follower persists, but hears no answer."""
+def _leading_unanswered(net: Network) -> None:
+    """Member 1 leads, and hears no answer to its appends from here on."""
     net.campaign(1)
     net.dropped_types = {MessageType.APP_RESP}
+
+
+def _durable_but_unacknowledged(net: Network) -> int:
+    """The leader (1) appends an entry every follower persists, but hears no answer."""
+    _leading_unanswered(net)
     last = net[1].propose([b"w"])
     net.deliver()
     assert net[1].commit_index < last
@@ -494,8 +499,7 @@ def test_the_follower_commits_nothing_that_two_members_do_not_make_a_majority_of
 
 def test_the_follower_commits_nothing_while_a_membership_change_is_uncommitted() -> None:
     net = Network()
-    net.campaign(1)
-    net.dropped_types = {MessageType.APP_RESP}
+    _leading_unanswered(net)
     last = net[1].propose_conf_change(ConfChange(ConfChangeType.ADD_LEARNER, 4, b"four"))
     net.deliver()
     assert net[1].send_durable_to(2) is False
@@ -516,8 +520,7 @@ def test_a_durable_notice_from_anyone_but_the_leader_changes_nothing() -> None:
 
 def test_a_follower_commits_only_what_it_holds_durably_itself() -> None:
     net = Network()
-    net.campaign(1)
-    net.dropped_types = {MessageType.APP_RESP}
+    _leading_unanswered(net)
     last = net[1].propose([b"w"])
     net.flush()
     follower = net[2]
